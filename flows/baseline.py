@@ -1,0 +1,127 @@
+"""Prefect flow ``baseline-daily``: validate → backtest per producer → fit → register/promote.
+
+Only wiring lives here (tasks, retries, mapping); the work is in ``leadtime.data`` and
+``models.baseline_*``. Runs on Prefect's ephemeral API when no server is configured.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from leadtime.data import LoadTrace, read_load_trace
+from leadtime.settings import get_settings
+from models.backtest import CHAMPION, BacktestConfig, backtest_producer, final_choice, summarise
+from models.baseline_pipeline import config_from_settings
+from models.baseline_registry import (
+    BaselineBundle,
+    Registration,
+    final_offsets,
+    fit_champion,
+    log_and_register,
+    plot_forecast,
+)
+
+#: Optional callback the CLI sets to drive a progress bar: ``hook(stage, done, total)``.
+progress_hook: Callable[[str, int, int], None] | None = None
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    get_run_logger().info("%s: %d/%d producers", stage, done, total)
+    if progress_hook is not None:
+        progress_hook(stage, done, total)
+
+
+@task(name="validate-load-trace", cache_policy=NO_CACHE)
+def validate_trace(path: str) -> LoadTrace:
+    """Read and validate the trace with Great Expectations; refuse it whole on any defect."""
+    trace = read_load_trace(path)
+    for note in trace.repairs:
+        get_run_logger().warning(note)
+    return trace
+
+
+@task(name="backtest-producer", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def backtest_task(series: pd.Series, config: BacktestConfig) -> pd.DataFrame:
+    return backtest_producer(series, config)
+
+
+@task(name="fit-champion", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def fit_task(series: pd.Series, model_name: str, offsets: dict, history_days: int):
+    return fit_champion(series, model_name, offsets, history_days)
+
+
+@task(name="register-baseline", retries=1, cache_policy=NO_CACHE)
+def register_task(bundle: BaselineBundle, backtest: pd.DataFrame, params: dict,
+                  plot_path: str | None) -> Registration:
+    settings = get_settings()
+    return log_and_register(bundle, backtest, name=settings.baseline_model_name,
+                            experiment=settings.experiment, params=params,
+                            plot_path=Path(plot_path) if plot_path else None)
+
+
+def _collect(futures: list, stage: str) -> list:
+    done = 0
+    for _ in as_completed(futures):
+        done += 1
+        _progress(stage, done, len(futures))
+    return [f.result() for f in futures]
+
+
+@flow(name="baseline-daily", log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1)))
+def baseline_daily(
+    trace: str,
+    producers: list[str] | None = None,
+    cutoffs: int | None = None,
+    history_days: int | None = None,
+) -> dict:
+    """Fit the Tier 1 baseline for every producer of a load trace and register the champion."""
+    settings = get_settings().prepare()
+    config = config_from_settings(settings, cutoffs=cutoffs, history_days=history_days)
+    loaded = validate_trace(trace)
+    chosen = producers or loaded.producers
+    unknown = sorted(set(chosen) - set(loaded.producers))
+    if unknown:
+        raise ValueError(f"{Path(trace).name}: no producer(s) {', '.join(unknown)}")
+    series = {p: loaded.series(p) for p in chosen}
+
+    backtests = _collect(backtest_task.map(list(series.values()), config), "backtest")
+    backtest = pd.concat([b for b in backtests if not b.empty], ignore_index=True)
+    if backtest.empty:
+        raise ValueError(f"{Path(trace).name}: not enough history for a backtest")
+
+    choices = final_choice(backtest)
+    fitted = _collect(
+        [fit_task.submit(series[p], m, final_offsets(backtest, p, m), config.history_days)
+         for p, m in choices.items()],
+        "fit",
+    )
+    bundle = BaselineBundle(dict(zip(choices, fitted)), choices,
+                            {p: str(series[p].index[-1]) for p in choices})
+
+    first = next(iter(choices))
+    plot = plot_forecast(series[first], bundle.forecasters[first],
+                         settings.plots_dir / f"baseline_{Path(trace).stem}_{first}.png",
+                         horizon=config.horizon)
+    params = {"trace": Path(trace).name, **{k: str(v) for k, v in asdict(config).items()}}
+    registration = register_task(bundle, backtest, params, str(plot))
+    summary = summarise(backtest)
+    return {
+        "trace": str(trace),
+        "producers": len(choices),
+        "summary": summary,
+        "choices": choices,
+        "champion": summary.get(CHAMPION, {}),
+        "registration": asdict(registration),
+        "plot": str(plot),
+        "repairs": loaded.repairs,
+    }

@@ -1,0 +1,26 @@
+"""The ``leadtime`` command line. Commands are thin: they parse flags and call plain functions."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="leadtime: forecast producer load and pre-allocate capacity a spin-up lead time ahead.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+bench = typer.Typer(help="Benchmarks that print leadtime's figures side by side with baselines.",
+                    no_args_is_help=True)
+app.add_typer(bench, name="bench")
+
+
+def fail(message: str) -> None:
+    """Print a clear error and exit with status 2 (no traceback for bad input)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+# Commands are registered from their own modules to keep this file a table of contents.
+from leadtime.commands import register  # noqa: E402
+
+register(app, bench)

@@ -1,0 +1,17 @@
+"""Registers every CLI command; each lives beside the code it drives."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    from leadtime.cli_baseline import register as register_baseline
+
+    register_baseline(app, bench)
+    from leadtime.cli_autoscale import register as register_autoscale
+
+    register_autoscale(app, bench)
+    from leadtime.cli_intent import register as register_intent
+
+    register_intent(app, bench)

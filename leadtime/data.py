@@ -1,0 +1,337 @@
+"""Readers for the three input contracts (see ``shared/data/README.md``).
+
+* load trace: ``timestamp, producer_id, value`` (+ ignored extra columns), evenly spaced per
+  producer, gaps allowed;
+* request trace: one row per request plus a sidecar ``*.schema.yaml`` naming the columns;
+* anomaly set: ``<dir>/*.csv`` of ``timestamp,value`` plus ``windows.json``.
+
+Every file is read as text, checked with Great Expectations (``leadtime.validation``) and either
+returned whole or refused whole with a :class:`TraceError` naming the file, the column and the
+first offending rows. Nothing is half-ingested.
+
+Real telemetry has clock glitches (e.g. a daylight-saving change that stamps a dozen samples with
+the same local time). A producer whose irregular rows (duplicates, out-of-order or off-grid
+timestamps) are at most ``max_irregular_share`` of its rows is repaired (sorted, snapped to its
+grid, duplicates averaged) and the repair is reported in ``LoadTrace.repairs``; above that share,
+or with ``max_irregular_share=0`` (``--strict``), the file is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from leadtime.validation import Check, TraceError, validate
+
+DEFAULT_MAX_IRREGULAR_SHARE = 0.005
+NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+TIMESTAMP_RE = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$"
+
+__all__ = [
+    "AnomalySet",
+    "LoadTrace",
+    "RequestSchema",
+    "RequestTrace",
+    "TraceError",
+    "infer_interval",
+    "read_anomaly_set",
+    "read_load_trace",
+    "read_request_trace",
+]
+
+
+@dataclass(frozen=True)
+class LoadTrace:
+    """A validated load trace: one regular series per producer (NaN marks a gap)."""
+
+    path: Path
+    frame: pd.DataFrame  # columns: timestamp, producer_id, value (sorted, one row per grid step)
+    intervals: dict[str, pd.Timedelta]
+    repairs: list[str] = field(default_factory=list)
+    excluded_outage_rows: int = 0
+
+    @property
+    def producers(self) -> list[str]:
+        return list(self.intervals)
+
+    def series(self, producer_id: str) -> pd.Series:
+        """The producer's load on its full regular grid, gaps as NaN, index with a ``freq``."""
+        if producer_id not in self.intervals:
+            raise KeyError(
+                f"{self.path.name}: no producer {producer_id!r}; "
+                f"producers are: {', '.join(self.producers[:10])}"
+            )
+        rows = self.frame[self.frame["producer_id"] == producer_id]
+        values = rows.set_index("timestamp")["value"].astype(float)
+        grid = pd.date_range(values.index[0], values.index[-1], freq=self.intervals[producer_id])
+        return values.reindex(grid).rename(producer_id)
+
+
+@dataclass(frozen=True)
+class RequestSchema:
+    target: str
+    categorical: list[str]
+    numeric: list[str]
+    time: str = "timestamp"
+    target_unit: str = ""
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> RequestSchema:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise TraceError(f"{path.name}: cannot read the schema: {exc}") from exc
+        missing = [key for key in ("target", "categorical", "numeric") if key not in raw]
+        if missing:
+            raise TraceError(f"{path.name}: schema lacks the key(s) {', '.join(missing)}")
+        return cls(
+            target=str(raw["target"]),
+            categorical=[str(c) for c in raw.get("categorical") or []],
+            numeric=[str(c) for c in raw.get("numeric") or []],
+            time=str(raw.get("time", "timestamp")),
+            target_unit=str(raw.get("target_unit", "")),
+        )
+
+
+@dataclass(frozen=True)
+class RequestTrace:
+    """A validated request trace: one row per request, sorted by time."""
+
+    path: Path
+    frame: pd.DataFrame
+    schema: RequestSchema
+
+
+@dataclass(frozen=True)
+class AnomalySet:
+    """Series of an anomaly benchmark with their labelled windows (NAB convention)."""
+
+    root: Path
+    series: dict[str, pd.Series]  # key "<dir>/<file>.csv"
+    windows: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]
+
+
+def _read_text_csv(path: Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise TraceError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise TraceError(f"{path.name}: the file is empty") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise TraceError(f"{path.name}: not a readable CSV file: {exc}") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise TraceError(f"{path.name}: the file has a header but no rows")
+    return frame
+
+
+def _require_columns(path: Path, frame: pd.DataFrame, required: list[str]) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise TraceError(
+            f"{Path(path).name}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {', '.join(repr(c) for c in frame.columns)}"
+        )
+
+
+def infer_interval(timestamps: pd.Series) -> pd.Timedelta | None:
+    """The dominant positive spacing of sorted timestamps (None when fewer than two)."""
+    steps = timestamps.sort_values().diff().dropna()
+    steps = steps[steps > pd.Timedelta(0)]
+    if steps.empty:
+        return None
+    return pd.Timedelta(steps.mode().iloc[0])
+
+
+def read_load_trace(
+    path: str | Path,
+    *,
+    max_irregular_share: float = DEFAULT_MAX_IRREGULAR_SHARE,
+    exclude_outages: bool = True,
+) -> LoadTrace:
+    """Read and validate a load trace; refuse the whole file on any defect.
+
+    Rows flagged ``outage=1`` (when that column exists) become gaps when ``exclude_outages``.
+    """
+    path = Path(path)
+    raw = _read_text_csv(path)
+    _require_columns(path, raw, ["timestamp", "producer_id", "value"])
+    raw["producer_id"] = raw["producer_id"].str.strip()
+    parsed = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(raw["timestamp"], errors="coerce", format="mixed"),
+            "producer_id": raw["producer_id"],
+            "value": pd.to_numeric(raw["value"], errors="coerce"),
+        }
+    )
+    validate(
+        path,
+        raw,
+        [
+            Check.regex("timestamp", TIMESTAMP_RE, "is not an ISO 8601 date-time"),
+            Check.regex("value", NUMBER_RE, "is not a number"),
+            Check.not_blank("producer_id"),
+        ],
+    )
+    validate(path, parsed, [Check.at_least("value", 0, "is negative (load cannot be)")])
+
+    intervals: dict[str, pd.Timedelta] = {}
+    repairs: list[str] = []
+    pieces: list[pd.DataFrame] = []
+    for producer, rows in parsed.groupby("producer_id", sort=False):
+        interval, piece, note = _regularise(path, str(producer), rows, max_irregular_share)
+        intervals[str(producer)] = interval
+        pieces.append(piece)
+        if note:
+            repairs.append(note)
+
+    frame = pd.concat(pieces, ignore_index=True)
+    excluded = 0
+    if exclude_outages and "outage" in raw.columns:
+        outage = pd.to_numeric(raw["outage"], errors="coerce").fillna(0) > 0
+        keys = set(zip(parsed.loc[outage, "producer_id"], parsed.loc[outage, "timestamp"]))
+        if keys:
+            mask = [k in keys for k in zip(frame["producer_id"], frame["timestamp"])]
+            excluded = int(np.sum(mask))
+            frame = frame.loc[~np.asarray(mask)].reset_index(drop=True)
+    return LoadTrace(path, frame, intervals, repairs, excluded)
+
+
+def _regularise(
+    path: Path, producer: str, rows: pd.DataFrame, max_irregular_share: float
+) -> tuple[pd.Timedelta, pd.DataFrame, str | None]:
+    """Check one producer's spacing; snap a few irregular rows, refuse many."""
+    interval = infer_interval(rows["timestamp"])
+    if interval is None:
+        raise TraceError(f"{path.name}: producer {producer!r} has fewer than two distinct timestamps")
+    steps = rows["timestamp"].diff()
+    # file line numbers: header is line 1, first data row line 2
+    lines = rows.index.to_numpy() + 2
+    duplicate = (steps == pd.Timedelta(0)).to_numpy()
+    unordered = (steps < pd.Timedelta(0)).to_numpy()
+    anchor = rows["timestamp"].iloc[0]
+    offset = ((rows["timestamp"] - anchor) % interval) != pd.Timedelta(0)
+    offgrid = offset.to_numpy() & ~duplicate & ~unordered
+    problems = {
+        "duplicate timestamps": duplicate,
+        "timestamps out of order": unordered,
+        f"timestamps off the {_fmt_interval(interval)} grid (mixed intervals)": offgrid,
+    }
+    bad = duplicate | unordered | offgrid
+    if not bad.any():
+        return interval, rows.reset_index(drop=True), None
+    found = "; ".join(
+        f"{what} at line(s) {', '.join(str(n) for n in lines[mask][:5])}"
+        f"{' …' if mask.sum() > 5 else ''} ({int(mask.sum())} rows)"
+        for what, mask in problems.items()
+        if mask.any()
+    )
+    share = bad.mean()
+    if share > max_irregular_share:
+        raise TraceError(
+            f"{path.name}: column 'timestamp', producer {producer!r}: {found}; "
+            f"{share:.1%} of its rows are irregular (more than the {max_irregular_share:.1%} "
+            "that is repaired automatically), so the file is refused"
+        )
+    snapped = anchor + ((rows["timestamp"] - anchor) / interval).round().astype(int) * interval
+    repaired = (
+        rows.assign(timestamp=snapped)
+        .groupby("timestamp", as_index=False)
+        .agg(producer_id=("producer_id", "first"), value=("value", "mean"))
+        .sort_values("timestamp")
+        .reset_index(drop=True)
+    )
+    note = f"{path.name}: producer {producer!r}: repaired {found}: snapped to the grid, duplicates averaged"
+    return interval, repaired[["timestamp", "producer_id", "value"]], note
+
+
+def _fmt_interval(interval: pd.Timedelta) -> str:
+    seconds = int(interval.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def read_request_trace(path: str | Path, schema_path: str | Path | None = None) -> RequestTrace:
+    """Read a request trace and its schema; refuse the whole file on any defect."""
+    path = Path(path)
+    schema_file = Path(schema_path) if schema_path else path.with_suffix(".schema.yaml")
+    if not schema_file.is_file():
+        raise TraceError(f"{path.name}: no schema file {schema_file.name} beside it")
+    schema = RequestSchema.from_yaml(schema_file)
+    raw = _read_text_csv(path)
+    required = [schema.time, schema.target, *schema.categorical, *schema.numeric]
+    _require_columns(path, raw, list(dict.fromkeys(required)))
+    numeric_re = r"^\s*$|" + NUMBER_RE  # blank numeric features are allowed (unknown)
+    validate(
+        path,
+        raw,
+        [Check.regex(schema.time, TIMESTAMP_RE, "is not an ISO 8601 date-time")]
+        + [Check.regex(schema.target, NUMBER_RE, "is not a number")]
+        + [Check.regex(col, numeric_re, "is not a number") for col in schema.numeric],
+    )
+    frame = raw.copy()
+    frame[schema.time] = pd.to_datetime(raw[schema.time], format="mixed")
+    for col in [schema.target, *schema.numeric]:
+        frame[col] = pd.to_numeric(raw[col].replace("", np.nan), errors="coerce")
+    for col in schema.categorical:
+        frame[col] = raw[col].replace("", "unknown")
+    unordered = frame[schema.time].diff() < pd.Timedelta(0)
+    validate(
+        path,
+        frame.assign(_in_time_order=~unordered),
+        [
+            Check.at_least(schema.target, 0, "is negative (demand cannot be)"),
+            Check.is_true("_in_time_order", schema.time, "is earlier than the row before it"),
+        ],
+    )
+    return RequestTrace(path, frame.reset_index(drop=True), schema)
+
+
+def read_anomaly_set(root: str | Path) -> AnomalySet:
+    """Read every ``<dir>/<file>.csv`` listed in ``windows.json`` under ``root``."""
+    root = Path(root)
+    labels_file = root / "windows.json"
+    if not labels_file.is_file():
+        raise TraceError(f"{root}: no windows.json (the labelled anomaly windows)")
+    try:
+        labels: dict[str, Any] = json.loads(labels_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"{labels_file.name}: not valid JSON: {exc}") from exc
+    series: dict[str, pd.Series] = {}
+    windows: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]] = {}
+    for key, spans in labels.items():
+        csv = root / key
+        if not csv.is_file():
+            raise TraceError(f"{labels_file.name}: names {key!r}, which does not exist")
+        raw = _read_text_csv(csv)
+        _require_columns(csv, raw, ["timestamp", "value"])
+        validate(
+            csv,
+            raw,
+            [
+                Check.regex("timestamp", TIMESTAMP_RE, "is not an ISO 8601 date-time"),
+                Check.regex("value", NUMBER_RE, "is not a number"),
+            ],
+        )
+        index = pd.to_datetime(raw["timestamp"], format="mixed")
+        series[key] = pd.Series(pd.to_numeric(raw["value"]).to_numpy(), index=index, name=key)
+        parsed_spans = []
+        for span in spans:
+            start, end = pd.Timestamp(span[0]), pd.Timestamp(span[1])
+            if end < start:
+                raise TraceError(f"{labels_file.name}: window {span} of {key!r} ends before it starts")
+            parsed_spans.append((start, end))
+        windows[key] = parsed_spans
+    if not series:
+        raise TraceError(f"{labels_file.name}: lists no series")
+    return AnomalySet(root, series, windows)

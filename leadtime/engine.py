@@ -1,0 +1,226 @@
+"""The pre-allocation engine: tier predictions in, explained capacity decisions out.
+
+Pure and typed on purpose: no I/O, no heavy imports, no clock. Everything it needs (the tier
+predictions, the producer's configuration and its current state) is passed in, so the same code
+decides in the serving API, in the flows and in the trace-replay simulator, and it decides for
+1,000 producers in a few milliseconds.
+
+The arithmetic follows ``DESIGN.md`` ("One currency for the tiers"):
+
+* every tier predicts the load of the window that starts one spin-up lead time from now, as a
+  point value with lower and upper bounds in the producer's own load unit;
+* :func:`combine` takes the weighted sum of the tiers that answered, renormalising the weights
+  over them (the renormalised weights are reported);
+* ``load_score = predicted / capacity``;
+* :func:`allocate` picks the fewest instances that keep the *upper* bound under the target
+  utilisation, within min/max; scale-out is immediate, scale-in is slower (a cool-down after the
+  last scale-out and a bounded step) and never goes below what the current load needs.
+
+Every :class:`Decision` carries the reasons that produced it, in plain words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_WEIGHTS: dict[str, float] = {"tier1": 0.4, "tier2": 0.3, "tier3": 0.3}
+
+
+@dataclass(frozen=True, slots=True)
+class TierPrediction:
+    """One tier's answer for one producer: the load of the window one lead time ahead."""
+
+    point: float
+    lower: float
+    upper: float
+
+    def usable(self) -> bool:
+        """A prediction with a missing or non-finite value is treated as no answer."""
+        return all(math.isfinite(v) for v in (self.point, self.lower, self.upper))
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedPrediction:
+    """The weighted combination of the tiers that answered."""
+
+    point: float
+    lower: float
+    upper: float
+    weights: dict[str, float]  # renormalised weights of the tiers actually used
+    missing: tuple[str, ...]  # tiers with a weight but no usable answer
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig:
+    """What the engine must know about a producer. Load and capacity share one unit."""
+
+    producer_id: str
+    capacity_per_instance: float  # load one instance serves at 100 % utilisation
+    min_instances: int = 1
+    max_instances: int = 100
+    target_utilisation: float = 0.7
+    spinup_lead_time_s: float = 300.0
+    scale_in_cooldown_s: float = 300.0  # no scale-in this soon after a scale-out
+    scale_in_max_fraction: float = 0.1  # remove at most this share of instances per decision
+
+    def __post_init__(self) -> None:
+        if not self.capacity_per_instance > 0:
+            raise ValueError(f"{self.producer_id}: capacity_per_instance must be > 0")
+        if not 0 < self.target_utilisation <= 1:
+            raise ValueError(f"{self.producer_id}: target_utilisation must be in (0, 1]")
+        if not 0 <= self.min_instances <= self.max_instances:
+            raise ValueError(f"{self.producer_id}: need 0 <= min_instances <= max_instances")
+        if not 0 < self.scale_in_max_fraction <= 1:
+            raise ValueError(f"{self.producer_id}: scale_in_max_fraction must be in (0, 1]")
+
+    @property
+    def usable_capacity(self) -> float:
+        """Load one instance should carry: capacity at the target utilisation."""
+        return self.capacity_per_instance * self.target_utilisation
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerState:
+    """What the allocator reports now (times are seconds on any monotonic clock)."""
+
+    instances: int  # running plus starting
+    current_load: float | None = None  # latest observed load; None when unknown
+    now_s: float = 0.0
+    last_scale_out_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An allocate decision: the instance count to request now, and why."""
+
+    producer_id: str
+    target_instances: int
+    current_instances: int
+    action: str  # "scale_out" | "scale_in" | "hold"
+    load_score: float | None  # predicted load / current capacity (None without a prediction)
+    prediction: CombinedPrediction | None
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+def combine(
+    predictions: Mapping[str, TierPrediction | None],
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+) -> CombinedPrediction | None:
+    """Weighted sum of the tiers that answered; weights renormalised over them.
+
+    Tiers without a weight are ignored; a tier with a weight but no usable answer is reported in
+    ``missing``. Returns None when no weighted tier answered.
+    """
+    used: dict[str, float] = {}
+    missing: list[str] = []
+    for tier, weight in weights.items():
+        if weight <= 0:
+            continue
+        prediction = predictions.get(tier)
+        if prediction is None or not prediction.usable():
+            missing.append(tier)
+        else:
+            used[tier] = weight
+    total = sum(used.values())
+    if total <= 0:
+        return None
+    point = lower = upper = 0.0
+    norm: dict[str, float] = {}
+    for tier, weight in used.items():
+        w = weight / total
+        norm[tier] = w
+        p = predictions[tier]
+        assert p is not None
+        point += w * p.point
+        lower += w * p.lower
+        upper += w * p.upper
+    return CombinedPrediction(point, lower, upper, norm, tuple(missing))
+
+
+def load_score(predicted_load: float, capacity: float) -> float:
+    """Predicted load as a share of capacity (``inf`` when there is no capacity)."""
+    if capacity <= 0:
+        return math.inf if predicted_load > 0 else 0.0
+    return predicted_load / capacity
+
+
+def instances_for(load: float, config: ProducerConfig) -> int:
+    """Fewest instances that carry ``load`` at the target utilisation (unclamped)."""
+    if load <= 0:
+        return 0
+    # the small epsilon keeps exact multiples (e.g. 7.000000001 from float sums) from rounding up
+    return max(0, math.ceil(load / config.usable_capacity - 1e-9))
+
+
+def allocate(
+    config: ProducerConfig,
+    prediction: CombinedPrediction | None,
+    state: ProducerState,
+) -> Decision:
+    """Decide the instance count to request now for the window one lead time ahead.
+
+    * wanted = fewest instances keeping the prediction's upper bound under the target
+      utilisation (without a prediction: what the current load needs, i.e. reactive);
+    * never below what the current load needs (``current_load`` at the target utilisation);
+    * clamped to ``[min_instances, max_instances]``;
+    * scale-out is applied at once; scale-in waits ``scale_in_cooldown_s`` after the last
+      scale-out and removes at most ``scale_in_max_fraction`` of the instances (at least one).
+    """
+    current = state.instances
+    reasons: list[str] = []
+    need_now = 0
+    if state.current_load is not None and math.isfinite(state.current_load):
+        need_now = instances_for(state.current_load, config)
+
+    score: float | None = None
+    if prediction is not None:
+        wanted = instances_for(prediction.upper, config)
+        score = load_score(prediction.point, current * config.capacity_per_instance)
+        tiers = ", ".join(f"{t}={w:.2f}" for t, w in prediction.weights.items())
+        reasons.append(
+            f"upper bound {prediction.upper:.4g} needs {wanted} instance(s) at "
+            f"{config.target_utilisation:.0%} utilisation (weights {tiers})"
+        )
+        if prediction.missing:
+            reasons.append(f"no answer from {', '.join(prediction.missing)}: weights renormalised")
+    else:
+        wanted = need_now
+        reasons.append("no tier answered: reactive, sized to the current load")
+
+    if need_now > wanted:
+        reasons.append(f"current load needs {need_now}: raised from {wanted}")
+        wanted = need_now
+
+    bounded = min(max(wanted, config.min_instances), config.max_instances)
+    if bounded != wanted:
+        side = "min" if bounded > wanted else "max"
+        reasons.append(f"clamped to {side}_instances={bounded}")
+
+    target = bounded
+    if bounded < current:
+        since = math.inf if state.last_scale_out_s is None else state.now_s - state.last_scale_out_s
+        if since < config.scale_in_cooldown_s:
+            target = current
+            reasons.append(
+                f"scale-in held: {since:.0f}s since the last scale-out "
+                f"(cool-down {config.scale_in_cooldown_s:.0f}s)"
+            )
+        else:
+            step = max(1, math.floor(current * config.scale_in_max_fraction))
+            target = max(bounded, current - step)
+            if target > bounded:
+                reasons.append(f"scale-in limited to {current - target} instance(s) this step")
+    action = "scale_out" if target > current else "scale_in" if target < current else "hold"
+    return Decision(config.producer_id, target, current, action, score, prediction, tuple(reasons))
+
+
+def decide(
+    config: ProducerConfig,
+    predictions: Mapping[str, TierPrediction | None],
+    state: ProducerState,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+) -> Decision:
+    """Combine the tiers and allocate: the engine's one-call entry point."""
+    return allocate(config, combine(predictions, weights), state)

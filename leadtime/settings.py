@@ -1,0 +1,98 @@
+"""One settings object for the whole platform.
+
+Embedded defaults keep every piece of local state under one folder (``LEADTIME_HOME``,
+default ``./.leadtime``): the MLflow SQLite store and artifacts, the Feast registry and
+online store, Prefect's ephemeral database, plots and the decision log. Every URI can be
+overridden by environment (``MLFLOW_TRACKING_URI``, ``PREFECT_API_URL``, ``LEADTIME_*``).
+Creating a ``Settings`` has no side effects; ``prepare()`` creates folders and exports the
+environment the libraries read.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Platform settings; read from ``LEADTIME_*`` environment variables (and a ``.env``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADTIME_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path(".leadtime"), description="Folder holding all local state.")
+    data_dir: Path = Field(
+        default=PROJECT_ROOT.parent / "shared" / "data",
+        description="Folder of shared real traces (never copied into the repo).",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "LEADTIME_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking/registry URI; default: SQLite under home.",
+    )
+    mlflow_artifact_root: str | None = Field(
+        default=None, description="Artifact root for new experiments; default: home/mlartifacts."
+    )
+    prefect_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PREFECT_API_URL", "LEADTIME_PREFECT_API_URL"),
+        description="Prefect server API; default: none (ephemeral API on SQLite under home).",
+    )
+    online_store: Literal["sqlite", "redis"] = Field(
+        default="sqlite", description="Feast online store: SQLite under home, or Redis."
+    )
+    redis_url: str = Field(default="127.0.0.1:6379", description="Redis for the online store.")
+    experiment: str = "leadtime"
+    baseline_model_name: str = "leadtime-baseline"
+    workers: int = Field(default=max(1, os.cpu_count() or 1), description="Parallel fit workers.")
+
+    # Tier 1 defaults
+    history_days: int = Field(default=28, description="Days of history each baseline fit sees.")
+    backtest_cutoffs: int = Field(default=7, description="Daily cut-offs in the rolling backtest.")
+    horizon_hours: int = Field(default=24, description="Forecast horizon of the daily fit.")
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.mlflow_artifact_root or (self.home_dir / "mlartifacts").as_uri()
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.home_dir / "plots"
+
+    def prepare(self) -> Settings:
+        """Create the state folder and export what MLflow and Prefect read from the environment."""
+        self.home_dir.mkdir(parents=True, exist_ok=True)
+        self.plots_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+        if self.prefect_api_url:
+            os.environ["PREFECT_API_URL"] = self.prefect_api_url
+        else:
+            os.environ.setdefault("PREFECT_HOME", str(self.home_dir / "prefect"))
+            os.environ.setdefault(
+                "PREFECT_API_DATABASE_CONNECTION_URL",
+                f"sqlite+aiosqlite:///{self.home_dir / 'prefect' / 'prefect.db'}",
+            )
+            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead)."""
+    return Settings()

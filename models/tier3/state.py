@@ -1,0 +1,348 @@
+"""Tier 3's online state: expected experience per (consumer, producer), similarity, risk, load.
+
+* **Expected experience** — River's ``BiasedMF`` learns ``log(latency_ms)`` per (consumer,
+  producer): global mean + consumer bias + producer bias + ``u_c · v_p``. Each event is scored
+  against the expectation *before* it is learnt; learning uses the residual clipped at three
+  running mean absolute residuals (a Huber-like step), and pairs that are currently degraded are
+  not learnt at all, so an incident does not become the new normal within minutes.
+* **Degradation** — per pair, an exponentially weighted residual (errors count as
+  ``error_penalty``); the consumer is *hit* on the producer when it exceeds ``log(hit_ratio)``
+  over at least ``min_events`` events, and recovers below half of that.
+* **Similarity** — cosine of the consumers' latent vectors ``u_c`` (consumers with fewer than
+  ``min_history`` events are not trusted yet). Consumers whose latent vectors align experience
+  producers alike: same region, same request profile.
+* **Risk of producer P** — when at least two hit consumers on P are similar to each other (a
+  coherent group, not two unrelated blips), the consumers of P not yet hit but similar to a hit
+  one are *at risk*; ``risk`` is their share of P's recent demand. A load-metric alert from the
+  streaming detectors (``monitoring``) adds its score too.
+* **Prediction** (``leadtime.engine.TierPrediction``) — P's current load (latest ``load`` metric,
+  else the demand rate of its events over ``load_window_s``) raised by the risk times the excess
+  latency the hit consumers see; upper bound: every at-risk consumer hit alike (and at least the
+  anomalous load value); lower bound: the current load less its recent spread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+import numpy as np
+
+from models.tier3.events import MetricSample, PerformanceEvent
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _seconds(ts: datetime) -> float:
+    return (ts - EPOCH).total_seconds()
+
+
+@dataclass(frozen=True)
+class Tier3Config:
+    """Knobs of the online state (one set for every producer)."""
+
+    n_factors: int = 8
+    lr: float = 0.05
+    seed: int = 42
+    hit_alpha: float = 0.4  # EW smoothing of a pair's residual
+    hit_ratio: float = 1.8  # hit when latency runs 80 % above expectation
+    min_events: int = 3
+    error_penalty: float = math.log(5.0)
+    similarity: float = 0.6  # cosine above which two consumers are "alike"
+    min_history: int = 15  # events before a consumer's latent vector is trusted
+    load_window_s: float = 300.0
+    stale_s: float = 300.0  # a pair event older than its pair's newest by this much: learn only
+    dedup_capacity: int = 500_000
+    calibration_samples: int = 288  # metric samples whose scores set a detector's threshold
+    anomaly_season: int = 288
+
+
+@dataclass
+class PairState:
+    ewma: float = 0.0
+    n: int = 0
+    hit: bool = False
+    hit_since: float | None = None
+    last_s: float = -math.inf
+
+
+@dataclass
+class MetricState:
+    detector: Any
+    last_s: float = -math.inf
+    calibration: list[float] = field(default_factory=list)
+    threshold: float | None = None
+    last_value: float = math.nan
+    last_forecast: float | None = None
+    alert: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted_events: int = 0
+    accepted_metrics: int = 0
+    duplicates: int = 0
+    late: int = 0  # accepted out of order (learnt; a stale pair event does not move hit state)
+    late_metrics_skipped: int = 0  # metric samples older than the newest of their series
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Tier 3's answer for one producer: the prediction (engine currency), risk and evidence."""
+
+    producer_id: str
+    prediction: Any  # leadtime.engine.TierPrediction | None
+    risk: float
+    flagged: bool
+    evidence: dict[str, Any]
+
+
+class ExperienceModel:
+    """River ``BiasedMF`` on ``log(latency_ms)`` with consumer-similarity from its latent vectors."""
+
+    def __init__(self, n_factors: int = 8, lr: float = 0.05, seed: int = 42) -> None:
+        from river import optim, reco
+
+        self.mf = reco.BiasedMF(
+            n_factors=n_factors, bias_optimizer=optim.SGD(lr), latent_optimizer=optim.SGD(lr),
+            seed=seed,
+        )
+        self.abs_residual = 1.0  # running mean |residual|, scale of the learning clip
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def expected(self, consumer: str, producer: str) -> float:
+        return float(self.mf.predict_one(consumer, producer))
+
+    def learn(self, consumer: str, producer: str, y: float, expected: float | None = None) -> None:
+        expected = self.expected(consumer, producer) if expected is None else expected
+        residual = y - expected
+        clip = 3.0 * self.abs_residual
+        self.mf.learn_one(consumer, producer, expected + max(-clip, min(clip, residual)))
+        self.abs_residual += 0.01 * (min(abs(residual), clip) - self.abs_residual)
+        self.counts[consumer] += 1
+
+    def vector(self, consumer: str) -> np.ndarray | None:
+        if consumer not in self.mf.u_latents:
+            return None
+        u = np.asarray(self.mf.u_latents[consumer], float)
+        norm = float(np.linalg.norm(u))
+        return u / norm if norm > 0 else None
+
+    def similarity(self, a: str, b: str) -> float:
+        va, vb = self.vector(a), self.vector(b)
+        return float(va @ vb) if va is not None and vb is not None else 0.0
+
+
+def log_latency(latency_ms: float) -> float:
+    return math.log(max(latency_ms, 0.0) + 1.0)
+
+
+class Tier3State:
+    """Everything Tier 3 knows, updated one observation at a time; picklable for checkpoints."""
+
+    def __init__(self, config: Tier3Config | None = None) -> None:
+        self.config = config or Tier3Config()
+        c = self.config
+        self.experience = ExperienceModel(c.n_factors, c.lr, c.seed)
+        self.pairs: dict[tuple[str, str], PairState] = {}
+        self.producer_consumers: dict[str, dict[str, float]] = defaultdict(dict)  # demand share
+        self.demand_buckets: dict[str, dict[int, float]] = defaultdict(dict)  # producer → minute → sum
+        self.metrics: dict[tuple[str, str], MetricState] = {}
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.events_applied = 0
+        self.metrics_applied = 0
+        self.watermark_s = -math.inf
+
+    # ----------------------------------------------------------------- ingestion
+    def ingest(
+        self, events: Iterable[PerformanceEvent] = (), metrics: Iterable[MetricSample] = ()
+    ) -> IngestResult:
+        """Apply a batch (any order); duplicates are ignored, late events handled."""
+        accepted = accepted_m = dup = late = skipped = 0
+        for event in sorted(events, key=lambda e: e.timestamp):
+            if self._seen(event.key()):
+                dup += 1
+                continue
+            late += self._apply_event(event)
+            accepted += 1
+        for sample in sorted(metrics, key=lambda m: m.timestamp):
+            if self._seen(sample.key()):
+                dup += 1
+                continue
+            if self._apply_metric(sample):
+                accepted_m += 1
+            else:
+                skipped += 1
+        return IngestResult(accepted, accepted_m, dup, late, skipped)
+
+    def _seen(self, key: str) -> bool:
+        if key in self.seen:
+            return True
+        self.seen[key] = None
+        if len(self.seen) > self.config.dedup_capacity:
+            self.seen.popitem(last=False)
+        return False
+
+    def _apply_event(self, event: PerformanceEvent) -> int:
+        """Score the event against expectation, update the pair and learn. Returns 1 if late."""
+        c = self.config
+        t = _seconds(event.timestamp)
+        is_late = int(t < self.watermark_s)
+        self.watermark_s = max(self.watermark_s, t)
+        consumer, producer = event.consumer_id, event.producer_id
+        y = log_latency(event.latency_ms)
+        expected = self.experience.expected(consumer, producer)
+        residual = max(y - expected, c.error_penalty) if event.error else y - expected
+        pair = self.pairs.setdefault((consumer, producer), PairState())
+        if t >= pair.last_s - c.stale_s:
+            pair.ewma = residual if pair.n == 0 else pair.ewma + c.hit_alpha * (residual - pair.ewma)
+            pair.n += 1
+            pair.last_s = max(pair.last_s, t)
+            threshold = math.log(c.hit_ratio)
+            if not pair.hit and pair.n >= c.min_events and pair.ewma > threshold:
+                pair.hit, pair.hit_since = True, t
+            elif pair.hit and pair.ewma < threshold / 2:
+                pair.hit, pair.hit_since = False, None
+        if not pair.hit and not event.error:
+            self.experience.learn(consumer, producer, y, expected)
+        minute = int(t // 60)
+        buckets = self.demand_buckets[producer]
+        buckets[minute] = buckets.get(minute, 0.0) + event.demand
+        horizon = int((self.watermark_s - 2 * c.load_window_s) // 60)
+        if len(buckets) > 4 * c.load_window_s / 60:
+            for old in [m for m in buckets if m < horizon]:
+                del buckets[old]
+        shares = self.producer_consumers[producer]
+        shares[consumer] = 0.99 * shares.get(consumer, 0.0) + max(event.demand, 1e-6)
+        self.events_applied += 1
+        return is_late
+
+    def _apply_metric(self, sample: MetricSample) -> bool:
+        """Score the sample with its series' detector; older-than-newest samples are skipped."""
+        from monitoring.detectors import ResidualDetector
+
+        c = self.config
+        t = _seconds(sample.timestamp)
+        key = (sample.producer_id, sample.metric)
+        state = self.metrics.get(key)
+        if state is None:
+            state = self.metrics[key] = MetricState(ResidualDetector(season=c.anomaly_season))
+        if t <= state.last_s:
+            return False
+        state.last_s = t
+        score = state.detector.score_learn(float(sample.value))
+        state.last_forecast = state.detector.last_forecast
+        state.last_value = float(sample.value)
+        if state.threshold is None:
+            state.calibration.append(score)
+            if len(state.calibration) >= c.calibration_samples:
+                tail = state.calibration[len(state.calibration) // 3:]
+                state.threshold = max(state.detector.min_threshold, max(tail))
+                state.calibration = []
+        elif score <= state.threshold:
+            state.alert = None  # alerts are live: they clear when the series calms down
+        else:
+            state.alert = {"metric": sample.metric, "score": round(score, 4),
+                           "threshold": round(state.threshold, 4), "value": sample.value,
+                           "expected": state.last_forecast, "at": sample.timestamp.isoformat()}
+        self.metrics_applied += 1
+        return True
+
+    # ----------------------------------------------------------------- risk and prediction
+    def hit_consumers(self, producer: str) -> list[str]:
+        return [c for c in self.producer_consumers.get(producer, {})
+                if self.pairs.get((c, producer), PairState()).hit]
+
+    def trusted(self, consumer: str) -> bool:
+        return self.experience.counts.get(consumer, 0) >= self.config.min_history
+
+    def assess(self, producer: str) -> Assessment:
+        """Risk, flag, prediction and evidence for one producer, from the current state."""
+        c = self.config
+        shares = self.producer_consumers.get(producer, {})
+        hit = [h for h in self.hit_consumers(producer) if self.trusted(h)]
+        vectors = {k: self.experience.vector(k) for k in shares if self.trusted(k)}
+        coherent: list[str] = []
+        for i, a in enumerate(hit):
+            for b in hit[i + 1:]:
+                if vectors.get(a) is not None and vectors.get(b) is not None \
+                        and float(vectors[a] @ vectors[b]) >= c.similarity:
+                    coherent.extend(x for x in (a, b) if x not in coherent)
+        at_risk: list[dict[str, Any]] = []
+        if coherent:
+            for k, v in vectors.items():
+                if k in hit or v is None:
+                    continue
+                sims = [(float(v @ vectors[h]), h) for h in coherent if vectors.get(h) is not None]
+                best, nearest = max(sims) if sims else (0.0, None)
+                if best >= c.similarity:
+                    at_risk.append({"consumer_id": k, "similarity": round(best, 3),
+                                    "like": nearest})
+        total = sum(shares.values()) or 1.0
+        risk = sum(shares[a["consumer_id"]] for a in at_risk) / total
+        excess = [math.exp(self.pairs[(h, producer)].ewma) for h in hit]
+        multiplier = float(np.mean(excess)) if excess else 1.0
+        alert = self._load_alert(producer)
+        anomaly_score = max((s.alert or {}).get("score", 0.0)
+                            for (p, _), s in self.metrics.items() if p == producer) \
+            if any(p == producer for p, _ in self.metrics) else 0.0
+        flagged = bool(coherent and at_risk)
+        evidence = {
+            "hit": [{"consumer_id": h, "latency_vs_expected": round(math.exp(self.pairs[(h, producer)].ewma), 2),
+                     "since": _iso(self.pairs[(h, producer)].hit_since)} for h in hit],
+            "coherent_group": coherent,
+            "at_risk": sorted(at_risk, key=lambda a: -a["similarity"]),
+            "at_risk_demand_share": round(risk, 4),
+            "anomalies": [s.alert for (p, _), s in self.metrics.items() if p == producer and s.alert],
+        }
+        return Assessment(producer, self._predict(producer, risk, multiplier, alert),
+                          round(min(1.0, risk + (1 - risk) * anomaly_score * 0.5), 4), flagged, evidence)
+
+    def _load_alert(self, producer: str) -> dict[str, Any] | None:
+        state = self.metrics.get((producer, "load"))
+        return state.alert if state is not None else None
+
+    def current_load(self, producer: str) -> tuple[float, float] | None:
+        """(load, spread): latest ``load`` sample, else the event demand rate per second."""
+        c = self.config
+        state = self.metrics.get((producer, "load"))
+        if state is not None and math.isfinite(state.last_value):
+            return state.last_value, 0.0
+        buckets = self.demand_buckets.get(producer)
+        if not buckets:
+            return None
+        end = int(self.watermark_s // 60)
+        minutes = max(1, int(c.load_window_s // 60))
+        rates = np.array([buckets.get(m, 0.0) / 60.0 for m in range(end - minutes + 1, end + 1)])
+        return float(rates.mean()), float(rates.std())
+
+    def _predict(self, producer: str, risk: float, multiplier: float, alert: dict | None):
+        from leadtime.engine import TierPrediction
+
+        current = self.current_load(producer)
+        if current is None:
+            return None
+        load, spread = current
+        uplift = max(multiplier - 1.0, 0.0)
+        point = load * (1.0 + risk * uplift)
+        upper = load * (1.0 + min(1.0, 2 * risk) * uplift) + spread
+        if alert is not None and alert.get("value") is not None:
+            upper = max(upper, float(alert["value"]))
+            point = max(point, load + alert["score"] * max(float(alert["value"]) - load, 0.0))
+        lower = max(0.0, min(load, point) - spread)
+        return TierPrediction(point=point, lower=lower, upper=max(upper, point))
+
+    def producers(self) -> list[str]:
+        return sorted(set(self.producer_consumers) | {p for p, _ in self.metrics})
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat()

@@ -1,0 +1,65 @@
+"""The leadtime HTTP API: an app factory that mounts one router per concern.
+
+Run it with ``uvicorn --factory serving.app:create_app`` (binds 127.0.0.1 unless told
+otherwise). Heavy state (models, Feast stores) is loaded once per process, at start-up, and
+the routes only read it.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from leadtime.settings import Settings, get_settings
+
+
+class State:
+    """Per-process state shared by the routers (loaded once, read by every request)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.intent: Any = None
+        self.intent_error: str | None = None
+
+    def load_intent(self) -> None:
+        from serving.intent import load_runtime
+
+        try:
+            self.intent = load_runtime(self.settings)
+            self.intent_error = None
+        except LookupError as exc:
+            self.intent, self.intent_error = None, str(exc)
+
+    def get_intent(self):
+        if self.intent is None:
+            raise LookupError(self.intent_error or "the intent model is not loaded")
+        return self.intent
+
+
+def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAPI:
+    """Build the API. ``load=False`` skips loading models at start-up (tests of routing)."""
+    state = State(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if load:
+            state.load_intent()
+        yield
+
+    app = FastAPI(title="leadtime", version="0.1.0", lifespan=lifespan)
+    app.state.leadtime = state
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        intent = state.intent
+        return {
+            "status": "ok",
+            "intent": intent.model_info if intent is not None else {"error": state.intent_error},
+        }
+
+    from serving.intent import router as intent_router
+
+    app.include_router(intent_router(state.get_intent))
+    return app

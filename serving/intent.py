@@ -1,0 +1,198 @@
+"""``POST /v1/requests/predict``: a request's predicted demand with bounds (Tier 2).
+
+The champion ``leadtime-intent`` model and its trace's Feast store are loaded once per process
+(:class:`IntentRuntime`). Consumer, consumer-type, producer and population features come from
+the Feast online store; a consumer without history gets the population's features and the
+answer says so. The body is one request object or a list of them; a malformed one gets a 422
+whose ``loc`` names the field.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+
+from features.store import ENTITY_KEYS
+
+MAX_BATCH = 1000
+
+
+@dataclass
+class IntentRuntime:
+    """Everything one prediction needs, loaded once per process."""
+
+    model: Any  # models.intent.IntentModel
+    store: Any  # feast.FeatureStore
+    name: str
+    version: str
+    trace: str
+    adapter: TypeAdapter  # validates one request or a list of them
+    reader: Any = None  # features.online.OnlineFeatureReader over ``store``
+
+    def __post_init__(self) -> None:
+        if self.reader is None:
+            from features.online import OnlineFeatureReader
+
+            self.reader = OnlineFeatureReader(self.store)
+        self._used = None
+
+    def predict(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Online features (cached) + the model's fast path; no pandas on the way."""
+        features = self.reader.read(rows)
+        if self._used is None:
+            names = set(self.reader.names) | {"consumer_known"}
+            self._used = [f for f in self.model.features if f in names]
+        joined = [{**row, **feats} for row, feats in zip(rows, features, strict=True)]
+        preds = self.model.predict_rows(joined)
+        unit = self.model.unit
+        out = []
+        for row, feats, (point, lower, upper) in zip(rows, features, preds, strict=True):
+            known = feats["consumer_known"] > 0
+            out.append({
+                "consumer_id": row.get("consumer_id"),
+                "demand": point,
+                "lower": lower,
+                "upper": upper,
+                "unit": unit,
+                "interval": 0.8,
+                "consumer_known": known,
+                "feature_source": "consumer" if known else "population",
+                "features": {f: _plain(feats[f]) for f in self._used},
+            })
+        return out
+
+    @property
+    def model_info(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "trace": self.trace}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item"):  # numpy scalars
+        return _plain(value.item())
+    return value
+
+
+def request_model(model) -> type[BaseModel]:
+    """The pydantic model of one request: entity keys + the trace's own request fields.
+
+    The request fields are the trace schema's (kept in the model's metadata), so a request is
+    validated the same way whichever feature set the intent model was chosen with.
+    """
+    fields: dict[str, Any] = {
+        "consumer_id": (str | None, Field(default=None, max_length=200)),
+        "producer_id": (str | None, Field(default=None, max_length=200)),
+        "request_type": (str | None, Field(default=None, max_length=200)),
+    }
+    from features.definitions import feature_refs
+
+    history = {ref.split(":", 1)[1] for ref in feature_refs()} | {"consumer_known"}
+    categorical = set(model.categorical) | set(model.meta.get("request_categorical", []))
+    names = [*model.meta.get("request_categorical", []), *model.meta.get("request_numeric", []),
+             *model.features]
+    for name in names:
+        if name in fields or name in history or name == model.group_column:
+            continue
+        kind = str | None if name in categorical else float | None
+        fields[name] = (kind, None)
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    return create_model("IntentRequest", __config__=config, **fields)
+
+
+def load_runtime(settings, name: str | None = None) -> IntentRuntime:
+    """Load the champion intent model and open its trace's Feast store."""
+    from features.store import open_store, repo_dir
+    from leadtime.registry import champion_version, model_uri
+    from models.intent_registry import MODEL_NAME, load_pyfunc_model
+
+    settings.prepare()
+    name = name or MODEL_NAME
+    champion = champion_version(name)
+    if champion is None:
+        raise LookupError(f"no champion version of {name!r}; run `leadtime intent retrain`")
+    model = load_pyfunc_model(model_uri(name))
+    trace = champion.tags.get("trace") or model.meta.get("trace", "")
+    repo = repo_dir(settings, trace)
+    if not (repo / "feature_store.yaml").is_file():
+        raise LookupError(f"no Feast repo for {trace!r} at {repo}; run features-materialize")
+    store = open_store(repo)
+    one = request_model(model)
+    return IntentRuntime(model, store, name, str(champion.version), trace,
+                         TypeAdapter(one | list[one]))
+
+
+def router(get_runtime) -> APIRouter:
+    """The intent routes; ``get_runtime()`` returns the process's runtime (or raises).
+
+    The route is ``async`` and reads the raw body (orjson, then pydantic). Predicting is CPU
+    work of well under a millisecond once features are cached, so it runs on the event loop
+    (a thread hop would cost more than it saves); when a feature read has to go to the online
+    store (a cache miss: SQLite file or Redis round trip), the whole prediction is moved to the
+    thread pool so the event loop never waits on I/O.
+    """
+    api = APIRouter(tags=["intent"])
+
+    @api.post("/v1/requests/predict")
+    async def predict(request: Request) -> Response:
+        try:
+            runtime = get_runtime()
+        except LookupError as exc:
+            raise HTTPException(status_code=503, detail=str(exc)) from exc
+        body = await request.body()
+        try:
+            payload = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError as exc:
+            return _json(422, {"detail": [{"loc": ["body"], "msg": f"invalid JSON: {exc}",
+                                           "type": "json_invalid"}]})
+        if isinstance(payload, list) and len(payload) > MAX_BATCH:
+            return _json(422, {"detail": [{
+                "loc": ["body"], "msg": f"at most {MAX_BATCH} requests per batch",
+                "type": "too_long"}]})
+        try:
+            parsed = runtime.adapter.validate_python(payload)
+        except ValidationError as exc:
+            return _json(422, {"detail": _errors(exc, payload)})
+        batch = isinstance(parsed, list)
+        rows = [item.model_dump() for item in (parsed if batch else [parsed])]
+        if not rows:
+            return _json(200, {"model": runtime.model_info, "predictions": []})
+        if runtime.reader.cached(rows):
+            predictions = runtime.predict(rows)
+        else:
+            predictions = await run_in_threadpool(runtime.predict, rows)
+        if batch:
+            return _json(200, {"model": runtime.model_info, "predictions": predictions})
+        return _json(200, {"model": runtime.model_info, **predictions[0]})
+
+    return api
+
+
+def _json(status: int, content: Any) -> Response:
+    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY),
+                    status_code=status, media_type="application/json")
+
+
+def _errors(exc: ValidationError, payload: Any) -> list[dict[str, Any]]:
+    """Pydantic errors of the branch that matches the body's shape, ``loc`` from ``body``."""
+    out = []
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = list(err["loc"])
+        branch = loc[0] if loc else None
+        if isinstance(payload, list) and not str(branch).startswith("list"):
+            continue
+        if not isinstance(payload, list) and str(branch).startswith("list"):
+            continue
+        out.append({"loc": ["body", *loc[1:]], "msg": err["msg"], "type": err["type"]})
+    return out or [{"loc": ["body"], "msg": "expected a request object or a list of them",
+                    "type": "model_type"}]
+
+
+__all__ = ["ENTITY_KEYS", "IntentRuntime", "load_runtime", "request_model", "router"]

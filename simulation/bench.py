@@ -1,0 +1,318 @@
+"""``leadtime bench autoscale``: every policy on the same trace and simulator, side by side."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulation.config import SimConfig, derive_config, short_duration
+from simulation.forecast import (
+    HISTORY,
+    ForecasterFactory,
+    Tier1Schedule,
+    daily_tier1,
+    default_factory,
+)
+from simulation.metrics import add_cost_vs_oracle, score, totals
+from simulation.policies import (
+    HPA,
+    POLICIES,
+    ForecastScaleOut,
+    Leadtime,
+    Oracle,
+    Policy,
+    StaticPeak,
+)
+from simulation.simulator import Run, simulate, slo_need
+from simulation.traces import read_demand
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ProducerResult:
+    producer: str
+    config: SimConfig
+    index: pd.DatetimeIndex
+    scored: np.ndarray
+    tier1: Tier1Schedule
+    runs: dict[str, Run]
+    metrics: dict[str, dict[str, float]]
+
+    @property
+    def forecast_coverage_pct(self) -> float:
+        """Share of scored intervals whose decision had a usable Tier 1 forecast."""
+        usable = np.isfinite(self.tier1.window[2])
+        return 100.0 * float(usable[self.scored].mean()) if self.scored.any() else 0.0
+
+
+@dataclass
+class BenchResult:
+    trace: Path
+    producer: str | None
+    model: str
+    level: int
+    producers: dict[str, ProducerResult]
+    policies: dict[str, dict[str, float]]
+    wall_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def settings(self) -> dict[str, Any]:
+        """Shared settings, plus the derived per-producer ones when there is one producer."""
+        first = next(iter(self.producers.values()))
+        out: dict[str, Any] = {
+            "model": self.model,
+            "interval_level_pct": self.level,
+            "refit": "daily, on data before the simulated day only",
+            "producers_simulated": len(self.producers),
+            "scored_from": str(first.index[int(np.argmax(first.scored))]),
+        }
+        if len(self.producers) == 1:
+            out.update(first.config.describe())
+            out["forecast_coverage_pct"] = round(first.forecast_coverage_pct, 2)
+        else:
+            shared = first.config.describe()
+            for key in ("capacity_per_instance", "max_instances", "interval"):
+                shared.pop(key, None)
+            out.update(shared)
+        out["fits"] = sum(p.tier1.fits for p in self.producers.values())
+        out["fit_seconds"] = round(sum(p.tier1.fit_seconds for p in self.producers.values()), 2)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "trace": str(self.trace),
+            "producer": self.producer if self.producer else _only(self.producers),
+            "settings": self.settings(),
+            "policies": _clean(self.policies),
+            "wall_time_s": round(self.wall_s, 2),
+        }
+        if len(self.producers) > 1:
+            doc["per_producer"] = {
+                name: {
+                    "capacity_per_instance": r.config.capacity_per_instance,
+                    "interval": short_duration(r.config.interval),
+                    "forecast_coverage_pct": round(r.forecast_coverage_pct, 2),
+                    "policies": _clean(r.metrics),
+                }
+                for name, r in self.producers.items()
+            }
+        if self.notes:
+            doc["notes"] = self.notes
+        return doc
+
+
+def _only(producers: dict[str, ProducerResult]) -> str | None:
+    return next(iter(producers)) if len(producers) == 1 else None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: non-finite floats become null, floats are rounded for reading."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    return value
+
+
+def count_days(index: pd.DatetimeIndex, first_step: int) -> int:
+    """Daily fits needed for decisions from ``first_step`` on (for the progress bar)."""
+    if first_step >= len(index):
+        return 0
+    return len(pd.date_range(index[first_step].normalize(), index[-1].normalize(), freq="D"))
+
+
+HANDOVER = pd.Timedelta(hours=1)
+
+
+def handover_step(warm_steps: int, lead: int, cfg: SimConfig) -> int:
+    """Step at which policies take over from the warm-up HPA: one hour plus one lead time before
+    scoring, so neither queued work nor the fleet the warm-up left behind is scored."""
+    settle = math.ceil(HANDOVER / cfg.interval)
+    return max(0, warm_steps - lead - settle)
+
+
+def bench_producer(
+    series: pd.Series,
+    cfg: SimConfig,
+    model: str = "seasonal_naive",
+    level: int = 95,
+    history: pd.Timedelta = HISTORY,
+    factory: ForecasterFactory = default_factory,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> ProducerResult:
+    """Replay one producer under every policy; score them on the same intervals."""
+    index = pd.DatetimeIndex(series.index)
+    demand = series.to_numpy(dtype=float)
+    lead = cfg.spinup_steps
+    warm_steps = int(np.searchsorted(index, index[0] + cfg.warmup))
+    switch = handover_step(warm_steps, lead, cfg)
+    scored = (np.arange(len(index)) >= warm_steps) & np.isfinite(demand)
+    need = slo_need(demand, cfg)
+
+    def fitted() -> None:
+        if progress:
+            progress(f"{series.name}: daily {model} fit")
+
+    tier1 = daily_tier1(
+        series, lead, switch, model, level, history, factory, on_fit=fitted, workers=workers
+    )
+    hpa = HPA(cfg)
+    fso = ForecastScaleOut(cfg, tier1.hourly_point)
+    policies: dict[str, tuple[Policy, Policy]] = {
+        "static_peak": (StaticPeak(cfg, float(np.nanmax(demand))), HPA(cfg)),
+        "hpa": (hpa, hpa),
+        "forecast_scale_out": (fso, fso.hpa),
+        "leadtime": (
+            Leadtime(cfg, tier1.window, str(series.name)),
+            HPA(cfg),
+        ),
+        "oracle": (Oracle(cfg, need), HPA(cfg)),
+    }
+    runs: dict[str, Run] = {}
+    metrics: dict[str, dict[str, float]] = {}
+    for name in POLICIES:
+        policy, warm = policies[name]
+        runs[name] = simulate(demand, cfg, policy, warm, switch)
+        metrics[name] = score(runs[name], cfg, scored, need)
+        if progress:
+            progress(f"{series.name}: {name}")
+    add_cost_vs_oracle(metrics)
+    return ProducerResult(str(series.name), cfg, index, scored, tier1, runs, metrics)
+
+
+def run_bench(
+    path: str | Path,
+    producer: str | None = None,
+    spinup: pd.Timedelta | None = None,
+    model: str = "seasonal_naive",
+    level: int = 95,
+    interval: pd.Timedelta | None = None,
+    history: pd.Timedelta | None = None,
+    overrides: dict[str, Any] | None = None,
+    factory: ForecasterFactory = default_factory,
+    on_total: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> BenchResult:
+    """Read the trace, derive the settings and replay every producer (or the chosen one)."""
+    began = time.perf_counter()
+    demand = read_demand(path, producer, interval)
+    if history is None:
+        from leadtime.settings import get_settings
+
+        history = pd.Timedelta(days=get_settings().history_days)
+    configs: dict[str, SimConfig] = {}
+    work = 0
+    for name, series in demand.series.items():
+        step = pd.Timedelta(series.index.freq)
+        cfg = derive_config(series, step, spinup=spinup, **(overrides or {}))
+        configs[name] = cfg
+        warm_steps = int(np.searchsorted(series.index, series.index[0] + cfg.warmup))
+        switch = handover_step(warm_steps, cfg.spinup_steps, cfg)
+        work += count_days(series.index, switch) + len(POLICIES)
+    if on_total:
+        on_total(work)
+    results = {
+        name: bench_producer(
+            series, configs[name], model, level, history, factory, progress, workers
+        )
+        for name, series in demand.series.items()
+    }
+    if len(results) == 1:
+        policies = next(iter(results.values())).metrics
+    else:
+        policies = totals({name: r.metrics for name, r in results.items()})
+    return BenchResult(
+        Path(path),
+        producer,
+        model,
+        level,
+        results,
+        policies,
+        time.perf_counter() - began,
+        [
+            n
+            for n in demand.notes
+            if producer is None or "producer '" not in n or f"'{producer}'" in n
+        ],
+    )
+
+
+COLOURS = {
+    "static_peak": "tab:gray",
+    "hpa": "tab:orange",
+    "forecast_scale_out": "tab:purple",
+    "leadtime": "tab:blue",
+    "oracle": "tab:green",
+}
+
+
+def plot_bench(result: BenchResult, path: Path, max_producers: int = 6) -> Path:
+    """Load, ready capacity per policy and SLO-violating intervals over the scored period."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = list(result.producers.values())[:max_producers]
+    fig, axes = plt.subplots(
+        2 * len(shown),
+        1,
+        figsize=(14, 4.2 * len(shown)),
+        gridspec_kw={"height_ratios": [4, 1] * len(shown)},
+        squeeze=False,
+    )
+    for k, res in enumerate(shown):
+        load_ax, viol_ax = axes[2 * k, 0], axes[2 * k + 1, 0]
+        start = int(np.argmax(res.scored))
+        idx = res.index[start:]
+        demand = pd.Series(res.runs["oracle"].demand[start:], index=idx)
+        rule = _plot_rule(res.config.interval, len(idx))
+        load_ax.plot(demand.resample(rule).mean(), color="black", lw=0.8, label="load")
+        for name, run in res.runs.items():
+            capacity = pd.Series(run.ready[start:] * res.config.usable_capacity, index=idx)
+            load_ax.plot(
+                capacity.resample(rule).mean(),
+                color=COLOURS[name],
+                lw=0.9,
+                label=f"{name} capacity",
+            )
+        load_ax.set_title(
+            f"{res.producer}: load and ready capacity at {res.config.max_utilisation:.0%} "
+            f"utilisation (means per {rule})"
+        )
+        load_ax.set_ylabel(f"load per {_fmt(res.config.interval)}")
+        load_ax.legend(loc="upper left", fontsize=7, ncol=3)
+        for row, (name, run) in enumerate(res.runs.items()):
+            hits = idx[(run.violated & res.scored)[start:]]
+            viol_ax.plot(hits, np.full(len(hits), row), "|", color=COLOURS[name], ms=8)
+        viol_ax.set_yticks(range(len(res.runs)), list(res.runs), fontsize=7)
+        viol_ax.set_ylim(-0.5, len(res.runs) - 0.5)
+        viol_ax.set_xlim(idx[0], idx[-1])
+        viol_ax.set_title("intervals that missed the SLO", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _fmt(interval: pd.Timedelta) -> str:
+    minutes = interval.total_seconds() / 60
+    return f"{minutes:g} min" if minutes >= 1 else f"{interval.total_seconds():g} s"
+
+
+def _plot_rule(interval: pd.Timedelta, steps: int) -> str:
+    """Resample so the plot holds at most ~4,000 points per line."""
+    factor = max(1, math.ceil(steps / 4000))
+    minutes = max(1, int(interval.total_seconds() * factor // 60))
+    return f"{minutes}min"

@@ -1,0 +1,132 @@
+"""Simulated producer settings, with defaults derived from the trace so any trace is meaningful.
+
+Load and capacity share the trace's unit *per interval* (e.g. requests per minute on a 1-minute
+trace, CPU-% on a CPU trace). Defaults (all overridable):
+
+* ``capacity_per_instance``: the trace's 95th percentile needs ``p95_instances`` (9) instances at
+  the target utilisation, i.e. ``c = p95 / (9 * target_utilisation)``. The percentile is taken
+  over the whole trace: it only fixes the unit of an instance, identically for every policy.
+* ``max_instances``: twice what the trace's peak needs at the target utilisation, so the
+  ceiling rarely binds; ``min_instances`` 1.
+* ``target_utilisation`` 0.7 (what policies aim at), ``max_utilisation`` 0.9 (the most an
+  instance is driven to; load beyond it queues).
+* latency model: each instance runs ``servers_per_instance`` (4) workers, a request takes
+  ``service_time_ms`` (100 ms), SLO: p99 latency within ``slo_ms`` (500 ms), backlog older than
+  ``timeout_s`` (30 s) is dropped. See :mod:`simulation.latency`.
+* ``spinup``: 5 minutes; ``warmup``: 7 days, or fewer whole days on short traces (at least one
+  day is warm-up and at least one is scored).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from leadtime.validation import TraceError
+
+DAY = pd.Timedelta(days=1)
+FIVE_MINUTES = pd.Timedelta(minutes=5)
+WEEK = pd.Timedelta(days=7)
+HPA_SYNC = pd.Timedelta(seconds=15)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Everything the simulator and the policies share for one producer."""
+
+    interval: pd.Timedelta
+    capacity_per_instance: float
+    min_instances: int = 1
+    max_instances: int = 100
+    target_utilisation: float = 0.7
+    max_utilisation: float = 0.9
+    spinup: pd.Timedelta = FIVE_MINUTES
+    servers_per_instance: int = 4
+    service_time_ms: float = 100.0
+    slo_ms: float = 500.0
+    timeout_s: float = 30.0
+    warmup: pd.Timedelta = WEEK
+    # Kubernetes HPA
+    hpa_tolerance: float = 0.1
+    hpa_scale_down_window: pd.Timedelta = FIVE_MINUTES
+    hpa_sync_period: pd.Timedelta = HPA_SYNC  # kube-controller-manager's default sync period
+
+    def __post_init__(self) -> None:
+        if self.interval <= pd.Timedelta(0):
+            raise ValueError("interval must be positive")
+        if not self.capacity_per_instance > 0:
+            raise ValueError("capacity_per_instance must be > 0")
+        if not 0 < self.target_utilisation <= self.max_utilisation < 1:
+            raise ValueError("need 0 < target_utilisation <= max_utilisation < 1")
+        if not 0 <= self.min_instances <= self.max_instances:
+            raise ValueError("need 0 <= min_instances <= max_instances")
+        if self.spinup < pd.Timedelta(0):
+            raise ValueError("spinup cannot be negative")
+
+    @property
+    def dt_s(self) -> float:
+        return self.interval.total_seconds()
+
+    @property
+    def spinup_steps(self) -> int:
+        """Whole intervals between requesting an instance and it serving (rounded up)."""
+        return math.ceil(self.spinup / self.interval - 1e-9)
+
+    @property
+    def usable_capacity(self) -> float:
+        """Load one instance carries at the maximum utilisation, per interval."""
+        return self.capacity_per_instance * self.max_utilisation
+
+    def describe(self) -> dict[str, object]:
+        """JSON-friendly settings (durations as strings)."""
+        out: dict[str, object] = {}
+        for key, value in asdict(self).items():
+            out[key] = short_duration(value) if isinstance(value, pd.Timedelta) else value
+        return out
+
+
+def short_duration(value: pd.Timedelta) -> str:
+    """``5min``, ``7d``, ``90s``: durations as the CLI flags take them."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def derive_config(
+    demand: pd.Series,
+    interval: pd.Timedelta,
+    p95_instances: float = 9.0,
+    **overrides: object,
+) -> SimConfig:
+    """Defaults for ``demand`` (see the module docstring); ``overrides`` win (None = default)."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    values = demand.to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0 or values.max() <= 0:
+        raise TraceError(f"{demand.name}: no positive load to simulate")
+    target = float(overrides.get("target_utilisation", 0.7))  # type: ignore[arg-type]
+    p95 = float(np.percentile(values, 95))
+    if p95 <= 0:
+        p95 = float(values[values > 0].mean())
+    capacity = float(overrides.pop("capacity_per_instance", p95 / (p95_instances * target)))  # type: ignore[arg-type]
+    peak_need = math.ceil(values.max() / (capacity * target))
+    span = demand.index[-1] - demand.index[0] + interval
+    days = int(span / DAY)
+    if days < 2:
+        raise TraceError(
+            f"{demand.name}: the trace spans {short_duration(span)}; the benchmark needs at least 2 days "
+            "(whole days of warm-up, then scored days refit daily)"
+        )
+    warmup = pd.Timedelta(days=min(7, days // 2))
+    base = SimConfig(
+        interval=interval,
+        capacity_per_instance=capacity,
+        max_instances=max(2 * peak_need, 10),
+        warmup=warmup,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]

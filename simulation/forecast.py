@@ -1,0 +1,196 @@
+"""Tier 1 forecasts as production would have them: refit daily on the past only.
+
+For every calendar day ``D`` the simulated policies act in, a fresh forecaster (``make_forecaster``
+from ``models.baseline`` unless another factory is passed) is fitted on the ``history_days``
+before ``D`` (strictly earlier timestamps; a :class:`LeakGuard` enforces it) and predicts from
+``D`` to one day plus the spin-up lead time plus an hour later. A decision taken at step ``t`` of
+day ``D`` reads the forecast of step ``t + L`` (``L`` = spin-up in intervals) from *that day's*
+fit, exactly what the daily flow would have published by then. ``window`` holds the maxima over
+``[t, t + L]`` of the same forecast: what the engine is given (see ``simulation.policies``).
+
+Resolution: the series is handed over at its own interval; the Tier 1 models choose their
+modelling step themselves (``models.baseline``: Prophet and MSTL on 15-minute means, bounds
+calibrated on native-resolution residuals), so a step's bounds already include the spread of
+individual intervals.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+LEVELS = (80, 95)
+HISTORY = pd.Timedelta(days=28)  # default history of a fit (settings.history_days)
+
+
+class Forecaster(Protocol):
+    def fit(self, history: pd.Series) -> Forecaster: ...
+
+    def predict(self, index: pd.DatetimeIndex) -> pd.DataFrame: ...
+
+
+ForecasterFactory = Callable[[str], Forecaster]
+
+
+class LeakageError(AssertionError):
+    """A policy's model saw data from on or after the day it is deciding for."""
+
+
+class LeakGuard:
+    """Wraps a forecaster fitted for the day starting at ``cutoff``: any history timestamp at or
+    after ``cutoff`` (even a NaN row: the index itself is knowledge) raises :class:`LeakageError`.
+    """
+
+    def __init__(self, inner: Forecaster, cutoff: pd.Timestamp) -> None:
+        self.inner = inner
+        self.cutoff = cutoff
+
+    def fit(self, history: pd.Series) -> LeakGuard:
+        if len(history) and history.index.max() >= self.cutoff:
+            raise LeakageError(
+                f"fit for the day starting {self.cutoff} was given data up to "
+                f"{history.index.max()}: only data before the simulated day may be used"
+            )
+        self.inner.fit(history)
+        return self
+
+    def predict(self, index: pd.DatetimeIndex) -> pd.DataFrame:
+        return self.inner.predict(index)
+
+
+def default_factory(name: str) -> Forecaster:
+    from models.baseline import make_forecaster
+
+    return make_forecaster(name)
+
+
+def past_only(series: pd.Series, day: pd.Timestamp, history: pd.Timedelta) -> pd.Series:
+    """The history a fit for ``day`` may see: ``[day - history, day)``."""
+    return series[(series.index >= day - history) & (series.index < day)]
+
+
+@dataclass(frozen=True)
+class Tier1Schedule:
+    """Tier 1 forecast per decision step ``t``: the forecast of step ``t + L`` (NaN if none)."""
+
+    point: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    hourly_point: np.ndarray  # mean point forecast of the clock hour holding t + L (AWS style)
+    window: np.ndarray  # (point, lower, upper) x steps: maxima over [t, t + L], same fit
+    model: str
+    level: int
+    fits: int
+    fit_seconds: float
+
+
+def daily_tier1(
+    demand: pd.Series,
+    lead_steps: int,
+    first_step: int,
+    model: str = "seasonal_naive",
+    level: int = 95,
+    history: pd.Timedelta = HISTORY,
+    factory: ForecasterFactory = default_factory,
+    history_of: Callable[[pd.Series, pd.Timestamp, pd.Timedelta], pd.Series] = past_only,
+    on_fit: Callable[[], None] | None = None,
+    workers: int = 1,
+) -> Tier1Schedule:
+    """Refit daily (past data only) and read the forecast for every decision step ``>= first_step``.
+
+    ``history_of`` chooses the data each day's fit sees (the leakage tests pass a wrong one);
+    ``workers > 1`` runs the independent daily fits in that many processes.
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {sorted(LEVELS)}")
+    index = demand.index
+    step = pd.Timedelta(index.freq) if index.freq is not None else index[1] - index[0]
+    size = len(index)
+    point = np.full(size, np.nan)
+    lower = np.full(size, np.nan)
+    upper = np.full(size, np.nan)
+    hourly = np.full(size, np.nan)
+    window = np.full((3, size), np.nan)
+    lead = step * lead_steps
+    fits, spent = 0, 0.0
+    if first_step >= size:
+        return Tier1Schedule(point, lower, upper, hourly, window, model, level, 0, 0.0)
+    days = pd.date_range(index[first_step].normalize(), index[-1].normalize(), freq="D")
+    jobs: list[tuple[np.ndarray, tuple]] = []
+    for day in days:
+        decide = np.flatnonzero((index >= day) & (index < day + pd.Timedelta(days=1)))
+        decide = decide[decide >= first_step]
+        if decide.size == 0:
+            continue
+        past = history_of(demand, day, history)
+        if past.notna().sum() < 2:
+            continue
+        jobs.append((decide, (past, day, step, lead, model, level, factory)))
+    for decide, (frame, seconds) in zip(
+        (d for d, _ in jobs), _run_fits([args for _, args in jobs], workers)
+    ):
+        spent += seconds
+        fits += 1
+        if on_fit is not None:
+            on_fit()
+        targets = index[decide] + lead
+        got = frame.reindex(targets)
+        point[decide] = got["point"].to_numpy()
+        lower[decide] = got["lower"].to_numpy()
+        upper[decide] = got["upper"].to_numpy()
+        hours = frame["point"].groupby(frame.index.floor("h")).transform("mean")
+        hourly[decide] = hours.reindex(targets).to_numpy()
+        # max over [t, t + L]: a fleet shrunk now must still carry every interval before the
+        # instances it could request now would be ready
+        peak = frame.rolling(lead_steps + 1, min_periods=1).max().reindex(targets)
+        window[:, decide] = peak[["point", "lower", "upper"]].to_numpy().T
+    return Tier1Schedule(point, lower, upper, hourly, window, model, level, fits, spent)
+
+
+def _run_fits(jobs: list[tuple], workers: int) -> Iterator[tuple[pd.DataFrame, float]]:
+    """Each day's fit, in order; in a process pool when ``workers > 1`` and there is work."""
+    if workers <= 1 or len(jobs) < 2:
+        yield from (_timed_forecast(*args) for args in jobs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        yield from pool.map(_timed_forecast, *zip(*jobs))
+
+
+def _timed_forecast(*args) -> tuple[pd.DataFrame, float]:
+    began = time.perf_counter()
+    frame = _forecast_day(*args)
+    return frame, time.perf_counter() - began
+
+
+def _forecast_day(
+    past: pd.Series,
+    day: pd.Timestamp,
+    step: pd.Timedelta,
+    lead: pd.Timedelta,
+    model: str,
+    level: int,
+    factory: ForecasterFactory,
+) -> pd.DataFrame:
+    """One day's fit: forecast on the step grid from ``day`` to ``day + 1 day + lead + 1 hour``."""
+    end = day + pd.Timedelta(days=1) + lead + pd.Timedelta(hours=1)
+    # the producer's own grid (its timestamps need not be aligned to midnight)
+    anchor = past.index[-1] + step * math.ceil((day - past.index[-1]) / step)
+    grid = pd.date_range(anchor, end, freq=step, inclusive="left")
+    out = LeakGuard(factory(model), day).fit(past).predict(grid)
+    frame = pd.DataFrame(
+        {
+            "point": out["point"].to_numpy(dtype=float),
+            "lower": out[f"lower_{level}"].to_numpy(dtype=float),
+            "upper": out[f"upper_{level}"].to_numpy(dtype=float),
+        },
+        index=grid,
+    )
+    return frame.clip(lower=0.0)

@@ -1,0 +1,256 @@
+"""Scaling policies with one interface: ``decide(observation) -> desired instance count``.
+
+A policy sees an :class:`Observation` at the start of each interval: the load and the ready
+instances of the previous interval (metrics are one interval late, as in production) and the
+instances ready and starting now. Only the oracle is built with the future; the predictive
+policies get their Tier 1 forecasts from :mod:`simulation.forecast` (refit daily on the past).
+
+* ``static_peak``: a fixed fleet sized for the trace's peak at the target utilisation (hindsight
+  capacity planning, the classic over-provisioned baseline).
+* ``hpa``: the Kubernetes HPA algorithm (``replica_calculator.go`` + behaviour defaults):
+  ``desired = ceil(ready * metric/target)`` on the per-instance load metric, 10 % tolerance,
+  pending instances counted at 0 on scale-up, instances without a metric at the target on
+  scale-down (at 0 on scale-up), 5-minute scale-down stabilisation (the maximum recommendation
+  of the window, with the 15 s sync period: one decision per interval stands for every sync in
+  it), no scale-up stabilisation. Not modelled: the scale-up rate limits (default
+  +100 % or +4 pods per 15 s, which never bind at one decision per interval).
+* ``forecast_scale_out``: AWS predictive scaling ("forecast and scale"): capacity for each clock
+  hour from the hourly mean of the Tier 1 point forecast at the target utilisation, launched
+  one spin-up ahead, acting as a floor under the reactive ``hpa``: it only scales out, scale-in
+  is left to the reactive policy.
+* ``leadtime``: the pre-allocation engine (:mod:`leadtime.engine`) with Tier 1 as the only tier
+  so far; it sees the forecast for one lead time ahead and the last interval's load.
+* ``oracle``: knows the future load; holds the fewest instances meeting the SLO for every
+  interval of the next spin-up lead time (the cost lower bound at zero violations).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from leadtime.engine import (
+    DEFAULT_WEIGHTS,
+    ProducerConfig,
+    ProducerState,
+    TierPrediction,
+    allocate,
+    combine,
+)
+from simulation.config import SimConfig
+
+POLICIES = ("static_peak", "hpa", "forecast_scale_out", "leadtime", "oracle")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What an autoscaler knows at the start of interval ``step``."""
+
+    step: int
+    time_s: float  # seconds since the trace start
+    last_load: float | None  # load of the previous interval (None: first interval or a gap)
+    last_ready: int  # instances ready during the previous interval
+    ready: int  # instances ready now
+    starting: int  # instances launched and not yet ready
+
+    @property
+    def current(self) -> int:
+        return self.ready + self.starting
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, obs: Observation) -> int: ...
+
+
+def clamp(n: int, cfg: SimConfig) -> int:
+    return min(max(n, cfg.min_instances), cfg.max_instances)
+
+
+def hpa_replicas(
+    current_replicas: int,
+    ready_with_metric: int,
+    metric_per_pod: float,
+    target_per_pod: float,
+    missing: int = 0,
+    unready: int = 0,
+    tolerance: float = 0.1,
+) -> int:
+    """Kubernetes ``calcPlainMetricReplicas``: the replica recommendation for a Pods metric.
+
+    ``ready_with_metric`` pods report ``metric_per_pod`` on average; ``missing`` ready pods have
+    no metric yet; ``unready`` pods are pending.
+    """
+    if ready_with_metric <= 0:
+        return current_replicas
+    usage_ratio = metric_per_pod / target_per_pod
+    scale_up_with_unready = unready > 0 and usage_ratio > 1.0
+    if not scale_up_with_unready and missing == 0:
+        if abs(1.0 - usage_ratio) <= tolerance:
+            return current_replicas
+        return math.ceil(usage_ratio * ready_with_metric - 1e-9)
+    total_usage = metric_per_pod * ready_with_metric
+    pods = ready_with_metric
+    if missing > 0:
+        if usage_ratio < 1.0:  # scale-down: missing pods assumed at the target
+            total_usage += target_per_pod * missing
+        pods += missing  # scale-up: missing pods at 0
+    if scale_up_with_unready:
+        pods += unready  # pending pods at 0
+    new_ratio = total_usage / pods / target_per_pod
+    if (
+        abs(1.0 - new_ratio) <= tolerance
+        or (usage_ratio < 1.0 < new_ratio)
+        or (usage_ratio > 1.0 > new_ratio)
+    ):
+        return current_replicas
+    new_replicas = math.ceil(new_ratio * pods - 1e-9)
+    if (new_ratio < 1.0 and new_replicas > current_replicas) or (
+        new_ratio > 1.0 and new_replicas < current_replicas
+    ):
+        return current_replicas
+    return new_replicas
+
+
+class HPA:
+    """The Kubernetes Horizontal Pod Autoscaler on the per-instance load metric."""
+
+    name = "hpa"
+
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.target = cfg.capacity_per_instance * cfg.target_utilisation
+        self.window_s = cfg.hpa_scale_down_window.total_seconds()
+        self.last_sync_s = max(0.0, cfg.dt_s - cfg.hpa_sync_period.total_seconds())
+        self.recommendations: list[tuple[float, int]] = []
+
+    def recommend(self, obs: Observation) -> int:
+        """The raw (pre-stabilisation) recommendation from last interval's metric."""
+        if obs.last_load is None or obs.last_ready <= 0:
+            return obs.current  # no metric: Kubernetes leaves the scale alone
+        with_metric = min(obs.last_ready, obs.ready)
+        return hpa_replicas(
+            current_replicas=obs.current,
+            ready_with_metric=with_metric,
+            metric_per_pod=obs.last_load / obs.last_ready,
+            target_per_pod=self.target,
+            missing=obs.ready - with_metric,
+            unready=obs.starting,
+            tolerance=self.cfg.hpa_tolerance,
+        )
+
+    def stabilise(self, now_s: float, current: int, recommendation: int) -> int:
+        """``stabilizeRecommendationWithBehaviors``: scale-down to the window's maximum.
+
+        Kubernetes recommends every sync period (15 s) and the metric is constant within an
+        interval, so one decision stands for all the syncs until the next one: it is stamped
+        with the last of them (``now + interval - sync``) for the window test.
+        """
+        cutoff = now_s - self.window_s
+        self.recommendations = [(ts, r) for ts, r in self.recommendations if ts > cutoff]
+        down = max([recommendation, *(r for _, r in self.recommendations)])
+        up = recommendation  # scale-up stabilisation window is 0
+        desired = min(max(current, up), down)  # raise to ``up``, then cap at ``down``
+        self.recommendations.append((now_s + self.last_sync_s, recommendation))
+        return desired
+
+    def decide(self, obs: Observation) -> int:
+        return clamp(self.stabilise(obs.time_s, obs.current, self.recommend(obs)), self.cfg)
+
+
+class StaticPeak:
+    """A fixed fleet sized for the trace's peak at the target utilisation."""
+
+    name = "static_peak"
+
+    def __init__(self, cfg: SimConfig, peak_load: float) -> None:
+        need = math.ceil(peak_load / (cfg.capacity_per_instance * cfg.target_utilisation) - 1e-9)
+        self.instances = clamp(need, cfg)
+
+    def decide(self, obs: Observation) -> int:
+        return self.instances
+
+
+class ForecastScaleOut:
+    """AWS predictive scaling: an hourly forecast floor under the reactive HPA."""
+
+    name = "forecast_scale_out"
+
+    def __init__(self, cfg: SimConfig, hourly_point: np.ndarray, hpa: HPA | None = None) -> None:
+        self.cfg = cfg
+        self.hourly_point = hourly_point
+        self.hpa = hpa or HPA(cfg)
+        self.usable = cfg.capacity_per_instance * cfg.target_utilisation
+
+    def decide(self, obs: Observation) -> int:
+        reactive = self.hpa.decide(obs)
+        forecast = self.hourly_point[obs.step]
+        if not math.isfinite(forecast):
+            return reactive
+        return max(reactive, clamp(math.ceil(forecast / self.usable - 1e-9), self.cfg))
+
+
+class Leadtime:
+    """The pre-allocation engine fed what production sees: Tier 1 and the last load.
+
+    The Tier 1 prediction given to the engine is the forecast's maximum over ``[t, t + L]``:
+    instances requested now serve from ``t + L`` (the window the design names), and instances
+    removed now are gone at once, so a scale-in must still respect the forecast until then.
+    """
+
+    name = "leadtime"
+
+    def __init__(
+        self,
+        cfg: SimConfig,
+        window: np.ndarray,
+        producer_id: str = "producer",
+        weights: dict[str, float] | None = None,
+    ) -> None:
+        self.point, self.lower, self.upper = (np.asarray(row, dtype=float) for row in window)
+        self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self.config = ProducerConfig(
+            producer_id=producer_id,
+            capacity_per_instance=cfg.capacity_per_instance,
+            min_instances=cfg.min_instances,
+            max_instances=cfg.max_instances,
+            target_utilisation=cfg.target_utilisation,
+            spinup_lead_time_s=cfg.spinup.total_seconds(),
+            scale_in_cooldown_s=max(cfg.spinup.total_seconds(), cfg.dt_s),
+        )
+        self.last_scale_out_s: float | None = None
+        self.reactive_decisions = 0  # steps without a usable forecast
+
+    def decide(self, obs: Observation) -> int:
+        t = obs.step
+        tier1 = TierPrediction(float(self.point[t]), float(self.lower[t]), float(self.upper[t]))
+        prediction = combine({"tier1": tier1}, self.weights)
+        if prediction is None:
+            self.reactive_decisions += 1
+        state = ProducerState(obs.current, obs.last_load, obs.time_s, self.last_scale_out_s)
+        decision = allocate(self.config, prediction, state)
+        if decision.action == "scale_out":
+            self.last_scale_out_s = obs.time_s
+        return decision.target_instances
+
+
+class Oracle:
+    """Perfect knowledge: the fewest instances meeting the SLO over the next lead time."""
+
+    name = "oracle"
+
+    def __init__(self, cfg: SimConfig, need: np.ndarray) -> None:
+        lead = cfg.spinup_steps
+        size = need.size
+        # desired[t] = max(need[t .. t + lead]): an instance serving at t + lead must exist now
+        padded = np.concatenate([need, np.full(lead, need[-1] if size else 0)])
+        windows = np.lib.stride_tricks.sliding_window_view(padded, lead + 1)
+        self.desired = windows.max(axis=1)[:size].astype(int)
+        self.cfg = cfg
+
+    def decide(self, obs: Observation) -> int:
+        return clamp(int(self.desired[obs.step]), self.cfg)

@@ -1,0 +1,71 @@
+"""POST /v1/requests/predict against a real registered model and a real Feast SQLite store."""
+
+from __future__ import annotations
+
+import pytest
+
+from features.synthetic import write_request_trace
+from models.intent import IntentConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from leadtime.settings import Settings
+    from models.intent_train import retrain
+    from serving.app import create_app
+
+    root = tmp_path_factory.mktemp("serving")
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    settings = Settings(home=root / "state").prepare()
+    path = write_request_trace(root / "data", n=300)
+    retrain(settings, path, IntentConfig(iterations=60, depth=4, thread_count=1))
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+    if old is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def test_single_request(client):
+    body = {"consumer_id": "C001", "producer_id": "P1", "request_type": "TXT_2_IMG",
+            "steps": 30, "images": 2}
+    response = client.post("/v1/requests/predict", json=body)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["lower"] <= out["demand"] <= out["upper"]
+    assert out["consumer_known"] is True and out["feature_source"] == "consumer"
+    assert out["model"]["version"] == "1" and out["features"]["c_n"] > 0
+
+
+def test_batch_and_unknown_consumer_falls_back_to_population(client):
+    body = [{"consumer_id": "C001", "producer_id": "P1", "request_type": "TXT_2_IMG",
+             "steps": 30, "images": 2},
+            {"consumer_id": "stranger", "producer_id": "P1", "request_type": "TXT_2_IMG",
+             "steps": 30, "images": 2}]
+    response = client.post("/v1/requests/predict", json=body)
+    assert response.status_code == 200, response.text
+    first, second = response.json()["predictions"]
+    assert first["consumer_known"] is True
+    assert second["consumer_known"] is False and second["feature_source"] == "population"
+    assert second["features"]["c_demand_p50"] == second["features"]["pop_demand_p50"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"consumer_id": "C001", "steps": "many"}, "steps"),
+    ({"consumer_id": "C001", "colour": "red"}, "colour"),
+    ([{"consumer_id": "C001"}, {"images": "x"}], "images"),
+])
+def test_malformed_request_gets_422_naming_the_field(client, body, field):
+    response = client.post("/v1/requests/predict", json=body)
+    assert response.status_code == 422
+    assert any(field in map(str, err["loc"]) for err in response.json()["detail"])
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json()["intent"]["version"] == "1"

@@ -1,0 +1,117 @@
+"""Both input contracts reach the simulator through the loaders; bad traces get their errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leadtime.validation import TraceError
+from simulation.traces import read_demand
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_bad_load_traces_get_the_loaders_errors(tmp_path: Path):
+    missing = write(tmp_path / "a.csv", "timestamp,value\n2024-01-01 00:00,1\n")
+    with pytest.raises(TraceError, match="missing column"):
+        read_demand(missing)
+    words = write(
+        tmp_path / "b.csv",
+        "timestamp,producer_id,value\n2024-01-01 00:00,p,abc\n2024-01-01 00:01,p,2\n",
+    )
+    with pytest.raises(TraceError, match="value"):
+        read_demand(words)
+    with pytest.raises(TraceError, match="no such file"):
+        read_demand(tmp_path / "absent.csv")
+
+
+def test_unknown_producer_is_a_trace_error(tmp_path: Path):
+    ok = write(
+        tmp_path / "c.csv",
+        "timestamp,producer_id,value\n2024-01-01 00:00,p,1\n2024-01-01 00:01,p,2\n",
+    )
+    with pytest.raises(TraceError, match="no producer 'q'"):
+        read_demand(ok, producer="q")
+
+
+def test_request_trace_demand_is_the_sum_per_interval(tmp_path: Path):
+    write(
+        tmp_path / "r.schema.yaml",
+        "target: demand\ncategorical: [producer_id]\nnumeric: [size]\ntime: timestamp\n",
+    )
+    csv = write(
+        tmp_path / "r.csv",
+        "timestamp,producer_id,size,demand\n"
+        "2024-01-01 00:00:10,a,1,2.0\n2024-01-01 00:01:00,a,1,3.0\n"
+        "2024-01-01 00:02:00,b,,1.5\n2024-01-01 00:12:00,a,2,4.0\n",
+    )
+    demand = read_demand(csv, interval=pd.Timedelta("5min"))
+    assert demand.kind == "requests" and demand.producers == ["a", "b"]
+    assert list(demand.series["a"]) == [5.0, 0.0, 4.0]
+    assert list(demand.series["b"]) == [1.5, 0.0, 0.0]
+    assert demand.series["a"].index.freq == pd.Timedelta("5min")
+
+
+def test_cli_exits_2_with_the_loaders_message(tmp_path: Path):
+    from leadtime.cli import app
+
+    bad = write(
+        tmp_path / "bad.csv",
+        "timestamp,producer_id,value\n2024-01-01 00:00,p,-3\n2024-01-01 00:01,p,2\n",
+    )
+    result = CliRunner().invoke(app, ["bench", "autoscale", "--trace", str(bad), "--no-plot"])
+    assert result.exit_code == 2
+    assert "negative" in result.output
+    short = write(
+        tmp_path / "short.csv",
+        "timestamp,producer_id,value\n2024-01-01 00:00,p,1\n2024-01-01 00:01,p,2\n",
+    )
+    result = CliRunner().invoke(app, ["bench", "autoscale", "--trace", str(short), "--no-plot"])
+    assert result.exit_code == 2 and "at least 2 days" in result.output
+
+
+@pytest.mark.slow
+def test_bench_on_two_nab_producers_prints_one_json_document(shared_data: Path):
+    from leadtime.cli import app
+
+    trace = shared_data / "load" / "nab_aws_cloudwatch.csv"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "autoscale",
+            "--trace",
+            str(trace),
+            "--producer",
+            "rds_cpu_utilization_cc0c53",
+            "--json",
+            "--no-plot",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["producer"] == "rds_cpu_utilization_cc0c53"
+    assert set(doc["policies"]) == {
+        "static_peak",
+        "hpa",
+        "forecast_scale_out",
+        "leadtime",
+        "oracle",
+    }
+    for metrics in doc["policies"].values():
+        assert set(metrics) == {
+            "slo_violation_pct",
+            "underprovisioned_pct",
+            "instance_hours",
+            "cost_vs_oracle",
+            "p99_latency_ms",
+            "scaling_actions",
+        }
+    assert doc["policies"]["oracle"]["cost_vs_oracle"] == 1.0
