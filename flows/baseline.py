@@ -69,9 +69,7 @@ def register_task(bundle: BaselineBundle, backtest: pd.DataFrame, params: dict,
 
 
 def _collect(futures: list, stage: str) -> list:
-    done = 0
-    for _ in as_completed(futures):
-        done += 1
+    for done, _ in enumerate(as_completed(futures), start=1):
         _progress(stage, done, len(futures))
     return [f.result() for f in futures]
 

@@ -14,6 +14,19 @@ bench = typer.Typer(help="Benchmarks that print leadtime's figures side by side 
 app.add_typer(bench, name="bench")
 
 
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show libraries' INFO logs.")):
+    """Keep the console for leadtime's own output unless --verbose."""
+    import logging
+    import os
+
+    if not verbose:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is imported
+        logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+        for name in ("great_expectations", "mlflow", "alembic", "cmdstanpy", "prophet", "feast"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def fail(message: str) -> None:
     """Print a clear error and exit with status 2 (no traceback for bad input)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)

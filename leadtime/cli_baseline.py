@@ -34,10 +34,12 @@ def score_table(summary: dict[str, dict[str, float]], title: str):
                ("cov 80%", "coverage_80"), ("cov 95%", "coverage_95"),
                ("width 80%", "width_80"), ("fit s", "fit_seconds")]
     for header, _ in columns:
-        table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
+        is_model = header == "model"
+        table.add_column(header, justify="left" if is_model else "right", no_wrap=is_model)
     for model, metrics in summary.items():
         cells = [model] + [
-            f"{metrics[key]:.1%}" if key.startswith("coverage") else f"{metrics[key]:.3f}"
+            f"{metrics[key]:.1%}" if key.startswith("coverage")
+            else f"{metrics[key]:.1f}" if key == "smape" else f"{metrics[key]:.3f}"
             for _, key in columns[1:]
         ]
         table.add_row(*cells, style="bold" if model == "champion" else None)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from leadtime.validation import TraceError
 
 REQUESTS_HELP = "Request trace CSV (with its *.schema.yaml beside it)."
+RequestsOption = Annotated[Path, typer.Option("--requests", help=REQUESTS_HELP)]
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -22,8 +24,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @bench.command("intent")
     def bench_intent(
-        requests: Path = typer.Option(..., "--requests", help=REQUESTS_HELP),
-        as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+        requests: RequestsOption,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Time-based holdout: the intent model side by side with its baselines."""
         from leadtime.settings import get_settings
@@ -37,11 +39,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @bench.command("serve")
     def bench_serve(
-        requests: Path = typer.Option(..., "--requests", help=REQUESTS_HELP + " (payloads)"),
-        seconds: float = typer.Option(10.0, min=1, max=120, help="Length of each run."),
-        rate: float = typer.Option(200.0, min=1, max=2000, help="Paced request rate."),
-        clients: int = typer.Option(4, min=1, max=32, help="Closed-loop clients."),
-        as_json: bool = typer.Option(False, "--json"),
+        requests: Annotated[Path, typer.Option(
+            "--requests", help=REQUESTS_HELP + " (payloads)")],
+        seconds: Annotated[float, typer.Option(min=1, max=120, help="Length of each run.")] = 10.0,
+        rate: Annotated[float, typer.Option(min=1, max=2000, help="Paced request rate.")] = 200.0,
+        clients: Annotated[int, typer.Option(min=1, max=32, help="Closed-loop clients.")] = 4,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Predict latency/throughput on loopback vs `mlflow models serve` vs in-process."""
         from leadtime.settings import get_settings
@@ -54,7 +57,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
     @intent.command("retrain")
-    def retrain(requests: Path = typer.Option(..., "--requests", help=REQUESTS_HELP)) -> None:
+    def retrain(requests: RequestsOption) -> None:
         """Run the `intent-retrain` flow: validate, features, train, evaluate, register."""
         from flows.intent import intent_retrain
 
@@ -77,7 +80,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         uvicorn.run("serving.app:create_app", factory=True, host=host, port=port)
 
     @features.command("materialize")
-    def materialize(requests: Path = typer.Option(..., "--requests", help=REQUESTS_HELP)) -> None:
+    def materialize(requests: RequestsOption) -> None:
         """Run the `features-materialize` flow for a request trace."""
         from flows.materialize import features_materialize
 

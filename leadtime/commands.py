@@ -15,3 +15,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     from leadtime.cli_intent import register as register_intent
 
     register_intent(app, bench)
+    from leadtime.cli_tier3 import register as register_tier3
+
+    register_tier3(app, bench)

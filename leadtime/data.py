@@ -30,8 +30,8 @@ import yaml
 from leadtime.validation import Check, TraceError, validate
 
 DEFAULT_MAX_IRREGULAR_SHARE = 0.005
-NUMBER_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
-TIMESTAMP_RE = r"^\s*\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?\s*$"
+NUMBER_RE = r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
+TIMESTAMP_RE = r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"
 
 __all__ = [
     "AnomalySet",

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
                 f"sqlite+aiosqlite:///{self.home_dir / 'prefect' / 'prefect.db'}",
             )
             os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+            # a busy 2-core machine can need more than Prefect's default 20 s to start the API
+            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         return self

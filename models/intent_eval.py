@@ -46,7 +46,7 @@ def make_dataset(requests: RequestFrame, features: pd.DataFrame, test_share: flo
     """Join requests with their features and mark the later ``test_share`` as the holdout."""
     frame = pd.concat([requests.frame.reset_index(drop=True), features.reset_index(drop=True)],
                       axis=1)
-    n_test = int(round(len(frame) * test_share))
+    n_test = round(len(frame) * test_share)
     test = np.zeros(len(frame), dtype=bool)
     test[len(frame) - n_test:] = True
     return Dataset(frame, frame["y"], ~test, test, requests, list(features.columns))
@@ -66,18 +66,19 @@ def intent_columns(data: Dataset) -> tuple[list[str], list[str]]:
     """Request fields plus every history feature from Feast."""
     cats, numeric = request_columns(data.requests)
     history = [c for c in data.feature_names if c != "c_profile_class"]
-    return cats + ["c_profile_class"], numeric + history
+    return [*cats, "c_profile_class"], numeric + history
 
 
 CANDIDATES = ("history", "request_fields", "per_type_median")  # preference order on ties
 
 
-def fit_models(data: Dataset, config: IntentConfig = IntentConfig(), **meta
+def fit_models(data: Dataset, config: IntentConfig | None = None, **meta
                ) -> dict[str, IntentModel]:
     """The intent model and the plain CatBoost, trained on the training part only.
 
     The intent model is the candidate with the lowest validation MAE (see the module doc).
     """
+    config = config or IntentConfig()
     train = data.frame[data.train]
     y = data.y[data.train]
     cats, numeric = intent_columns(data)

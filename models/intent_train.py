@@ -40,11 +40,11 @@ def training_set(settings: Settings, trace: RequestTrace) -> tuple[Ingested, Dat
 
 
 def train_and_evaluate(settings: Settings, trace: RequestTrace,
-                       config: IntentConfig = IntentConfig()) -> Evaluated:
+                       config: IntentConfig | None = None) -> Evaluated:
     ingested, data = training_set(settings, trace)
     meta = {"trace": trace.path.name, "unit": trace.schema.target_unit,
             "target": trace.schema.target}
-    models = fit_models(data, config, **meta)
+    models = fit_models(data, config or IntentConfig(), **meta)
     return Evaluated(trace, ingested, data, models, evaluate(data, models))
 
 
@@ -64,7 +64,7 @@ def bench_json(result: Evaluated) -> dict:
 
 
 def run_bench(settings: Settings, path: str | Path,
-              config: IntentConfig = IntentConfig()) -> dict:
+              config: IntentConfig | None = None) -> dict:
     return bench_json(train_and_evaluate(settings, load(path), config))
 
 
@@ -95,9 +95,9 @@ def format_table(document: dict) -> str:
             return "-"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    lines = [f"{document['trace']}: target {document['target']} ({document['unit']}), "
-             f"train {document['n_train']} / test {document['n_test']} requests "
-             f"(test from {document['test_from']})",
+    lines = [(f"{document['trace']}: target {document['target']} ({document['unit']}), "
+              f"train {document['n_train']} / test {document['n_test']} requests "
+              f"(test from {document['test_from']})"),
              f"{'model':<22}" + "".join(f"{c:>16}" for c in cols)]
     for segment in (None, "seen_consumers", "new_consumers"):
         rows = []
@@ -123,7 +123,7 @@ def format_table(document: dict) -> str:
     return "\n".join(lines)
 
 
-def retrain(settings: Settings, path: str | Path, config: IntentConfig = IntentConfig()) -> dict:
+def retrain(settings: Settings, path: str | Path, config: IntentConfig | None = None) -> dict:
     """The whole ``intent-retrain`` pipeline without Prefect (same steps as the flow)."""
     from features.store import materialize
 

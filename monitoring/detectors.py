@@ -207,7 +207,7 @@ def make_detector(name: str, **kwargs) -> Detector:
 
 def season_for(step_seconds: float) -> int:
     """Samples in one day at this sampling step (0 when a day is under 4 samples)."""
-    per_day = int(round(86400 / step_seconds)) if step_seconds > 0 else 0
+    per_day = round(86400 / step_seconds) if step_seconds > 0 else 0
     return per_day if per_day >= 4 else 0
 
 

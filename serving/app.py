@@ -62,4 +62,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
     from serving.intent import router as intent_router
 
     app.include_router(intent_router(state.get_intent))
+    from serving.observations import router as observations_router
+
+    app.include_router(observations_router(state.settings))
     return app

@@ -4,6 +4,11 @@ All on loopback, bounded in time. Each server gets a paced run (``rate`` request
 ``seconds``, latency p50/p99) and a throughput run (``clients`` closed-loop clients for
 ``seconds``). Both servers run the same registered champion: leadtime's route also reads the
 Feast online store; ``mlflow models serve`` is given the already-joined features.
+
+In-process figures: ``predict_frame`` (the pandas path the pyfunc uses), ``predict`` (the list
+fast path the route uses), ``with_feast`` (fast path + online features through the TTL cache:
+the first pass over the sampled payloads misses), ``feast_uncached`` (every call reads Feast).
+The leadtime server runs one uvicorn worker without access log.
 """
 
 from __future__ import annotations
@@ -173,10 +178,17 @@ def run(settings, requests_path: str | Path, seconds: float = 10.0, rate: float 
 
     report: dict[str, Any] = {"trace": runtime.trace, "model_version": runtime.version,
                               "rate_rps": rate, "seconds": seconds, "clients": clients}
+    joined_rows = model_input.to_dict("records")
+    report["in_process_predict_frame"] = in_process(
+        lambda i: runtime.model.predict(single[i % len(single)]), 1000)
     report["in_process_predict"] = in_process(
-        lambda i: runtime.model.predict(single[i % len(single)]), 2000)
+        lambda i: runtime.model.predict_rows([joined_rows[i % len(joined_rows)]]), 2000)
+    runtime.reader.cache.clear()  # the first pass over the rows reads Feast (cache misses)
     report["in_process_predict_with_feast"] = in_process(
-        lambda i: runtime.predict([rows[i % len(rows)]]), 1000)
+        lambda i: runtime.predict([rows[i % len(rows)]]), 2000)
+    runtime.reader.cache.clear()
+    report["in_process_predict_feast_uncached"] = in_process(
+        lambda i: (runtime.reader.cache.clear(), runtime.predict([rows[i % len(rows)]])), 500)
 
     logs = settings.home_dir / "bench"
     logs.mkdir(parents=True, exist_ok=True)
@@ -235,12 +247,15 @@ def _json_value(value: Any) -> Any:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"serving benchmark: {report['trace']} model v{report['model_version']}, "
-             f"paced {report['rate_rps']:.0f} req/s for {report['seconds']:.0f} s, "
-             f"throughput with {report['clients']} clients",
+    lines = [(f"serving benchmark: {report['trace']} model v{report['model_version']}, "
+              f"paced {report['rate_rps']:.0f} req/s for {report['seconds']:.0f} s, "
+              f"throughput with {report['clients']} clients"),
              f"{'path':<34}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>12}"]
-    for name in ("in_process_predict", "in_process_predict_with_feast"):
-        r = report[name]
+    for name in ("in_process_predict_frame", "in_process_predict", "in_process_predict_with_feast",
+                 "in_process_predict_feast_uncached"):
+        r = report.get(name)
+        if r is None:
+            continue
         lines.append(f"{name:<34}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
                      f"{r['throughput_rps']:>12.0f}")
     for name in ("leadtime_serve", "mlflow_models_serve"):

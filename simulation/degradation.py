@@ -20,7 +20,7 @@ Everything is reproducible from :class:`ScenarioParams` (printed with the benchm
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class Scenario:
 def generate(params: ScenarioParams = ScenarioParams()) -> Scenario:
     """Generate the scenario's events and its ground truth."""
     rng = np.random.default_rng(params.seed)
-    start = datetime.fromisoformat(params.start).astimezone(timezone.utc)
+    start = datetime.fromisoformat(params.start).astimezone(UTC)
     horizon = params.hours * 3600.0
     producers = [f"P{i:02d}" for i in range(params.producers)]
     p_region = {p: params.regions[i % len(params.regions)] for i, p in enumerate(producers)}
@@ -111,7 +111,7 @@ def generate(params: ScenarioParams = ScenarioParams()) -> Scenario:
         group = str(rng.choice(sorted(producers_of)))
         producer = str(rng.choice(producers_of[group]))
         members = sorted(c for c, g in groups.items() if g == group)
-        n_first = max(2, int(round(params.first_wave * len(members))))
+        n_first = max(2, round(params.first_wave * len(members)))
         order = rng.permutation(members).tolist()
         first = order[:n_first]
         onsets = {c: t0 for c in first}

@@ -10,7 +10,8 @@
     (the producer's mean latency-vs-expected over all its consumers above ``1.3×``, the usual
     producer-level alarm). Per incident: minutes from the flag to the first onset in the rest of
     the group (positive = early warning) and to the median onset; false flags are flag episodes
-    that start outside every incident on that producer.
+    that start outside every incident on that producer. Flags in the first half of the scenario's
+    warm-up (models still learning, no disturbance yet) are not scored, for every flagger.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def demand_bench(path: str | Path, n_factors: int = 10, lr: float = 0.05, seed: 
     began = time.perf_counter()
     rows = zip(frame["consumer_id"].astype(str), frame["producer_id"].astype(str),
                frame[target].astype(float))
-    for n, (c, p, y) in enumerate(rows):
+    for c, p, y in rows:
         glob = g_sum / g_n if g_n else 0.0
         cs, ps = c_stats[c], p_stats[p]
         errors["global_mean"] += abs(y - glob)
@@ -103,8 +104,10 @@ def degradation_bench(params=None) -> dict:
                 (tick_end, bool(ewmas) and float(np.mean(ewmas)) > math.log(1.3)))
         tick_end += TICK
     seconds = time.perf_counter() - began
-    days = params.hours / 24.0
-    methods = {name: _score_flags(per_p, scenario.incidents, days) for name, per_p in flags.items()}
+    scored_from = events[0]["timestamp"] + timedelta(hours=params.warmup_hours / 2)
+    days = (params.hours - params.warmup_hours / 2) / 24.0
+    methods = {name: _score_flags(per_p, scenario.incidents, days, scored_from)
+               for name, per_p in flags.items()}
     return {
         "scenario": "simulation.degradation", "params": params.as_dict(),
         "events": len(events), "incidents": len(scenario.incidents),
@@ -113,13 +116,13 @@ def degradation_bench(params=None) -> dict:
     }
 
 
-def _score_flags(per_producer: dict[str, list], incidents, days: float) -> dict:
+def _score_flags(per_producer: dict[str, list], incidents, days: float, scored_from) -> dict:
     warnings, warnings_median, detected, early, false = [], [], 0, 0, 0
     episodes: dict[str, list] = {}
     for p, ticks in per_producer.items():
         starts, previous = [], False
         for t, on in ticks:
-            if on and not previous:
+            if on and not previous and t >= scored_from:
                 starts.append(t)
             previous = on
         episodes[p] = starts

@@ -3,8 +3,9 @@
 * **Expected experience** — River's ``BiasedMF`` learns ``log(latency_ms)`` per (consumer,
   producer): global mean + consumer bias + producer bias + ``u_c · v_p``. Each event is scored
   against the expectation *before* it is learnt; learning uses the residual clipped at three
-  running mean absolute residuals (a Huber-like step), and pairs that are currently degraded are
-  not learnt at all, so an incident does not become the new normal within minutes.
+  running mean absolute residuals (a Huber-like step), and a pair that is degraded is not learnt
+  for ``freeze_s`` (then the model adapts: a lasting change becomes the new normal), so an
+  incident does not become the new normal within minutes.
 * **Degradation** — per pair, an exponentially weighted residual (errors count as
   ``error_penalty``); the consumer is *hit* on the producer when it exceeds ``log(hit_ratio)``
   over at least ``min_events`` events, and recovers below half of that.
@@ -25,15 +26,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
 from models.tier3.events import MetricSample, PerformanceEvent
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _seconds(ts: datetime) -> float:
@@ -47,9 +49,10 @@ class Tier3Config:
     n_factors: int = 8
     lr: float = 0.05
     seed: int = 42
-    hit_alpha: float = 0.4  # EW smoothing of a pair's residual
+    hit_alpha: float = 0.25  # EW smoothing of a pair's residual (one error alone is no hit)
     hit_ratio: float = 1.8  # hit when latency runs 80 % above expectation
-    min_events: int = 3
+    min_events: int = 10  # events of a pair before it can be judged hit
+    freeze_s: float = 1800.0  # a hit pair is not learnt for this long, then the model adapts
     error_penalty: float = math.log(5.0)
     similarity: float = 0.6  # cosine above which two consumers are "alike"
     min_history: int = 15  # events before a consumer's latent vector is trusted
@@ -209,7 +212,8 @@ class Tier3State:
                 pair.hit, pair.hit_since = True, t
             elif pair.hit and pair.ewma < threshold / 2:
                 pair.hit, pair.hit_since = False, None
-        if not pair.hit and not event.error:
+        frozen = pair.hit and pair.hit_since is not None and t - pair.hit_since < c.freeze_s
+        if not frozen and not event.error:
             self.experience.learn(consumer, producer, y, expected)
         minute = int(t // 60)
         buckets = self.demand_buckets[producer]
@@ -345,4 +349,4 @@ class Tier3State:
 def _iso(seconds: float | None) -> str | None:
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat()

@@ -60,6 +60,6 @@ def test_promotion_champion_then_challenger(tmp_path, monkeypatch):
     assert not second.promotion.promoted  # worse on the same holdout: challenger
     assert second.promotion.champion_score == pytest.approx(mae(good))
     champion = client().get_model_version_by_alias(MODEL_NAME, CHAMPION)
-    assert champion.version == first.version
+    assert str(champion.version) == first.version
     third = log_and_register(good, test, {"mae": mae(good)}, {}, test, y_test)
     assert third.promotion.promoted  # no worse than the champion: the fresher fit wins

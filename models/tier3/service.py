@@ -1,0 +1,205 @@
+"""Tier 3 as a running service: the online state, its checkpoints in MLflow and a restart count.
+
+* :class:`Tier3Service` is the Python ingestion API (``ingest``) and the reader (``assess``);
+  it is thread-safe (one lock) and checkpoints every ``every_events`` accepted events or
+  ``every_seconds``, whichever comes first.
+* A **checkpoint** is a new version of the registered model ``leadtime-tier3`` (a pyfunc whose
+  artifact is the pickled state; ``predict`` takes ``producer_id`` rows and returns Tier 3's
+  prediction). The newest checkpoint holds the ``champion`` alias.
+* A tiny **ledger** file under ``<home>/tier3/`` holds the number of events accepted so far
+  (rewritten per batch). On restart the champion checkpoint is loaded and
+  ``lost = ledger − events in the checkpoint`` is reported: the events accepted after the last
+  checkpoint, which a restart loses.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.tier3.events import MetricSample, ObservationBatch, PerformanceEvent
+from models.tier3.state import Assessment, Tier3State
+
+MODEL_NAME = "leadtime-tier3"
+ARTIFACT = "state"
+
+
+@dataclass(frozen=True)
+class RestoreInfo:
+    version: str | None  # None: no checkpoint yet, started empty
+    events_in_checkpoint: int
+    events_lost: int
+
+    def message(self) -> str:
+        if self.version is None:
+            return (f"no {MODEL_NAME} checkpoint: started empty"
+                    + (f"; {self.events_lost} event(s) accepted earlier are lost"
+                       if self.events_lost else ""))
+        return (f"restored {MODEL_NAME} v{self.version} ({self.events_in_checkpoint} events); "
+                f"{self.events_lost} event(s) accepted since that checkpoint are lost")
+
+
+def _pyfunc_class():
+    import mlflow
+
+    class Tier3Pyfunc(mlflow.pyfunc.PythonModel):
+        """Input: a ``producer_id`` column; output: point, lower, upper, risk, flagged."""
+
+        def load_context(self, context) -> None:
+            self.state = load_state(Path(context.artifacts[ARTIFACT]))
+
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
+
+            rows = []
+            for producer in model_input["producer_id"].astype(str):
+                a = self.state.assess(producer)
+                p = a.prediction
+                rows.append({"producer_id": producer, "point": p.point if p else None,
+                             "lower": p.lower if p else None, "upper": p.upper if p else None,
+                             "risk": a.risk, "flagged": a.flagged})
+            return pd.DataFrame(rows)
+
+    return Tier3Pyfunc
+
+
+def save_state(state: Tier3State, path: Path) -> Path:
+    """Pickle the state atomically (write beside, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    tmp.replace(path)
+    return path
+
+
+def load_state(path: Path) -> Tier3State:
+    return pickle.loads(Path(path).read_bytes())
+
+
+def register_checkpoint(state_bytes: bytes, events: int, experiment: str = "leadtime") -> str:
+    """Log the pickled state as a new ``leadtime-tier3`` version; move ``champion`` to it."""
+    import mlflow
+
+    from leadtime.registry import CHAMPION, client
+
+    mlflow.set_experiment(experiment)
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name="tier3-checkpoint"):
+        path = Path(tmp) / "state.pkl"
+        path.write_bytes(state_bytes)
+        mlflow.log_metric("events_applied", events)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=_pyfunc_class()(), artifacts={ARTIFACT: str(path)},
+            pip_requirements=_requirements(), registered_model_name=MODEL_NAME,
+        )
+    version = str(info.registered_model_version)
+    mlflow_client = client()
+    mlflow_client.set_model_version_tag(MODEL_NAME, version, "events_applied", str(events))
+    mlflow_client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    return version
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("mlflow", "river", "numpy", "pydantic", "pandas")]
+
+
+def load_champion() -> tuple[Tier3State, str] | None:
+    """The champion checkpoint's state and version, or None when there is none."""
+    import mlflow
+
+    from leadtime.registry import champion_version, model_uri
+
+    champion = champion_version(MODEL_NAME)
+    if champion is None:
+        return None
+    model = mlflow.pyfunc.load_model(model_uri(MODEL_NAME))
+    return model.unwrap_python_model().state, str(champion.version)
+
+
+class Tier3Service:
+    """Thread-safe ingestion, assessment and periodic checkpoints of one Tier 3 state."""
+
+    def __init__(self, settings, state: Tier3State | None = None, *,
+                 every_events: int = 10_000, every_seconds: float = 300.0) -> None:
+        self.settings = settings
+        self.state = state or Tier3State()
+        self.every_events = every_events
+        self.every_seconds = every_seconds
+        self.lock = threading.Lock()
+        self.checkpoint_lock = threading.Lock()
+        self.last_checkpoint_events = self.state.events_applied
+        self.last_checkpoint_at = time.monotonic()
+        self.version: str | None = None
+
+    @property
+    def ledger(self) -> Path:
+        return self.settings.home_dir / "tier3" / "ledger"
+
+    @classmethod
+    def restore(cls, settings, **kwargs) -> tuple[Tier3Service, RestoreInfo]:
+        """Start from the champion checkpoint (or empty) and count the events lost since it."""
+        settings.prepare()
+        found = load_champion()
+        state, version = found if found is not None else (Tier3State(), None)
+        service = cls(settings, state, **kwargs)
+        service.version = version
+        accepted = service._read_ledger()
+        lost = max(0, accepted - state.events_applied)
+        service._write_ledger(state.events_applied)
+        return service, RestoreInfo(version, state.events_applied, lost)
+
+    def ingest(self, events: list[PerformanceEvent] | None = None,
+               metrics: list[MetricSample] | None = None) -> dict[str, Any]:
+        """Apply a batch at once; checkpoint when one is due. Returns the batch's counts."""
+        with self.lock:
+            result = self.state.ingest(events or [], metrics or [])
+            total = self.state.events_applied
+            self._write_ledger(total)
+            due = (total - self.last_checkpoint_events >= self.every_events
+                   or (total > self.last_checkpoint_events
+                       and time.monotonic() - self.last_checkpoint_at >= self.every_seconds))
+            snapshot = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL) if due else None
+            if due:
+                self.last_checkpoint_events, self.last_checkpoint_at = total, time.monotonic()
+        out = {**result.as_dict(), "events_total": total, "checkpoint": None}
+        if snapshot is not None:  # upload outside the ingestion lock
+            out["checkpoint"] = self._register(snapshot, total)
+        return out
+
+    def ingest_batch(self, batch: ObservationBatch) -> dict[str, Any]:
+        return self.ingest(list(batch.events), list(batch.metrics))
+
+    def checkpoint(self) -> str:
+        """Checkpoint now; returns the new ``leadtime-tier3`` version."""
+        with self.lock:
+            total = self.state.events_applied
+            snapshot = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+            self.last_checkpoint_events, self.last_checkpoint_at = total, time.monotonic()
+        return self._register(snapshot, total)
+
+    def _register(self, snapshot: bytes, total: int) -> str:
+        with self.checkpoint_lock:
+            self.version = register_checkpoint(snapshot, total, self.settings.experiment)
+        return self.version
+
+    def assess(self, producer: str) -> Assessment:
+        with self.lock:
+            return self.state.assess(producer)
+
+    def _read_ledger(self) -> int:
+        try:
+            return int(self.ledger.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _write_ledger(self, total: int) -> None:
+        self.ledger.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.ledger.with_suffix(".tmp")
+        tmp.write_text(str(total))
+        tmp.replace(self.ledger)

@@ -1,0 +1,89 @@
+"""Tier 3 online state: updates change predictions, duplicates, out-of-order, risk, bad events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from models.tier3.events import MetricSample, ObservationBatch, PerformanceEvent
+from models.tier3.state import Tier3State
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def ev(i: int, consumer: str = "c1", producer: str = "p1", latency: float = 100.0, **kw):
+    return PerformanceEvent(timestamp=T0 + timedelta(seconds=i), consumer_id=consumer,
+                            producer_id=producer, latency_ms=latency, demand=1.0, **kw)
+
+
+def test_online_updates_change_predictions():
+    state = Tier3State()
+    before = state.experience.expected("c1", "p1")
+    state.ingest([ev(i, latency=400.0) for i in range(20)])
+    after = state.experience.expected("c1", "p1")
+    assert after > before + 0.5
+    assert state.assess("p1").prediction is not None
+
+
+def test_duplicates_ignored_and_out_of_order_accepted():
+    state = Tier3State()
+    first = state.ingest([ev(10), ev(11)])
+    again = state.ingest([ev(11), ev(5, event_id="late-1"), ev(5, event_id="late-1")])
+    assert first.accepted_events == 2
+    assert again.duplicates == 2 and again.accepted_events == 1 and again.late == 1
+    assert state.events_applied == 3
+
+
+def test_metric_samples_late_and_duplicate():
+    state = Tier3State()
+    m = [MetricSample(timestamp=T0 + timedelta(minutes=i), producer_id="p1", metric="load",
+                      value=10.0) for i in range(3)]
+    assert state.ingest(metrics=m).accepted_metrics == 3
+    out = state.ingest(metrics=[m[1], MetricSample(timestamp=T0 - timedelta(minutes=1),
+                                                    producer_id="p1", metric="load", value=1.0)])
+    assert out.duplicates == 1 and out.late_metrics_skipped == 1
+    assert state.assess("p1").prediction.point == pytest.approx(10.0)
+
+
+def test_similar_consumers_raise_risk_when_their_group_is_hit():
+    """Two groups see producers differently; group A is hit on p0; A's other members are at risk."""
+    state = Tier3State()
+    groups = {"A": [f"a{i}" for i in range(6)], "B": [f"b{i}" for i in range(6)]}
+    base = {("A", "p0"): 50, ("A", "p1"): 400, ("A", "p2"): 60,
+            ("B", "p0"): 300, ("B", "p1"): 40, ("B", "p2"): 350}
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    events, t = [], 0
+    for _ in range(120):
+        for g, members in groups.items():
+            for c in members:
+                for p in ("p0", "p1", "p2"):
+                    t += 1
+                    events.append(ev(t, c, p, base[(g, p)] * float(rng.lognormal(0, 0.1))))
+    state.ingest(events)
+    assert state.experience.similarity("a0", "a1") > state.experience.similarity("a0", "b0")
+    hit = [ev(t + k, c, "p0", 50 * 4.0) for k in range(15) for c in ("a0", "a1")]
+    state.ingest(hit)
+    a = state.assess("p0")
+    assert a.flagged and a.risk > 0
+    at_risk = {x["consumer_id"] for x in a.evidence["at_risk"]}
+    assert at_risk and at_risk <= set(groups["A"][2:])
+    assert a.prediction.upper >= a.prediction.point >= a.prediction.lower
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"latency_ms": -1}, "latency_ms"),
+    ({"latency_ms": "slow"}, "latency_ms"),
+    ({"consumer_id": ""}, "consumer_id"),
+    ({"timestamp": "yesterday"}, "timestamp"),
+    ({"colour": "red"}, "colour"),
+])
+def test_bad_events_refused_naming_the_field(bad, field):
+    good = {"timestamp": "2025-01-01T00:00:00Z", "consumer_id": "c", "producer_id": "p",
+            "latency_ms": 10, "error": False, "demand": 1}
+    with pytest.raises(ValidationError) as info:
+        ObservationBatch(events=[{**good, **bad}])
+    assert any(field in map(str, e["loc"]) for e in info.value.errors())

@@ -1,0 +1,67 @@
+"""POST /v1/observations: auth, batches, duplicates, 422 naming the field; GET /v1/tier3/{p}."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow  # each test restores from a fresh MLflow store (~5 s)
+
+TOKEN = "s3cret"
+
+
+@pytest.fixture
+def client(state, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    monkeypatch.setenv("LEADTIME_API_TOKEN", TOKEN)
+    with TestClient(create_app(state, load=False)) as test_client:
+        yield test_client
+
+
+def body(n: int = 5, start: int = 0) -> dict:
+    return {"events": [{"timestamp": f"2025-01-01T00:00:{i:02d}Z", "consumer_id": f"c{i % 2}",
+                        "producer_id": "p1", "latency_ms": 100 + i, "demand": 2.0}
+                       for i in range(start, start + n)],
+            "metrics": [{"timestamp": "2025-01-01T00:01:00Z", "producer_id": "p1",
+                         "metric": "load", "value": 12.5}]}
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_batch_accepted_then_duplicates_ignored(client):
+    first = client.post("/v1/observations", json=body(), headers=AUTH)
+    assert first.status_code == 200, first.text
+    assert first.json()["accepted_events"] == 5 and first.json()["accepted_metrics"] == 1
+    assert "started empty" in first.json()["restore"]
+    again = client.post("/v1/observations", json=body(), headers=AUTH).json()
+    assert again["duplicates"] == 6 and again["accepted_events"] == 0
+    out = client.get("/v1/tier3/p1").json()
+    assert out["prediction"]["point"] == pytest.approx(12.5)
+    assert client.get("/v1/tier3/unknown").status_code == 404
+
+
+def test_writes_refused_without_the_token(client, monkeypatch):
+    assert client.post("/v1/observations", json=body()).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert client.post("/v1/observations", json=body(), headers=wrong).status_code == 401
+    monkeypatch.delenv("LEADTIME_API_TOKEN")
+    assert client.post("/v1/observations", json=body(), headers=AUTH).status_code == 503
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"latency_ms": -5}, "latency_ms"),
+    ({"error": "maybe"}, "error"),
+    ({"producer_id": None}, "producer_id"),
+    ({"extra_field": 1}, "extra_field"),
+])
+def test_malformed_event_gets_422_naming_the_field(client, patch, field):
+    payload = body(2)
+    payload["events"][1].update(patch)
+    response = client.post("/v1/observations", json=payload, headers=AUTH)
+    assert response.status_code == 422
+    assert any(field in map(str, err["loc"]) for err in response.json()["detail"])
+    # nothing of a refused batch is applied
+    assert client.get("/v1/tier3").json()["events_total"] == 0
