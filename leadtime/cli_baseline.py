@@ -19,10 +19,12 @@ def _fail(message: str) -> None:
 
 
 def _progress():
+    """A progress bar on stderr, so that ``--json`` output on stdout stays one clean document."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), transient=False)
+                    TimeElapsedColumn(), console=Console(stderr=True))
 
 
 def score_table(summary: dict[str, dict[str, float]], title: str):

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         default="sqlite", description="Feast online store: SQLite under home, or Redis."
     )
     redis_url: str = Field(default="127.0.0.1:6379", description="Redis for the online store.")
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token for the API's writes and admin endpoints; "
+        "unset means they are refused."
+    )
     experiment: str = "leadtime"
     baseline_model_name: str = "leadtime-baseline"
     workers: int = Field(default=max(1, os.cpu_count() or 1), description="Parallel fit workers.")

@@ -1,7 +1,7 @@
 """``POST /v1/observations`` (Tier 3 ingestion) and ``GET /v1/tier3/{producer_id}``.
 
 Writes need ``Authorization: Bearer <token>`` where the token is the ``LEADTIME_API_TOKEN``
-environment variable, read on every request; when it is unset, writes are refused (503). The body
+setting; when it is unset, writes are refused (503). The body
 is an :class:`models.tier3.events.ObservationBatch`; a malformed one gets a 422 whose ``loc``
 names the field. Duplicates are counted and ignored; out-of-order events are accepted.
 
@@ -12,29 +12,13 @@ process; the restore message (events lost since that checkpoint) is in every res
 
 from __future__ import annotations
 
-import hmac
-import os
 import threading
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException
 
 from models.tier3.events import ObservationBatch
-
-TOKEN_ENV = "LEADTIME_API_TOKEN"
-
-
-def require_token(request: Request) -> None:
-    """Refuse a write without the right bearer token (or when no token is configured)."""
-    expected = os.environ.get(TOKEN_ENV)
-    if not expected:
-        raise HTTPException(503, f"writes are disabled: set {TOKEN_ENV} on the server")
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
-        raise HTTPException(401, "missing or wrong bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
-
+from serving.auth import token_guard
 
 class _Lazy:
     """The process's Tier 3 service, restored on first use."""
@@ -60,7 +44,7 @@ def router(settings) -> APIRouter:
     api = APIRouter(tags=["tier3"])
     runtime = _Lazy(settings)
 
-    @api.post("/v1/observations", dependencies=[Depends(require_token)])
+    @api.post("/v1/observations", dependencies=[Depends(token_guard(settings))])
     def observations(batch: ObservationBatch) -> dict[str, Any]:
         """Ingest performance events and metric samples; each updates Tier 3 at once."""
         result = runtime.get().ingest_batch(batch)

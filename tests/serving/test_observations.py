@@ -10,13 +10,14 @@ TOKEN = "s3cret"
 
 
 @pytest.fixture
-def client(state, monkeypatch):
+def client(state):
     from fastapi.testclient import TestClient
+    from pydantic import SecretStr
 
     from serving.app import create_app
 
-    monkeypatch.setenv("LEADTIME_API_TOKEN", TOKEN)
-    with TestClient(create_app(state, load=False)) as test_client:
+    settings = state.model_copy(update={"api_token": SecretStr(TOKEN)})
+    with TestClient(create_app(settings, load=False)) as test_client:
         yield test_client
 
 
@@ -43,12 +44,16 @@ def test_batch_accepted_then_duplicates_ignored(client):
     assert client.get("/v1/tier3/unknown").status_code == 404
 
 
-def test_writes_refused_without_the_token(client, monkeypatch):
+def test_writes_refused_without_the_token(client, state):
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
     assert client.post("/v1/observations", json=body()).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert client.post("/v1/observations", json=body(), headers=wrong).status_code == 401
-    monkeypatch.delenv("LEADTIME_API_TOKEN")
-    assert client.post("/v1/observations", json=body(), headers=AUTH).status_code == 503
+    with TestClient(create_app(state, load=False)) as no_token:  # no token configured
+        assert no_token.post("/v1/observations", json=body(), headers=AUTH).status_code == 503
 
 
 @pytest.mark.parametrize("patch, field", [
