@@ -121,7 +121,8 @@ class ResidualDetector:
     warmup: int = 30
     log_surprise: bool = False  # log1p of the scaled residual instead of the ratio
     tail_decades: float = 10.0
-    min_threshold: float = 0.3  # alert floor: a likelihood tail below 1e-3
+    # alert floor fixed a priori: NAB's published anomaly-likelihood threshold 1 - 1e-5 (tail 1e-5)
+    min_threshold: float = 0.5
     name: str = "leadtime"
     _level: float | None = field(default=None, init=False)
     _scale: float | None = field(default=None, init=False)
