@@ -17,6 +17,17 @@ The arithmetic follows ``DESIGN.md`` ("One currency for the tiers"):
   last scale-out and a bounded step) and never goes below what the current load needs.
 
 Every :class:`Decision` carries the reasons that produced it, in plain words.
+
+On top of the per-producer allocation, :func:`decide_all` makes the decisions for a whole fleet:
+
+* a **threshold** on the load score gates pre-allocation: a scale-out the upper bound asks for is
+  only requested when ``load_score >= threshold`` (0 disables the gate); scale-in is unaffected;
+* :func:`redirect` gives, per pool of interchangeable producers, the routing weights minimising
+  the pool's predicted queueing delay (M/M/1 per producer, see the function) whenever a member is
+  predicted over the threshold; otherwise the current split is kept;
+* :func:`selection_weights` gives the leasing agent the share of new consumers per producer,
+  proportional to predicted spare capacity, never to a producer over the threshold;
+* ``dry_run`` flags every decision not to act ("forecast only").
 """
 
 from __future__ import annotations
@@ -102,6 +113,12 @@ class Decision:
     load_score: float | None  # predicted load / current capacity (None without a prediction)
     prediction: CombinedPrediction | None
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    dry_run: bool = False  # computed and logged, flagged not to act
+
+    @property
+    def act(self) -> bool:
+        """True when an allocator should apply this decision (a change, and not a dry run)."""
+        return not self.dry_run and self.action != "hold"
 
 
 def combine(
@@ -224,3 +241,187 @@ def decide(
 ) -> Decision:
     """Combine the tiers and allocate: the engine's one-call entry point."""
     return allocate(config, combine(predictions, weights), state)
+
+
+# --- fleet decisions: threshold, redirect, selection weights, dry-run ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDecision:
+    """Routing and leasing weights for one pool of interchangeable producers (each sums to 1)."""
+
+    pool: str
+    redirect: dict[str, float]  # share of the pool's traffic each producer should receive
+    current_share: dict[str, float]  # the share each producer is predicted to get unchanged
+    selection: dict[str, float]  # share of new consumers the leasing agent should give each
+    reasons: tuple[str, ...]
+    dry_run: bool = False
+
+    @property
+    def act(self) -> bool:
+        return not self.dry_run and any(
+            abs(self.redirect[p] - self.current_share.get(p, 0.0)) > 1e-9 for p in self.redirect
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FleetDecisions:
+    """Everything one engine pass decides."""
+
+    decisions: dict[str, Decision]  # by producer id
+    pools: dict[str, PoolDecision]  # by pool name
+    weights: dict[str, float]  # the tier weights used (before per-producer renormalisation)
+    threshold: float
+    dry_run: bool
+
+
+def redirect(capacity: Mapping[str, float], load: Mapping[str, float]) -> dict[str, float]:
+    """Routing weights (sum 1) minimising the pool's predicted mean queueing delay.
+
+    Each producer is an M/M/1-like server of capacity ``c_i`` (load units per second); sending it
+    ``x_i`` gives a delay proportional to ``x_i / (c_i - x_i)``. Minimising the sum subject to
+    ``Σ x_i = Λ`` (the pool's total predicted load) has the closed form
+    ``x_i = c_i - sqrt(c_i) · (Σ c - Λ) / Σ sqrt(c)`` over the producers that get traffic
+    (those that would get a negative share are dropped and the rest re-solved): bigger
+    producers take more, and nobody is pushed to saturation while another has room. When the
+    pool is predicted over its whole capacity there is no finite optimum: the traffic is split in
+    proportion to capacity (equal utilisation everywhere). Without load, also by capacity.
+    """
+    ids = [p for p in capacity if capacity[p] > 0]
+    if not ids:
+        n = len(capacity)
+        return {p: 1.0 / n for p in capacity} if n else {}
+    total = sum(max(0.0, load.get(p, 0.0)) for p in capacity)
+    cap_total = sum(capacity[p] for p in ids)
+    share = {p: 0.0 for p in capacity}
+    if total <= 0 or total >= cap_total:
+        for p in ids:
+            share[p] = capacity[p] / cap_total
+        return share
+    active = sorted(ids, key=lambda p: capacity[p], reverse=True)
+    while active:
+        c_sum = sum(capacity[p] for p in active)
+        root_sum = sum(math.sqrt(capacity[p]) for p in active)
+        slack = (c_sum - total) / root_sum
+        x = {p: capacity[p] - math.sqrt(capacity[p]) * slack for p in active}
+        if x[active[-1]] >= 0:  # the smallest producer gets the least; all non-negative
+            for p in active:
+                share[p] = x[p] / total
+            break
+        active.pop()  # drop the smallest producer and re-solve
+    return share
+
+
+def selection_weights(
+    capacity: Mapping[str, float], load: Mapping[str, float], over: Mapping[str, bool]
+) -> dict[str, float]:
+    """Share of new consumers per producer: proportional to predicted spare capacity.
+
+    Producers over the threshold get none; when no producer has spare capacity the weights fall
+    back to capacity shares (the leasing agent must still pick someone).
+    """
+    spare = {
+        p: 0.0 if over.get(p) else max(0.0, capacity[p] - max(0.0, load.get(p, 0.0)))
+        for p in capacity
+    }
+    total = sum(spare.values())
+    if total > 0:
+        return {p: v / total for p, v in spare.items()}
+    cap_total = sum(max(0.0, c) for c in capacity.values())
+    if cap_total > 0:
+        return {p: max(0.0, c) / cap_total for p, c in capacity.items()}
+    return {p: 1.0 / len(capacity) for p in capacity} if capacity else {}
+
+
+def _gate(decision: Decision, threshold: float) -> Decision:
+    """Hold a scale-out whose load score is under the threshold (pre-allocation not warranted)."""
+    if (
+        threshold > 0
+        and decision.action == "scale_out"
+        and decision.load_score is not None
+        and decision.load_score < threshold
+        and decision.prediction is not None
+    ):
+        reasons = (
+            *decision.reasons,
+            f"load score {decision.load_score:.2f} < threshold {threshold:.2f}: "
+            f"no pre-allocation (would have requested {decision.target_instances})",
+        )
+        return Decision(decision.producer_id, decision.current_instances,
+                        decision.current_instances, "hold", decision.load_score,
+                        decision.prediction, reasons, decision.dry_run)
+    return decision
+
+
+def decide_all(
+    configs: Mapping[str, ProducerConfig],
+    predictions: Mapping[str, Mapping[str, TierPrediction | None]],
+    states: Mapping[str, ProducerState],
+    pools: Mapping[str, list[str]] | None = None,
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+    threshold: float = 0.0,
+    dry_run: bool = False,
+) -> FleetDecisions:
+    """Decide for every producer in ``configs`` and every pool: allocate, redirect, selection.
+
+    A producer without a state is taken as running ``min_instances`` (at least 1) with unknown
+    load. Pools name producer ids; ids without a config are ignored.
+    """
+    decisions: dict[str, Decision] = {}
+    for pid, config in configs.items():
+        state = states.get(pid) or ProducerState(instances=max(1, config.min_instances))
+        decision = _gate(allocate(config, combine(predictions.get(pid, {}), weights), state),
+                         threshold)
+        if dry_run:
+            decision = Decision(decision.producer_id, decision.target_instances,
+                                decision.current_instances, decision.action, decision.load_score,
+                                decision.prediction,
+                                (*decision.reasons, "dry run: not acted on"), True)
+        decisions[pid] = decision
+
+    pool_out: dict[str, PoolDecision] = {}
+    for pool, members in (pools or {}).items():
+        ids = [p for p in members if p in decisions]
+        if not ids:
+            continue
+        capacity: dict[str, float] = {}
+        load: dict[str, float] = {}
+        over: dict[str, bool] = {}
+        for p in ids:
+            d = decisions[p]
+            # capacity surely there both now and at the window one lead time ahead
+            instances = min(d.current_instances, d.target_instances)
+            capacity[p] = instances * configs[p].capacity_per_instance
+            if d.prediction is not None:
+                load[p] = max(0.0, d.prediction.point)
+            else:
+                current = states.get(p)
+                load[p] = float(current.current_load or 0.0) if current else 0.0
+            score = load_score(load[p], capacity[p])
+            over[p] = score >= threshold if threshold > 0 else score >= 1.0
+        total = sum(load.values())
+        current_share = (
+            {p: load[p] / total for p in ids} if total > 0
+            else {p: 1.0 / len(ids) for p in ids}
+        )
+        hot = [p for p in ids if over[p]]
+        reasons: list[str] = []
+        if hot:
+            weights_out = redirect(capacity, load)
+            reasons.append(
+                f"over threshold: {', '.join(hot)}; routing weights minimise predicted queueing "
+                f"delay for a pool load of {total:.4g} over capacity "
+                f"{sum(capacity.values()):.4g}"
+            )
+            for p in ids:
+                if abs(weights_out[p] - current_share[p]) > 1e-6:
+                    reasons.append(f"{p}: {current_share[p]:.2f} -> {weights_out[p]:.2f}")
+        else:
+            weights_out = dict(current_share)
+            reasons.append("no producer over the threshold: current split kept")
+        if dry_run:
+            reasons.append("dry run: not acted on")
+        pool_out[pool] = PoolDecision(pool, weights_out, current_share,
+                                      selection_weights(capacity, load, over), tuple(reasons),
+                                      dry_run)
+    return FleetDecisions(decisions, pool_out, dict(weights), threshold, dry_run)

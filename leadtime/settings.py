@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     )
     experiment: str = "leadtime"
     baseline_model_name: str = "leadtime-baseline"
+    weights_model_name: str = Field(default="leadtime-weights",
+                                    description="Registered model holding the engine's tier weights.")
+    config_path: Path = Field(default=PROJECT_ROOT / "leadtime.yaml",
+                              description="Pools, producers and engine settings (leadtime.yaml).")
+    decision_log_path: Path | None = Field(
+        default=None, description="SQLite decision log; default: home/decisions.sqlite.")
     workers: int = Field(default=max(1, os.cpu_count() or 1), description="Parallel fit workers.")
 
     # Tier 1 defaults
@@ -72,6 +78,10 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> str:
         return self.mlflow_artifact_root or (self.home_dir / "mlartifacts").as_uri()
+
+    @property
+    def decision_log(self) -> Path:
+        return (self.decision_log_path or self.home_dir / "decisions.sqlite").expanduser().resolve()
 
     @property
     def plots_dir(self) -> Path:

@@ -73,6 +73,9 @@ def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    import logging
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX sets INFO on import
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas("leadtime").add_dataframe_asset("frame")

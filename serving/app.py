@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
     async def lifespan(app: FastAPI):
         if load:
             state.load_intent()
+        state.decisions.load(models=load)  # leadtime.yaml always; champions unless load=False
         yield
 
     app = FastAPI(title="leadtime", version="0.1.0", lifespan=lifespan)
@@ -64,5 +65,9 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
     app.include_router(intent_router(state.get_intent))
     from serving.observations import router as observations_router
 
-    app.include_router(observations_router(state.settings))
+    tier3_routes = observations_router(state.settings)
+    app.include_router(tier3_routes)
+    from serving.decisions import mount as mount_decisions
+
+    state.decisions = mount_decisions(app, state.settings, tier3=tier3_routes.tier3_service)
     return app

@@ -68,4 +68,5 @@ def router(settings) -> APIRouter:
                 {"point": p.point, "lower": p.lower, "upper": p.upper},
                 "evidence": a.evidence}
 
+    api.tier3_service = runtime.get  # the same restored service, for the decision engine
     return api

@@ -20,20 +20,12 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
-
 import numpy as np
 import pandas as pd
 
-LEVELS = (80, 95)
+from models.baseline import LEVELS, Forecaster
+
 HISTORY = pd.Timedelta(days=28)  # default history of a fit (settings.history_days)
-
-
-class Forecaster(Protocol):
-    def fit(self, history: pd.Series) -> Forecaster: ...
-
-    def predict(self, index: pd.DatetimeIndex) -> pd.DataFrame: ...
-
 
 ForecasterFactory = Callable[[str], Forecaster]
 

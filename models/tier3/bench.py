@@ -73,7 +73,7 @@ def demand_bench(path: str | Path, n_factors: int = 10, lr: float = 0.05, seed: 
     }
 
 
-def degradation_bench(params=None) -> dict:
+def degradation_bench(params=None, config=None) -> dict:
     """Stream the generated scenario through Tier 3 and score the flaggers."""
     from models.tier3.events import PerformanceEvent
     from models.tier3.state import Tier3State
@@ -81,7 +81,7 @@ def degradation_bench(params=None) -> dict:
 
     params = params or ScenarioParams()
     scenario = generate(params)
-    state = Tier3State()
+    state = Tier3State(config)
     producers = sorted({e["producer_id"] for e in scenario.events})
     flags: dict[str, dict[str, list]] = {m: defaultdict(list) for m in
                                          ("leadtime", "two_hit", "producer_mean")}

@@ -59,6 +59,10 @@ class Tier3Config:
     load_window_s: float = 300.0
     stale_s: float = 300.0  # a pair event older than its pair's newest by this much: learn only
     dedup_capacity: int = 500_000
+    # common-cause test (see ``Tier3State.coincidence``): hit onsets of similar consumers that are
+    # closer in time than independent blips at the observed base rate explain, at level alpha
+    coincidence_alpha: float = 0.05
+    base_rate_prior_per_day: float = 1.0  # hit episodes per pair per day before any is seen
     calibration_samples: int = 288  # metric samples whose scores set a detector's threshold
     anomaly_season: int = 288
 
@@ -70,6 +74,8 @@ class PairState:
     hit: bool = False
     hit_since: float | None = None
     last_s: float = -math.inf
+    first_s: float = math.inf
+    onset_s: float | None = None  # first event of the current run of elevated residuals
 
 
 @dataclass
@@ -149,6 +155,9 @@ def log_latency(latency_ms: float) -> float:
 class Tier3State:
     """Everything Tier 3 knows, updated one observation at a time; picklable for checkpoints."""
 
+    hit_episodes = 0  # class defaults: checkpoints pickled before these counters existed load
+    exposure_s = 0.0
+
     def __init__(self, config: Tier3Config | None = None) -> None:
         self.config = config or Tier3Config()
         c = self.config
@@ -161,6 +170,8 @@ class Tier3State:
         self.events_applied = 0
         self.metrics_applied = 0
         self.watermark_s = -math.inf
+        self.hit_episodes = 0  # pairs turning hit: with the exposure, the base rate of hits
+        self.exposure_s = 0.0  # sum over pairs of their observed span (pair-seconds)
 
     # ----------------------------------------------------------------- ingestion
     def ingest(
@@ -206,12 +217,22 @@ class Tier3State:
         if t >= pair.last_s - c.stale_s:
             pair.ewma = residual if pair.n == 0 else pair.ewma + c.hit_alpha * (residual - pair.ewma)
             pair.n += 1
+            if pair.n > 1 and t > pair.last_s:
+                self.exposure_s += t - pair.last_s
+            pair.first_s = min(pair.first_s, t)
             pair.last_s = max(pair.last_s, t)
             threshold = math.log(c.hit_ratio)
+            if not pair.hit:  # onset: the first event of the run of elevated residuals
+                if residual > threshold / 2:
+                    pair.onset_s = t if pair.onset_s is None else min(pair.onset_s, t)
+                else:
+                    pair.onset_s = None
             if not pair.hit and pair.n >= c.min_events and pair.ewma > threshold:
                 pair.hit, pair.hit_since = True, t
+                pair.onset_s = t if pair.onset_s is None else pair.onset_s
+                self.hit_episodes += 1
             elif pair.hit and pair.ewma < threshold / 2:
-                pair.hit, pair.hit_since = False, None
+                pair.hit, pair.hit_since, pair.onset_s = False, None, None
         frozen = pair.hit and pair.hit_since is not None and t - pair.hit_since < c.freeze_s
         if not frozen and not event.error:
             self.experience.learn(consumer, producer, y, expected)
@@ -272,12 +293,8 @@ class Tier3State:
         shares = self.producer_consumers.get(producer, {})
         hit = [h for h in self.hit_consumers(producer) if self.trusted(h)]
         vectors = {k: self.experience.vector(k) for k in shares if self.trusted(k)}
-        coherent: list[str] = []
-        for i, a in enumerate(hit):
-            for b in hit[i + 1:]:
-                if vectors.get(a) is not None and vectors.get(b) is not None \
-                        and float(vectors[a] @ vectors[b]) >= c.similarity:
-                    coherent.extend(x for x in (a, b) if x not in coherent)
+        test = self.coincidence(producer, hit, vectors)
+        coherent: list[str] = test["group"] if test and test["p_value"] < c.coincidence_alpha else []
         at_risk: list[dict[str, Any]] = []
         if coherent:
             for k, v in vectors.items():
@@ -301,12 +318,66 @@ class Tier3State:
             "hit": [{"consumer_id": h, "latency_vs_expected": round(math.exp(self.pairs[(h, producer)].ewma), 2),
                      "since": _iso(self.pairs[(h, producer)].hit_since)} for h in hit],
             "coherent_group": coherent,
+            "coincidence": test,
             "at_risk": sorted(at_risk, key=lambda a: -a["similarity"]),
             "at_risk_demand_share": round(risk, 4),
             "anomalies": [s.alert for (p, _), s in self.metrics.items() if p == producer and s.alert],
         }
         return Assessment(producer, self._predict(producer, risk, multiplier, alert),
                           round(min(1.0, risk + (1 - risk) * anomaly_score * 0.5), 4), flagged, evidence)
+
+    def base_rate(self) -> float:
+        """Hit episodes per pair-second so far, shrunk towards the prior (one pair-day of it)."""
+        prior = self.config.base_rate_prior_per_day
+        return (self.hit_episodes + prior) / (self.exposure_s + 86_400.0)
+
+    def coincidence(self, producer: str, hit: list[str],
+                    vectors: dict[str, np.ndarray | None]) -> dict[str, Any] | None:
+        """The most significant cluster of hit onsets among similar consumers of ``producer``.
+
+        Null hypothesis: hits are independent blips, each pair turning hit at the observed base
+        rate ``λ`` (``base_rate``). For an anchor hit consumer ``a`` with ``n`` trusted similar
+        consumers on the producer, the onsets of ``k`` similar hit consumers within a span ``w``
+        (floored at the pairs' mean inter-event interval: onsets are not resolved finer) have, given
+        ``a``'s, probability ``P(Poisson(n·λ·w) ≥ k − 1)``. A shared cause (the producer degrading
+        for a group) starts them together; unrelated blips that merely overlap do not. Returns the
+        smallest such p-value with its group, or None with fewer than two similar hit consumers.
+        """
+        rate = self.base_rate()
+        best: dict[str, Any] | None = None
+        for a in hit:
+            va = vectors.get(a)
+            if va is None:
+                continue
+            alike = [k for k, v in vectors.items()
+                     if k != a and v is not None and float(va @ v) >= self.config.similarity]
+            members = sorted([a] + [b for b in alike if b in hit],
+                             key=lambda x: self._onset(x, producer))
+            if len(members) < 2:
+                continue
+            onsets = [self._onset(x, producer) for x in members]
+            for i in range(len(members)):
+                for j in range(i + 1, len(members)):
+                    group = members[i:j + 1]
+                    if a not in group:
+                        continue
+                    resolution = max(self._interval(x, producer) for x in group)
+                    span = max(onsets[j] - onsets[i], resolution)
+                    p = _poisson_sf(len(group) - 1, len(alike) * rate * span)
+                    if best is None or p < best["p_value"]:
+                        best = {"group": group, "span_s": round(onsets[j] - onsets[i], 1),
+                                "similar_consumers": len(alike),
+                                "base_rate_per_day": round(rate * 86_400, 3),
+                                "p_value": float(p)}
+        return best
+
+    def _onset(self, consumer: str, producer: str) -> float:
+        pair = self.pairs[(consumer, producer)]
+        return pair.onset_s if pair.onset_s is not None else (pair.hit_since or pair.last_s)
+
+    def _interval(self, consumer: str, producer: str) -> float:
+        pair = self.pairs[(consumer, producer)]
+        return (pair.last_s - pair.first_s) / (pair.n - 1) if pair.n > 1 else 60.0
 
     def _load_alert(self, producer: str) -> dict[str, Any] | None:
         state = self.metrics.get((producer, "load"))
@@ -344,6 +415,23 @@ class Tier3State:
 
     def producers(self) -> list[str]:
         return sorted(set(self.producer_consumers) | {p for p, _ in self.metrics})
+
+
+def _poisson_sf(m: int, mu: float) -> float:
+    """P(X ≥ m) for X ~ Poisson(mu), summed from the tail side (exact for small mu)."""
+    if m <= 0:
+        return 1.0
+    if mu <= 0:
+        return 0.0
+    term = math.exp(-mu + m * math.log(mu) - math.lgamma(m + 1))
+    total, i = 0.0, m
+    while term > 1e-300 and i < m + 200:
+        total += term
+        i += 1
+        term *= mu / i
+        if term < total * 1e-12:
+            break
+    return min(1.0, total)
 
 
 def _iso(seconds: float | None) -> str | None:

@@ -1,0 +1,69 @@
+"""Prefect flow ``recalibrate``: decision log + observed load → per-tier error → new weights.
+
+Only wiring here; the method is in :mod:`models.recalibrate`. Observed load comes from the
+decision log's ``observed_load`` table, optionally filled first from a load trace
+(a load-trace CSV, validated by :func:`leadtime.data.read_load_trace`).
+The engine picks promoted weights up on ``POST /v1/admin/reload``.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from leadtime.decision_log import DecisionLog
+from leadtime.engine import DEFAULT_WEIGHTS
+from leadtime.settings import get_settings
+from models.recalibrate import join_observed, log_and_register, recalibrate
+
+
+@task(name="load-observed", cache_policy=NO_CACHE)
+def load_observed_trace(log: DecisionLog, trace: str) -> int:
+    from leadtime.data import read_load_trace
+
+    frame = read_load_trace(trace).frame
+    frame = frame.dropna(subset=["value"])
+    rows = [(str(p), t.timestamp(), float(v)) for p, t, v in
+            zip(frame["producer_id"], frame["timestamp"], frame["value"])]
+    return log.record_observed(rows)
+
+
+def _current_weights(name: str) -> dict[str, float]:
+    from serving.decisions import load_weights
+
+    try:
+        return load_weights(name)[0]
+    except Exception:
+        return dict(DEFAULT_WEIGHTS)
+
+
+@flow(name="recalibrate", log_prints=True)
+def recalibrate_flow(window_s: float = 7 * 86400.0, trace: str | None = None,
+                     tolerance_s: float = 60.0, eval_fraction: float = 0.25,
+                     drift_ratio: float = 1.5) -> dict:
+    settings = get_settings().prepare()
+    logger = get_run_logger()
+    log = DecisionLog(settings.decision_log)
+    try:
+        if trace:
+            logger.info("recorded %d observed rows", load_observed_trace(log, trace))
+        observed = log.observed()
+        until = float(observed["window_start"].max()) if not observed.empty else None
+        since = None if until is None else until - window_s
+        joined = join_observed(log.tier_predictions(since, None), observed, tolerance_s)
+    finally:
+        log.close()
+    current = _current_weights(settings.weights_model_name)
+    result = recalibrate(joined, current, eval_fraction, drift_ratio)
+    registration = log_and_register(result, settings.weights_model_name, settings.experiment,
+                                    {"window_s": window_s, "tolerance_s": tolerance_s,
+                                     "eval_fraction": eval_fraction})
+    if result.retrain:
+        logger.warning("retraining trigger: error drifted for %s", ", ".join(result.retrain))
+    return {"weights": result.weights, "current": result.current,
+            "train_errors": result.train_errors, "eval_errors": result.eval_errors,
+            "candidate_error": result.candidate_score, "current_error": result.current_score,
+            "retrain": result.retrain, "registration": registration}
+
+
+recalibrate = recalibrate_flow  # the flow's public name
