@@ -36,10 +36,14 @@ def _stats(prefix: str) -> list[Field]:
 
 
 def feature_refs() -> list[str]:
-    """Every feature the intent model may read, as ``view:feature`` references."""
-    return [f"{view.name}:{field.name}" for view in definitions(Path("."))
-            if isinstance(view, FeatureView) for field in view.schema
-            if field.name not in ("consumer_id", "producer_id", "request_type")]
+    """Every feature the intent model may read, as ``view:feature`` references, sorted.
+
+    Sorted because Feast's ``FeatureView.schema`` order changes with Python's hash seed: the
+    model's column order (and so the fitted model) must not change from one process to the next.
+    """
+    return sorted(f"{view.name}:{field.name}" for view in definitions(Path("."))
+                  if isinstance(view, FeatureView) for field in view.schema
+                  if field.name not in ("consumer_id", "producer_id", "request_type"))
 
 
 def definitions(data_dir: Path) -> list:

@@ -18,3 +18,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     from leadtime.cli_tier3 import register as register_tier3
 
     register_tier3(app, bench)
+    from leadtime.cli_serve import register as register_serve
+
+    register_serve(app, bench)
+    from leadtime.cli_engine import register as register_engine
+
+    register_engine(app, bench)

@@ -2,18 +2,25 @@
 
 * :class:`Tier3Service` is the Python ingestion API (``ingest``) and the reader (``assess``);
   it is thread-safe (one lock) and checkpoints every ``every_events`` accepted events or
-  ``every_seconds``, whichever comes first.
+  ``every_seconds``, whichever comes first. A due checkpoint is a **snapshot** (the pickled
+  state, taken under the lock, so it is a consistent cut at ``events_total``) handed to a
+  background thread that uploads it to MLflow: the request that makes it due does not wait for
+  the 1–5 s upload. Snapshots due while one uploads are coalesced (only the newest is uploaded);
+  an older snapshot never replaces a newer champion; a failed upload is logged and the next batch
+  makes a checkpoint due again. ``flush()`` waits for the uploads (shutdown, tests).
 * A **checkpoint** is a new version of the registered model ``leadtime-tier3`` (a pyfunc whose
   artifact is the pickled state; ``predict`` takes ``producer_id`` rows and returns Tier 3's
   prediction). The newest checkpoint holds the ``champion`` alias.
 * A tiny **ledger** file under ``<home>/tier3/`` holds the number of events accepted so far
   (rewritten per batch). On restart the champion checkpoint is loaded and
   ``lost = ledger − events in the checkpoint`` is reported: the events accepted after the last
-  checkpoint, which a restart loses.
+  checkpoint *registered* (an upload still in flight at a crash does not count), which a restart
+  loses.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import tempfile
 import threading
@@ -24,6 +31,8 @@ from typing import Any
 
 from models.tier3.events import MetricSample, ObservationBatch, PerformanceEvent
 from models.tier3.state import Assessment, Tier3State
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = "leadtime-tier3"
 ARTIFACT = "state"
@@ -136,6 +145,12 @@ class Tier3Service:
         self.last_checkpoint_events = self.state.events_applied
         self.last_checkpoint_at = time.monotonic()
         self.version: str | None = None
+        self.registered_events = self.state.events_applied  # events in the newest registered one
+        self.last_error: str | None = None
+        self._pending: tuple[bytes, int] | None = None  # newest snapshot awaiting upload
+        self._worker: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
 
     @property
     def ledger(self) -> Path:
@@ -149,6 +164,7 @@ class Tier3Service:
         state, version = found if found is not None else (Tier3State(), None)
         service = cls(settings, state, **kwargs)
         service.version = version
+        service.registered_events = state.events_applied
         accepted = service._read_ledger()
         lost = max(0, accepted - state.events_applied)
         service._write_ledger(state.events_applied)
@@ -164,13 +180,44 @@ class Tier3Service:
             due = (total - self.last_checkpoint_events >= self.every_events
                    or (total > self.last_checkpoint_events
                        and time.monotonic() - self.last_checkpoint_at >= self.every_seconds))
-            snapshot = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL) if due else None
-            if due:
+            if due:  # snapshot under the lock; the upload runs in the background
+                self._schedule(pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL), total)
                 self.last_checkpoint_events, self.last_checkpoint_at = total, time.monotonic()
-        out = {**result.as_dict(), "events_total": total, "checkpoint": None}
-        if snapshot is not None:  # upload outside the ingestion lock
-            out["checkpoint"] = self._register(snapshot, total)
-        return out
+        return {**result.as_dict(), "events_total": total,
+                "checkpoint": {"scheduled_at_events": total} if due else None}
+
+    def _schedule(self, snapshot: bytes, total: int) -> None:
+        """Queue ``snapshot`` (replacing an older queued one); start the uploader. Under ``lock``."""
+        self._pending = (snapshot, total)
+        self._idle.clear()
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._drain, name="tier3-checkpoint",
+                                            daemon=True)
+            self._worker.start()
+
+    def _drain(self) -> None:
+        while True:
+            with self.lock:
+                job, self._pending = self._pending, None
+                if job is None:
+                    self._worker = None
+                    self._idle.set()
+                    return
+            try:
+                self._register(*job)
+                self.last_error = None
+            except Exception as exc:  # the stream must go on; retried when due
+                self.last_error = f"checkpoint at {job[1]} events failed: {exc!r}"
+                log.error("tier3 %s", self.last_error)
+                with self.lock:  # make the next batch due again
+                    self.last_checkpoint_events = min(self.last_checkpoint_events,
+                                                      self.registered_events)
+
+    def flush(self, timeout: float | None = None) -> str | None:
+        """Wait for background checkpoint uploads; returns the newest registered version."""
+        if not self._idle.wait(timeout):
+            raise TimeoutError(f"tier3 checkpoint upload still running after {timeout} s")
+        return self.version
 
     def ingest_batch(self, batch: ObservationBatch) -> dict[str, Any]:
         return self.ingest(list(batch.events), list(batch.metrics))
@@ -185,7 +232,10 @@ class Tier3Service:
 
     def _register(self, snapshot: bytes, total: int) -> str:
         with self.checkpoint_lock:
+            if total < self.registered_events and self.version is not None:
+                return self.version  # a newer checkpoint is registered already
             self.version = register_checkpoint(snapshot, total, self.settings.experiment)
+            self.registered_events = total
         return self.version
 
     def assess(self, producer: str) -> Assessment:

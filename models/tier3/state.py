@@ -12,8 +12,10 @@
 * **Similarity** — cosine of the consumers' latent vectors ``u_c`` (consumers with fewer than
   ``min_history`` events are not trusted yet). Consumers whose latent vectors align experience
   producers alike: same region, same request profile.
-* **Risk of producer P** — when at least two hit consumers on P are similar to each other (a
-  coherent group, not two unrelated blips), the consumers of P not yet hit but similar to a hit
+* **Risk of producer P** — when hit consumers on P that are similar to each other started
+  together more tightly than independent blips at the observed base rate explain (a Poisson
+  coincidence test, ``coincidence``, level ``coincidence_alpha``: a coherent group, not two
+  unrelated blips that overlap), the consumers of P not yet hit but similar to a hit
   one are *at risk*; ``risk`` is their share of P's recent demand. A load-metric alert from the
   streaming detectors (``monitoring``) adds its score too.
 * **Prediction** (``leadtime.engine.TierPrediction``) — P's current load (latest ``load`` metric,

@@ -101,3 +101,8 @@ def test_reader_reads_each_key_once_within_the_ttl():
     again = reader.read(rows)
     assert store.calls == [3] and again == first
     assert first[0] == fill_population_row(raw[0])
+
+
+def test_feature_order_does_not_depend_on_the_hash_seed():
+    # Feast's schema order follows Python's hash seed; the model's columns must not
+    assert feature_refs() == sorted(feature_refs())

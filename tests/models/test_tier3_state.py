@@ -87,3 +87,42 @@ def test_bad_events_refused_naming_the_field(bad, field):
     with pytest.raises(ValidationError) as info:
         ObservationBatch(events=[{**good, **bad}])
     assert any(field in map(str, e["loc"]) for e in info.value.errors())
+
+
+def _two_groups_state():
+    import numpy as np
+
+    state = Tier3State()
+    groups = {"A": [f"a{i}" for i in range(6)], "B": [f"b{i}" for i in range(6)]}
+    base = {("A", "p0"): 50, ("A", "p1"): 400, ("A", "p2"): 60,
+            ("B", "p0"): 300, ("B", "p1"): 40, ("B", "p2"): 350}
+    rng = np.random.default_rng(0)
+    events, t = [], 0
+    for _ in range(120):
+        for g, members in groups.items():
+            for c in members:
+                for p in ("p0", "p1", "p2"):
+                    t += 1
+                    events.append(ev(t, c, p, base[(g, p)] * float(rng.lognormal(0, 0.1))))
+    state.ingest(events)
+    return state, t
+
+
+def test_unrelated_staggered_hits_are_not_a_coherent_group():
+    """Two similar consumers hit 30 min apart: what independent blips do, not a common cause."""
+    state, t = _two_groups_state()
+    slow = [ev(t + 60 * k, "a0", "p0", 300.0) for k in range(45)]  # a0 slow for 45 min
+    slow += [ev(t + 1800 + 60 * k + 30, "a1", "p0", 300.0) for k in range(14)]  # a1 from +30
+    state.ingest(slow)
+    a = state.assess("p0")
+    assert len(a.evidence["hit"]) == 2
+    assert a.evidence["coincidence"]["p_value"] > state.config.coincidence_alpha
+    assert not a.flagged and a.evidence["coherent_group"] == []
+
+
+def test_poisson_tail():
+    from models.tier3.state import _poisson_sf
+
+    assert _poisson_sf(0, 0.3) == 1.0
+    assert _poisson_sf(1, 0.3) == pytest.approx(1 - 2.718281828 ** -0.3)
+    assert _poisson_sf(2, 1e-3) == pytest.approx(1e-6 / 2, rel=1e-2)

@@ -42,3 +42,14 @@ def test_similarity_bench_flags_before_the_rest_of_the_group():
     ours = methods["leadtime"]
     assert ours["detected"] >= 6 and ours["flagged_before_rest_hit"] >= 5
     assert ours["false_flags"] < methods["two_hit"]["false_flags"]
+
+
+def test_bench_over_several_seeds_reports_each_and_the_summary():
+    from models.tier3.bench import degradation_seeds
+
+    document = degradation_seeds([1, 2], SMALL)
+    assert document["seeds"] == [1, 2] and set(document["per_seed"]) == {"1", "2"}
+    ours = document["summary"]["leadtime"]
+    assert set(ours) >= {"detected", "flagged_before_rest_hit", "false_flags"}
+    assert ours["false_flags"]["total"] == sum(
+        m["leadtime"]["false_flags"] for m in document["per_seed"].values())

@@ -1,0 +1,56 @@
+"""The ``recalibrate`` flow for real: decision log → MLflow weights champion → engine reload."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def fill_log(path, windows: int = 30):
+    """Logged passes where Tier 1 is exact, Tier 2 is 40 % high and Tier 3 is 25 % low."""
+    from leadtime.decision_log import DecisionLog
+    from leadtime.engine import ProducerConfig, ProducerState, TierPrediction, decide_all
+
+    log = DecisionLog(path)
+    configs = {p: ProducerConfig(p, 10.0, spinup_lead_time_s=300) for p in ("a", "b")}
+    observed = []
+    for w in range(windows):
+        now = 1_700_000_000 + 60.0 * w
+        tiers = {}
+        for p, base in (("a", 50.0), ("b", 200.0)):
+            actual = base * (1 + 0.3 * math.sin(w / 4))
+            tiers[p] = {"tier1": TierPrediction(actual, actual * 0.9, actual * 1.1),
+                        "tier2": TierPrediction(actual * 1.4, actual, actual * 1.8),
+                        "tier3": TierPrediction(actual * 0.75, actual * 0.6, actual)}
+            observed.append((p, now + 300, actual))
+        fleet = decide_all(configs, tiers, {p: ProducerState(2, now_s=now) for p in configs})
+        log.append(fleet, tiers, configs, now)
+    log.record_observed(observed)
+    log.close()
+
+
+def test_recalibrate_promotes_better_weights_and_reload_picks_them_up(state, tmp_path):
+    from flows.recalibrate import recalibrate
+    from leadtime.settings import PROJECT_ROOT
+    from serving.decisions import DecisionRuntime
+
+    fill_log(state.decision_log)
+    result = recalibrate()
+    weights = result["weights"]
+    assert max(weights, key=weights.get) == "tier1" and weights["tier1"] > 0.9
+    assert result["candidate_error"] < result["current_error"]
+    assert result["registration"]["promoted"] and result["registration"]["version"] == "1"
+
+    settings = state.model_copy(update={"config_path": PROJECT_ROOT / "leadtime.yaml"})
+    runtime = DecisionRuntime(settings)
+    snap = runtime.load()
+    assert snap.weights == pytest.approx(weights)
+    assert snap.weights_source == f"{state.weights_model_name} v1"
+
+    # the same data again: the new candidate is no better than the champion → not promoted
+    again = recalibrate()
+    assert again["current"] == pytest.approx(weights)
+    assert again["registration"]["version"] == "2"
