@@ -1,9 +1,21 @@
 """Feature rows computed from request history, stamped so they are point-in-time correct.
 
 Every row describes an entity (a consumer, a consumer x request type, a producer, the whole
-population) *after* some request was seen. It is stamped ``request time + 1 µs``, so a Feast
-point-in-time join (feature time <= request time) gives a request only what strictly earlier
-requests said: never itself, never a request with the same timestamp, never the future.
+population) *after the outcome of* some request became known. A request's demand (its execution
+time, its generated tokens) is only measured when it completes, so its row is stamped at
+``known_at + 1 µs`` where (:func:`known_at`):
+
+* the schema's ``target_unit`` is a time unit (``seconds``, ``s``, ``ms``, ``minutes``, ...):
+  ``known_at = arrival + demand`` (the request completes when its measured time has run out);
+* otherwise (``tokens``, ``bytes``, ...): ``known_at = arrival + feedback_delay``, a fixed,
+  configurable bound on how long a request's outcome takes to come back
+  (:data:`DEFAULT_FEEDBACK_DELAY`, 60 s, see there).
+
+History is accumulated in ``known_at`` order, so a Feast point-in-time join (feature time <=
+request time) gives a request only what requests that had *finished* before it said: never
+itself, never an earlier request still in flight, never the future. Counts and rates
+(``n``, ``rate_1h``, producer load) are therefore of completed requests too. The online store is
+filled from the same tables, so materialising up to time T serves exactly what was known at T.
 
 To keep the joins small, rows of busy entities are thinned to the last row per time bucket
 (``throttle``); that only makes features slightly staler, never leaky.
@@ -19,6 +31,19 @@ import pandas as pd
 from leadtime.data import RequestTrace
 
 EPSILON = pd.Timedelta(microseconds=1)
+# When the target is not a duration (e.g. generated tokens), a request's demand is assumed known
+# this long after it arrived. 60 s: a response of 1,900 tokens (the longest in the Azure code
+# trace) streams in ~60 s at ~30 tokens/s, a slow decode rate; most finish far sooner, so the
+# bound is conservative (features slightly staler, never leaky). Fixed, not tuned on any trace.
+DEFAULT_FEEDBACK_DELAY = pd.Timedelta(seconds=60)
+# seconds per unit of a duration target (schema ``target_unit``, case-insensitive)
+TIME_UNITS = {
+    "us": 1e-6, "µs": 1e-6, "microsecond": 1e-6, "microseconds": 1e-6,
+    "ms": 1e-3, "msec": 1e-3, "millisecond": 1e-3, "milliseconds": 1e-3,
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0,
+}
 POPULATION = "__population__"  # consumer id under which population features are served
 ALL_PRODUCERS = "__all__"  # producer id when a trace has no producer column
 UNKNOWN_CONSUMER = "__unknown__"  # consumer id when a trace has no consumer column
@@ -41,6 +66,7 @@ class RequestFrame:
     target: str
     has_consumer: bool
     has_producer: bool
+    unit: str = ""  # the schema's target_unit: decides when a request's demand is known
 
 
 def canonical(trace: RequestTrace) -> RequestFrame:
@@ -64,11 +90,55 @@ def canonical(trace: RequestTrace) -> RequestFrame:
         frame[col] = raw[col].astype(float)
     frame["y"] = raw[schema.target].astype(float)
     frame = frame.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
-    return RequestFrame(frame, list(schema.numeric), schema.target, has_consumer, has_producer)
+    return RequestFrame(frame, list(schema.numeric), schema.target, has_consumer, has_producer,
+                        schema.target_unit)
+
+
+def unit_seconds(unit: str | None) -> float | None:
+    """Seconds per unit when ``unit`` names a duration (``"seconds"``, ``"ms"``...), else None."""
+    return TIME_UNITS.get(str(unit or "").strip().lower())
+
+
+def as_delay(value: pd.Timedelta | float | int | str | None) -> pd.Timedelta:
+    """A feedback delay: a Timedelta, a number of seconds or a pandas string ("90s"); None is the
+    default."""
+    if value is None:
+        return DEFAULT_FEEDBACK_DELAY
+    delay = (pd.Timedelta(seconds=float(value)) if isinstance(value, (int, float))
+             else pd.Timedelta(value))
+    if delay < pd.Timedelta(0):
+        raise ValueError(f"feedback_delay must be >= 0, got {value!r}")
+    return delay
+
+
+def known_at(frame: pd.DataFrame, unit: str | None,
+             feedback_delay: pd.Timedelta | float | str | None = None) -> pd.Series:
+    """When each request's demand becomes known (see the module doc).
+
+    A duration target completes at ``arrival + demand`` (a missing or negative demand counts as
+    the feedback delay); any other target is known ``feedback_delay`` after arrival.
+    """
+    arrival = pd.to_datetime(frame["event_timestamp"])
+    delay = as_delay(feedback_delay)
+    scale = unit_seconds(unit)
+    if scale is None:
+        return arrival + delay
+    seconds = frame["y"].astype(float) * scale
+    lag = pd.to_timedelta(seconds.where(seconds >= 0), unit="s").fillna(delay)
+    return arrival + lag
+
+
+def outcome_frame(frame: pd.DataFrame, unit: str | None,
+                  feedback_delay: pd.Timedelta | float | str | None = None) -> pd.DataFrame:
+    """The requests re-timed at their outcome: ``event_timestamp`` is when the demand became
+    known, rows sorted by it (ties keep arrival order)."""
+    out = frame.assign(event_timestamp=known_at(frame, unit, feedback_delay))
+    return out.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
 
 
 def heavy_flags(y: pd.Series) -> pd.Series:
-    """1.0 where demand exceeds the population's running p75 (of that request and earlier)."""
+    """1.0 where demand exceeds the population's running p75 (of that request and earlier
+    ones, in the frame's order: outcome order in :func:`build_feature_tables`)."""
     threshold = y.expanding().quantile(HEAVY_QUANTILE)
     return (y > threshold).astype(float)
 
@@ -78,8 +148,9 @@ def history_rows(
 ) -> pd.DataFrame:
     """Cumulative demand statistics of each ``keys`` group after each of its requests.
 
-    ``frame`` needs event_timestamp, y and heavy, sorted by time. With no keys the whole
-    population is one group.
+    ``frame`` needs event_timestamp, y and heavy, sorted by time. ``event_timestamp`` must be
+    when each request's demand became known (:func:`outcome_frame`); rows are stamped 1 µs
+    after it. With no keys the whole population is one group.
     """
     data = frame[[*keys, "event_timestamp", "y", "heavy"]].copy()
     if not keys:
@@ -110,7 +181,8 @@ def history_rows(
 
 
 def producer_rows(frame: pd.DataFrame, throttle: str | None = None) -> pd.DataFrame:
-    """Recent load of each producer after each of its requests (trailing 10 min and 1 h)."""
+    """Recent load of each producer after each of its requests (trailing 10 min and 1 h),
+    over requests whose outcome is known (``frame`` as in :func:`history_rows`)."""
     pieces = []
     for producer, rows in frame.groupby("producer_id", sort=False):
         series = rows.set_index("event_timestamp")["y"]
@@ -156,9 +228,17 @@ def snapshot_bucket(stamps: pd.Series, snapshots: int, longest: int) -> str:
     return f"{seconds}s"
 
 
-def build_feature_tables(requests: RequestFrame) -> dict[str, pd.DataFrame]:
-    """Every feature view's offline table, computed from the requests alone."""
-    frame = requests.frame.assign(heavy=heavy_flags(requests.frame["y"]))
+def build_feature_tables(
+    requests: RequestFrame, feedback_delay: pd.Timedelta | float | str | None = None
+) -> dict[str, pd.DataFrame]:
+    """Every feature view's offline table, computed from the requests alone.
+
+    Each row is stamped when the demand it summarises was known: arrival + demand for a
+    duration target, arrival + ``feedback_delay`` (default :data:`DEFAULT_FEEDBACK_DELAY`)
+    otherwise.
+    """
+    frame = outcome_frame(requests.frame, requests.unit, feedback_delay)
+    frame = frame.assign(heavy=heavy_flags(frame["y"]))
     throttle = snapshot_bucket(frame["event_timestamp"], 300, 3600)
     consumer = history_rows(frame, ["consumer_id"], "c")
     consumer["c_profile_class"] = profile_class(

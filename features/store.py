@@ -81,13 +81,18 @@ class Ingested:
     rows: dict[str, int]
 
 
-def ingest(settings: Settings, trace: RequestTrace) -> Ingested:
-    """Compute every feature table from ``trace``, write the parquet files, ``feast apply``."""
+def ingest(settings: Settings, trace: RequestTrace,
+           feedback_delay: pd.Timedelta | float | str | None = None) -> Ingested:
+    """Compute every feature table from ``trace``, write the parquet files, ``feast apply``.
+
+    Rows are stamped when their demand was known (``features.profiles.known_at``; the
+    ``feedback_delay`` applies to targets that are not durations).
+    """
     from features.definitions import definitions
 
     repo = write_config(settings, trace.path.name)
     requests = canonical(trace)
-    tables = build_feature_tables(requests)
+    tables = build_feature_tables(requests, feedback_delay)
     for view, table in tables.items():
         # tz-aware UTC stamps: Feast's file store would otherwise convert them row by row
         table = table.assign(event_timestamp=as_utc(table["event_timestamp"]))
@@ -104,7 +109,11 @@ def as_utc(stamps: pd.Series) -> pd.Series:
 
 
 def materialize(repo: Path, end: datetime | None = None) -> datetime:
-    """Load the latest feature rows up to ``end`` (default: the newest row) into the online store."""
+    """Load the latest feature rows up to ``end`` (default: the newest row) into the online store.
+
+    Rows are stamped when their demand became known, so materialising up to ``end`` serves
+    exactly what was known at ``end``: requests still in flight then are not in it.
+    """
     store = open_store(repo)
     if end is None:
         newest = max(

@@ -18,10 +18,10 @@ def validate_requests(path: str):
 
 
 @task(name="feast-apply")
-def apply_features(settings: Settings, trace):
+def apply_features(settings: Settings, trace, feedback_delay_seconds: float | None = None):
     from features.store import ingest
 
-    return ingest(settings, trace)
+    return ingest(settings, trace, feedback_delay=feedback_delay_seconds)
 
 
 @task(name="feast-materialize")
@@ -32,10 +32,16 @@ def materialize_online(repo: Path) -> str:
 
 
 @flow(name="features-materialize")
-def features_materialize(requests: str, settings: Settings | None = None) -> dict:
-    """Validate -> compute feature tables -> feast apply -> materialise to the online store."""
+def features_materialize(requests: str, settings: Settings | None = None,
+                         feedback_delay_seconds: float | None = None) -> dict:
+    """Validate -> compute feature tables -> feast apply -> materialise to the online store.
+
+    Feature rows are stamped when each request's demand was known (completion for a duration
+    target, arrival + ``feedback_delay_seconds``, default 60 s, otherwise), so the online store
+    holds only what was known at the materialisation time.
+    """
     settings = (settings or get_settings()).prepare()
     trace = validate_requests(requests)
-    ingested = apply_features(settings, trace)
+    ingested = apply_features(settings, trace, feedback_delay_seconds)
     until = materialize_online(ingested.repo)
     return {"repo": str(ingested.repo), "rows": ingested.rows, "materialized_until": until}

@@ -20,3 +20,27 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         get_settings().prepare()
         uvicorn.run("serving.app:create_app", factory=True, host=host, port=port,
                     workers=workers, log_level="info")
+
+    @bench.command("api")
+    def bench_api(
+        seconds: float = typer.Option(10.0, min=1, max=120, help="Length of each run."),
+        rate: float = typer.Option(200.0, min=1, max=2000, help="Paced request rate."),
+        clients: int = typer.Option(4, min=1, max=32, help="Closed-loop clients."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    ) -> None:
+        """Loopback load test of GET /v1/decisions on a real server process (bounded)."""
+        import json
+
+        from leadtime.settings import get_settings
+        from serving.bench import api_run
+
+        report = api_run(get_settings().prepare(), seconds=seconds, rate=rate, clients=clients)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        for name in ("paced", "max_throughput"):
+            r = report[name]
+            typer.echo(f"{report['endpoint']} {name:>14}: {r['requests']} requests, "
+                       f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
+                       f"{r['throughput_rps']:.0f} req/s")
+        typer.echo(f"readyz: {report['readyz']}")

@@ -12,9 +12,14 @@ The arithmetic follows ``DESIGN.md`` ("One currency for the tiers"):
 * :func:`combine` takes the weighted sum of the tiers that answered, renormalising the weights
   over them (the renormalised weights are reported);
 * ``load_score = predicted / capacity``;
-* :func:`allocate` picks the fewest instances that keep the *upper* bound under the target
-  utilisation, within min/max; scale-out is immediate, scale-in is slower (a cool-down after the
-  last scale-out and a bounded step) and never goes below what the current load needs.
+* :func:`allocate` picks the fewest instances that keep the *point* prediction under the target
+  utilisation and the *upper* bound under the maximum utilisation, within min/max; scale-out is
+  immediate, scale-in is slower (a cool-down after the last scale-out and a bounded step) and
+  never goes below what the current load needs. Each safety margin is taken once: the target
+  utilisation is the headroom for the expected load, the upper bound is the headroom for its
+  uncertainty, so the bound is held against the utilisation at which instances stop keeping up
+  (``max_utilisation``), not against the target a second time. ``max_utilisation ==
+  target_utilisation`` gives the stricter rule "upper bound under the target".
 
 Every :class:`Decision` carries the reasons that produced it, in plain words.
 
@@ -72,6 +77,7 @@ class ProducerConfig:
     min_instances: int = 1
     max_instances: int = 100
     target_utilisation: float = 0.7
+    max_utilisation: float = 0.9  # the most an instance is driven to; the upper bound's ceiling
     spinup_lead_time_s: float = 300.0
     scale_in_cooldown_s: float = 300.0  # no scale-in this soon after a scale-out
     scale_in_max_fraction: float = 0.1  # remove at most this share of instances per decision
@@ -81,6 +87,10 @@ class ProducerConfig:
             raise ValueError(f"{self.producer_id}: capacity_per_instance must be > 0")
         if not 0 < self.target_utilisation <= 1:
             raise ValueError(f"{self.producer_id}: target_utilisation must be in (0, 1]")
+        if not self.target_utilisation <= self.max_utilisation <= 1:
+            raise ValueError(
+                f"{self.producer_id}: max_utilisation must be in [target_utilisation, 1]"
+            )
         if not 0 <= self.min_instances <= self.max_instances:
             raise ValueError(f"{self.producer_id}: need 0 <= min_instances <= max_instances")
         if not 0 < self.scale_in_max_fraction <= 1:
@@ -90,6 +100,11 @@ class ProducerConfig:
     def usable_capacity(self) -> float:
         """Load one instance should carry: capacity at the target utilisation."""
         return self.capacity_per_instance * self.target_utilisation
+
+    @property
+    def peak_capacity(self) -> float:
+        """Load one instance can carry at most: capacity at the maximum utilisation."""
+        return self.capacity_per_instance * self.max_utilisation
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +178,14 @@ def load_score(predicted_load: float, capacity: float) -> float:
     return predicted_load / capacity
 
 
-def instances_for(load: float, config: ProducerConfig) -> int:
-    """Fewest instances that carry ``load`` at the target utilisation (unclamped)."""
+def instances_for(load: float, config: ProducerConfig, per_instance: float | None = None) -> int:
+    """Fewest instances that carry ``load`` at ``per_instance`` each (default: at the target
+    utilisation), unclamped."""
     if load <= 0:
         return 0
+    per = config.usable_capacity if per_instance is None else per_instance
     # the small epsilon keeps exact multiples (e.g. 7.000000001 from float sums) from rounding up
-    return max(0, math.ceil(load / config.usable_capacity - 1e-9))
+    return max(0, math.ceil(load / per - 1e-9))
 
 
 def allocate(
@@ -178,8 +195,9 @@ def allocate(
 ) -> Decision:
     """Decide the instance count to request now for the window one lead time ahead.
 
-    * wanted = fewest instances keeping the prediction's upper bound under the target
-      utilisation (without a prediction: what the current load needs, i.e. reactive);
+    * wanted = fewest instances keeping the prediction's point under the target utilisation and
+      its upper bound under the maximum utilisation (without a prediction: what the current load
+      needs, i.e. reactive);
     * never below what the current load needs (``current_load`` at the target utilisation);
     * clamped to ``[min_instances, max_instances]``;
     * scale-out is applied at once; scale-in waits ``scale_in_cooldown_s`` after the last
@@ -193,12 +211,15 @@ def allocate(
 
     score: float | None = None
     if prediction is not None:
-        wanted = instances_for(prediction.upper, config)
+        by_upper = instances_for(prediction.upper, config, config.peak_capacity)
+        by_point = instances_for(prediction.point, config)
+        wanted = max(by_upper, by_point)
         score = load_score(prediction.point, current * config.capacity_per_instance)
         tiers = ", ".join(f"{t}={w:.2f}" for t, w in prediction.weights.items())
         reasons.append(
-            f"upper bound {prediction.upper:.4g} needs {wanted} instance(s) at "
-            f"{config.target_utilisation:.0%} utilisation (weights {tiers})"
+            f"upper bound {prediction.upper:.4g} needs {by_upper} instance(s) at "
+            f"{config.max_utilisation:.0%} utilisation, point {prediction.point:.4g} needs "
+            f"{by_point} at {config.target_utilisation:.0%}: {wanted} (weights {tiers})"
         )
         if prediction.missing:
             reasons.append(f"no answer from {', '.join(prediction.missing)}: weights renormalised")

@@ -18,8 +18,10 @@ class BaselinePyfunc(PythonModel):
         self.bundle = joblib.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        level = int((params or {}).get("level", 80))
-        return self.bundle.predict(model_input["producer_id"], model_input["timestamp"], level)
+        params = params or {}
+        return self.bundle.predict(model_input["producer_id"], model_input["timestamp"],
+                                   level=int(params.get("level", 80)),
+                                   max_ahead_hours=float(params.get("max_ahead_hours", 48.0)))
 
 
 mlflow.models.set_model(BaselinePyfunc())

@@ -32,8 +32,13 @@ class BaselineBundle:
     choices: dict[str, str]
     fitted_until: dict[str, str] = field(default_factory=dict)
 
-    def predict(self, producer_ids: pd.Series, timestamps: pd.Series, level: int = 80) -> pd.DataFrame:
-        """Point and ``level``% bounds for each (producer, timestamp) row, in input order."""
+    def predict(self, producer_ids: pd.Series, timestamps: pd.Series, level: int = 80,
+                max_ahead_hours: float = 48.0) -> pd.DataFrame:
+        """Point and ``level``% bounds for each (producer, timestamp) row, in input order.
+
+        A timestamp more than ``max_ahead_hours`` after the producer's fitted history gets NaN
+        and ``model == "stale"``: a daily model that has not been refit must not pretend.
+        """
         if level not in (80, 95):
             raise ValueError(f"level must be 80 or 95, not {level}")
         frame = pd.DataFrame({"producer_id": producer_ids.astype(str).to_numpy(),
@@ -44,6 +49,13 @@ class BaselineBundle:
             forecaster = self.forecasters.get(str(producer))
             if forecaster is None:
                 continue  # unknown producer: NaN, and the caller sees model == ""
+            if str(producer) in self.fitted_until:
+                limit = pd.Timestamp(self.fitted_until[str(producer)])
+                stale = rows["timestamp"] > limit + pd.Timedelta(hours=max_ahead_hours)
+                model.loc[rows.index[stale.to_numpy()]] = "stale"
+                rows = rows[~stale]
+                if rows.empty:
+                    continue
             forecast = forecaster.predict(pd.DatetimeIndex(rows["timestamp"]))
             out.loc[rows.index, "point"] = forecast["point"].to_numpy()
             out.loc[rows.index, "lower"] = forecast[f"lower_{level}"].to_numpy()
@@ -84,7 +96,7 @@ def signature():
     example = input_example()
     output = pd.DataFrame({"producer_id": ["p"], "timestamp": [pd.Timestamp("2024-01-01")],
                            "point": [1.0], "lower": [0.5], "upper": [1.5], "model": ["prophet"]})
-    return infer_signature(example, output, params={"level": 80})
+    return infer_signature(example, output, params={"level": 80, "max_ahead_hours": 48.0})
 
 
 @dataclass(frozen=True)

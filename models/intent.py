@@ -47,6 +47,9 @@ class IntentConfig:
     thread_count: int = 2
     seed: int = 0
     refit: bool = True  # refit on the whole training period once calibrated (see above)
+    # when a non-duration demand (tokens...) is known after arrival; durations are known at
+    # arrival + demand (features.profiles.known_at). 60 s: see DEFAULT_FEEDBACK_DELAY.
+    feedback_delay_seconds: float = 60.0
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """Time-based holdout evaluation of the intent model side by side with its baselines.
 
 Train on the earlier ``1 - test_share`` of the requests, test on the later part. Every model
-sees, for each request, only what Feast's point-in-time join gives it (strictly earlier
-requests). Baselines: global median, per-request-type median, per-consumer median (the
-consumer's median over all its earlier requests; the type's median for a new consumer) and a
+sees, for each request, only what Feast's point-in-time join gives it (requests whose demand
+was known before it arrived: completed ones, see ``features.profiles.known_at``). Baselines:
+global median, per-request-type median, per-consumer median (the consumer's median over its
+earlier completed requests; the type's median for a new consumer) and a
 plain CatBoost on the request's own fields (no history features), trained, calibrated and
 scored the same way as the intent model.
 

@@ -32,19 +32,22 @@ def load(path: str | Path) -> RequestTrace:
     return read_request_trace(path)
 
 
-def training_set(settings: Settings, trace: RequestTrace) -> tuple[Ingested, Dataset]:
+def training_set(settings: Settings, trace: RequestTrace,
+                 config: IntentConfig | None = None) -> tuple[Ingested, Dataset]:
     """Feast apply + point-in-time correct features for every request, split by time."""
-    ingested = ingest(settings, trace)
+    config = config or IntentConfig()
+    ingested = ingest(settings, trace, feedback_delay=config.feedback_delay_seconds)
     features = historical_features(ingested.repo, ingested.requests.frame)
     return ingested, make_dataset(ingested.requests, features, TEST_SHARE)
 
 
 def train_and_evaluate(settings: Settings, trace: RequestTrace,
                        config: IntentConfig | None = None) -> Evaluated:
-    ingested, data = training_set(settings, trace)
+    config = config or IntentConfig()
+    ingested, data = training_set(settings, trace, config)
     meta = {"trace": trace.path.name, "unit": trace.schema.target_unit,
             "target": trace.schema.target}
-    models = fit_models(data, config or IntentConfig(), **meta)
+    models = fit_models(data, config, **meta)
     return Evaluated(trace, ingested, data, models, evaluate(data, models))
 
 

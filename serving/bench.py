@@ -73,17 +73,19 @@ def start(cmd: list[str], port: int, health: str, log: Path, timeout: float = 18
     raise RuntimeError(f"{cmd[0]} did not become healthy in {timeout:.0f} s; see {log}")
 
 
-def _post(conn: http.client.HTTPConnection, path: str, body: bytes) -> float:
+def _post(conn: http.client.HTTPConnection, path: str, body: bytes | None) -> float:
+    """One request (POST with a JSON body, or GET when ``body`` is None); seconds taken."""
     started = time.perf_counter()
-    conn.request("POST", path, body, {"Content-Type": "application/json"})
+    method = "GET" if body is None else "POST"
+    conn.request(method, path, body, {"Content-Type": "application/json"} if body else {})
     response = conn.getresponse()
     response.read()
     if response.status != 200:
-        raise RuntimeError(f"POST {path} -> {response.status}")
+        raise RuntimeError(f"{method} {path} -> {response.status}")
     return time.perf_counter() - started
 
 
-def paced(port: int, path: str, bodies: list[bytes], rate: float, seconds: float,
+def paced(port: int, path: str, bodies: list[bytes | None], rate: float, seconds: float,
           threads: int = 4) -> dict[str, float]:
     """Send ``rate`` requests/s (open loop, ``threads`` senders); latency percentiles in ms."""
     latencies: list[float] = []
@@ -114,7 +116,7 @@ def paced(port: int, path: str, bodies: list[bytes], rate: float, seconds: float
     return _summary(latencies, elapsed)
 
 
-def closed_loop(port: int, path: str, bodies: list[bytes], seconds: float,
+def closed_loop(port: int, path: str, bodies: list[bytes | None], seconds: float,
                 clients: int = 4) -> dict[str, float]:
     """``clients`` back-to-back senders for ``seconds``: the throughput a server sustains."""
     latencies: list[float] = []
@@ -264,3 +266,23 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"{name + ' ' + mode:<34}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
                          f"{r['throughput_rps']:>12.0f}")
     return "\n".join(lines)
+
+
+def api_run(settings, seconds: float = 10.0, rate: float = 200.0, clients: int = 4) -> dict[str, Any]:
+    """``GET /v1/decisions`` on a real ``leadtime serve`` process over loopback: paced and max."""
+    port = free_port()
+    log = settings.home_dir / "bench_api.log"
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app", "--host", HOST,
+           "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    server = start(cmd, port, "/healthz", log)
+    try:
+        conn = http.client.HTTPConnection(HOST, port, timeout=30)
+        conn.request("GET", "/readyz")
+        readiness = json.loads(conn.getresponse().read())
+        report = {"endpoint": "GET /v1/decisions", "seconds": seconds, "readyz": readiness,
+                  "paced": paced(port, "/v1/decisions", [None], rate, seconds),
+                  "max_throughput": closed_loop(port, "/v1/decisions", [None], seconds, clients)}
+    finally:
+        server.stop()
+    report["paced"]["target_rps"] = rate
+    return report

@@ -190,6 +190,10 @@ class DecisionRuntime:
                                                     frame["upper"]):
                     t = TierPrediction(float(point), float(lower), float(upper))
                     out[pid]["tier1"] = t if t.usable() else None
+                stale = [pid for pid, m in zip(ids, frame["model"]) if m == "stale"]
+                if stale:
+                    errors["tier1"] = (f"champion too stale for now for {', '.join(stale[:5])}: "
+                                       "refit it (baseline-daily) on recent load")
             except Exception as exc:
                 errors["tier1"] = f"prediction failed: {type(exc).__name__}: {exc}"
         else:

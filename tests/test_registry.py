@@ -84,3 +84,17 @@ def test_register_then_promote_only_when_not_worse(state):
     out = model.predict(future, params={"level": 95})
     assert out.loc[:1, "point"].notna().all() and (out.loc[:1, "upper"] >= out.loc[:1, "point"]).all()
     assert np.isnan(out.loc[2, "point"]) and out.loc[2, "model"] == ""
+
+
+def test_a_stale_baseline_answers_nothing_rather_than_extrapolating():
+    from models.baseline import make_forecaster
+    from models.baseline_registry import BaselineBundle
+
+    index = pd.date_range("2024-01-01", periods=4 * 96, freq="15min")
+    series = pd.Series(50 + 10 * np.sin(2 * np.pi * index.hour / 24), index=index, name="svc")
+    bundle = BaselineBundle({"svc": make_forecaster("seasonal_naive").fit(series)},
+                            {"svc": "seasonal_naive"}, {"svc": str(index[-1])})
+    soon, years_later = index[-1] + pd.Timedelta("6h"), index[-1] + pd.Timedelta(days=3000)
+    out = bundle.predict(pd.Series(["svc", "svc"]), pd.Series([soon, years_later]))
+    assert np.isfinite(out.loc[0, "point"]) and out.loc[0, "model"] == "seasonal_naive"
+    assert np.isnan(out.loc[1, "point"]) and out.loc[1, "model"] == "stale"

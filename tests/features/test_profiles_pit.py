@@ -24,7 +24,8 @@ def test_history_rows_are_stamped_after_their_request():
 
 
 @pytest.mark.slow
-def test_training_set_uses_only_strictly_earlier_requests(tmp_path):
+def test_training_set_uses_only_requests_completed_earlier(tmp_path):
+    from features.profiles import known_at
     from features.store import historical_features, ingest
 
     trace = read_request_trace(write_request_trace(tmp_path / "data", n=300))
@@ -33,11 +34,13 @@ def test_training_set_uses_only_strictly_earlier_requests(tmp_path):
     features = historical_features(ingested.repo, requests)
     assert len(features) == len(requests)
 
-    # the truth, computed directly: a consumer's requests strictly before each request
+    # the truth, computed directly: a consumer's requests that had *completed* (arrival +
+    # demand seconds) strictly before each request arrived, in completion order
+    done = requests.assign(done=known_at(requests, "seconds")).sort_values("done", kind="stable")
     for i in range(0, len(requests), 7):
         row = requests.iloc[i]
-        earlier = requests[(requests["consumer_id"] == row["consumer_id"])
-                           & (requests["event_timestamp"] < row["event_timestamp"])]
+        earlier = done[(done["consumer_id"] == row["consumer_id"])
+                       & (done["done"] < row["event_timestamp"])]
         assert features["c_n"].iat[i] == len(earlier)
         if len(earlier):
             assert features["consumer_known"].iat[i] == 1
@@ -47,8 +50,8 @@ def test_training_set_uses_only_strictly_earlier_requests(tmp_path):
             assert features["consumer_known"].iat[i] == 0
         same_type = earlier[earlier["request_type"] == row["request_type"]]
         assert features["ct_n"].iat[i] == len(same_type)
-        recent = requests[(requests["producer_id"] == row["producer_id"])
-                          & (requests["event_timestamp"] < row["event_timestamp"])]
+        recent = done[(done["producer_id"] == row["producer_id"])
+                      & (done["done"] < row["event_timestamp"])]
         assert features["p_n_1h"].iat[i] <= len(recent)
     # nothing in the features equals the request's own demand by construction
     assert not np.allclose(features["c_demand_last"], requests["y"])
