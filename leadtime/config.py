@@ -33,6 +33,10 @@ class ProducerDefaults(_Strict):
     max_instances: int | None = Field(default=None, ge=1)
     spinup_lead_time_s: float | None = Field(default=None, gt=0)
     target_utilisation: float | None = Field(default=None, gt=0, le=1)
+    max_utilisation: float | None = Field(
+        default=None, gt=0, le=1,
+        description="Most an instance is driven to; the upper bound of the predicted load is "
+                    "kept under it (the point under the target). Default max(0.9, target).")
     slo_ms: float | None = Field(default=None, gt=0)
     scale_in_cooldown_s: float | None = Field(default=None, ge=0)
     scale_in_max_fraction: float | None = Field(default=None, gt=0, le=1)
@@ -68,7 +72,7 @@ class EngineSpec(_Strict):
 
 _FALLBACK = {"min_instances": 1, "max_instances": 100, "spinup_lead_time_s": 300.0,
              "target_utilisation": 0.7, "slo_ms": 500.0, "scale_in_cooldown_s": 300.0,
-             "scale_in_max_fraction": 0.1}
+             "scale_in_max_fraction": 0.1, "max_utilisation": None}
 
 
 class LeadtimeConfig(_Strict):
@@ -89,7 +93,12 @@ class LeadtimeConfig(_Strict):
                 if merged["capacity_per_instance"] is None:
                     problems.append(f"{where}.capacity_per_instance: required (here or in the "
                                     "pool's defaults)")
-                elif merged["max_instances"] < merged["min_instances"]:
+                if merged["max_utilisation"] is not None and (
+                        merged["max_utilisation"] < merged["target_utilisation"]):
+                    problems.append(f"{where}.max_utilisation: must be >= target_utilisation "
+                                    f"({merged['target_utilisation']})")
+                if (merged["capacity_per_instance"] is not None
+                        and merged["max_instances"] < merged["min_instances"]):
                     problems.append(f"{where}.max_instances: must be >= min_instances "
                                     f"({merged['min_instances']})")
         if problems:
@@ -117,6 +126,8 @@ class LeadtimeConfig(_Strict):
                     producer_id=spec.id, capacity_per_instance=m["capacity_per_instance"],
                     min_instances=m["min_instances"], max_instances=m["max_instances"],
                     target_utilisation=m["target_utilisation"],
+                    max_utilisation=(m["max_utilisation"] if m["max_utilisation"] is not None
+                                     else max(0.9, m["target_utilisation"])),
                     spinup_lead_time_s=m["spinup_lead_time_s"],
                     scale_in_cooldown_s=m["scale_in_cooldown_s"],
                     scale_in_max_fraction=m["scale_in_max_fraction"])

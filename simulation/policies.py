@@ -219,6 +219,7 @@ class Leadtime:
             min_instances=cfg.min_instances,
             max_instances=cfg.max_instances,
             target_utilisation=cfg.target_utilisation,
+            max_utilisation=cfg.max_utilisation,
             spinup_lead_time_s=cfg.spinup.total_seconds(),
             scale_in_cooldown_s=max(cfg.spinup.total_seconds(), cfg.dt_s),
         )
