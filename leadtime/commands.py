@@ -24,3 +24,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     from leadtime.cli_engine import register as register_engine
 
     register_engine(app, bench)
+    from leadtime.cli_deploy import register as register_deploy
+
+    register_deploy(app, bench)

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         default=None, description="Bearer token for the API's writes and admin endpoints; "
         "unset means they are refused."
     )
+    load_trace: Path | None = Field(
+        default=None, description="Load trace the scheduled baseline-daily flow fits "
+        "(default: the NASA trace under data_dir)."
+    )
+    requests_trace: Path | None = Field(
+        default=None, description="Request trace the scheduled Tier 2 flows read "
+        "(default: the Alibaba trace under data_dir)."
+    )
     experiment: str = "leadtime"
     baseline_model_name: str = "leadtime-baseline"
     weights_model_name: str = Field(default="leadtime-weights",
@@ -82,6 +90,14 @@ class Settings(BaseSettings):
     @property
     def decision_log(self) -> Path:
         return (self.decision_log_path or self.home_dir / "decisions.sqlite").expanduser().resolve()
+
+    @property
+    def scheduled_load_trace(self) -> Path:
+        return self.load_trace or self.data_dir / "load" / "nasa_http_1995.csv"
+
+    @property
+    def scheduled_requests_trace(self) -> Path:
+        return self.requests_trace or self.data_dir / "requests" / "alibaba_genai_lora.csv"
 
     @property
     def plots_dir(self) -> Path:

@@ -22,6 +22,7 @@ def config(**kw) -> ProducerConfig:
         "producer_id": "p",
         "capacity_per_instance": 10.0,
         "target_utilisation": 0.5,
+        "max_utilisation": 0.5,  # the strict rule unless a test says otherwise
         "min_instances": 1,
         "max_instances": 50,
         "scale_in_cooldown_s": 300.0,
@@ -68,14 +69,32 @@ def test_load_score():
     assert load_score(0, 0) == 0.0
 
 
-def test_allocation_keeps_the_upper_bound_under_the_target_utilisation():
-    # usable capacity 10 * 0.5 = 5 per instance; upper 23 needs ceil(4.6) = 5, the point only 2
-    d = decide(config(), {"tier1": TierPrediction(10, 5, 23)}, ProducerState(instances=3))
+def test_allocation_keeps_the_upper_bound_under_the_target_utilisation_when_max_equals_it():
+    # max_utilisation == target: the strict rule. 10 * 0.5 = 5 per instance; upper 23 needs
+    # ceil(4.6) = 5, the point only 2
+    strict = config()
+    d = decide(strict, {"tier1": TierPrediction(10, 5, 23)}, ProducerState(instances=3))
     assert d.target_instances == 5 and d.action == "scale_out"
     assert any("upper bound" in r for r in d.reasons)
     assert d.load_score == pytest.approx(10 / 30)
-    exact = decide(config(), {"tier1": TierPrediction(10, 5, 20)}, ProducerState(instances=4))
+    exact = decide(strict, {"tier1": TierPrediction(10, 5, 20)}, ProducerState(instances=4))
     assert exact.target_instances == 4 and exact.action == "hold"
+
+
+def test_allocation_point_under_target_and_upper_bound_under_max_utilisation():
+    # target 0.5 (5 per instance), max 0.9 (9 per instance): one margin each, not both stacked
+    loose = config(max_utilisation=0.9)
+    d = decide(loose, {"tier1": TierPrediction(10, 5, 23)}, ProducerState(instances=2))
+    assert d.target_instances == 3  # upper 23 / 9 -> 3; point 10 / 5 -> 2
+    assert any("upper bound" in r and "90%" in r for r in d.reasons)
+    # a narrow band: the point at the target binds
+    narrow = decide(loose, {"tier1": TierPrediction(20, 18, 22)}, ProducerState(instances=2))
+    assert narrow.target_instances == 4  # point 20 / 5 -> 4; upper 22 / 9 -> 3
+
+
+def test_max_utilisation_below_target_is_refused():
+    with pytest.raises(ValueError, match="max_utilisation"):
+        config(max_utilisation=0.4)
 
 
 def test_min_and_max_instances_bound_the_target():
