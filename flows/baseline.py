@@ -68,6 +68,24 @@ def register_task(bundle: BaselineBundle, backtest: pd.DataFrame, params: dict,
                             plot_path=Path(plot_path) if plot_path else None)
 
 
+def task_runner_for(settings, workers: int | None = None):
+    """The task runner the settings ask for: threads, a local Dask cluster, or a remote one."""
+    if settings.task_runner == "dask" or settings.dask_address or workers:
+        from prefect_dask import DaskTaskRunner
+
+        if settings.dask_address:
+            return DaskTaskRunner(address=settings.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers or settings.dask_workers,
+                                              "threads_per_worker": 1, "processes": True,
+                                              "dashboard_address": None})
+    return ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1))
+
+
+def baseline_flow(settings):
+    """``baseline-daily`` on the task runner the settings choose (threads by default)."""
+    return baseline_daily.with_options(task_runner=task_runner_for(settings))
+
+
 def _collect(futures: list, stage: str) -> list:
     for done, _ in enumerate(as_completed(futures), start=1):
         _progress(stage, done, len(futures))

@@ -30,13 +30,13 @@ SCHEDULES = (
 
 def build_deployments(settings: Settings) -> list:
     """Runner deployments for every scheduled flow, with parameters, tags and schedules."""
-    from flows.baseline import baseline_daily
+    from flows.baseline import baseline_flow
     from flows.intent import intent_retrain
     from flows.materialize import features_materialize
     from flows.recalibrate import recalibrate_flow
 
     flows = {
-        "baseline-daily": (baseline_daily, {"trace": str(settings.scheduled_load_trace)},
+        "baseline-daily": (baseline_flow(settings), {"trace": str(settings.scheduled_load_trace)},
                            ["tier1", "daily"]),
         "intent-retrain": (intent_retrain, {"requests": str(settings.scheduled_requests_trace)},
                            ["tier2", "daily"]),

@@ -23,7 +23,8 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show libra
     if not verbose:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is imported
         logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
-        for name in ("great_expectations", "mlflow", "alembic", "cmdstanpy", "prophet", "feast"):
+        for name in ("great_expectations", "mlflow", "alembic", "cmdstanpy", "prophet", "feast",
+                     "distributed"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 

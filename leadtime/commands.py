@@ -27,3 +27,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     from leadtime.cli_deploy import register as register_deploy
 
     register_deploy(app, bench)
+    from leadtime.cli_scaleout import register as register_scaleout
+
+    register_scaleout(app, bench)

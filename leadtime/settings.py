@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     decision_log_path: Path | None = Field(
         default=None, description="SQLite decision log; default: home/decisions.sqlite.")
     workers: int = Field(default=max(1, os.cpu_count() or 1), description="Parallel fit workers.")
+    task_runner: Literal["threads", "dask"] = Field(
+        default="threads", description="Where the flows' mapped tasks run: a thread pool, or Dask."
+    )
+    dask_address: str | None = Field(
+        default=None, description="A running Dask scheduler (tcp://host:8786); default: a local "
+        "cluster of dask_workers processes when task_runner is dask."
+    )
+    dask_workers: int = Field(default=2, description="Worker processes of the local Dask cluster.")
 
     # Tier 1 defaults
     history_days: int = Field(default=28, description="Days of history each baseline fit sees.")
