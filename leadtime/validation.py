@@ -70,10 +70,10 @@ _lock = threading.Lock()
 def _context():
     """One ephemeral GX context per process, with a pandas data source for in-memory frames."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import logging
+
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    import logging
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)  # GX sets INFO on import
     context = gx.get_context(mode="ephemeral")

@@ -181,7 +181,7 @@ def champion_rows(frame: pd.DataFrame) -> pd.DataFrame:
     The first cut-off has no earlier scores, so it only serves to choose.
     """
     out = []
-    for producer, rows in frame.groupby("producer_id"):
+    for _producer, rows in frame.groupby("producer_id"):
         cutoffs = sorted(rows["cutoff"].unique())
         for k, cutoff in enumerate(cutoffs[1:], start=1):
             earlier = rows[rows["cutoff"].isin(cutoffs[:k])]

@@ -359,7 +359,7 @@ def router(runtime: DecisionRuntime) -> APIRouter:
     @api.get("/v1/selection-weights")
     def selection(pool: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
         """Per pool, the share of new consumers the leasing agent should give each producer."""
-        decided_at, snap, fleet, _ = current()
+        decided_at, _snap, fleet, _ = current()
         if pool is not None and pool not in fleet.pools:
             raise HTTPException(404, f"no pool {pool!r}")
         return {"decided_at": decided_at, "dry_run": fleet.dry_run,

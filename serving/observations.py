@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from models.tier3.events import ObservationBatch
 from serving.auth import token_guard
 
+
 class _Lazy:
     """The process's Tier 3 service, restored on first use."""
 

@@ -103,8 +103,7 @@ def _write_trace(folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_feast_training_set_and_online_store_respect_completion(tmp_path):
-    from features.store import historical_features, ingest, materialize, online_features, \
-        open_store
+    from features.store import historical_features, ingest, materialize, online_features, open_store
 
     trace = read_request_trace(_write_trace(tmp_path / "data"))
     ingested = ingest(Settings(home=tmp_path / "state"), trace)

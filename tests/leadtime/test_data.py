@@ -64,7 +64,7 @@ def test_empty_file_is_refused(tmp_path, text):
 
 def test_duplicate_timestamps_are_refused(tmp_path):
     lines = GOOD.splitlines()
-    text = "\n".join(lines[:4] + [lines[3], lines[3]] + lines[4:]) + "\n"
+    text = "\n".join([*lines[:4], lines[3], lines[3], *lines[4:]]) + "\n"
     refused(write(tmp_path, text), "column 'timestamp'", "duplicate timestamps", "line(s) 5")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +16,7 @@ from models.backtest import BacktestConfig, backtest_producer, score, summarise
 class Spy(baseline.SeasonalNaive):
     """A seasonal naive that records the last timestamp of every history it is fitted on."""
 
-    seen: list[pd.Timestamp] = []
+    seen: ClassVar[list[pd.Timestamp]] = []
 
     def fit(self, history):
         Spy.seen.append(history.index[-1])
