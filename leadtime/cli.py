@@ -22,6 +22,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show libra
 
     if not verbose:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow is imported
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # read by dask's config
         logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
         for name in ("great_expectations", "mlflow", "alembic", "cmdstanpy", "prophet", "feast",
                      "distributed"):
