@@ -49,21 +49,8 @@ def test_metric_samples_late_and_duplicate():
 
 def test_similar_consumers_raise_risk_when_their_group_is_hit():
     """Two groups see producers differently; group A is hit on p0; A's other members are at risk."""
-    state = Tier3State()
-    groups = {"A": [f"a{i}" for i in range(6)], "B": [f"b{i}" for i in range(6)]}
-    base = {("A", "p0"): 50, ("A", "p1"): 400, ("A", "p2"): 60,
-            ("B", "p0"): 300, ("B", "p1"): 40, ("B", "p2"): 350}
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    events, t = [], 0
-    for _ in range(120):
-        for g, members in groups.items():
-            for c in members:
-                for p in ("p0", "p1", "p2"):
-                    t += 1
-                    events.append(ev(t, c, p, base[(g, p)] * float(rng.lognormal(0, 0.1))))
-    state.ingest(events)
+    state, t = _two_groups_state()
+    groups = {"A": [f"a{i}" for i in range(6)]}
     assert state.experience.similarity("a0", "a1") > state.experience.similarity("a0", "b0")
     hit = [ev(t + k, c, "p0", 50 * 4.0) for k in range(15) for c in ("a0", "a1")]
     state.ingest(hit)
