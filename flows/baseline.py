@@ -30,6 +30,8 @@ from models.baseline_registry import (
     plot_forecast,
 )
 
+THREADS = max(2, os.cpu_count() or 1)  # Prophet fits run in cmdstan subprocesses: threads overlap
+
 #: Optional callback the CLI sets to drive a progress bar: ``hook(stage, done, total)``.
 progress_hook: Callable[[str, int, int], None] | None = None
 
@@ -78,7 +80,7 @@ def task_runner_for(settings, workers: int | None = None):
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers or settings.dask_workers,
                                               "threads_per_worker": 1, "processes": True,
                                               "dashboard_address": None})
-    return ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1))
+    return ThreadPoolTaskRunner(max_workers=THREADS)
 
 
 def baseline_flow(settings):
@@ -93,7 +95,7 @@ def _collect(futures: list, stage: str) -> list:
 
 
 @flow(name="baseline-daily", log_prints=True,
-      task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 1)))
+      task_runner=ThreadPoolTaskRunner(max_workers=THREADS))
 def baseline_daily(
     trace: str,
     producers: list[str] | None = None,

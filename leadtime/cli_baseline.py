@@ -94,7 +94,7 @@ def bench_forecast(
         "trace": str(trace),
         "producer": chosen[0] if len(chosen) == 1 else None,
         "producers": len(chosen),
-        "horizon": f"{int(config.horizon / pd_hour())}h",
+        "horizon": f"{int(config.horizon.total_seconds() // 3600)}h",
         "cutoffs": config.cutoffs,
         "models": summary,
         "champion_choices": frame[frame["model"] == "champion"]["chosen"].value_counts().to_dict(),
@@ -111,12 +111,6 @@ def bench_forecast(
     out.print(f"champion choices (producer-days): {document['champion_choices']}; {elapsed:.0f} s "
               f"in all; {document['backtest_seconds_per_producer']} s of backtest fits per producer; "
               "'fit s' is one fit (a daily refit costs that much per producer)")
-
-
-def pd_hour():
-    import pandas as pd
-
-    return pd.Timedelta("1h")
 
 
 def demo_trace(data_dir: Path, state_dir: Path) -> tuple[Path, str | None]:

@@ -14,6 +14,37 @@ def model_uri(name: str, alias: str = CHAMPION) -> str:
     return f"models:/{name}@{alias}"
 
 
+def artifact_location(experiment: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store, inside the state folder.
+
+    ``LEADTIME_MLFLOW_ARTIFACT_ROOT`` overrides it; with a tracking server (http/postgresql)
+    the server decides (``None``). MLflow's own default would be ``./mlruns`` in the current
+    directory, outside the state folder.
+    """
+    import mlflow
+
+    from leadtime.settings import get_settings
+
+    override = get_settings().mlflow_artifact_root
+    if override:
+        return f"{override.rstrip('/')}/{experiment}"
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        from pathlib import Path
+
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / experiment).as_uri()
+    return None
+
+
+def use_experiment(name: str) -> None:
+    """Make ``name`` the active experiment, creating it with :func:`artifact_location`."""
+    import mlflow
+
+    if client().get_experiment_by_name(name) is None:
+        client().create_experiment(name, artifact_location=artifact_location(name))
+    mlflow.set_experiment(name)
+
+
 def client():
     from mlflow import MlflowClient
 

@@ -37,7 +37,8 @@ class Settings(BaseSettings):
         description="MLflow tracking/registry URI; default: SQLite under home.",
     )
     mlflow_artifact_root: str | None = Field(
-        default=None, description="Artifact root for new experiments; default: home/mlartifacts."
+        default=None, description="Artifact root for new experiments; default: mlartifacts beside "
+        "the SQLite store (leadtime.registry.artifact_location)."
     )
     prefect_api_url: str | None = Field(
         default=None,
@@ -90,10 +91,6 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
-
-    @property
-    def artifact_root(self) -> str:
-        return self.mlflow_artifact_root or (self.home_dir / "mlartifacts").as_uri()
 
     @property
     def decision_log(self) -> Path:

@@ -22,7 +22,7 @@ Metrics (per producer, model and cut-off):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,6 @@ class BacktestConfig:
     history_days: int = 28
     models: tuple[str, ...] = MODEL_NAMES
     min_history_days: int = 2
-    model_options: dict = field(default_factory=dict)
 
 
 def cutoff_times(series: pd.Series, config: BacktestConfig) -> list[pd.Timestamp]:
@@ -119,7 +118,7 @@ def backtest_producer(series: pd.Series, config: BacktestConfig = BacktestConfig
         for name in config.models:
             started = time.perf_counter()
             try:
-                model = make_forecaster(name, **config.model_options.get(name, {})).fit(history)
+                model = make_forecaster(name).fit(history)
                 forecast, error = model.predict(actual.index), None
             except Exception as exc:  # a model failing on one series must not sink the others
                 forecast, error = None, f"{type(exc).__name__}: {exc}"

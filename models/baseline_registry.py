@@ -133,9 +133,9 @@ def log_and_register(
     import joblib
     import mlflow
 
-    from leadtime.registry import decide_alias
+    from leadtime.registry import decide_alias, use_experiment
 
-    mlflow.set_experiment(experiment)
+    use_experiment(experiment)
     summary = summarise(backtest)
     candidate = summary.get(CHAMPION, {}).get("wis", float("nan"))
     recipe = champion_recipe(name)

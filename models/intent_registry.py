@@ -15,7 +15,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from leadtime.registry import Promotion, champion_version, decide_alias, model_uri
+from leadtime.registry import (
+    Promotion,
+    champion_version,
+    decide_alias,
+    model_uri,
+    use_experiment,
+)
 from models.intent import IntentModel, prepare
 
 MODEL_NAME = "leadtime-intent"
@@ -60,7 +66,7 @@ def log_and_register(
 
     trace = str(model.meta.get("trace", ""))
     champion_score = champion_mae(name, trace, holdout, y_holdout)
-    mlflow.set_experiment(experiment)
+    use_experiment(experiment)
     example = prepare(example.head(5), model.features, model.categorical)
     if model.group_column and model.group_column not in example.columns:
         example[model.group_column] = "x"

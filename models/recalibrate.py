@@ -147,9 +147,9 @@ def log_and_register(result: Recalibration, name: str, experiment: str, params: 
     """Log the run (errors, weights.json, pyfunc), register a version, alias it by merit."""
     import mlflow
 
-    from leadtime.registry import decide_alias
+    from leadtime.registry import decide_alias, use_experiment
 
-    mlflow.set_experiment(experiment)
+    use_experiment(experiment)
     with mlflow.start_run(run_name="recalibrate") as run:
         mlflow.log_params({**params, "method": "inverse_error", "rows": result.rows})
         mlflow.log_metrics({f"train_error.{t}": v for t, v in result.train_errors.items()})

@@ -94,9 +94,9 @@ def register_checkpoint(state_bytes: bytes, events: int, experiment: str = "lead
     """Log the pickled state as a new ``leadtime-tier3`` version; move ``champion`` to it."""
     import mlflow
 
-    from leadtime.registry import CHAMPION, client
+    from leadtime.registry import CHAMPION, client, use_experiment
 
-    mlflow.set_experiment(experiment)
+    use_experiment(experiment)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name="tier3-checkpoint"):
         path = Path(tmp) / "state.pkl"
         path.write_bytes(state_bytes)

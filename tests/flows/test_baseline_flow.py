@@ -31,5 +31,7 @@ def test_baseline_daily_flow_registers_a_champion(state, tmp_path):
     champion = client.get_model_version_by_alias(state.baseline_model_name, "champion")
     run = client.get_run(champion.run_id)
     assert "champion.mase" in run.data.metrics and run.data.params["trace"] == "load.csv"
+    # artifacts live in the state folder, not in MLflow's ./mlruns default
+    assert run.info.artifact_uri.startswith((state.home_dir / "mlartifacts").as_uri())
     artifacts = {a.path for a in client.list_artifacts(champion.run_id, "plots")}
     assert any(path.endswith(".png") for path in artifacts)
