@@ -1,19 +1,27 @@
 """Tier 2 intent model: a request's demand with a calibrated 80% interval.
 
 One CatBoost model (categorical features native) learns the 10th, 50th and 90th percentiles of
-``log1p(demand)`` with the ``MultiQuantile`` loss. The latest ``calibration_share`` of the
-training period is held back and used for split-conformal calibration (conformalised quantile
-regression, Mondrian by group): the interval is widened or narrowed by the quantile of the
-conformity scores of a model that had not seen those requests.
+``log1p(demand)`` with the ``MultiQuantile`` loss; the point prediction is the 50th percentile
+(MAE is minimised by the conditional median). The interval is calibrated by conformalised
+quantile regression (CQR), Mondrian by group: it is widened or narrowed by the quantile of the
+conformity scores of models that had not seen the scored requests.
+
+Rolling-origin calibration: the scores come from ``calibration_folds`` windows of
+``calibration_share`` of the training period each (default 2 x 20%: fit on the first 60%, score
+the next 20%; fit on the first 80%, score the last 20%), pooled. Under drift the error a model
+makes on the requests that follow its training data changes from one period to the next; one
+window measures a single period and its offset swings with it (on the Alibaba trace the single
+latest window gave an offset well below what the next period needed), while pooling windows
+averages over periods. Each window is at the same distance from its fit as the holdout is from
+the served model. Small groups (fewer than ``MIN_GROUP`` pooled scores) share the overall offset.
 
 Recency (``refit=True``, the default): after calibration the booster is refitted on the whole
 training period with the same settings, and the offsets are kept. The calibration scores
 measure the error of a model on the requests that follow its training data; the refitted model
-faces the requests that follow *its* training data, so the two are at the same distance from
-their training data. Keeping the stale fit instead (plain split conformal) makes the served model
-older than the one the offsets describe, and under drift it under-covers. The same recent part of
-the training period is the validation split on which :mod:`models.intent_eval` chooses the
-feature set; the holdout is never looked at.
+faces the requests that follow *its* training data. Keeping the stale fit instead (plain split
+conformal) makes the served model older than the one the offsets describe, and under drift it
+under-covers. The same windows are the validation data on which :mod:`models.intent_eval`
+chooses the feature set; the holdout is never looked at.
 
 Serving uses :meth:`IntentModel.predict_rows` (plain lists into CatBoost, no DataFrame): the
 same numbers as :meth:`IntentModel.predict`, a fraction of the cost.
@@ -42,7 +50,8 @@ class IntentConfig:
     depth: int = 6
     learning_rate: float = 0.06
     alphas: tuple[float, float, float] = (0.1, 0.5, 0.9)
-    calibration_share: float = 0.2
+    calibration_share: float = 0.2  # size of each calibration window (share of training)
+    calibration_folds: int = 2  # rolling-origin windows pooled for the offsets (see above)
     coverage: float = 0.8
     thread_count: int = 2
     seed: int = 0
@@ -202,6 +211,25 @@ def conformal_offset(lo: np.ndarray, hi: np.ndarray, y: np.ndarray, coverage: fl
     return float(np.quantile(scores, level, method="higher"))
 
 
+def calibration_windows(n: int, config: IntentConfig) -> list[tuple[int, int]]:
+    """Rolling-origin calibration folds as ``(fit_end, window_end)`` row positions, oldest first.
+
+    Fold ``j`` (``j = K..1``) fits on the first ``n - j * n_cal`` requests and is scored on the
+    ``n_cal`` that follow, so the windows tile the latest ``K * calibration_share`` of the
+    training period without overlapping. Folds whose fit would have fewer rows than its window
+    are dropped (short training sets keep the latest fold only).
+    """
+    n_cal = round(n * config.calibration_share)
+    if n_cal <= 0 or n_cal >= n:
+        return []
+    folds = []
+    for j in range(max(1, config.calibration_folds), 0, -1):
+        fit_end = n - j * n_cal
+        if fit_end >= n_cal or j == 1:
+            folds.append((fit_end, fit_end + n_cal))
+    return folds
+
+
 def fit_intent(
     frame: pd.DataFrame,
     y: pd.Series,
@@ -212,39 +240,58 @@ def fit_intent(
     kind: str = "catboost",
     **meta,
 ) -> IntentModel:
-    """Fit on the earlier part of ``frame`` (time-ordered), calibrate on the latest part, then
-    (``config.refit``) refit on all of it.
+    """Calibrate on rolling-origin folds of ``frame`` (time-ordered), then (``config.refit``)
+    refit on all of it.
 
-    ``kind="table"`` fits a :class:`QuantileTable` on ``features[0]`` instead of CatBoost.
-    ``model.meta["validation_mae"]`` is the MAE (target unit) of the early fit on the latest
-    part: the score :func:`models.intent_eval.fit_models` chooses feature sets by.
+    Each fold (:func:`calibration_windows`) fits on the requests before its window and scores
+    the window; the conformity scores of every fold are pooled into one Mondrian CQR offset per
+    group. ``kind="table"`` fits a :class:`QuantileTable` on ``features[0]`` instead of CatBoost.
+    ``model.meta["validation_mae"]`` is the MAE (target unit) of the fold fits on their windows
+    (the latest ``calibration_folds * calibration_share`` of the training period): the score
+    :func:`models.intent_eval.fit_models` chooses feature sets by.
     """
-    n_cal = round(len(frame) * config.calibration_share)
-    n_fit = len(frame) - n_cal
     X = prepare(frame, features, categorical)
     y_all = np.asarray(y, dtype=float)
     target = np.log1p(y_all)
     cats = [c for c in categorical if c in features]
-    booster = _booster(config, kind)
-    booster.fit(X.iloc[:n_fit], target[:n_fit], cat_features=cats)
+    groups_all = (np.array(group_keys(frame[group_column]))
+                  if group_column and group_column in frame.columns
+                  else np.full(len(frame), "*"))
+    folds = calibration_windows(len(frame), config)
+    booster = None
+    lo, hi, t_cal, g_cal, abs_err = [], [], [], [], []
+    for fit_end, window_end in folds:
+        booster = _booster(config, kind)
+        booster.fit(X.iloc[:fit_end], target[:fit_end], cat_features=cats)
+        raw = np.asarray(booster.predict(X.iloc[fit_end:window_end])).reshape(
+            window_end - fit_end, -1)
+        point, _, _ = _bounds(raw, np.zeros(len(raw)))
+        abs_err.append(np.abs(y_all[fit_end:window_end] - point))
+        raw = np.sort(raw, axis=1)
+        lo.append(raw[:, 0])
+        hi.append(raw[:, -1])
+        t_cal.append(target[fit_end:window_end])
+        g_cal.append(groups_all[fit_end:window_end])
+    if booster is None:  # too few rows to calibrate: a plain fit with no offset
+        booster = _booster(config, kind)
+        booster.fit(X, target, cat_features=cats)
     model = IntentModel(features, cats, booster, {"*": 0.0}, group_column,
                         target=str(meta.get("target", "demand")), unit=str(meta.get("unit", "")),
                         meta=meta)
     validation_mae = None
-    if n_cal:
-        raw = np.asarray(booster.predict(X.iloc[n_fit:])).reshape(n_cal, -1)
-        point, _, _ = _bounds(raw, np.zeros(n_cal))
-        validation_mae = float(np.mean(np.abs(y_all[n_fit:] - point)))
-        raw = np.sort(raw, axis=1)
-        groups = (np.array(group_keys(frame[group_column].iloc[n_fit:]))
-                  if group_column and group_column in frame.columns else np.full(n_cal, "*"))
-        model.offsets = group_offsets(raw[:, 0], raw[:, -1], target[n_fit:], groups,
+    n_cal = int(sum(len(t) for t in t_cal))
+    if folds:
+        validation_mae = float(np.mean(np.concatenate(abs_err)))
+        model.offsets = group_offsets(np.concatenate(lo), np.concatenate(hi),
+                                      np.concatenate(t_cal), np.concatenate(g_cal),
                                       config.coverage)
         if config.refit:
             model.booster = _booster(config, kind)
             model.booster.fit(X, target, cat_features=cats)
-    model.meta.update({"config": asdict(config), "n_fit": n_fit, "n_calibration": n_cal,
-                       "refit": bool(config.refit and n_cal),
+    model.meta.update({"config": asdict(config),
+                       "n_fit": int(folds[-1][0]) if folds else len(frame),
+                       "n_calibration": n_cal, "calibration_folds": len(folds),
+                       "refit": bool(config.refit and folds),
                        "validation_mae": validation_mae})
     return model
 

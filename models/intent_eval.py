@@ -9,12 +9,13 @@ plain CatBoost on the request's own fields (no history features), trained, calib
 scored the same way as the intent model.
 
 Which model *is* the intent model is decided inside the training period, never on the holdout:
-three candidates are fitted on its earlier part and scored (MAE) on its latest part, the same
-split the conformal calibration uses: CatBoost on request fields + Feast history features,
-CatBoost on the request fields alone, and the per-type median (a quantile table). The best one
-is refitted on the whole training period and becomes ``intent``. On a trace whose request-time
-information does not predict demand (Azure's generated tokens), the median wins and the intent
-model says so instead of adding noise.
+three candidates are scored (MAE) on the rolling-origin calibration windows of
+:func:`models.intent.fit_intent` (each window predicted by a fit on the requests before it; by
+default the latest 40% of the training period in two windows): CatBoost on request fields +
+Feast history features, CatBoost on the request fields alone, and the per-type median (a
+quantile table). The best one is refitted on the whole training period and becomes ``intent``.
+On a trace whose request-time information does not predict demand (Azure's generated tokens),
+the median wins and the intent model says so instead of adding noise.
 """
 
 from __future__ import annotations

@@ -119,7 +119,8 @@ def format_table(document: dict) -> str:
         scores = ", ".join(f"{name} {value:.3f}" for name, value in
                            selection["validation_mae"].items() if value is not None)
         lines.append(f"intent = {selection['selected']} (validation MAE on the latest "
-                     f"{selection['validation_rows']} training requests: {scores})")
+                     f"{selection['validation_rows']} training requests, rolling-origin "
+                     f"folds: {scores})")
     intent, per_type = document["models"]["intent"], document["models"]["per_type_median"]
     if intent["mae"] is not None and per_type["mae"]:
         lines.append(f"intent MAE / per-type median MAE = {intent['mae'] / per_type['mae']:.3f}")

@@ -76,3 +76,27 @@ def test_selection_prefers_the_median_when_nothing_predicts(tmp_path):
     assert set(selection["validation_mae"]) == {"history", "request_fields", "per_type_median"}
     best = min(selection["validation_mae"], key=selection["validation_mae"].get)
     assert selection["selected"] == best
+
+
+def test_calibration_windows_roll_forward_without_overlap():
+    from models.intent import calibration_windows
+
+    config = IntentConfig(calibration_share=0.2, calibration_folds=2)
+    assert calibration_windows(1000, config) == [(600, 800), (800, 1000)]
+    # every fit ends where its window starts: no window is scored by a model that saw it
+    assert calibration_windows(1000, IntentConfig(calibration_folds=1)) == [(800, 1000)]
+    # a fold whose fit would be smaller than its window is dropped
+    assert calibration_windows(
+        1000, IntentConfig(calibration_share=0.4, calibration_folds=2)) == [(600, 1000)]
+    assert calibration_windows(3, IntentConfig(calibration_share=0.1)) == []
+
+
+def test_offsets_pool_the_scores_of_every_fold():
+    frame, y = _frame()
+    two = fit_intent(frame, y, ["kind", "size"], ["kind"], SMALL)
+    one = fit_intent(frame, y, ["kind", "size"], ["kind"], IntentConfig(
+        iterations=60, depth=4, thread_count=1, calibration_folds=1))
+    assert two.meta["calibration_folds"] == 2 and one.meta["calibration_folds"] == 1
+    assert two.meta["n_calibration"] == 2 * one.meta["n_calibration"] == 240
+    assert two.meta["n_fit"] == one.meta["n_fit"] == 480  # the latest fold's fit
+    assert two.offsets != one.offsets
