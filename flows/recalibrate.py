@@ -14,8 +14,9 @@ from prefect.cache_policies import NO_CACHE
 from leadtime.decision_log import DecisionLog
 from leadtime.engine import DEFAULT_WEIGHTS
 from leadtime.settings import get_settings
-from models.recalibrate import join_observed, log_and_register
+from models.recalibrate import join_observed
 from models.recalibrate import recalibrate as fit_weights
+from models.weights_registry import log_and_register, validate_weights_gx
 
 
 @task(name="load-observed", cache_policy=NO_CACHE)
@@ -56,6 +57,7 @@ def recalibrate_flow(window_s: float = 7 * 86400.0, trace: str | None = None,
         log.close()
     current = _current_weights(settings.weights_model_name)
     result = fit_weights(joined, current, eval_fraction, drift_ratio)
+    validate_weights_gx(result.weights)  # Great Expectations: a bad candidate is never logged
     registration = log_and_register(result, settings.weights_model_name, settings.experiment,
                                     {"window_s": window_s, "tolerance_s": tolerance_s,
                                      "eval_fraction": eval_fraction})

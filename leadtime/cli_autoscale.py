@@ -12,7 +12,7 @@ import typer
 
 POLICY_ORDER = ("static_peak", "hpa", "forecast_scale_out", "leadtime", "oracle")
 DEFAULT_MODEL = "seasonal_naive"
-DEFAULT_LEVEL = 95
+DEFAULT_LEVEL = 80
 
 
 def _duration(text: str | None, flag: str):
@@ -203,5 +203,84 @@ HELP = (
 )
 
 
+def frontier(
+    trace: Annotated[
+        Path,
+        typer.Option("--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml."),
+    ],
+    producer: Annotated[
+        str | None,
+        typer.Option(help="The producer to sweep (needed when the trace has several)."),
+    ] = None,
+    spinup: Annotated[str, typer.Option(help="Instance spin-up delay, e.g. 5m, 90s.")] = "5m",
+    model: Annotated[
+        str, typer.Option(help="Tier 1 model refit daily: seasonal_naive, prophet or mstl.")
+    ] = DEFAULT_MODEL,
+    interval: Annotated[
+        str | None, typer.Option(help="Bin width for request traces (default 5m).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    plot: Annotated[bool, typer.Option(help="Save a PNG of the frontiers.")] = True,
+) -> None:
+    """Sweep each policy's risk knob and compare violations at equal instance-hours."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from leadtime.cli import fail
+    from leadtime.settings import get_settings
+    from leadtime.validation import TraceError
+    from simulation.bench import frontier as sweep
+    from simulation.bench import plot_frontier, violations_at_cost
+    from simulation.config import derive_config
+    from simulation.traces import read_demand
+
+    began = time.perf_counter()
+    err = Console(stderr=True)
+    try:
+        demand = read_demand(trace, producer, _duration(interval, "--interval"))
+        if len(demand.series) != 1:
+            fail(f"{trace.name} has {len(demand.series)} producers: choose one with --producer "
+                 f"({', '.join(list(demand.series)[:5])}...)")
+        name, series = next(iter(demand.series.items()))
+        cfg = derive_config(series, pd.Timedelta(series.index.freq), spinup=_duration(spinup, "--spinup"))
+        with err.status("sweeping the policies' risk knobs") as status:
+            rows = sweep(series, cfg, model, progress=lambda label: status.update(label))
+    except (TraceError, ValueError) as exc:
+        fail(str(exc))
+    lead = {r["value"]: r for r in rows if r["policy"] == "leadtime"}
+    iso = {
+        str(level): {p: violations_at_cost(rows, p, r["cost_vs_oracle"])
+                     for p in ("hpa", "forecast_scale_out")}
+        for level, r in lead.items()
+    }
+    doc = {"trace": str(trace), "producer": name, "model": model, "points": rows,
+           "at_leadtime_cost": iso, "wall_time_s": round(time.perf_counter() - began, 2)}
+    if plot:
+        path = get_settings().prepare().plots_dir / f"frontier_{trace.stem}_{name}.png"
+        doc["plot"] = str(plot_frontier(rows, f"{trace.name}: {name}", path))
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2, default=float))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    table = Table(title=f"risk/cost frontier on {trace.name}: {name}")
+    for header in ("policy", "knob", "SLO viol %", "vs oracle"):
+        table.add_column(header, justify="left" if header in ("policy", "knob") else "right")
+    for r in rows:
+        table.add_row(r["policy"], f"{r['knob']}={r['value']}", f"{r['slo_violation_pct']:.2f}",
+                      f"{r['cost_vs_oracle']:.3f}")
+    console.print(table)
+    for level, others in iso.items():
+        r = lead[int(level)]
+        said = ", ".join(f"{p} {v:.2f}%" if v is not None else f"{p} (outside its range)"
+                         for p, v in others.items())
+        console.print(f"at leadtime level {level}'s cost ({r['cost_vs_oracle']:.3f}x oracle): "
+                      f"leadtime {r['slo_violation_pct']:.2f}% vs {said} violations")
+    console.print(f"wall time {doc['wall_time_s']} s")
+    if doc.get("plot"):
+        console.print(f"plot: {doc['plot']}")
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     bench.command("autoscale", help=HELP)(autoscale)
+    bench.command("frontier")(frontier)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from leadtime.engine import DEFAULT_WEIGHTS, TierPrediction, combine
+from leadtime.engine import DEFAULT_WEIGHTS
 
 
 def join_observed(predictions: pd.DataFrame, observed: pd.DataFrame,
@@ -71,19 +71,25 @@ def inverse_error_weights(errors: Mapping[str, float], current: Mapping[str, flo
 
 
 def combined_error(joined: pd.DataFrame, weights: Mapping[str, float]) -> float:
-    """Scaled MAE of the engine's combination under ``weights`` (missing tiers renormalised)."""
+    """Scaled MAE of the engine's combination under ``weights`` (missing tiers renormalised).
+
+    Vectorised form of :func:`leadtime.engine.combine` on the points: per decision, the weighted
+    mean of the tiers that answered, over the weights of those tiers.
+    """
     if joined.empty:
         return math.nan
-    rows = []
-    for (pid, _), group in joined.groupby(["producer_id", "decision_id"], sort=False):
-        tiers = {r.tier: TierPrediction(r.point, r.point, r.point) for r in group.itertuples()}
-        c = combine(tiers, weights)
-        if c is not None:
-            rows.append((pid, abs(c.point - group["actual"].iloc[0]), group["actual"].iloc[0]))
-    if not rows:
+    keys = ["producer_id", "decision_id"]
+    points = joined.pivot_table(index=keys, columns="tier", values="point", aggfunc="first")
+    actual = joined.groupby(keys)["actual"].first().reindex(points.index)
+    w = pd.Series({t: max(0.0, float(weights.get(t, 0.0))) for t in points.columns})
+    answered = points.notna() & (w > 0)
+    mass = answered.mul(w, axis=1).sum(axis=1)
+    combined = points.fillna(0.0).mul(w, axis=1).where(answered, 0.0).sum(axis=1) / mass
+    ok = mass > 0
+    if not ok.any():
         return math.nan
-    frame = pd.DataFrame(rows, columns=["producer_id", "err", "actual"])
-    g = frame.groupby("producer_id")
+    frame = pd.DataFrame({"err": (combined - actual).abs()[ok], "actual": actual[ok]})
+    g = frame.groupby(level="producer_id")
     return float((g["err"].mean() / g["actual"].mean().abs().clip(lower=1e-9)).mean())
 
 
@@ -126,45 +132,3 @@ def recalibrate(joined: pd.DataFrame, current: Mapping[str, float] = DEFAULT_WEI
     return Recalibration(weights, dict(current), train_err, eval_err,
                          combined_error(last, weights), combined_error(last, current),
                          len(joined), retrain)
-
-
-# --- MLflow: the weights as a versioned, aliased artefact ---------------------------------
-
-import mlflow.pyfunc  # noqa: E402
-
-
-class WeightsPyfunc(mlflow.pyfunc.PythonModel):
-    """The engine's tier weights as a registered model (predict returns them as one row)."""
-
-    def __init__(self, weights: Mapping[str, float]) -> None:
-        self.weights = dict(weights)
-
-    def predict(self, context, model_input=None, params=None):
-        return pd.DataFrame([self.weights])
-
-
-def log_and_register(result: Recalibration, name: str, experiment: str, params: dict) -> dict:
-    """Log the run (errors, weights.json, pyfunc), register a version, alias it by merit."""
-    import mlflow
-
-    from leadtime.registry import decide_alias, use_experiment
-
-    use_experiment(experiment)
-    with mlflow.start_run(run_name="recalibrate") as run:
-        mlflow.log_params({**params, "method": "inverse_error", "rows": result.rows})
-        mlflow.log_metrics({f"train_error.{t}": v for t, v in result.train_errors.items()})
-        mlflow.log_metrics({f"eval_error.{t}": v for t, v in result.eval_errors.items()})
-        mlflow.log_metrics({"candidate_error": result.candidate_score,
-                            "current_error": result.current_score})
-        mlflow.log_dict(result.weights, "weights.json")
-        mlflow.set_tag("retrain", ",".join(result.retrain) or "none")
-        info = mlflow.pyfunc.log_model(name="weights", python_model=WeightsPyfunc(result.weights),
-                                       pip_requirements=["mlflow", "pandas"])
-        version = mlflow.register_model(info.model_uri, name)
-        # the registered version's run must carry weights.json (the engine reads it on reload)
-        assert version.run_id == run.info.run_id
-    promotion = decide_alias(name, str(version.version), result.candidate_score,
-                             result.current_score if math.isfinite(result.current_score) else None,
-                             "scaled_mae_last_window")
-    return {"version": str(version.version), "promoted": promotion.promoted,
-            "reason": promotion.reason, "run_id": run.info.run_id}

@@ -172,7 +172,7 @@ def bench_producer(
         "hpa": (hpa, hpa),
         "forecast_scale_out": (fso, fso.hpa),
         "leadtime": (
-            Leadtime(cfg, tier1.window, str(series.name)),
+            Leadtime(cfg, tier1.window, str(series.name), level=level),
             HPA(cfg),
         ),
         "oracle": (Oracle(cfg, need), HPA(cfg)),
@@ -316,3 +316,101 @@ def _plot_rule(interval: pd.Timedelta, steps: int) -> str:
     factor = max(1, math.ceil(steps / 4000))
     minutes = max(1, int(interval.total_seconds() * factor // 60))
     return f"{minutes}min"
+
+
+# --- the risk/cost frontier: every policy at several settings of its own risk knob ----------
+
+FRONTIER_TARGETS = (0.5, 0.55, 0.6, 0.65, 0.7)  # hpa and forecast_scale_out: target utilisation
+FRONTIER_LEVELS = (80, 95)  # leadtime: the interval level whose upper bound it allocates for
+
+
+def frontier(
+    series: pd.Series,
+    cfg: SimConfig,
+    model: str = "seasonal_naive",
+    history: pd.Timedelta = HISTORY,
+    targets: tuple[float, ...] = FRONTIER_TARGETS,
+    levels: tuple[int, ...] = FRONTIER_LEVELS,
+    factory: ForecasterFactory = default_factory,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """SLO violations against instance-hours for each policy across its risk knob.
+
+    One operating point per policy says little: a reactive policy can buy fewer violations with
+    a lower target utilisation, leadtime with a higher interval level. Comparing the curves
+    (same trace, simulator, scored intervals and oracle) shows which policy gets fewer
+    violations for the same instance-hours.
+    """
+    from dataclasses import replace
+
+    index = pd.DatetimeIndex(series.index)
+    demand = series.to_numpy(dtype=float)
+    lead = cfg.spinup_steps
+    warm_steps = int(np.searchsorted(index, index[0] + cfg.warmup))
+    switch = handover_step(warm_steps, lead, cfg)
+    scored = (np.arange(len(index)) >= warm_steps) & np.isfinite(demand)
+    need = slo_need(demand, cfg)
+    oracle = score(simulate(demand, cfg, Oracle(cfg, need), HPA(cfg), switch), cfg, scored, need)
+    schedules = {lv: daily_tier1(series, lead, switch, model, lv, history, factory) for lv in levels}
+    rows: list[dict[str, Any]] = []
+
+    def add(policy: str, knob: str, value: float, run_cfg: SimConfig, chosen: Policy, warm: Policy):
+        m = score(simulate(demand, run_cfg, chosen, warm, switch), run_cfg, scored, need)
+        rows.append({"policy": policy, "knob": knob, "value": value,
+                     "slo_violation_pct": m["slo_violation_pct"],
+                     "instance_hours": m["instance_hours"],
+                     "cost_vs_oracle": m["instance_hours"] / oracle["instance_hours"]})
+        if progress:
+            progress(f"{policy} {knob}={value}")
+
+    hourly = schedules[levels[0]].hourly_point
+    for target in targets:
+        run_cfg = replace(cfg, target_utilisation=target)
+        hpa = HPA(run_cfg)
+        add("hpa", "target_utilisation", target, run_cfg, hpa, hpa)
+        fso = ForecastScaleOut(run_cfg, hourly)
+        add("forecast_scale_out", "target_utilisation", target, run_cfg, fso, fso.hpa)
+    for level in levels:
+        chosen = Leadtime(cfg, schedules[level].window, str(series.name), level=level)
+        add("leadtime", "level", level, cfg, chosen, HPA(cfg))
+    return rows
+
+
+def violations_at_cost(rows: list[dict[str, Any]], policy: str, cost: float) -> float | None:
+    """``policy``'s SLO violations at ``cost`` (x oracle), interpolated along its frontier;
+    None outside the range measured."""
+    points = sorted((r["cost_vs_oracle"], r["slo_violation_pct"]) for r in rows
+                    if r["policy"] == policy)
+    if len(points) < 2 or not points[0][0] <= cost <= points[-1][0]:
+        return None
+    costs, violations = zip(*points)
+    return float(np.interp(cost, costs, violations))
+
+
+def plot_frontier(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
+    """SLO violations (y) against cost versus the oracle (x), one line per policy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for policy in ("hpa", "forecast_scale_out", "leadtime"):
+        mine = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["cost_vs_oracle"])
+        xs = [r["cost_vs_oracle"] for r in mine]
+        ys = [r["slo_violation_pct"] for r in mine]
+        ax.plot(xs, ys, "o-", color=COLOURS[policy], label=policy)
+        for r in mine:
+            label = f"{r['value']:g}" if r["knob"] == "target_utilisation" else f"{r['value']}%"
+            ax.annotate(label, (r["cost_vs_oracle"], r["slo_violation_pct"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel("instance-hours / oracle")
+    ax.set_ylabel("SLO violations (% of demand)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

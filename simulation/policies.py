@@ -18,8 +18,9 @@ policies get their Tier 1 forecasts from :mod:`simulation.forecast` (refit daily
   hour from the hourly mean of the Tier 1 point forecast at the target utilisation, launched
   one spin-up ahead, acting as a floor under the reactive ``hpa``: it only scales out, scale-in
   is left to the reactive policy.
-* ``leadtime``: the pre-allocation engine (:mod:`leadtime.engine`) with Tier 1 as the only tier
-  so far; it sees the forecast for one lead time ahead and the last interval's load.
+* ``leadtime``: the pre-allocation engine (:mod:`leadtime.engine`) with Tier 1 (the forecast
+  for one lead time ahead) and Tier 3 (the load nowcast), weights recalibrated daily by the
+  feedback method of the ``recalibrate`` flow; it also sees the last interval's load.
 * ``oracle``: knows the future load; holds the fewest instances meeting the SLO for every
   interval of the next spin-up lead time (the cost lower bound at zero violations).
 """
@@ -195,11 +196,19 @@ class ForecastScaleOut:
 
 
 class Leadtime:
-    """The pre-allocation engine fed what production sees: Tier 1 and the last load.
+    """The product's engine, fed what production would feed it, re-weighted by its own feedback.
 
-    The Tier 1 prediction given to the engine is the forecast's maximum over ``[t, t + L]``:
-    instances requested now serve from ``t + L`` (the window the design names), and instances
-    removed now are gone at once, so a scale-in must still respect the forecast until then.
+    * **Tier 1**: the daily-refit forecast's maximum over ``[t, t + L]`` (instances requested now
+      serve from ``t + L``, the window the design names; instances removed now are gone at once,
+      so a scale-in must still respect the forecast until then).
+    * **Tier 3**: :class:`models.tier3.nowcast.LoadNowcast`, the same class Tier 3 runs on the
+      ``load`` metrics posted to the API, fed each interval's load when it is known.
+    * **Tier 2** has no input in a load trace: the engine renormalises over the others and says so.
+    * **Feedback**: every ``recalibrate_every_s`` the policy joins its logged tier predictions
+      (the last ``window_s``) with the load that followed and runs
+      :func:`models.recalibrate.recalibrate`, the method of the ``recalibrate`` flow; the
+      candidate weights replace the current ones only when they would have predicted the last
+      part of that window no worse (the promotion rule of the flow).
     """
 
     name = "leadtime"
@@ -210,9 +219,15 @@ class Leadtime:
         window: np.ndarray,
         producer_id: str = "producer",
         weights: dict[str, float] | None = None,
+        level: int = 80,
+        recalibrate_every_s: float = 86400.0,
+        window_s: float = 7 * 86400.0,
     ) -> None:
+        from models.tier3.nowcast import LoadNowcast, NowcastConfig
+
         self.point, self.lower, self.upper = (np.asarray(row, dtype=float) for row in window)
         self.weights = dict(weights or DEFAULT_WEIGHTS)
+        self.producer_id = producer_id
         self.config = ProducerConfig(
             producer_id=producer_id,
             capacity_per_instance=cfg.capacity_per_instance,
@@ -223,13 +238,41 @@ class Leadtime:
             spinup_lead_time_s=cfg.spinup.total_seconds(),
             scale_in_cooldown_s=max(cfg.spinup.total_seconds(), cfg.dt_s),
         )
+        self.lead = cfg.spinup_steps
+        self.dt_s = cfg.dt_s
+        self.tier3 = LoadNowcast(NowcastConfig(lead_s=self.lead * cfg.dt_s, level=level))
+        self.recalibrate_every_s = recalibrate_every_s
+        self.window_steps = max(1, int(window_s // cfg.dt_s))
+        size = self.point.size
+        self.loads = np.full(size, np.nan)  # load of each interval, as it becomes known
+        self.logged = np.full((2, size), np.nan)  # tier1, tier3 points per decision step
+        self.first_logged: int | None = None
+        self.last_recalibration_s: float | None = None
         self.last_scale_out_s: float | None = None
-        self.reactive_decisions = 0  # steps without a usable forecast
+        self.reactive_decisions = 0  # steps without any usable tier
+        self.weight_history: list[tuple[float, dict[str, float], bool]] = []
 
     def decide(self, obs: Observation) -> int:
         t = obs.step
-        tier1 = TierPrediction(float(self.point[t]), float(self.lower[t]), float(self.upper[t]))
-        prediction = combine({"tier1": tier1}, self.weights)
+        if obs.last_load is not None and t > 0:
+            self.loads[t - 1] = obs.last_load
+            self.tier3.update(obs.time_s, obs.last_load)
+        if self.last_recalibration_s is None:
+            self.last_recalibration_s = obs.time_s
+        elif obs.time_s - self.last_recalibration_s >= self.recalibrate_every_s:
+            self.recalibrate(t)
+            self.last_recalibration_s = obs.time_s
+        tiers = {
+            "tier1": TierPrediction(float(self.point[t]), float(self.lower[t]), float(self.upper[t])),
+            "tier3": self.tier3.predict(),
+        }
+        for row, tier in enumerate(("tier1", "tier3")):
+            answer = tiers[tier]
+            if answer is not None and answer.usable():
+                self.logged[row, t] = answer.point
+        if self.first_logged is None:
+            self.first_logged = t
+        prediction = combine(tiers, self.weights)
         if prediction is None:
             self.reactive_decisions += 1
         state = ProducerState(obs.current, obs.last_load, obs.time_s, self.last_scale_out_s)
@@ -237,6 +280,41 @@ class Leadtime:
         if decision.action == "scale_out":
             self.last_scale_out_s = obs.time_s
         return decision.target_instances
+
+    def joined(self, now: int):
+        """Logged tier points of the decisions whose window ``[s, s + L]`` is over, with the
+        window's observed peak: the rows the ``recalibrate`` flow joins from the decision log."""
+        import pandas as pd
+
+        first = max(self.first_logged or 0, now - self.window_steps)
+        last = now - self.lead - 1  # load of [s, s + L] known at step s + L + 1
+        if last < first:
+            return pd.DataFrame(columns=["decision_id", "producer_id", "window_start", "tier",
+                                         "point", "actual"])
+        steps = np.arange(first, last + 1)
+        peaks = np.lib.stride_tricks.sliding_window_view(
+            self.loads[first:last + self.lead + 1], self.lead + 1).max(axis=1)
+        frames = []
+        for row, tier in enumerate(("tier1", "tier3")):
+            frames.append(pd.DataFrame({
+                "decision_id": steps, "producer_id": self.producer_id,
+                "window_start": steps * self.dt_s, "tier": tier,
+                "point": self.logged[row, first:last + 1], "actual": peaks,
+            }))
+        return pd.concat(frames, ignore_index=True).dropna(subset=["point", "actual"])
+
+    def recalibrate(self, now: int) -> None:
+        """The feedback loop: refit the weights on the logged window, keep them if no worse."""
+        from models.recalibrate import recalibrate
+
+        joined = self.joined(now)
+        if joined.empty or joined["tier"].nunique() < 2:
+            return
+        result = recalibrate(joined, self.weights)
+        promoted = bool(result.candidate_score <= result.current_score)
+        if promoted:
+            self.weights = result.weights
+        self.weight_history.append((now * self.dt_s, dict(result.weights), promoted))
 
 
 class Oracle:

@@ -18,10 +18,12 @@
   unrelated blips that overlap), the consumers of P not yet hit but similar to a hit
   one are *at risk*; ``risk`` is their share of P's recent demand. A load-metric alert from the
   streaming detectors (``monitoring``) adds its score too.
-* **Prediction** (``leadtime.engine.TierPrediction``) — P's current load (latest ``load`` metric,
-  else the demand rate of its events over ``load_window_s``) raised by the risk times the excess
-  latency the hit consumers see; upper bound: every at-risk consumer hit alike (and at least the
-  anomalous load value); lower bound: the current load less its recent spread.
+* **Prediction** (``leadtime.engine.TierPrediction``) — P's load for the window one lead time
+  ahead raised by the risk times the excess latency the hit consumers see (upper bound: every
+  at-risk consumer hit alike, and at least the anomalous load value). The base is the load
+  nowcast of :mod:`models.tier3.nowcast` once P's ``load`` metric has taught it enough; before
+  that, the latest ``load`` sample (else the demand rate of P's events over ``load_window_s``),
+  with the current load less its recent spread as the lower bound.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Tier3Config:
     similarity: float = 0.6  # cosine above which two consumers are "alike"
     min_history: int = 15  # events before a consumer's latent vector is trusted
     load_window_s: float = 300.0
+    lead_s: float = 300.0  # spin-up lead time the load nowcast answers for
     stale_s: float = 300.0  # a pair event older than its pair's newest by this much: learn only
     dedup_capacity: int = 500_000
     # common-cause test (see ``Tier3State.coincidence``): hit onsets of similar consumers that are
@@ -159,6 +162,7 @@ class Tier3State:
 
     hit_episodes = 0  # class defaults: checkpoints pickled before these counters existed load
     exposure_s = 0.0
+    nowcasts: dict | None = None
 
     def __init__(self, config: Tier3Config | None = None) -> None:
         self.config = config or Tier3Config()
@@ -174,6 +178,7 @@ class Tier3State:
         self.watermark_s = -math.inf
         self.hit_episodes = 0  # pairs turning hit: with the exposure, the base rate of hits
         self.exposure_s = 0.0  # sum over pairs of their observed span (pair-seconds)
+        self.nowcasts = {}  # producer → LoadNowcast fed by its ``load`` metric
 
     # ----------------------------------------------------------------- ingestion
     def ingest(
@@ -266,6 +271,8 @@ class Tier3State:
         score = state.detector.score_learn(float(sample.value))
         state.last_forecast = state.detector.last_forecast
         state.last_value = float(sample.value)
+        if sample.metric == "load":
+            self.nowcast(sample.producer_id).update(t, float(sample.value))
         if state.threshold is None:
             state.calibration.append(score)
             if len(state.calibration) >= c.calibration_samples:
@@ -399,14 +406,32 @@ class Tier3State:
         rates = np.array([buckets.get(m, 0.0) / 60.0 for m in range(end - minutes + 1, end + 1)])
         return float(rates.mean()), float(rates.std())
 
+    def nowcast(self, producer: str):
+        """The producer's :class:`models.tier3.nowcast.LoadNowcast` (created on first use)."""
+        from models.tier3.nowcast import LoadNowcast, NowcastConfig
+
+        if self.nowcasts is None:  # a checkpoint from before the nowcast existed
+            self.nowcasts = {}
+        if producer not in self.nowcasts:
+            self.nowcasts[producer] = LoadNowcast(NowcastConfig(lead_s=self.config.lead_s))
+        return self.nowcasts[producer]
+
     def _predict(self, producer: str, risk: float, multiplier: float, alert: dict | None):
         from leadtime.engine import TierPrediction
 
+        uplift = max(multiplier - 1.0, 0.0)
+        base = self.nowcast(producer).predict() if producer in (self.nowcasts or {}) else None
+        if base is not None:  # the load nowcast for the window one lead time ahead, raised by risk
+            point = base.point * (1.0 + risk * uplift)
+            upper = base.upper * (1.0 + min(1.0, 2 * risk) * uplift)
+            if alert is not None and alert.get("value") is not None:
+                upper = max(upper, float(alert["value"]))
+                point = max(point, base.point + alert["score"] * max(float(alert["value"]) - base.point, 0.0))
+            return TierPrediction(point=point, lower=min(base.lower, point), upper=max(upper, point))
         current = self.current_load(producer)
         if current is None:
             return None
         load, spread = current
-        uplift = max(multiplier - 1.0, 0.0)
         point = load * (1.0 + risk * uplift)
         upper = load * (1.0 + min(1.0, 2 * risk) * uplift) + spread
         if alert is not None and alert.get("value") is not None:

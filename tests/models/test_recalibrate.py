@@ -75,3 +75,18 @@ def test_drift_flags_a_tier_for_retraining():
 def test_nothing_joined_is_an_error():
     with pytest.raises(ValueError, match="no logged prediction"):
         recalibrate(joined_case().iloc[0:0])
+
+
+def test_great_expectations_refuses_bad_weights_naming_the_problem():
+    from leadtime.validation import TraceError
+    from models.weights_registry import validate_weights_gx
+
+    validate_weights_gx({"tier1": 0.5, "tier2": 0.2, "tier3": 0.3})
+    with pytest.raises(TraceError, match="negative"):
+        validate_weights_gx({"tier1": 1.2, "tier2": -0.2, "tier3": 0.0})
+    with pytest.raises(TraceError, match="sum to 1"):
+        validate_weights_gx({"tier1": 0.5, "tier2": 0.2, "tier3": 0.2})
+    with pytest.raises(TraceError, match="finite"):
+        validate_weights_gx({"tier1": float("nan"), "tier2": 0.5, "tier3": 0.5})
+    with pytest.raises(TraceError, match="tier1, tier2, tier3"):
+        validate_weights_gx({"tier9": 1.0})

@@ -113,3 +113,18 @@ def test_poisson_tail():
     assert _poisson_sf(0, 0.3) == 1.0
     assert _poisson_sf(1, 0.3) == pytest.approx(1 - 2.718281828 ** -0.3)
     assert _poisson_sf(2, 1e-3) == pytest.approx(1e-6 / 2, rel=1e-2)
+
+
+def test_load_metrics_teach_the_nowcast_that_answers_for_the_window():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    state = Tier3State()
+    loads = rng.poisson(200, 600)
+    state.ingest(metrics=[MetricSample(timestamp=T0 + timedelta(minutes=i), producer_id="p1",
+                                       metric="load", value=float(v)) for i, v in enumerate(loads)])
+    answer = state.assess("p1").prediction
+    assert state.nowcast("p1").known_ratios > 500
+    # the window's peak is above the level, and the bounds carry the noise (not a point)
+    assert answer.lower < answer.point < answer.upper
+    assert 190 < answer.point < 260 and answer.upper < 300

@@ -1,0 +1,85 @@
+"""Tier 3's load nowcast: past-only ratios, level-conditioned quantiles, no answer too early."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.tier3.nowcast import LoadNowcast, NowcastConfig
+
+
+def feed(nowcast: LoadNowcast, values, step_s: float = 60.0, start: float = 0.0) -> float:
+    t = start
+    for v in values:
+        t += step_s
+        nowcast.update(t, float(v))
+    return t
+
+
+def test_no_answer_until_enough_ratios_are_known():
+    nowcast = LoadNowcast(NowcastConfig(min_ratios=50, refit_every_s=60))
+    feed(nowcast, [10.0] * 40)
+    assert nowcast.predict() is None
+    feed(nowcast, [10.0] * 40, start=40 * 60.0)
+    assert nowcast.predict() is not None
+
+
+def test_constant_load_predicts_itself():
+    nowcast = LoadNowcast(NowcastConfig(refit_every_s=60))
+    feed(nowcast, [20.0] * 300)
+    answer = nowcast.predict()
+    assert answer.point == pytest.approx(20.0) and answer.lower == pytest.approx(20.0)
+    assert answer.upper == pytest.approx(20.0)
+
+
+def test_ratio_is_the_window_peak_over_the_level_at_decision_time():
+    config = NowcastConfig(lead_s=120, level_window_s=60, min_ratios=1, refit_every_s=1e9)
+    nowcast = LoadNowcast(config)
+    feed(nowcast, [10, 10, 30, 10, 10])  # samples at 60..300 s
+    # decided after the sample at 60 s (level 10): window = samples at 120, 180 and 240 s
+    _t0, level, ratio = nowcast.ratios[0]
+    assert level == 10 and ratio == pytest.approx(3.0)
+    assert nowcast.known_ratios == 2  # the window of 120 s is complete too (peak 30 / level 10)
+
+
+def test_bounds_bracket_the_noise_and_cover_about_the_level():
+    rng = np.random.default_rng(0)
+    nowcast = LoadNowcast(NowcastConfig(lead_s=300, level=80, refit_every_s=3600))
+    values = rng.poisson(100, 6 * 1440)
+    t = feed(nowcast, values[:5 * 1440])
+    hits, total = 0, 0
+    answers = []
+    for v in values[5 * 1440:]:
+        answers.append(nowcast.predict())
+        t += 60
+        nowcast.update(t, float(v))
+    peaks = np.lib.stride_tricks.sliding_window_view(values[5 * 1440:], 6).max(axis=1)
+    for answer, peak in zip(answers, peaks):
+        total += 1
+        hits += answer.lower <= peak <= answer.upper
+    assert answers[0].lower < answers[0].point < answers[0].upper
+    assert 0.72 <= hits / total <= 0.88  # central 80 % of the window peak, from the past only
+
+
+def test_quantiles_depend_on_the_level_bucket():
+    # relative noise shrinks with load (Poisson): the high-level bucket gets the narrower ratio
+    rng = np.random.default_rng(1)
+    nowcast = LoadNowcast(NowcastConfig(refit_every_s=3600, level_window_s=600))
+    low = rng.poisson(5, 720)
+    high = rng.poisson(500, 720)
+    feed(nowcast, np.concatenate([low, high, low, high]))
+    high_answer = nowcast.predict()
+    spread_high = (high_answer.upper - high_answer.lower) / high_answer.point
+    feed(nowcast, rng.poisson(5, 30), start=nowcast.last_t)
+    low_answer = nowcast.predict()
+    spread_low = (low_answer.upper - low_answer.lower) / low_answer.point
+    assert spread_low > 2 * spread_high
+
+
+def test_bad_samples_are_skipped():
+    nowcast = LoadNowcast()
+    assert nowcast.update(60.0, 5.0)
+    assert not nowcast.update(60.0, 6.0)  # not newer
+    assert not nowcast.update(120.0, float("nan"))
+    with pytest.raises(ValueError):
+        NowcastConfig(level=100)
