@@ -139,6 +139,20 @@ def handover_step(warm_steps: int, lead: int, cfg: SimConfig) -> int:
     return max(0, warm_steps - lead - settle)
 
 
+def replay_setup(
+    series: pd.Series, cfg: SimConfig
+) -> tuple[np.ndarray, int, int, np.ndarray, np.ndarray]:
+    """What every replay of ``series`` shares: demand, lead steps, hand-over step, scored mask
+    (after the warm-up, known load) and the SLO need the oracle holds."""
+    index = pd.DatetimeIndex(series.index)
+    demand = series.to_numpy(dtype=float)
+    lead = cfg.spinup_steps
+    warm_steps = int(np.searchsorted(index, index[0] + cfg.warmup))
+    switch = handover_step(warm_steps, lead, cfg)
+    scored = (np.arange(len(index)) >= warm_steps) & np.isfinite(demand)
+    return demand, lead, switch, scored, slo_need(demand, cfg)
+
+
 def bench_producer(
     series: pd.Series,
     cfg: SimConfig,
@@ -151,12 +165,7 @@ def bench_producer(
 ) -> ProducerResult:
     """Replay one producer under every policy; score them on the same intervals."""
     index = pd.DatetimeIndex(series.index)
-    demand = series.to_numpy(dtype=float)
-    lead = cfg.spinup_steps
-    warm_steps = int(np.searchsorted(index, index[0] + cfg.warmup))
-    switch = handover_step(warm_steps, lead, cfg)
-    scored = (np.arange(len(index)) >= warm_steps) & np.isfinite(demand)
-    need = slo_need(demand, cfg)
+    demand, lead, switch, scored, need = replay_setup(series, cfg)
 
     def fitted() -> None:
         if progress:
@@ -343,13 +352,7 @@ def frontier(
     """
     from dataclasses import replace
 
-    index = pd.DatetimeIndex(series.index)
-    demand = series.to_numpy(dtype=float)
-    lead = cfg.spinup_steps
-    warm_steps = int(np.searchsorted(index, index[0] + cfg.warmup))
-    switch = handover_step(warm_steps, lead, cfg)
-    scored = (np.arange(len(index)) >= warm_steps) & np.isfinite(demand)
-    need = slo_need(demand, cfg)
+    demand, lead, switch, scored, need = replay_setup(series, cfg)
     oracle = score(simulate(demand, cfg, Oracle(cfg, need), HPA(cfg), switch), cfg, scored, need)
     schedules = {lv: daily_tier1(series, lead, switch, model, lv, history, factory) for lv in levels}
     rows: list[dict[str, Any]] = []
