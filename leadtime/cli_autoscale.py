@@ -15,6 +15,19 @@ DEFAULT_MODEL = "seasonal_naive"
 DEFAULT_LEVEL = 80
 
 
+# options shared by ``bench autoscale`` and ``bench frontier``
+TraceOption = Annotated[
+    Path, typer.Option("--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml.")
+]
+SpinupOption = Annotated[str, typer.Option(help="Instance spin-up delay, e.g. 5m, 90s.")]
+ModelOption = Annotated[
+    str, typer.Option(help="Tier 1 model refit daily: seasonal_naive, prophet or mstl.")
+]
+IntervalOption = Annotated[
+    str | None, typer.Option(help="Bin width for request traces (default 5m).")
+]
+
+
 def _duration(text: str | None, flag: str):
     import pandas as pd
 
@@ -30,27 +43,20 @@ def _duration(text: str | None, flag: str):
 
 
 def autoscale(
-    trace: Annotated[
-        Path,
-        typer.Option("--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml."),
-    ],
+    trace: TraceOption,
     producer: Annotated[
         str | None,
         typer.Option(help="Simulate only this producer (default: all, totals reported)."),
     ] = None,
-    spinup: Annotated[str, typer.Option(help="Instance spin-up delay, e.g. 5m, 90s.")] = "5m",
-    model: Annotated[
-        str, typer.Option(help="Tier 1 model refit daily: seasonal_naive, prophet or mstl.")
-    ] = DEFAULT_MODEL,
+    spinup: SpinupOption = "5m",
+    model: ModelOption = DEFAULT_MODEL,
     level: Annotated[
         int,
         typer.Option(
             help="Prediction interval (80 or 95) whose upper bound leadtime allocates for."
         ),
     ] = DEFAULT_LEVEL,
-    interval: Annotated[
-        str | None, typer.Option(help="Bin width for request traces (default 5m).")
-    ] = None,
+    interval: IntervalOption = None,
     warmup: Annotated[
         str | None,
         typer.Option(help="Reactive warm-up, not scored (default 7d, less on short traces)."),
@@ -204,21 +210,14 @@ HELP = (
 
 
 def frontier(
-    trace: Annotated[
-        Path,
-        typer.Option("--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml."),
-    ],
+    trace: TraceOption,
     producer: Annotated[
         str | None,
         typer.Option(help="The producer to sweep (needed when the trace has several)."),
     ] = None,
-    spinup: Annotated[str, typer.Option(help="Instance spin-up delay, e.g. 5m, 90s.")] = "5m",
-    model: Annotated[
-        str, typer.Option(help="Tier 1 model refit daily: seasonal_naive, prophet or mstl.")
-    ] = DEFAULT_MODEL,
-    interval: Annotated[
-        str | None, typer.Option(help="Bin width for request traces (default 5m).")
-    ] = None,
+    spinup: SpinupOption = "5m",
+    model: ModelOption = DEFAULT_MODEL,
+    interval: IntervalOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     plot: Annotated[bool, typer.Option(help="Save a PNG of the frontiers.")] = True,
 ) -> None:

@@ -420,7 +420,8 @@ class Tier3State:
         from leadtime.engine import TierPrediction
 
         uplift = max(multiplier - 1.0, 0.0)
-        base = self.nowcast(producer).predict() if producer in (self.nowcasts or {}) else None
+        nowcast = (self.nowcasts or {}).get(producer)  # only producers with a load metric
+        base = nowcast.predict() if nowcast is not None else None
         if base is not None:  # the load nowcast for the window one lead time ahead, raised by risk
             point = base.point * (1.0 + risk * uplift)
             upper = base.upper * (1.0 + min(1.0, 2 * risk) * uplift)
