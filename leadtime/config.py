@@ -40,6 +40,11 @@ class ProducerDefaults(_Strict):
     slo_ms: float | None = Field(default=None, gt=0)
     scale_in_cooldown_s: float | None = Field(default=None, ge=0)
     scale_in_max_fraction: float | None = Field(default=None, gt=0, le=1)
+    tier2_load_per_demand: float | None = Field(
+        default=None, gt=0,
+        description="Load units one unit of predicted request demand per second adds (Tier 2: "
+                    "the demand announced through /v1/requests/predict). Unset: Tier 2 does not "
+                    "feed this producer.")
 
 
 class ProducerSpec(ProducerDefaults):
@@ -72,7 +77,7 @@ class EngineSpec(_Strict):
 
 _FALLBACK = {"min_instances": 1, "max_instances": 100, "spinup_lead_time_s": 300.0,
              "target_utilisation": 0.7, "slo_ms": 500.0, "scale_in_cooldown_s": 300.0,
-             "scale_in_max_fraction": 0.1, "max_utilisation": None}
+             "scale_in_max_fraction": 0.1, "max_utilisation": None, "tier2_load_per_demand": None}
 
 
 class LeadtimeConfig(_Strict):
@@ -131,6 +136,16 @@ class LeadtimeConfig(_Strict):
                     spinup_lead_time_s=m["spinup_lead_time_s"],
                     scale_in_cooldown_s=m["scale_in_cooldown_s"],
                     scale_in_max_fraction=m["scale_in_max_fraction"])
+        return out
+
+    def tier2_scales(self) -> dict[str, float]:
+        """``tier2_load_per_demand`` of the producers Tier 2 feeds."""
+        out = {}
+        for pool in self.pools.values():
+            for spec in pool.producers:
+                scale = self._merged(pool, spec)["tier2_load_per_demand"]
+                if scale is not None:
+                    out[spec.id] = float(scale)
         return out
 
     def slo_ms(self) -> dict[str, float]:

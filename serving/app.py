@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from leadtime.settings import Settings, get_settings
+from serving.announced import AnnouncedDemand
 
 
 class State:
@@ -22,6 +23,7 @@ class State:
         self.settings = settings
         self.intent: Any = None
         self.intent_error: str | None = None
+        self.announced = AnnouncedDemand()  # Tier 2 for the engine, fed by /v1/requests/predict
 
     def load_intent(self) -> None:
         from serving.intent import load_runtime
@@ -62,12 +64,13 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
 
     from serving.intent import router as intent_router
 
-    app.include_router(intent_router(state.get_intent))
+    app.include_router(intent_router(state.get_intent, state.announced))
     from serving.observations import router as observations_router
 
     tier3_routes = observations_router(state.settings)
     app.include_router(tier3_routes)
     from serving.decisions import mount as mount_decisions
 
-    state.decisions = mount_decisions(app, state.settings, tier3=tier3_routes.tier3_service)
+    state.decisions = mount_decisions(app, state.settings, tier3=tier3_routes.tier3_service,
+                                      tier2=state.announced)
     return app

@@ -17,9 +17,9 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
@@ -36,6 +36,9 @@ from leadtime.engine import (
     decide_all,
 )
 from serving.auth import token_guard
+
+if TYPE_CHECKING:
+    from serving.announced import AnnouncedDemand
 
 log = logging.getLogger(__name__)
 TIERS = ("tier1", "tier2", "tier3")
@@ -108,12 +111,12 @@ class DecisionRuntime:
         self,
         settings,
         tier3: Callable[[], Any] | None = None,
-        tier2: Callable[[list[str], float], Mapping[str, TierPrediction]] | None = None,
+        tier2: AnnouncedDemand | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.tier3 = tier3  # () -> Tier3Service (lazy restore)
-        self.tier2 = tier2  # (producer ids, now) -> announced-demand predictions
+        self.tier2 = tier2  # serving.announced.AnnouncedDemand: the demand announced per producer
         self.clock = clock
         self.snapshot = Snapshot(config=None, config_error="not loaded yet")
         self._reload_lock = threading.Lock()
@@ -198,16 +201,25 @@ class DecisionRuntime:
                 errors["tier1"] = f"prediction failed: {type(exc).__name__}: {exc}"
         else:
             errors["tier1"] = snap.tier1_error or "no Tier 1 champion loaded"
-        if self.tier2 is not None:
+        scales = config.tier2_scales()
+        if self.tier2 is None:
+            errors["tier2"] = "no announced-demand source wired"
+        elif not scales:
+            errors["tier2"] = ("no producer sets tier2_load_per_demand in the config: announced "
+                               "demand is not turned into load")
+        else:
             try:
-                for pid, t in self.tier2(list(producers), now).items():
+                windows = {p: producers[p].spinup_lead_time_s for p in scales if p in producers}
+                answered = self.tier2.predict(windows, scales, now)
+                for pid, t in answered.items():
                     if pid in out:
                         out[pid]["tier2"] = t
+                silent = [p for p in scales if p not in answered]
+                if silent:
+                    errors["tier2"] = (f"nothing announced yet through /v1/requests/predict for "
+                                       f"{', '.join(silent[:5])}")
             except Exception as exc:
                 errors["tier2"] = f"{type(exc).__name__}: {exc}"
-        else:
-            errors["tier2"] = ("no announced-demand source wired: /v1/requests/predict does not "
-                               "publish per-producer demand yet")
         if self.tier3 is not None:
             try:
                 service = self.tier3()
@@ -280,8 +292,8 @@ class DecisionRuntime:
         out = {}
         if snap.tier1 is None:
             out["tier1"] = snap.tier1_error or "no Tier 1 champion loaded"
-        if self.tier2 is None:
-            out["tier2"] = "no announced-demand source wired"
+        if self.tier2 is None or not snap.config.tier2_scales():
+            out["tier2"] = "no announced-demand source wired, or no producer sets tier2_load_per_demand"
         if self.tier3 is None:
             out["tier3"] = "no Tier 3 service"
         return out
@@ -388,11 +400,12 @@ def router(runtime: DecisionRuntime) -> APIRouter:
     return api
 
 
-def mount(app: FastAPI, settings, *, tier3: Callable[[], Any] | None = None) -> DecisionRuntime:
+def mount(app: FastAPI, settings, *, tier3: Callable[[], Any] | None = None,
+          tier2: AnnouncedDemand | None = None) -> DecisionRuntime:
     """Create the runtime, mount its routes and ``/metrics``; the caller calls ``runtime.load``."""
     from serving.metrics import Metrics
 
-    runtime = DecisionRuntime(settings, tier3=tier3)
+    runtime = DecisionRuntime(settings, tier3=tier3, tier2=tier2)
     runtime.metrics = Metrics()
     app.include_router(router(runtime))
     runtime.metrics.install(app, runtime)

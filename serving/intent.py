@@ -10,6 +10,7 @@ whose ``loc`` names the field.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,8 +130,11 @@ def load_runtime(settings, name: str | None = None) -> IntentRuntime:
                          TypeAdapter(one | list[one]))
 
 
-def router(get_runtime) -> APIRouter:
+def router(get_runtime, announced=None) -> APIRouter:
     """The intent routes; ``get_runtime()`` returns the process's runtime (or raises).
+
+    Predictions for requests naming a ``producer_id`` are recorded in ``announced``
+    (:class:`serving.announced.AnnouncedDemand`): the demand Tier 2 feeds the engine.
 
     The route is ``async`` and reads the raw body (orjson, then pydantic). Predicting is CPU
     work of well under a millisecond once features are cached, so it runs on the event loop
@@ -168,6 +172,10 @@ def router(get_runtime) -> APIRouter:
             predictions = runtime.predict(rows)
         else:
             predictions = await run_in_threadpool(runtime.predict, rows)
+        if announced is not None:
+            announced.add(time.time(), (
+                (row["producer_id"], p["demand"], p["lower"], p["upper"])
+                for row, p in zip(rows, predictions, strict=True) if row.get("producer_id")))
         if batch:
             return _json(200, {"model": runtime.model_info, "predictions": predictions})
         return _json(200, {"model": runtime.model_info, **predictions[0]})

@@ -123,6 +123,14 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="already in pool"):
         parse_config({"pools": {"a": {"producers": [{"id": "x", "capacity_per_instance": 1}]},
                                 "b": {"producers": [{"id": "x", "capacity_per_instance": 1}]}}})
+    with pytest.raises(ConfigError, match=r"tier2_load_per_demand: Input should be greater than 0"):
+        parse_config({"pools": {"a": {"defaults": {"tier2_load_per_demand": -1},
+                                      "producers": [{"id": "x", "capacity_per_instance": 1}]}}})
+    scaled = parse_config({"pools": {"a": {"defaults": {"tier2_load_per_demand": 2.0},
+                                           "producers": [{"id": "x", "capacity_per_instance": 1},
+                                                         {"id": "y", "capacity_per_instance": 1,
+                                                          "tier2_load_per_demand": 0.5}]}}})
+    assert scaled.tier2_scales() == {"x": 2.0, "y": 0.5}
 
 
 def test_repo_example_config_is_valid():

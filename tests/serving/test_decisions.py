@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
-
-from leadtime.engine import TierPrediction
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CONFIG = {
     "engine": {"mode": "dry_run", "threshold": 0.5, "decision_interval_s": 3600},
-    "pools": {"web": {"defaults": {"capacity_per_instance": 10, "max_instances": 3},
+    "pools": {"web": {"defaults": {"capacity_per_instance": 10, "max_instances": 3,
+                                   "tier2_load_per_demand": 300},
                       "producers": [{"id": "hot"}, {"id": "cool"}]},
-              "batch": {"producers": [{"id": "solo", "capacity_per_instance": 5}]}},
+              "batch": {"producers": [{"id": "solo", "capacity_per_instance": 5,
+                                       "tier2_load_per_demand": 300}]}},
 }
 
 
-def announced(ids, now):
-    """A Tier 2 source (the runtime's hook): hot is predicted near saturation."""
-    values = {"hot": 28.0, "cool": 3.0, "solo": 1.0}
-    return {p: TierPrediction(values[p], values[p] * 0.9, values[p] * 1.1) for p in ids}
+def announce(runtime):
+    """Tier 2's real source, fed as /v1/requests/predict feeds it: with a 300 s lead time and
+    300 load units per unit of demand per second, each producer's Tier 2 answer is the sum of
+    the demand announced for it; hot is predicted near saturation."""
+    runtime.tier2.add(time.time(), [("hot", 28.0, 25.2, 30.8), ("cool", 3.0, 2.7, 3.3),
+                                    ("solo", 1.0, 0.9, 1.1)])
 
 
 def make_client(tmp_path, token=TOKEN, config=CONFIG):
@@ -37,7 +41,8 @@ def make_client(tmp_path, token=TOKEN, config=CONFIG):
                         api_token=SecretStr(token) if token else None)
     app = create_app(settings, load=False)
     runtime = app.state.leadtime.decisions
-    runtime.tier3, runtime.tier2 = None, announced  # no MLflow in the fast tests
+    runtime.tier3 = None  # no Tier 3 service in the fast tests
+    announce(runtime)
     return TestClient(app), runtime
 
 

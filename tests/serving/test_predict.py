@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from features.synthetic import write_request_trace
 from models.intent import IntentConfig
@@ -23,7 +24,13 @@ def client(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    settings = Settings(home=root / "state").prepare()
+    config = root / "leadtime.yaml"
+    config.write_text(yaml.safe_dump({
+        "engine": {"decision_interval_s": 1e-6},
+        "pools": {"gen": {"defaults": {"capacity_per_instance": 10, "spinup_lead_time_s": 300,
+                                       "tier2_load_per_demand": 300.0},
+                          "producers": [{"id": "P1"}, {"id": "P9"}]}}}))
+    settings = Settings(home=root / "state", config_path=config).prepare()
     path = write_request_trace(root / "data", n=300)
     retrain(settings, path, IntentConfig(iterations=60, depth=4, thread_count=1))
     with TestClient(create_app(settings)) as test_client:
@@ -69,3 +76,17 @@ def test_malformed_request_gets_422_naming_the_field(client, body, field):
 
 def test_healthz(client):
     assert client.get("/healthz").json()["intent"]["version"] == "1"
+
+
+def test_announced_demand_feeds_the_engine_as_tier2(client):
+    """Requests predicted for a producer become its Tier 2 answer: the demand announced over the
+    last lead time, per second, times ``tier2_load_per_demand`` (300 s x 1/300 s here)."""
+    before = client.get("/v1/producers/P9").json()["tiers"]["tier2"]
+    assert before["prediction"] is None and before["degraded"]
+    body = [{"consumer_id": c, "producer_id": "P9", "request_type": "TXT_2_IMG", "steps": 30,
+             "images": 2} for c in ("C001", "C002", "stranger")]
+    predictions = client.post("/v1/requests/predict", json=body).json()["predictions"]
+    tier2 = client.get("/v1/producers/P9").json()["tiers"]["tier2"]
+    assert tier2["prediction"]["point"] == pytest.approx(sum(p["demand"] for p in predictions))
+    assert tier2["prediction"]["upper"] == pytest.approx(sum(p["upper"] for p in predictions))
+    assert tier2["used_weight"] > 0

@@ -1,0 +1,70 @@
+"""Tier 2 for the engine: the demand already announced to each producer.
+
+Every request predicted through ``POST /v1/requests/predict`` with a ``producer_id`` is recorded
+here with its predicted demand (point, lower, upper). Tier 2's answer for a producer is, as in
+``DESIGN.md``, the announced demand of the last window projected over the next one: the predicted
+demand that arrived per second over the last spin-up lead time, times the producer's
+``tier2_load_per_demand`` (how much of the producer's load unit one unit of demand per second
+is; e.g. 1.0 when the load is busy CPU-seconds per second and the intent target is CPU-seconds).
+
+Bounds are the sums of the requests' bounds: conservative, since the errors of different requests
+partly cancel. A producer for which nothing has been announced since start gets no answer (not a
+zero: the front end may simply not be reporting it), and the engine renormalises over the other
+tiers; one with announcements but none in the last window gets a real zero.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping
+
+from leadtime.engine import TierPrediction
+
+
+class AnnouncedDemand:
+    """Per-producer record of predicted request demand, thread-safe, bounded in time."""
+
+    def __init__(self, keep_s: float = 3600.0) -> None:
+        self.keep_s = keep_s
+        self._lock = threading.Lock()
+        self._by_producer: dict[str, deque[tuple[float, float, float, float]]] = {}
+
+    def add(self, now: float, items: Iterable[tuple[str, float, float, float]]) -> int:
+        """Record ``(producer_id, point, lower, upper)`` predictions made at ``now``."""
+        added = 0
+        with self._lock:
+            for producer_id, point, lower, upper in items:
+                ring = self._by_producer.setdefault(producer_id, deque())
+                ring.append((now, point, lower, upper))
+                added += 1
+                while ring and ring[0][0] < now - self.keep_s:
+                    ring.popleft()
+        return added
+
+    def producers(self) -> list[str]:
+        with self._lock:
+            return sorted(self._by_producer)
+
+    def predict(
+        self, windows_s: Mapping[str, float], scales: Mapping[str, float], now: float
+    ) -> dict[str, TierPrediction]:
+        """Tier 2 for every producer with a scale and at least one announcement since start."""
+        out: dict[str, TierPrediction] = {}
+        with self._lock:
+            for producer_id, scale in scales.items():
+                ring = self._by_producer.get(producer_id)
+                if ring is None:
+                    continue
+                window = max(windows_s.get(producer_id, 300.0), 1e-9)
+                since = now - window
+                point = lower = upper = 0.0
+                for stamp, p, lo, up in reversed(ring):
+                    if stamp <= since:
+                        break
+                    point += p
+                    lower += lo
+                    upper += up
+                rate = scale / window
+                out[producer_id] = TierPrediction(point * rate, lower * rate, upper * rate)
+        return out
