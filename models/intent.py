@@ -298,37 +298,69 @@ def fit_intent(
 
 class QuantileTable:
     """A booster stand-in: the training quantiles of log1p(demand) per value of one categorical
-    column (the population's for an unseen value). ``fit_intent(kind="table")`` uses it for the
-    per-type median candidate, so a trace whose demand nothing predicts still gets calibrated
-    bounds."""
+    column (the population's for an unseen value), optionally per size bucket too.
+
+    ``fit_intent(kind="table")`` uses it for the median candidates, so a trace whose demand
+    nothing predicts still gets calibrated bounds. With a second (numeric) column, each type is
+    split further by the decile of that column in the training data (Resource Central's
+    bucketing by request size); a cell with fewer than ``MIN_CELL`` training rows, or a missing
+    size, uses its type's quantiles.
+    """
+
+    MIN_CELL = 50
 
     def __init__(self, alphas: tuple[float, ...], table: dict[str, list[float]] | None = None,
-                 default: list[float] | None = None) -> None:
+                 default: list[float] | None = None, edges: list[float] | None = None) -> None:
         self.alphas = tuple(alphas)
         self.table = table or {}
         self.default = default or [0.0] * len(self.alphas)
+        self.edges = np.asarray(edges if edges is not None else [], dtype=float)
+
+    def _keys(self, X) -> tuple[list[str], list[str | None]]:
+        matrix = np.asarray(X, dtype=object)
+        types = [_category(v) for v in matrix[:, 0]]
+        if matrix.shape[1] < 2 or not self.edges.size:
+            return types, [None] * len(types)
+        sizes = pd.to_numeric(pd.Series(matrix[:, 1]), errors="coerce").to_numpy(dtype=float)
+        bins = np.searchsorted(self.edges, sizes, side="right")
+        return types, [f"{t}|{b}" if math.isfinite(v) else None
+                       for t, b, v in zip(types, bins, sizes, strict=True)]
 
     def fit(self, X, target, cat_features=None) -> QuantileTable:
-        keys = [_category(v) for v in np.asarray(X)[:, 0]] if len(X) else []
         target = np.asarray(target, dtype=float)
-        self.default = [float(v) for v in np.quantile(target, self.alphas)]
-        frame = pd.DataFrame({"key": keys, "t": target})
+        self.default = [float(v) for v in np.quantile(target, self.alphas)] if len(target) else []
+        if not len(target):
+            return self
+        matrix = np.asarray(X, dtype=object)
+        if matrix.shape[1] >= 2:
+            sizes = pd.to_numeric(pd.Series(matrix[:, 1]), errors="coerce").dropna()
+            self.edges = (np.unique(np.quantile(sizes, np.linspace(0.1, 0.9, 9)))
+                          if len(sizes) else np.empty(0))
+        types, cells = self._keys(X)
+        frame = pd.DataFrame({"type": types, "cell": cells, "t": target})
         self.table = {str(key): [float(v) for v in np.quantile(group["t"], self.alphas)]
-                      for key, group in frame.groupby("key", sort=True)}
+                      for key, group in frame.groupby("type", sort=True)}
+        for key, group in frame.dropna(subset=["cell"]).groupby("cell", sort=True):
+            if len(group) >= self.MIN_CELL:
+                self.table[str(key)] = [float(v) for v in np.quantile(group["t"], self.alphas)]
         return self
 
     def predict(self, X) -> np.ndarray:
-        keys = np.asarray(X, dtype=object)[:, 0] if len(X) else []
-        return np.array([self.table.get(_category(k), self.default) for k in keys], dtype=float)
+        if not len(X):
+            return np.empty((0, len(self.alphas)))
+        types, cells = self._keys(X)
+        return np.array([self.table.get(cell) or self.table.get(t, self.default)
+                         for t, cell in zip(types, cells, strict=True)], dtype=float)
 
     def save_model(self, path: str) -> None:
         Path(path).write_text(json.dumps({"alphas": self.alphas, "table": self.table,
-                                          "default": self.default}))
+                                          "default": self.default,
+                                          "edges": [float(e) for e in self.edges]}))
 
     @classmethod
     def load(cls, path: Path) -> QuantileTable:
         data = json.loads(Path(path).read_text())
-        return cls(tuple(data["alphas"]), data["table"], data["default"])
+        return cls(tuple(data["alphas"]), data["table"], data["default"], data.get("edges"))
 
 
 def _booster(config: IntentConfig, kind: str = "catboost"):

@@ -9,11 +9,13 @@ plain CatBoost on the request's own fields (no history features), trained, calib
 scored the same way as the intent model.
 
 Which model *is* the intent model is decided inside the training period, never on the holdout:
-three candidates are scored (MAE) on the rolling-origin calibration windows of
+four candidates are scored (MAE) on the rolling-origin calibration windows of
 :func:`models.intent.fit_intent` (each window predicted by a fit on the requests before it; by
 default the latest 40% of the training period in two windows): CatBoost on request fields +
-Feast history features, CatBoost on the request fields alone, and the per-type median (a
-quantile table). The best one is refitted on the whole training period and becomes ``intent``.
+Feast history features, CatBoost on the request fields alone, the per-type median by size bucket
+(a quantile table per request type and decile of the numeric field most related to demand, by
+Spearman on the training part: Resource Central's bucketing) and the per-type median (a quantile
+table). The best one is refitted on the whole training period and becomes ``intent``.
 On a trace whose request-time information does not predict demand (Azure's generated tokens),
 the median wins and the intent model says so instead of adding noise.
 """
@@ -71,7 +73,21 @@ def intent_columns(data: Dataset) -> tuple[list[str], list[str]]:
     return [*cats, "c_profile_class"], numeric + history
 
 
-CANDIDATES = ("history", "request_fields", "per_type_median")  # preference order on ties
+CANDIDATES = ("history", "request_fields", "per_type_median", "size_bucket_median")  # order on ties
+
+
+def size_column(frame: pd.DataFrame, y: pd.Series, numeric: list[str]) -> str | None:
+    """The request's numeric field most related to demand (|Spearman| on the given rows)."""
+    best, best_rho = None, 0.0
+    for col in numeric:
+        values = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else None
+        if values is None or values.nunique() < 2:
+            continue
+        rho = values.corr(pd.Series(np.asarray(y, dtype=float), index=frame.index),
+                          method="spearman")
+        if np.isfinite(rho) and abs(rho) > best_rho:
+            best, best_rho = col, abs(rho)
+    return best
 
 
 def fit_models(data: Dataset, config: IntentConfig | None = None, **meta
@@ -92,8 +108,13 @@ def fit_models(data: Dataset, config: IntentConfig | None = None, **meta
     median = fit_intent(train, y, ["request_type"], ["request_type"], config,
                         group_column=group, kind="table", **meta)
     candidates = {"history": history, "request_fields": plain, "per_type_median": median}
+    size = size_column(train, y, pnumeric)
+    if size is not None:
+        candidates["size_bucket_median"] = fit_intent(
+            train, y, ["request_type", size], ["request_type"], config, group_column=group,
+            kind="table", **meta)
     scores = {name: model.meta.get("validation_mae") for name, model in candidates.items()}
-    usable = [name for name in CANDIDATES if scores[name] is not None]
+    usable = [name for name in CANDIDATES if scores.get(name) is not None]
     chosen = min(usable, key=lambda name: scores[name]) if usable else "history"
     selection = {"selected": chosen, "validation_mae": scores,
                  "validation_rows": int(history.meta.get("n_calibration", 0))}
@@ -161,4 +182,22 @@ def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
                                        None if lower is None else lower[mask],
                                        None if upper is None else upper[mask], edges)
         report[name] = entry
+    intent_err = np.abs(y - predictions["intent"][0])
+    report["intent"]["mae_vs_baselines"] = {
+        name: paired_mae_difference(intent_err, np.abs(y - predictions[name][0]))
+        for name in BASELINES}
     return report
+
+
+def paired_mae_difference(errors: np.ndarray, baseline_errors: np.ndarray,
+                          resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """``MAE(model) - MAE(baseline)`` on the same requests, with a paired bootstrap 95% interval
+    (requests resampled with replacement): says whether a small gap is more than noise."""
+    diff = np.asarray(errors, dtype=float) - np.asarray(baseline_errors, dtype=float)
+    if not diff.size:
+        return {"diff": float("nan"), "ci95_low": float("nan"), "ci95_high": float("nan")}
+    rng = np.random.default_rng(seed)
+    means = np.array([diff[rng.integers(0, diff.size, diff.size)].mean()
+                      for _ in range(resamples)])
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"diff": float(diff.mean()), "ci95_low": float(low), "ci95_high": float(high)}

@@ -124,6 +124,11 @@ def format_table(document: dict) -> str:
     intent, per_type = document["models"]["intent"], document["models"]["per_type_median"]
     if intent["mae"] is not None and per_type["mae"]:
         lines.append(f"intent MAE / per-type median MAE = {intent['mae'] / per_type['mae']:.3f}")
+    gaps = intent.get("mae_vs_baselines") or {}
+    if gaps:
+        lines.append("intent MAE - baseline MAE (paired bootstrap 95% CI): " + "; ".join(
+            f"{name} {g['diff']:+.3f} [{g['ci95_low']:+.3f}, {g['ci95_high']:+.3f}]"
+            for name, g in gaps.items()))
     return "\n".join(lines)
 
 

@@ -9,8 +9,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def fill_log(path, windows: int = 30):
-    """Logged passes where Tier 1 is exact, Tier 2 is 40 % high and Tier 3 is 25 % low."""
+def fill_log(path, windows: int = 30, tier1_drift_from: int | None = None):
+    """Logged passes where Tier 1 is exact, Tier 2 is 40 % high and Tier 3 is 25 % low; from
+    window ``tier1_drift_from`` on, Tier 1 is 50 % high (its error drifts)."""
     from leadtime.decision_log import DecisionLog
     from leadtime.engine import ProducerConfig, ProducerState, TierPrediction, decide_all
 
@@ -22,7 +23,8 @@ def fill_log(path, windows: int = 30):
         tiers = {}
         for p, base in (("a", 50.0), ("b", 200.0)):
             actual = base * (1 + 0.3 * math.sin(w / 4))
-            tiers[p] = {"tier1": TierPrediction(actual, actual * 0.9, actual * 1.1),
+            t1 = actual * (1.5 if tier1_drift_from is not None and w >= tier1_drift_from else 1.0)
+            tiers[p] = {"tier1": TierPrediction(t1, t1 * 0.9, t1 * 1.1),
                         "tier2": TierPrediction(actual * 1.4, actual, actual * 1.8),
                         "tier3": TierPrediction(actual * 0.75, actual * 0.6, actual)}
             observed.append((p, now + 300, actual))
@@ -54,3 +56,26 @@ def test_recalibrate_promotes_better_weights_and_reload_picks_them_up(state, tmp
     again = recalibrate()
     assert again["current"] == pytest.approx(weights)
     assert again["registration"]["version"] == "2"
+
+
+def test_a_drifting_tier_starts_its_retraining_deployment(state):
+    """Tier 1's error on the last window is far above its earlier error: the flow starts a run
+    of the ``baseline-daily`` deployment (real Prefect API; nothing serves it, so it waits)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    from flows.deployments import build_deployments
+    from flows.recalibrate import recalibrate
+
+    deployment = next(d for d in build_deployments(state) if d.name == "baseline-daily")
+    deployment_id = deployment.apply()
+    fill_log(state.decision_log, windows=40, tier1_drift_from=32)
+    result = recalibrate()
+    assert result["retrain"] == ["tier1"]
+    started = result["retraining_runs"]["tier1"]
+    assert started.startswith("started baseline-daily/baseline-daily: flow run ")
+    run_id = started.rsplit(" ", 1)[1]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
+            id=DeploymentFilterId(any_=[deployment_id])))
+    assert run_id in {str(r.id) for r in runs}

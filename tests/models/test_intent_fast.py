@@ -73,9 +73,30 @@ def test_selection_prefers_the_median_when_nothing_predicts(tmp_path):
                                                                  "consumer_known"])
     models = fit_models(data, SMALL)
     selection = models["intent"].meta["selection"]
-    assert set(selection["validation_mae"]) == {"history", "request_fields", "per_type_median"}
+    assert set(selection["validation_mae"]) == {"history", "request_fields", "per_type_median",
+                                                "size_bucket_median"}
     best = min(selection["validation_mae"], key=selection["validation_mae"].get)
     assert selection["selected"] == best
+
+
+def test_size_bucket_table_splits_each_type_by_size_and_round_trips(tmp_path):
+    """Demand proportional to size: each decile bucket gets its own median; a missing size or an
+    unseen type falls back to the type's, then the population's, quantiles."""
+    from models.intent import QuantileTable
+
+    frame, y = _frame(n=2000)
+    X = frame[["kind", "size"]].astype(object)
+    table = QuantileTable((0.1, 0.5, 0.9)).fit(X, np.log1p(y))
+    assert len(table.edges) == 9
+    small, large = table.predict(pd.DataFrame({"kind": ["a", "a"], "size": [1.5, 9.5]}))
+    assert large[1] > small[1] + 1.0  # log1p medians several-fold apart
+    by_type = QuantileTable((0.1, 0.5, 0.9)).fit(X[["kind"]], np.log1p(y))
+    fallback = table.predict(pd.DataFrame({"kind": ["a", "zzz"], "size": [np.nan, 5.0]}))
+    np.testing.assert_allclose(fallback[0], by_type.table["a"])
+    np.testing.assert_allclose(fallback[1], by_type.default)
+    table.save_model(str(tmp_path / "table.json"))
+    again = QuantileTable.load(tmp_path / "table.json")
+    np.testing.assert_allclose(again.predict(X.head(20)), table.predict(X.head(20)))
 
 
 def test_calibration_windows_roll_forward_without_overlap():
@@ -100,3 +121,15 @@ def test_offsets_pool_the_scores_of_every_fold():
     assert two.meta["n_calibration"] == 2 * one.meta["n_calibration"] == 240
     assert two.meta["n_fit"] == one.meta["n_fit"] == 480  # the latest fold's fit
     assert two.offsets != one.offsets
+
+
+def test_paired_mae_difference_separates_a_real_gap_from_noise():
+    from models.intent_eval import paired_mae_difference
+
+    rng = np.random.default_rng(1)
+    base = rng.exponential(10, 2000)
+    better = paired_mae_difference(base * 0.8, base)
+    assert better["diff"] == pytest.approx(-0.2 * base.mean())
+    assert better["ci95_low"] < better["ci95_high"] < 0
+    noise = paired_mae_difference(base + rng.normal(0, 1, base.size), base)
+    assert noise["ci95_low"] < 0 < noise["ci95_high"]
