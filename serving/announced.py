@@ -15,6 +15,7 @@ tiers; one with announcements but none in the last window gets a real zero.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -23,22 +24,33 @@ from leadtime.engine import TierPrediction
 
 
 class AnnouncedDemand:
-    """Per-producer record of predicted request demand, thread-safe, bounded in time."""
+    """Per-producer sums of predicted request demand per second, thread-safe, kept ``keep_s``.
+
+    Requests are summed into one-second buckets, so memory is bounded by ``keep_s`` buckets per
+    producer whatever the request rate.
+    """
 
     def __init__(self, keep_s: float = 3600.0) -> None:
         self.keep_s = keep_s
         self._lock = threading.Lock()
-        self._by_producer: dict[str, deque[tuple[float, float, float, float]]] = {}
+        self._by_producer: dict[str, deque[list[float]]] = {}  # [second, point, lower, upper]
 
     def add(self, now: float, items: Iterable[tuple[str, float, float, float]]) -> int:
         """Record ``(producer_id, point, lower, upper)`` predictions made at ``now``."""
+        second = float(math.floor(now))
         added = 0
         with self._lock:
             for producer_id, point, lower, upper in items:
                 ring = self._by_producer.setdefault(producer_id, deque())
-                ring.append((now, point, lower, upper))
+                if ring and ring[-1][0] == second:
+                    bucket = ring[-1]
+                    bucket[1] += point
+                    bucket[2] += lower
+                    bucket[3] += upper
+                else:
+                    ring.append([second, point, lower, upper])
                 added += 1
-                while ring and ring[0][0] < now - self.keep_s:
+                while ring and ring[0][0] < second - self.keep_s:
                     ring.popleft()
         return added
 
@@ -49,18 +61,19 @@ class AnnouncedDemand:
     def predict(
         self, windows_s: Mapping[str, float], scales: Mapping[str, float], now: float
     ) -> dict[str, TierPrediction]:
-        """Tier 2 for every producer with a scale and at least one announcement since start."""
+        """Tier 2 for every producer with a scale and at least one announcement since start:
+        the demand of the one-second buckets in ``(now - window, now]``, per second, scaled."""
         out: dict[str, TierPrediction] = {}
         with self._lock:
             for producer_id, scale in scales.items():
                 ring = self._by_producer.get(producer_id)
                 if ring is None:
                     continue
-                window = max(windows_s.get(producer_id, 300.0), 1e-9)
+                window = max(windows_s.get(producer_id, 300.0), 1.0)
                 since = now - window
                 point = lower = upper = 0.0
-                for stamp, p, lo, up in reversed(ring):
-                    if stamp <= since:
+                for second, p, lo, up in reversed(ring):
+                    if second <= since:
                         break
                     point += p
                     lower += lo

@@ -27,3 +27,11 @@ def test_silence_is_zero_only_after_something_was_announced():
     assert announced.predict({"a": 300.0}, {"a": 1.0}, now=1000.0)["a"].point == 0.0
     announced.add(2000.0, [("a", 1.0, 1.0, 1.0)])  # the old entry is dropped after keep_s
     assert announced.producers() == ["a"]
+
+
+def test_requests_of_one_second_share_a_bucket():
+    announced = AnnouncedDemand()
+    announced.add(50.2, [("a", 1.0, 0.5, 2.0)] * 10_000)
+    announced.add(50.9, [("a", 1.0, 0.5, 2.0)])
+    assert len(announced._by_producer["a"]) == 1  # memory bounded by seconds, not requests
+    assert announced.predict({"a": 10.0}, {"a": 10.0}, now=51.0)["a"].point == pytest.approx(10_001)
