@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from sim_fixtures import daily_naive_factory, daily_trace
 
 from simulation.bench import frontier, handover_step, violations_at_cost
@@ -63,3 +64,11 @@ def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
     middle = (hpa[0][0] + hpa[1][0]) / 2
     assert violations_at_cost(rows, "hpa", middle) == np.interp(middle, *zip(*hpa))
     assert violations_at_cost(rows, "hpa", hpa[1][0] + 1) is None
+
+
+def test_scale_in_step_follows_the_serving_decision_rate():
+    """10 % per 60 s decision in serving: the same per simulated minute, compounded over five."""
+    from simulation.policies import scale_in_step
+
+    assert scale_in_step(60.0) == 0.1 and scale_in_step(15.0) == 0.1
+    assert scale_in_step(300.0) == pytest.approx(1 - 0.9**5)
