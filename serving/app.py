@@ -26,13 +26,22 @@ class State:
         self.announced = AnnouncedDemand()  # Tier 2 for the engine, fed by /v1/requests/predict
 
     def load_intent(self) -> None:
+        """Load the Tier 2 champion and swap it in; on failure keep the last one, and say so."""
         from serving.intent import load_runtime
 
         try:
             self.intent = load_runtime(self.settings)
             self.intent_error = None
-        except LookupError as exc:
-            self.intent, self.intent_error = None, str(exc)
+        except Exception as exc:  # no champion, no Feast repo, registry unreachable
+            kept = (f"; serving last loaded version {self.intent.version}"
+                    if self.intent is not None else "")
+            message = str(exc) if isinstance(exc, LookupError) else f"{type(exc).__name__}: {exc}"
+            self.intent_error = message + kept
+
+    def intent_status(self) -> dict[str, Any]:
+        intent = self.intent
+        return {"version": intent.version if intent is not None else None,
+                "loaded": intent is not None, "error": self.intent_error}
 
     def get_intent(self):
         if self.intent is None:
@@ -73,4 +82,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
 
     state.decisions = mount_decisions(app, state.settings, tier3=tier3_routes.tier3_service,
                                       tier2=state.announced)
+    # POST /v1/admin/reload re-reads the Tier 2 champion too; /readyz reports it
+    state.decisions.reload_hooks.append(state.load_intent)
+    state.decisions.champion_status["leadtime-intent"] = state.intent_status  # intent_registry.MODEL_NAME
     return app

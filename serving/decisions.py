@@ -126,6 +126,8 @@ class DecisionRuntime:
         self._log: DecisionLog | None = None
         self.tier_errors: dict[str, str] = {}
         self.metrics = None  # serving.metrics.Metrics, set by mount()
+        self.reload_hooks: list[Callable[[], None]] = []  # other champions reload re-reads
+        self.champion_status: dict[str, Callable[[], dict[str, Any]]] = {}  # for /readyz
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -282,6 +284,7 @@ class DecisionRuntime:
                 self.settings.weights_model_name: {"source": snap.weights_source,
                                                    "weights": snap.weights,
                                                    "error": snap.weights_error},
+                **{name: status() for name, status in self.champion_status.items()},
             },
             "tiers": {t: ("degraded" if t in degraded else "ok") for t in TIERS},
             "degraded": degraded,
@@ -385,8 +388,11 @@ def router(runtime: DecisionRuntime) -> APIRouter:
 
     @api.post("/v1/admin/reload", dependencies=guard)
     def reload() -> dict[str, Any]:
-        """Re-read leadtime.yaml and the champions by alias; swap atomically."""
+        """Re-read leadtime.yaml and the champions by alias (Tier 1, weights, Tier 2); each is
+        swapped atomically, and one that fails to load keeps its last loaded version."""
         runtime.load()
+        for hook in runtime.reload_hooks:
+            hook()
         return runtime.readiness()
 
     @api.get("/readyz")

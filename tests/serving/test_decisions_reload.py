@@ -28,6 +28,8 @@ def test_reload_under_load_without_errors(state, tmp_path):
         ready = client.get("/readyz").json()
         assert ready["ready"] and ready["champions"]["leadtime-baseline"]["loaded"] is False
         assert "no champion" in ready["champions"]["leadtime-baseline"]["error"]
+        intent = ready["champions"]["leadtime-intent"]  # Tier 2: missing, said, not fatal
+        assert intent["loaded"] is False and "no champion" in intent["error"]
 
         def reader():
             while not stop.is_set():

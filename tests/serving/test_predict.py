@@ -9,6 +9,7 @@ from features.synthetic import write_request_trace
 from models.intent import IntentConfig
 
 pytestmark = pytest.mark.slow
+TOKEN = "s3cret"
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +17,7 @@ def client(tmp_path_factory):
     import os
 
     from fastapi.testclient import TestClient
+    from pydantic import SecretStr
 
     from leadtime.settings import Settings
     from models.intent_train import retrain
@@ -30,7 +32,8 @@ def client(tmp_path_factory):
         "pools": {"gen": {"defaults": {"capacity_per_instance": 10, "spinup_lead_time_s": 300,
                                        "tier2_load_per_demand": 300.0},
                           "producers": [{"id": "P1"}, {"id": "P9"}]}}}))
-    settings = Settings(home=root / "state", config_path=config).prepare()
+    settings = Settings(home=root / "state", config_path=config,
+                        api_token=SecretStr(TOKEN)).prepare()
     path = write_request_trace(root / "data", n=300)
     retrain(settings, path, IntentConfig(iterations=60, depth=4, thread_count=1))
     with TestClient(create_app(settings)) as test_client:
@@ -90,3 +93,12 @@ def test_announced_demand_feeds_the_engine_as_tier2(client):
     assert tier2["prediction"]["point"] == pytest.approx(sum(p["demand"] for p in predictions))
     assert tier2["prediction"]["upper"] == pytest.approx(sum(p["upper"] for p in predictions))
     assert tier2["used_weight"] > 0
+
+
+def test_reload_rereads_the_intent_champion_and_readyz_reports_it(client):
+    response = client.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    assert response.json()["champions"]["leadtime-intent"] == {"version": "1", "loaded": True,
+                                                               "error": None}
+    assert client.post("/v1/requests/predict", json={"consumer_id": "C001", "steps": 30,
+                                                     "images": 2}).status_code == 200
