@@ -354,7 +354,7 @@ def selection_weights(
     return {p: 1.0 / len(capacity) for p in capacity} if capacity else {}
 
 
-def _gate(decision: Decision, threshold: float) -> Decision:
+def gate(decision: Decision, threshold: float) -> Decision:
     """Hold a scale-out whose load score is under the threshold (pre-allocation not warranted)."""
     if (
         threshold > 0
@@ -391,7 +391,7 @@ def decide_all(
     decisions: dict[str, Decision] = {}
     for pid, config in configs.items():
         state = states.get(pid) or ProducerState(instances=max(1, config.min_instances))
-        decision = _gate(allocate(config, combine(predictions.get(pid, {}), weights), state),
+        decision = gate(allocate(config, combine(predictions.get(pid, {}), weights), state),
                          threshold)
         if dry_run:
             decision = Decision(decision.producer_id, decision.target_instances,

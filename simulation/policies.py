@@ -40,6 +40,7 @@ from leadtime.engine import (
     TierPrediction,
     allocate,
     combine,
+    gate,
 )
 from simulation.config import SimConfig
 
@@ -222,6 +223,8 @@ class Leadtime:
     * **Tier 3**: :class:`models.tier3.nowcast.LoadNowcast`, the same class Tier 3 runs on the
       ``load`` metrics posted to the API, fed each interval's load when it is known.
     * **Tier 2** has no input in a load trace: the engine renormalises over the others and says so.
+    * **Threshold**: as in serving, a scale-out is only pre-allocated when the load score
+      (predicted point / current capacity) reaches the engine's threshold (0.6 by default).
     * **Feedback**: every ``recalibrate_every_s`` the policy joins its logged tier predictions
       (the last ``window_s``) with the load that followed and runs
       :func:`models.recalibrate.recalibrate`, the method of the ``recalibrate`` flow; the
@@ -240,7 +243,9 @@ class Leadtime:
         level: int = 80,
         recalibrate_every_s: float = 86400.0,
         window_s: float = 7 * 86400.0,
+        threshold: float | None = None,
     ) -> None:
+        from leadtime.config import EngineSpec
         from models.tier3.nowcast import LoadNowcast, NowcastConfig
 
         self.point, self.lower, self.upper = (np.asarray(row, dtype=float) for row in window)
@@ -257,6 +262,9 @@ class Leadtime:
             scale_in_cooldown_s=max(cfg.spinup.total_seconds(), cfg.dt_s),
             scale_in_max_fraction=scale_in_step(cfg.dt_s),
         )
+        # the engine's load-score gate on pre-allocation, at the serving default unless given
+        self.threshold = (EngineSpec.model_fields["threshold"].default if threshold is None
+                          else threshold)
         self.lead = cfg.spinup_steps
         self.dt_s = cfg.dt_s
         self.tier3 = LoadNowcast(NowcastConfig(lead_s=self.lead * cfg.dt_s, level=level))
@@ -295,7 +303,7 @@ class Leadtime:
         if prediction is None:
             self.reactive_decisions += 1
         state = ProducerState(obs.current, obs.last_load, obs.time_s, self.last_scale_out_s)
-        decision = allocate(self.config, prediction, state)
+        decision = gate(allocate(self.config, prediction, state), self.threshold)
         if decision.action == "scale_out":
             self.last_scale_out_s = obs.time_s
         return decision.target_instances
