@@ -56,6 +56,11 @@ def autoscale(
             help="Prediction interval (80 or 95) whose upper bound leadtime allocates for."
         ),
     ] = DEFAULT_LEVEL,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="leadtime's load-score gate on pre-allocation (default: the "
+                                    "engine's, 0.6): higher saves instances, risks more."),
+    ] = None,
     interval: IntervalOption = None,
     warmup: Annotated[
         str | None,
@@ -135,6 +140,7 @@ def autoscale(
                 spinup=spin,
                 model=model,
                 level=level,
+                threshold=threshold,
                 interval=bins,
                 overrides=overrides,
                 workers=workers if workers is not None else get_settings().workers,
@@ -188,7 +194,8 @@ def _print_table(doc: dict) -> None:
     console.print(table)
     s = doc["settings"]
     console.print(
-        f"model {s['model']} (upper {s['interval_level_pct']}%) refit daily ({s['fits']} fits, {s['fit_seconds']} s), "
+        f"model {s['model']} (upper {s['interval_level_pct']}%, gate {s['threshold']}) refit daily "
+        f"({s['fits']} fits, {s['fit_seconds']} s), "
         f"spin-up {s['spinup']}, warm-up {s['warmup']} (not scored), SLO p99 <= {s['slo_ms']} ms, "
         f"target {s['target_utilisation']}, max {s['max_utilisation']} utilisation; "
         f"wall time {doc['wall_time_s']} s"
@@ -247,14 +254,20 @@ def frontier(
             rows = sweep(series, cfg, model, progress=lambda label: status.update(label))
     except (TraceError, ValueError) as exc:
         fail(str(exc))
-    lead = {r["value"]: r for r in rows if r["policy"] == "leadtime"}
+    lead = {f"{r['knob']}={r['value']:g}": r for r in rows if r["policy"] == "leadtime"}
     iso = {
-        str(level): {p: violations_at_cost(rows, p, r["cost_vs_oracle"])
-                     for p in ("hpa", "forecast_scale_out")}
-        for level, r in lead.items()
+        label: {p: violations_at_cost(rows, p, r["cost_vs_oracle"])
+                for p in ("hpa", "forecast_scale_out")}
+        for label, r in lead.items()
     }
+    # the other way round: leadtime along its points at each reactive policy's default cost
+    defaults = {r["policy"]: r["cost_vs_oracle"] for r in rows
+                if r["knob"] == "target_utilisation" and r["value"] == cfg.target_utilisation}
+    at_default = {p: {"cost_vs_oracle": cost, "leadtime": violations_at_cost(rows, "leadtime", cost)}
+                  for p, cost in defaults.items()}
     doc = {"trace": str(trace), "producer": name, "model": model, "points": rows,
-           "at_leadtime_cost": iso, "wall_time_s": round(time.perf_counter() - began, 2)}
+           "at_leadtime_cost": iso, "leadtime_at_default_cost": at_default,
+           "wall_time_s": round(time.perf_counter() - began, 2)}
     if plot:
         path = get_settings().prepare().plots_dir / f"frontier_{trace.stem}_{name}.png"
         doc["plot"] = str(plot_frontier(rows, f"{trace.name}: {name}", path))
@@ -269,12 +282,20 @@ def frontier(
         table.add_row(r["policy"], f"{r['knob']}={r['value']}", f"{r['slo_violation_pct']:.2f}",
                       f"{r['cost_vs_oracle']:.3f}")
     console.print(table)
-    for level, others in iso.items():
-        r = lead[int(level)]
+    for label, others in iso.items():
+        r = lead[label]
         said = ", ".join(f"{p} {v:.2f}%" if v is not None else f"{p} (outside its range)"
                          for p, v in others.items())
-        console.print(f"at leadtime level {level}'s cost ({r['cost_vs_oracle']:.3f}x oracle): "
+        console.print(f"at leadtime {label}'s cost ({r['cost_vs_oracle']:.3f}x oracle): "
                       f"leadtime {r['slo_violation_pct']:.2f}% vs {said} violations")
+    for policy, point in at_default.items():
+        mine = next(r for r in rows if r["policy"] == policy and r["knob"] == "target_utilisation"
+                    and r["value"] == cfg.target_utilisation)
+        said = (f"{point['leadtime']:.2f}%" if point["leadtime"] is not None
+                else "outside its measured range")
+        console.print(f"at {policy}'s default cost (target {cfg.target_utilisation:g}, "
+                      f"{point['cost_vs_oracle']:.3f}x oracle): {policy} "
+                      f"{mine['slo_violation_pct']:.2f}% vs leadtime {said} (interpolated)")
     console.print(f"wall time {doc['wall_time_s']} s")
     if doc.get("plot"):
         console.print(f"plot: {doc['plot']}")

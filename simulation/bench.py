@@ -29,6 +29,7 @@ from simulation.policies import (
     Oracle,
     Policy,
     StaticPeak,
+    engine_threshold,
 )
 from simulation.simulator import Run, simulate, slo_need
 from simulation.traces import read_demand
@@ -59,6 +60,7 @@ class BenchResult:
     producer: str | None
     model: str
     level: int
+    threshold: float
     producers: dict[str, ProducerResult]
     policies: dict[str, dict[str, float]]
     wall_s: float
@@ -70,6 +72,7 @@ class BenchResult:
         out: dict[str, Any] = {
             "model": self.model,
             "interval_level_pct": self.level,
+            "threshold": self.threshold,
             "refit": "daily, on data before the simulated day only",
             "producers_simulated": len(self.producers),
             "scored_from": str(first.index[int(np.argmax(first.scored))]),
@@ -162,6 +165,7 @@ def bench_producer(
     factory: ForecasterFactory = default_factory,
     progress: Progress | None = None,
     workers: int = 1,
+    threshold: float | None = None,
 ) -> ProducerResult:
     """Replay one producer under every policy; score them on the same intervals."""
     index = pd.DatetimeIndex(series.index)
@@ -181,7 +185,7 @@ def bench_producer(
         "hpa": (hpa, hpa),
         "forecast_scale_out": (fso, fso.hpa),
         "leadtime": (
-            Leadtime(cfg, tier1.window, str(series.name), level=level),
+            Leadtime(cfg, tier1.window, str(series.name), level=level, threshold=threshold),
             HPA(cfg),
         ),
         "oracle": (Oracle(cfg, need), HPA(cfg)),
@@ -204,6 +208,7 @@ def run_bench(
     spinup: pd.Timedelta | None = None,
     model: str = "seasonal_naive",
     level: int = 95,
+    threshold: float | None = None,
     interval: pd.Timedelta | None = None,
     history: pd.Timedelta | None = None,
     overrides: dict[str, Any] | None = None,
@@ -232,7 +237,7 @@ def run_bench(
         on_total(work)
     results = {
         name: bench_producer(
-            series, configs[name], model, level, history, factory, progress, workers
+            series, configs[name], model, level, history, factory, progress, workers, threshold
         )
         for name, series in demand.series.items()
     }
@@ -245,6 +250,7 @@ def run_bench(
         producer,
         model,
         level,
+        engine_threshold() if threshold is None else threshold,
         results,
         policies,
         time.perf_counter() - began,
@@ -331,6 +337,7 @@ def _plot_rule(interval: pd.Timedelta, steps: int) -> str:
 
 FRONTIER_TARGETS = (0.5, 0.55, 0.6, 0.65, 0.7)  # hpa and forecast_scale_out: target utilisation
 FRONTIER_LEVELS = (80, 95)  # leadtime: the interval level whose upper bound it allocates for
+FRONTIER_THRESHOLDS = (0.7, 0.8)  # leadtime at the first level: the load-score gate (default 0.6)
 
 
 def frontier(
@@ -340,15 +347,17 @@ def frontier(
     history: pd.Timedelta = HISTORY,
     targets: tuple[float, ...] = FRONTIER_TARGETS,
     levels: tuple[int, ...] = FRONTIER_LEVELS,
+    thresholds: tuple[float, ...] = FRONTIER_THRESHOLDS,
     factory: ForecasterFactory = default_factory,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """SLO violations against instance-hours for each policy across its risk knob.
 
     One operating point per policy says little: a reactive policy can buy fewer violations with
-    a lower target utilisation, leadtime with a higher interval level. Comparing the curves
-    (same trace, simulator, scored intervals and oracle) shows which policy gets fewer
-    violations for the same instance-hours.
+    a lower target utilisation, leadtime with a higher interval level (or save instances with a
+    higher load-score threshold on pre-allocation). Comparing the curves (same trace, simulator,
+    scored intervals and oracle) shows which policy gets fewer violations for the same
+    instance-hours.
     """
     from dataclasses import replace
 
@@ -376,6 +385,10 @@ def frontier(
     for level in levels:
         chosen = Leadtime(cfg, schedules[level].window, str(series.name), level=level)
         add("leadtime", "level", level, cfg, chosen, HPA(cfg))
+    for threshold in thresholds:  # the engine's other cost knob, at the first level
+        chosen = Leadtime(cfg, schedules[levels[0]].window, str(series.name), level=levels[0],
+                          threshold=threshold)
+        add("leadtime", "threshold", threshold, cfg, chosen, HPA(cfg))
     return rows
 
 
@@ -404,7 +417,8 @@ def plot_frontier(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
         ys = [r["slo_violation_pct"] for r in mine]
         ax.plot(xs, ys, "o-", color=COLOURS[policy], label=policy)
         for r in mine:
-            label = f"{r['value']:g}" if r["knob"] == "target_utilisation" else f"{r['value']}%"
+            label = {"target_utilisation": f"{r['value']:g}", "level": f"{r['value']}%",
+                     "threshold": f"gate {r['value']:g}"}[r["knob"]]
             ax.annotate(label, (r["cost_vs_oracle"], r["slo_violation_pct"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))
     ax.set_xlabel("instance-hours / oracle")

@@ -196,6 +196,13 @@ class ForecastScaleOut:
         return max(reactive, clamp(math.ceil(forecast / self.usable - 1e-9), self.cfg))
 
 
+def engine_threshold() -> float:
+    """The engine's default load-score threshold (``leadtime.yaml``'s ``engine.threshold``)."""
+    from leadtime.config import EngineSpec
+
+    return float(EngineSpec.model_fields["threshold"].default)
+
+
 def scale_in_step(dt_s: float) -> float:
     """The engine's scale-in step for one simulated interval of ``dt_s`` seconds.
 
@@ -245,7 +252,6 @@ class Leadtime:
         window_s: float = 7 * 86400.0,
         threshold: float | None = None,
     ) -> None:
-        from leadtime.config import EngineSpec
         from models.tier3.nowcast import LoadNowcast, NowcastConfig
 
         self.point, self.lower, self.upper = (np.asarray(row, dtype=float) for row in window)
@@ -263,8 +269,7 @@ class Leadtime:
             scale_in_max_fraction=scale_in_step(cfg.dt_s),
         )
         # the engine's load-score gate on pre-allocation, at the serving default unless given
-        self.threshold = (EngineSpec.model_fields["threshold"].default if threshold is None
-                          else threshold)
+        self.threshold = engine_threshold() if threshold is None else threshold
         self.lead = cfg.spinup_steps
         self.dt_s = cfg.dt_s
         self.tier3 = LoadNowcast(NowcastConfig(lead_s=self.lead * cfg.dt_s, level=level))

@@ -91,6 +91,8 @@ def test_bench_on_two_nab_producers_prints_one_json_document(shared_data: Path):
             str(trace),
             "--producer",
             "rds_cpu_utilization_cc0c53",
+            "--threshold",
+            "0.8",
             "--json",
             "--no-plot",
         ],
@@ -98,6 +100,7 @@ def test_bench_on_two_nab_producers_prints_one_json_document(shared_data: Path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["producer"] == "rds_cpu_utilization_cc0c53"
+    assert doc["settings"]["threshold"] == 0.8 and doc["settings"]["interval_level_pct"] == 80
     assert set(doc["policies"]) == {
         "static_peak",
         "hpa",
