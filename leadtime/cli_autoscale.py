@@ -261,10 +261,11 @@ def frontier(
         for label, r in lead.items()
     }
     # the other way round: leadtime along its points at each reactive policy's default cost
-    defaults = {r["policy"]: r["cost_vs_oracle"] for r in rows
+    defaults = {r["policy"]: r for r in rows
                 if r["knob"] == "target_utilisation" and r["value"] == cfg.target_utilisation}
-    at_default = {p: {"cost_vs_oracle": cost, "leadtime": violations_at_cost(rows, "leadtime", cost)}
-                  for p, cost in defaults.items()}
+    at_default = {p: {"cost_vs_oracle": r["cost_vs_oracle"], "violations_pct": r["slo_violation_pct"],
+                      "leadtime": violations_at_cost(rows, "leadtime", r["cost_vs_oracle"])}
+                  for p, r in defaults.items()}
     doc = {"trace": str(trace), "producer": name, "model": model, "points": rows,
            "at_leadtime_cost": iso, "leadtime_at_default_cost": at_default,
            "wall_time_s": round(time.perf_counter() - began, 2)}
@@ -289,13 +290,11 @@ def frontier(
         console.print(f"at leadtime {label}'s cost ({r['cost_vs_oracle']:.3f}x oracle): "
                       f"leadtime {r['slo_violation_pct']:.2f}% vs {said} violations")
     for policy, point in at_default.items():
-        mine = next(r for r in rows if r["policy"] == policy and r["knob"] == "target_utilisation"
-                    and r["value"] == cfg.target_utilisation)
         said = (f"{point['leadtime']:.2f}%" if point["leadtime"] is not None
                 else "outside its measured range")
         console.print(f"at {policy}'s default cost (target {cfg.target_utilisation:g}, "
                       f"{point['cost_vs_oracle']:.3f}x oracle): {policy} "
-                      f"{mine['slo_violation_pct']:.2f}% vs leadtime {said} (interpolated)")
+                      f"{point['violations_pct']:.2f}% vs leadtime {said} (interpolated)")
     console.print(f"wall time {doc['wall_time_s']} s")
     if doc.get("plot"):
         console.print(f"plot: {doc['plot']}")

@@ -328,9 +328,7 @@ class QuantileTable:
 
     def fit(self, X, target, cat_features=None) -> QuantileTable:
         target = np.asarray(target, dtype=float)
-        self.default = [float(v) for v in np.quantile(target, self.alphas)] if len(target) else []
-        if not len(target):
-            return self
+        self.default = [float(v) for v in np.quantile(target, self.alphas)]
         matrix = np.asarray(X, dtype=object)
         if matrix.shape[1] >= 2:
             sizes = pd.to_numeric(pd.Series(matrix[:, 1]), errors="coerce").dropna()
