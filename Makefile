@@ -21,3 +21,4 @@ test-fast: setup
 
 lint: setup
 	$(UV) run ruff check .
+	$(UV) run lint-imports

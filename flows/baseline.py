@@ -19,9 +19,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from leadtime.data import LoadTrace, read_load_trace
 from leadtime.settings import get_settings
-from models.backtest import CHAMPION, BacktestConfig, backtest_producer, final_choice, summarise
-from models.baseline_pipeline import config_from_settings
-from models.baseline_registry import (
+from models.tier1.backtest import (
+    CHAMPION,
+    BacktestConfig,
+    backtest_producer,
+    final_choice,
+    summarise,
+)
+from models.tier1.pipeline import config_from_settings
+from models.tier1.registry import (
     BaselineBundle,
     Registration,
     final_offsets,

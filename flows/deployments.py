@@ -7,25 +7,8 @@ Prefect UI, run on schedule, and any of them can be run on demand from the UI or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from flows.schedules import SCHEDULES
 from leadtime.settings import Settings
-
-
-@dataclass(frozen=True)
-class Schedule:
-    flow: str
-    deployment: str
-    cron: str | None = None
-    interval_s: float | None = None
-
-
-SCHEDULES = (
-    Schedule("baseline-daily", "baseline-daily", cron="15 2 * * *"),
-    Schedule("intent-retrain", "intent-retrain", cron="45 2 * * *"),
-    Schedule("features-materialize", "features-materialize", interval_s=15 * 60),
-    Schedule("recalibrate", "recalibrate", interval_s=60 * 60),
-)
 
 
 def build_deployments(settings: Settings) -> list:

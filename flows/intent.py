@@ -6,26 +6,26 @@ from __future__ import annotations
 from prefect import flow, task
 
 from leadtime.settings import Settings, get_settings
-from models.intent import IntentConfig
+from models.tier2.intent import IntentConfig
 
 
 @task(name="validate-requests")
 def validate_requests(path: str):
-    from models.intent_train import load
+    from models.tier2.train import load
 
     return load(path)
 
 
 @task(name="train-evaluate")
 def train_evaluate(settings: Settings, trace, config: IntentConfig):
-    from models.intent_train import train_and_evaluate
+    from models.tier2.train import train_and_evaluate
 
     return train_and_evaluate(settings, trace, config)
 
 
 @task(name="register-promote")
 def register_promote(result, settings: Settings):
-    from models.intent_train import register
+    from models.tier2.train import register
 
     return register(result, settings)
 
@@ -45,7 +45,7 @@ def intent_retrain(requests: str, settings: Settings | None = None,
     result = train_evaluate(settings, trace, config or IntentConfig())
     registered = register_promote(result, settings)
     until = materialize_online(result.ingested.repo)
-    from models.intent_train import bench_json
+    from models.tier2.train import bench_json
 
     return {
         "version": registered.version,

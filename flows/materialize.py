@@ -12,7 +12,7 @@ from leadtime.settings import Settings, get_settings
 
 @task(name="validate-requests")
 def validate_requests(path: str):
-    from models.intent_train import load
+    from models.tier2.train import load
 
     return load(path)
 

@@ -1,6 +1,6 @@
 """Prefect flow ``recalibrate``: decision log + observed load → per-tier error → new weights.
 
-Only wiring here; the method is in :mod:`models.recalibrate`. Observed load comes from the
+Only wiring here; the method is in :mod:`loop.recalibrate`. Observed load comes from the
 decision log's ``observed_load`` table, optionally filled first from a load trace
 (a load-trace CSV, validated by :func:`leadtime.data.read_load_trace`).
 The engine picks promoted weights up on ``POST /v1/admin/reload``. A tier whose error drifted
@@ -13,12 +13,12 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from leadtime.decision_log import DecisionLog
-from leadtime.engine import DEFAULT_WEIGHTS
+from leadtime.config import DEFAULT_WEIGHTS
 from leadtime.settings import get_settings
-from models.recalibrate import join_observed
-from models.recalibrate import recalibrate as fit_weights
-from models.weights_registry import log_and_register, validate_weights_gx
+from loop.decision_log import DecisionLog
+from loop.recalibrate import joined_from_log
+from loop.recalibrate import recalibrate as fit_weights
+from loop.weights_registry import log_and_register, validate_weights_gx
 
 
 @task(name="load-observed", cache_policy=NO_CACHE)
@@ -41,7 +41,7 @@ def trigger_retraining(tiers: list[str]) -> dict[str, str]:
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
 
-    from flows.deployments import SCHEDULES
+    from flows.schedules import SCHEDULES
 
     names = {s.flow: f"{s.flow}/{s.deployment}" for s in SCHEDULES}
     out: dict[str, str] = {}
@@ -62,7 +62,7 @@ def trigger_retraining(tiers: list[str]) -> dict[str, str]:
 
 
 def _current_weights(name: str) -> dict[str, float]:
-    from serving.decisions import load_weights
+    from loop.weights_registry import load_weights
 
     try:
         return load_weights(name)[0]
@@ -72,7 +72,7 @@ def _current_weights(name: str) -> dict[str, float]:
 
 @flow(name="recalibrate", log_prints=True)
 def recalibrate_flow(window_s: float = 7 * 86400.0, trace: str | None = None,
-                     tolerance_s: float = 60.0, eval_fraction: float = 0.25,
+                     eval_fraction: float = 0.25,
                      drift_ratio: float = 1.5, trigger_retraining_runs: bool = True) -> dict:
     settings = get_settings().prepare()
     logger = get_run_logger()
@@ -80,18 +80,14 @@ def recalibrate_flow(window_s: float = 7 * 86400.0, trace: str | None = None,
     try:
         if trace:
             logger.info("recorded %d observed rows", load_observed_trace(log, trace))
-        observed = log.observed()
-        until = float(observed["window_start"].max()) if not observed.empty else None
-        since = None if until is None else until - window_s
-        joined = join_observed(log.tier_predictions(since, None), observed, tolerance_s)
+        joined = joined_from_log(log, window_s)
     finally:
         log.close()
     current = _current_weights(settings.weights_model_name)
     result = fit_weights(joined, current, eval_fraction, drift_ratio)
     validate_weights_gx(result.weights)  # Great Expectations: a bad candidate is never logged
     registration = log_and_register(result, settings.weights_model_name, settings.experiment,
-                                    {"window_s": window_s, "tolerance_s": tolerance_s,
-                                     "eval_fraction": eval_fraction})
+                                    {"window_s": window_s, "eval_fraction": eval_fraction})
     triggered: dict[str, str] = {}
     if result.retrain:
         logger.warning("retraining trigger: error drifted for %s", ", ".join(result.retrain))

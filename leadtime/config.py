@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from leadtime.engine import DEFAULT_WEIGHTS, ProducerConfig
+from leadtime.engine import ProducerConfig
 
 
 class ConfigError(ValueError):
@@ -27,24 +27,63 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ProducerDefaults(_Strict):
-    capacity_per_instance: float | None = Field(default=None, gt=0)
-    min_instances: int | None = Field(default=None, ge=0)
-    max_instances: int | None = Field(default=None, ge=1)
-    spinup_lead_time_s: float | None = Field(default=None, gt=0)
-    target_utilisation: float | None = Field(default=None, gt=0, le=1)
+class ProducerSettings(_Strict):
+    """Every per-producer setting with its default: the one home of these numbers.
+
+    ``leadtime.yaml`` overrides them per pool (``defaults``) and per producer; the trace-replay
+    simulator builds its producers from the same model (:func:`producer_config`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capacity_per_instance: float | None = Field(
+        default=None, gt=0, description="Load one instance serves at 100 % utilisation (required).")
+    min_instances: int = Field(default=1, ge=0)
+    max_instances: int = Field(default=100, ge=1)
+    spinup_lead_time_s: float = Field(
+        default=300.0, gt=0, description="Seconds from requesting an instance to it serving; "
+        "every tier predicts the peak load of [now, now + this].")
+    target_utilisation: float = Field(
+        default=0.7, gt=0, le=1, description="The point prediction is kept under it.")
     max_utilisation: float | None = Field(
         default=None, gt=0, le=1,
         description="Most an instance is driven to; the upper bound of the predicted load is "
                     "kept under it (the point under the target). Default max(0.9, target).")
-    slo_ms: float | None = Field(default=None, gt=0)
-    scale_in_cooldown_s: float | None = Field(default=None, ge=0)
-    scale_in_max_fraction: float | None = Field(default=None, gt=0, le=1)
+    slo_ms: float = Field(default=500.0, gt=0)
+    scale_in_cooldown_s: float = Field(
+        default=300.0, ge=0, description="No scale-in this soon after a scale-out.")
+    scale_in_max_fraction: float = Field(
+        default=0.1, gt=0, le=1,
+        description="Share of the instances one minute of decisions may remove (compounded "
+                    "over the decision interval: 10 % per 60 s is 41 % per 5 minutes).")
     tier2_load_per_demand: float | None = Field(
         default=None, gt=0,
         description="Load units one unit of predicted request demand per second adds (Tier 2: "
                     "the demand announced through /v1/requests/predict). Unset: Tier 2 does not "
                     "feed this producer.")
+
+    def resolved_max_utilisation(self) -> float:
+        return (self.max_utilisation if self.max_utilisation is not None
+                else max(0.9, self.target_utilisation))
+
+
+PRODUCER_DEFAULTS = ProducerSettings()
+DEFAULT_MAX_UTILISATION = PRODUCER_DEFAULTS.resolved_max_utilisation()
+
+
+class ProducerDefaults(_Strict):
+    """A pool's or a producer's overrides: any field of :class:`ProducerSettings`, or none."""
+
+    capacity_per_instance: float | None = Field(default=None, gt=0)
+    min_instances: int | None = Field(default=None, ge=0)
+    max_instances: int | None = Field(default=None, ge=1)
+    spinup_lead_time_s: float | None = Field(default=None, gt=0)
+    target_utilisation: float | None = Field(default=None, gt=0, le=1)
+    max_utilisation: float | None = Field(default=None, gt=0, le=1)
+    slo_ms: float | None = Field(default=None, gt=0)
+    scale_in_cooldown_s: float | None = Field(default=None, ge=0)
+    scale_in_max_fraction: float | None = Field(default=None, gt=0, le=1)
+    tier2_load_per_demand: float | None = Field(default=None, gt=0)
 
 
 class ProducerSpec(ProducerDefaults):
@@ -57,12 +96,23 @@ class PoolSpec(_Strict):
 
 
 class EngineSpec(_Strict):
+    """The engine's settings, with their defaults (the one home of these numbers)."""
+
     threshold: float = Field(default=0.6, ge=0, description="Load score gating pre-allocation.")
     weights: dict[Literal["tier1", "tier2", "tier3"], float] = Field(
-        default_factory=lambda: dict(DEFAULT_WEIGHTS))
+        default_factory=lambda: {"tier1": 0.4, "tier2": 0.3, "tier3": 0.3},
+        description="Tier weights of the load score (renormalised to sum to 1).")
+    level: Literal[80, 95] = Field(
+        default=80, description="Central interval level every tier answers at (80: the upper "
+        "bound is the 90th percentile).")
     mode: Literal["act", "dry_run"] = "dry_run"
     decision_interval_s: float = Field(default=60, gt=0,
-                                       description="Decisions are recomputed (and logged) at most this often.")
+                                       description="The decision loop runs this often.")
+    recalibrate_every_s: float = Field(
+        default=86400.0, gt=0, description="How often the replay's loop re-weights the tiers "
+        "from its own decision log (in serving the recalibrate flow does, on its schedule).")
+    recalibration_window_s: float = Field(
+        default=7 * 86400.0, gt=0, description="Decisions the recalibration learns from.")
 
     @field_validator("weights")
     @classmethod
@@ -75,9 +125,45 @@ class EngineSpec(_Strict):
         return {k: w / total for k, w in value.items()}
 
 
-_FALLBACK = {"min_instances": 1, "max_instances": 100, "spinup_lead_time_s": 300.0,
-             "target_utilisation": 0.7, "slo_ms": 500.0, "scale_in_cooldown_s": 300.0,
-             "scale_in_max_fraction": 0.1, "max_utilisation": None, "tier2_load_per_demand": None}
+ENGINE_DEFAULTS = EngineSpec()
+DEFAULT_WEIGHTS: dict[str, float] = dict(ENGINE_DEFAULTS.weights)
+
+
+def scale_in_fraction(per_minute: float, interval_s: float) -> float:
+    """The share one decision every ``interval_s`` may remove, given the share per minute.
+
+    >>> round(scale_in_fraction(0.1, 60), 3), round(scale_in_fraction(0.1, 300), 3)
+    (0.1, 0.41)
+    """
+    if interval_s <= 60:
+        return per_minute
+    return 1.0 - (1.0 - per_minute) ** (interval_s / 60.0)
+
+
+def producer_config(producer_id: str, capacity_per_instance: float,
+                    decision_interval_s: float = ENGINE_DEFAULTS.decision_interval_s,
+                    **overrides: Any) -> ProducerConfig:
+    """An engine :class:`ProducerConfig` from the validated defaults, ``overrides`` winning.
+
+    >>> producer_config("web", 10).target_utilisation
+    0.7
+    """
+    settings = ProducerSettings(capacity_per_instance=capacity_per_instance,
+                                **{k: v for k, v in overrides.items() if v is not None})
+    return _engine_config(producer_id, settings, decision_interval_s)
+
+
+def _engine_config(producer_id: str, s: ProducerSettings,
+                   decision_interval_s: float) -> ProducerConfig:
+    assert s.capacity_per_instance is not None
+    return ProducerConfig(
+        producer_id=producer_id, capacity_per_instance=s.capacity_per_instance,
+        min_instances=s.min_instances, max_instances=s.max_instances,
+        target_utilisation=s.target_utilisation,
+        max_utilisation=s.resolved_max_utilisation(),
+        spinup_lead_time_s=s.spinup_lead_time_s,
+        scale_in_cooldown_s=s.scale_in_cooldown_s,
+        scale_in_max_fraction=scale_in_fraction(s.scale_in_max_fraction, decision_interval_s))
 
 
 class LeadtimeConfig(_Strict):
@@ -112,31 +198,29 @@ class LeadtimeConfig(_Strict):
 
     @staticmethod
     def _merged(pool: PoolSpec, spec: ProducerSpec) -> dict[str, Any]:
-        out: dict[str, Any] = {"capacity_per_instance": None, **_FALLBACK}
+        out: dict[str, Any] = PRODUCER_DEFAULTS.model_dump()
         for source in (pool.defaults, spec):
             out.update({k: v for k, v in source.model_dump(exclude={"id"}).items() if v is not None})
         return out
+
+    def settings_of(self, producer_id: str) -> ProducerSettings:
+        """The merged settings of one producer (defaults, then its pool's, then its own)."""
+        for pool in self.pools.values():
+            for spec in pool.producers:
+                if spec.id == producer_id:
+                    return ProducerSettings(**self._merged(pool, spec))
+        raise KeyError(producer_id)
 
     @property
     def dry_run(self) -> bool:
         return self.engine.mode == "dry_run"
 
     def producers(self) -> dict[str, ProducerConfig]:
-        """Engine configs by producer id."""
-        out: dict[str, ProducerConfig] = {}
-        for pool in self.pools.values():
-            for spec in pool.producers:
-                m = self._merged(pool, spec)
-                out[spec.id] = ProducerConfig(
-                    producer_id=spec.id, capacity_per_instance=m["capacity_per_instance"],
-                    min_instances=m["min_instances"], max_instances=m["max_instances"],
-                    target_utilisation=m["target_utilisation"],
-                    max_utilisation=(m["max_utilisation"] if m["max_utilisation"] is not None
-                                     else max(0.9, m["target_utilisation"])),
-                    spinup_lead_time_s=m["spinup_lead_time_s"],
-                    scale_in_cooldown_s=m["scale_in_cooldown_s"],
-                    scale_in_max_fraction=m["scale_in_max_fraction"])
-        return out
+        """Engine configs by producer id (scale-in step per decision interval)."""
+        interval = self.engine.decision_interval_s
+        return {spec.id: _engine_config(spec.id, ProducerSettings(**self._merged(pool, spec)),
+                                        interval)
+                for pool in self.pools.values() for spec in pool.producers}
 
     def tier2_scales(self) -> dict[str, float]:
         """``tier2_load_per_demand`` of the producers Tier 2 feeds."""

@@ -5,7 +5,7 @@ predictions, the producer's configuration and its current state) is passed in, s
 decides in the serving API, in the flows and in the trace-replay simulator, and it decides for
 1,000 producers in a few milliseconds.
 
-The arithmetic follows ``DESIGN.md`` ("One currency for the tiers"):
+The arithmetic follows ``docs/design.md`` ("One currency for the tiers"):
 
 * every tier predicts the load of the window that starts one spin-up lead time from now, as a
   point value with lower and upper bounds in the producer's own load unit;
@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-
-DEFAULT_WEIGHTS: dict[str, float] = {"tier1": 0.4, "tier2": 0.3, "tier3": 0.3}
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +68,21 @@ class CombinedPrediction:
 
 @dataclass(frozen=True, slots=True)
 class ProducerConfig:
-    """What the engine must know about a producer. Load and capacity share one unit."""
+    """What the engine must know about a producer. Load and capacity share one unit.
+
+    Every field is required here: the defaults live in one place, ``leadtime.config``
+    (``producer_config`` builds one from them).
+    """
 
     producer_id: str
     capacity_per_instance: float  # load one instance serves at 100 % utilisation
-    min_instances: int = 1
-    max_instances: int = 100
-    target_utilisation: float = 0.7
-    max_utilisation: float = 0.9  # the most an instance is driven to; the upper bound's ceiling
-    spinup_lead_time_s: float = 300.0
-    scale_in_cooldown_s: float = 300.0  # no scale-in this soon after a scale-out
-    scale_in_max_fraction: float = 0.1  # remove at most this share of instances per decision
+    min_instances: int
+    max_instances: int
+    target_utilisation: float
+    max_utilisation: float  # the most an instance is driven to; the upper bound's ceiling
+    spinup_lead_time_s: float
+    scale_in_cooldown_s: float  # no scale-in this soon after a scale-out
+    scale_in_max_fraction: float  # remove at most this share of instances per decision
 
     def __post_init__(self) -> None:
         if not self.capacity_per_instance > 0:
@@ -129,6 +131,7 @@ class Decision:
     prediction: CombinedPrediction | None
     reasons: tuple[str, ...] = field(default_factory=tuple)
     dry_run: bool = False  # computed and logged, flagged not to act
+    floor: int = 0  # what the current load needs now, clamped to [min, max]: never held below
 
     @property
     def act(self) -> bool:
@@ -138,12 +141,21 @@ class Decision:
 
 def combine(
     predictions: Mapping[str, TierPrediction | None],
-    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+    weights: Mapping[str, float],
 ) -> CombinedPrediction | None:
     """Weighted sum of the tiers that answered; weights renormalised over them.
 
     Tiers without a weight are ignored; a tier with a weight but no usable answer is reported in
     ``missing``. Returns None when no weighted tier answered.
+
+    Tier 2 has nothing to say here, so Tier 1 and Tier 3 share its weight (0.4 and 0.3 become
+    4/7 and 3/7):
+
+    >>> c = combine({"tier1": TierPrediction(100, 80, 130), "tier2": None,
+    ...              "tier3": TierPrediction(120, 100, 150)},
+    ...             {"tier1": 0.4, "tier2": 0.3, "tier3": 0.3})
+    >>> round(c.point, 2), round(c.upper, 2), c.missing
+    (108.57, 138.57, ('tier2',))
     """
     used: dict[str, float] = {}
     missing: list[str] = []
@@ -202,6 +214,16 @@ def allocate(
     * clamped to ``[min_instances, max_instances]``;
     * scale-out is applied at once; scale-in waits ``scale_in_cooldown_s`` after the last
       scale-out and removes at most ``scale_in_max_fraction`` of the instances (at least one).
+
+    Capacity 10 per instance: an upper bound of 60 needs 7 instances at 90 %, a point of 40
+    needs 6 at 70 %, so 7:
+
+    >>> from leadtime.config import producer_config
+    >>> web = producer_config("web", 10)
+    >>> d = allocate(web, CombinedPrediction(40, 30, 60, {"tier1": 1.0}, ()),
+    ...              ProducerState(instances=4, current_load=25))
+    >>> d.action, d.target_instances
+    ('scale_out', 7)
     """
     current = state.instances
     reasons: list[str] = []
@@ -251,17 +273,9 @@ def allocate(
             if target > bounded:
                 reasons.append(f"scale-in limited to {current - target} instance(s) this step")
     action = "scale_out" if target > current else "scale_in" if target < current else "hold"
-    return Decision(config.producer_id, target, current, action, score, prediction, tuple(reasons))
-
-
-def decide(
-    config: ProducerConfig,
-    predictions: Mapping[str, TierPrediction | None],
-    state: ProducerState,
-    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
-) -> Decision:
-    """Combine the tiers and allocate: the engine's one-call entry point."""
-    return allocate(config, combine(predictions, weights), state)
+    floor = min(max(need_now, config.min_instances), config.max_instances)
+    return Decision(config.producer_id, target, current, action, score, prediction,
+                    tuple(reasons), floor=floor)
 
 
 # --- fleet decisions: threshold, redirect, selection weights, dry-run ----------------------
@@ -307,6 +321,12 @@ def redirect(capacity: Mapping[str, float], load: Mapping[str, float]) -> dict[s
     producers take more, and nobody is pushed to saturation while another has room. When the
     pool is predicted over its whole capacity there is no finite optimum: the traffic is split in
     proportion to capacity (equal utilisation everywhere). Without load, also by capacity.
+
+    A pool of a big and a small producer carrying 60 of its 100: the big one takes more than its
+    capacity share (0.75), so that neither queues much:
+
+    >>> {p: round(w, 3) for p, w in redirect({"big": 75, "small": 25}, {"big": 60}).items()}
+    {'big': 0.827, 'small': 0.173}
     """
     ids = [p for p in capacity if capacity[p] > 0]
     if not ids:
@@ -355,22 +375,37 @@ def selection_weights(
 
 
 def gate(decision: Decision, threshold: float) -> Decision:
-    """Hold a scale-out whose load score is under the threshold (pre-allocation not warranted)."""
+    """Hold a pre-allocation whose load score is under the threshold, never below the floor.
+
+    The threshold gates *pre*-allocation: a scale-out asked for by the predicted load. What the
+    current load needs (``decision.floor``) is not a prediction and is never held back.
+
+    2 instances of capacity 10 are 100 % busy (load 20) while Tier 1 predicts 5: the load score
+    is 0.25, under the threshold, yet the current load needs 3 instances at 70 %:
+
+    >>> from leadtime.config import producer_config
+    >>> d = allocate(producer_config("web", 10), CombinedPrediction(5, 4, 6, {"tier1": 1.0}, ()),
+    ...              ProducerState(instances=2, current_load=20))
+    >>> gated = gate(d, threshold=0.6)
+    >>> gated.action, gated.target_instances
+    ('scale_out', 3)
+    """
     if (
         threshold > 0
         and decision.action == "scale_out"
         and decision.load_score is not None
         and decision.load_score < threshold
         and decision.prediction is not None
+        and decision.target_instances > max(decision.current_instances, decision.floor)
     ):
-        reasons = (
-            *decision.reasons,
-            f"load score {decision.load_score:.2f} < threshold {threshold:.2f}: "
-            f"no pre-allocation (would have requested {decision.target_instances})",
-        )
-        return Decision(decision.producer_id, decision.current_instances,
-                        decision.current_instances, "hold", decision.load_score,
-                        decision.prediction, reasons, decision.dry_run)
+        held = max(decision.current_instances, decision.floor)
+        note = (f"load score {decision.load_score:.2f} < threshold {threshold:.2f}: "
+                f"no pre-allocation (would have requested {decision.target_instances})")
+        if held > decision.current_instances:
+            note += f"; the current load needs {held}"
+        action = "scale_out" if held > decision.current_instances else "hold"
+        return replace(decision, target_instances=held, action=action,
+                       reasons=(*decision.reasons, note))
     return decision
 
 
@@ -379,11 +414,12 @@ def decide_all(
     predictions: Mapping[str, Mapping[str, TierPrediction | None]],
     states: Mapping[str, ProducerState],
     pools: Mapping[str, list[str]] | None = None,
-    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
-    threshold: float = 0.0,
+    *,
+    weights: Mapping[str, float],
+    threshold: float,
     dry_run: bool = False,
 ) -> FleetDecisions:
-    """Decide for every producer in ``configs`` and every pool: allocate, redirect, selection.
+    """The engine's one entry point: allocate, gate, redirect and selection weights for a fleet.
 
     A producer without a state is taken as running ``min_instances`` (at least 1) with unknown
     load. Pools name producer ids; ids without a config are ignored.
@@ -394,10 +430,8 @@ def decide_all(
         decision = gate(allocate(config, combine(predictions.get(pid, {}), weights), state),
                          threshold)
         if dry_run:
-            decision = Decision(decision.producer_id, decision.target_instances,
-                                decision.current_instances, decision.action, decision.load_score,
-                                decision.prediction,
-                                (*decision.reasons, "dry run: not acted on"), True)
+            decision = replace(decision, dry_run=True,
+                               reasons=(*decision.reasons, "dry run: not acted on"))
         decisions[pid] = decision
 
     pool_out: dict[str, PoolDecision] = {}

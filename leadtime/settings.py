@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     )
     mlflow_artifact_root: str | None = Field(
         default=None, description="Artifact root for new experiments; default: mlartifacts beside "
-        "the SQLite store (leadtime.registry.artifact_location)."
+        "the SQLite store (models.registry.artifact_location)."
     )
     prefect_api_url: str | None = Field(
         default=None,

@@ -13,7 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from leadtime.settings import Settings, get_settings
-from serving.announced import AnnouncedDemand
+from loop.clock import Clock, WallClock
+from models.tier2.announced import AnnouncedDemand
 
 
 class State:
@@ -49,16 +50,23 @@ class State:
         return self.intent
 
 
-def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAPI:
-    """Build the API. ``load=False`` skips loading models at start-up (tests of routing)."""
+def create_app(settings: Settings | None = None, *, load: bool = True,
+               clock: Clock | None = None) -> FastAPI:
+    """Build the API. ``load=False`` skips loading models at start-up (tests of routing);
+    ``clock`` is the decision loop's clock (default: the wall clock)."""
     state = State(settings or get_settings())
+    clock = clock or WallClock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if load:
             state.load_intent()
         state.decisions.load(models=load)  # leadtime.yaml always; champions unless load=False
-        yield
+        state.decisions.start()  # the decision loop's first pass, then its schedule
+        try:
+            yield
+        finally:
+            state.decisions.stop()
 
     app = FastAPI(title="leadtime", version="0.1.0", lifespan=lifespan)
     app.state.leadtime = state
@@ -73,7 +81,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
 
     from serving.intent import router as intent_router
 
-    app.include_router(intent_router(state.get_intent, state.announced))
+    app.include_router(intent_router(state.get_intent, state.announced, clock))
     from serving.observations import router as observations_router
 
     tier3_routes = observations_router(state.settings)
@@ -81,7 +89,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True) -> FastAP
     from serving.decisions import mount as mount_decisions
 
     state.decisions = mount_decisions(app, state.settings, tier3=tier3_routes.tier3_service,
-                                      tier2=state.announced)
+                                      tier2=state.announced, clock=clock)
     # POST /v1/admin/reload re-reads the Tier 2 champion too; /readyz reports it
     state.decisions.reload_hooks.append(state.load_intent)
     state.decisions.champion_status["leadtime-intent"] = state.intent_status  # intent_registry.MODEL_NAME

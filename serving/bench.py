@@ -211,7 +211,7 @@ def run(settings, requests_path: str | Path, seconds: float = 10.0, rate: float 
     theirs = [json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split"))}).encode()
               for frame in single]
     port = free_port()
-    from leadtime.registry import model_uri
+    from models.registry import model_uri
 
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     server = start([mlflow_bin, "models", "serve", "-m", model_uri(runtime.name), "-h", HOST,

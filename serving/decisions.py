@@ -1,97 +1,48 @@
-"""The allocators' API: decisions, tier breakdowns, selection weights, reload, readiness, metrics.
+"""The allocators' API around the decision loop: decisions, tier breakdowns, reload, readiness.
 
-:class:`DecisionRuntime` holds one immutable :class:`Snapshot` (config, Tier 1 champion, tier
-weights, the versions loaded and why any is missing). ``POST /v1/admin/reload`` builds a new
-snapshot beside the old one and swaps the reference: requests in flight keep the snapshot they
-started with, none is dropped. A missing champion or an unreachable registry degrades that tier
-(the engine renormalises over the others) and keeps the last loaded version if there was one.
+:class:`DecisionRuntime` loads what the loop needs (``leadtime.yaml``, the Tier 1 champion, the
+tier weights) and builds one :class:`loop.decision_loop.DecisionLoop`. A background thread runs
+the loop every ``engine.decision_interval_s`` (wall time) and at once whenever an allocator
+reports states; every GET only reads the latest pass, so reads never wait for a model, a tier or
+the decision log. ``POST /v1/admin/reload`` re-reads the configuration and the champions (they
+take effect at the next pass); each part that fails keeps its last loaded value, and says so in
+``/readyz``. The loop re-weights the tiers daily from its own record, as in the replay; weights
+promoted in the registry by the ``recalibrate`` flow (reviewed there) replace them on reload.
 
-Decisions are recomputed at most every ``engine.decision_interval_s`` and each pass is appended to
-the decision log, so a busy ``GET /v1/decisions`` does not multiply log rows.
+The loop's state lives in this process: ``leadtime serve`` runs one worker (``--workers`` above 1
+is refused) and an allocator reports to that one process. On restart the loop reads its state
+back from the decision log.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadtime.config import ConfigError, LeadtimeConfig, load_config
-from leadtime.decision_log import DecisionLog
-from leadtime.engine import (
-    DEFAULT_WEIGHTS,
-    Decision,
-    FleetDecisions,
-    ProducerState,
-    TierPrediction,
-    decide_all,
-)
+from leadtime.engine import Decision, TierPrediction
+from loop.clock import Clock, WallClock
+from loop.decision_loop import TIERS, DecisionLoop, Pass, Report
+from loop.sources import Tier1Champion, Tier2Announced, Tier3Assess, TierSource, unavailable
 from serving.auth import token_guard
 
 if TYPE_CHECKING:
-    from serving.announced import AnnouncedDemand
+    from models.tier2.announced import AnnouncedDemand
 
 log = logging.getLogger(__name__)
-TIERS = ("tier1", "tier2", "tier3")
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything one engine pass reads; replaced whole on reload, never mutated."""
-
-    config: LeadtimeConfig | None
-    config_error: str | None = None
-    tier1: Any = None  # mlflow pyfunc of the Tier 1 champion
-    tier1_version: str | None = None
-    tier1_error: str | None = None
-    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    weights_source: str = "config"
-    weights_error: str | None = None
-    loaded_at: float = 0.0
-
-
-def _champion(name: str):
-    from leadtime.registry import champion_version
-
-    return champion_version(name)
-
-
-def load_tier1(name: str):
-    """(model, version) of the Tier 1 champion; LookupError when there is none."""
-    import mlflow
-
-    from leadtime.registry import model_uri
-
-    version = _champion(name)
-    if version is None:
-        raise LookupError(f"no champion of {name!r} in the registry")
-    return mlflow.pyfunc.load_model(model_uri(name)), str(version.version)
-
-
-def load_weights(name: str) -> tuple[dict[str, float], str]:
-    """Tier weights of the ``leadtime-weights`` champion (its run's ``weights.json``)."""
-    import mlflow
-
-    version = _champion(name)
-    if version is None:
-        raise LookupError(f"no champion of {name!r} yet (recalibrate has not promoted weights)")
-    path = mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path="weights.json")
-    with open(path) as handle:
-        weights = {k: float(v) for k, v in json.load(handle).items()}
-    return weights, str(version.version)
 
 
 class ProducerStateIn(BaseModel):
     """What an allocator reports for one producer."""
+
+    model_config = ConfigDict(extra="forbid")
 
     producer_id: str = Field(min_length=1, max_length=200)
     instances: int = Field(ge=0, le=1_000_000, description="Running plus starting instances.")
@@ -101,205 +52,200 @@ class ProducerStateIn(BaseModel):
 
 
 class StateBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     producers: list[ProducerStateIn] = Field(min_length=1, max_length=100_000)
 
 
 class DecisionRuntime:
-    """The engine as a service: snapshot, tier sources, state reports, cached passes, log."""
+    """Loads the loop's inputs, owns the loop and the thread that runs it."""
 
     def __init__(
         self,
         settings,
         tier3: Callable[[], Any] | None = None,
         tier2: AnnouncedDemand | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
-        self.tier3 = tier3  # () -> Tier3Service (lazy restore)
-        self.tier2 = tier2  # serving.announced.AnnouncedDemand: the demand announced per producer
-        self.clock = clock
-        self.snapshot = Snapshot(config=None, config_error="not loaded yet")
-        self._reload_lock = threading.Lock()
-        self._pass_lock = threading.Lock()
-        self.states: dict[str, ProducerState] = {}
-        self._last: tuple[float, Snapshot, FleetDecisions, dict] | None = None
-        self._log: DecisionLog | None = None
-        self.tier_errors: dict[str, str] = {}
-        self.metrics = None  # serving.metrics.Metrics, set by mount()
+        self.tier3 = tier3  # () -> Tier3Service (restored lazily)
+        self.tier2 = tier2  # models.tier2.announced.AnnouncedDemand
+        self.clock = clock or WallClock()
+        self.loop: DecisionLoop | None = None
+        self.config: LeadtimeConfig | None = None
+        self.config_error: str | None = "not loaded yet"
+        self.tier1: Any = None
+        self.tier1_version: str | None = None
+        self.tier1_error: str | None = None
+        self.weights_source = "config"
+        self.weights_error: str | None = None
+        self.loaded_at = 0.0
+        self.metrics = None  # monitoring.metrics.Metrics, set by mount()
         self.reload_hooks: list[Callable[[], None]] = []  # other champions reload re-reads
         self.champion_status: dict[str, Callable[[], dict[str, Any]]] = {}  # for /readyz
+        self._reload_lock = threading.Lock()
+        self._passed = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log = None
 
     # --- loading ----------------------------------------------------------------------------
 
     @property
-    def decision_log(self) -> DecisionLog:
+    def decision_log(self):
         if self._log is None:
+            from loop.decision_log import DecisionLog
+
             self._log = DecisionLog(self.settings.decision_log)
         return self._log
 
-    def load(self, *, models: bool = True) -> Snapshot:
-        """Build a new snapshot and swap it in; what fails keeps the previous value, and says so."""
-        with self._reload_lock:
-            old = self.snapshot
-            try:
-                config, config_error = load_config(self.settings.config_path), None
-            except ConfigError as exc:
-                config, config_error = old.config, str(exc)
-            new = replace(old, config=config, config_error=config_error, loaded_at=self.clock())
-            if config is not None and old.weights_source == "config":
-                new = replace(new, weights=dict(config.engine.weights))
-            if models:
-                try:
-                    model, version = load_tier1(self.settings.baseline_model_name)
-                    new = replace(new, tier1=model, tier1_version=version, tier1_error=None)
-                except Exception as exc:  # registry unreachable, no champion, bad artefact
-                    kept = f"; serving last loaded version {old.tier1_version}" if old.tier1 else ""
-                    new = replace(new, tier1_error=f"{type(exc).__name__}: {exc}{kept}")
-                try:
-                    weights, version = load_weights(self.settings.weights_model_name)
-                    new = replace(new, weights=weights, weights_source=f"{self.settings.weights_model_name} v{version}",
-                                  weights_error=None)
-                except Exception as exc:
-                    new = replace(new, weights_error=f"{type(exc).__name__}: {exc}")
-            self.snapshot = new  # the atomic swap
-            self._last = None  # next request decides with the new snapshot
-            if self.metrics is not None:
-                self.metrics.reloads.labels("ok" if config_error is None else "config_error").inc()
-            return new
-
-    # --- state reports ------------------------------------------------------------------------
-
-    def report(self, batch: StateBatch) -> int:
-        now = self.clock()
-        for p in batch.producers:
-            self.states[p.producer_id] = ProducerState(p.instances, p.current_load, now,
-                                                       p.last_scale_out_s)
-        return len(batch.producers)
-
-    # --- tiers --------------------------------------------------------------------------------
-
-    def tier_predictions(self, snap: Snapshot, now: float) -> dict[str, dict[str, TierPrediction | None]]:
-        config = snap.config
-        assert config is not None
-        producers = config.producers()
-        out: dict[str, dict[str, TierPrediction | None]] = {p: {} for p in producers}
-        errors: dict[str, str] = {}
-        if snap.tier1 is not None:
-            try:
-                ids = list(producers)
-                stamps = [pd.Timestamp(now + producers[p].spinup_lead_time_s, unit="s")
-                          .floor("min") for p in ids]
-                frame = snap.tier1.predict(pd.DataFrame({"producer_id": ids, "timestamp": stamps}),
-                                           params={"level": 95})
-                for pid, point, lower, upper in zip(ids, frame["point"], frame["lower"],
-                                                    frame["upper"]):
-                    t = TierPrediction(float(point), float(lower), float(upper))
-                    out[pid]["tier1"] = t if t.usable() else None
-                stale = [pid for pid, m in zip(ids, frame["model"]) if m == "stale"]
-                if stale:
-                    errors["tier1"] = (f"champion too stale for now for {', '.join(stale[:5])}: "
-                                       "refit it (baseline-daily) on recent load")
-            except Exception as exc:
-                errors["tier1"] = f"prediction failed: {type(exc).__name__}: {exc}"
-        else:
-            errors["tier1"] = snap.tier1_error or "no Tier 1 champion loaded"
-        scales = config.tier2_scales()
-        if self.tier2 is None:
-            errors["tier2"] = "no announced-demand source wired"
-        elif not scales:
-            errors["tier2"] = ("no producer sets tier2_load_per_demand in the config: announced "
-                               "demand is not turned into load")
-        else:
-            try:
-                windows = {p: producers[p].spinup_lead_time_s for p in scales if p in producers}
-                answered = self.tier2.predict(windows, scales, now)
-                for pid, t in answered.items():
-                    if pid in out:
-                        out[pid]["tier2"] = t
-                silent = [p for p in scales if p not in answered]
-                if silent:
-                    errors["tier2"] = (f"nothing announced yet through /v1/requests/predict for "
-                                       f"{', '.join(silent[:5])}")
-            except Exception as exc:
-                errors["tier2"] = f"{type(exc).__name__}: {exc}"
-        if self.tier3 is not None:
-            try:
-                service = self.tier3()
-                for pid in producers:
-                    out[pid]["tier3"] = service.assess(pid).prediction
-            except Exception as exc:
-                errors["tier3"] = f"{type(exc).__name__}: {exc}"
-        else:
-            errors["tier3"] = "no Tier 3 service"
-        self.tier_errors = errors
+    def sources(self) -> list[TierSource]:
+        out: list[TierSource] = [
+            Tier1Champion(self.tier1) if self.tier1 is not None
+            else unavailable("tier1", self.tier1_error or "no Tier 1 champion loaded"),
+            Tier2Announced(self.tier2, lambda: self.config.tier2_scales() if self.config else {})
+            if self.tier2 is not None else unavailable("tier2", "no announced-demand source wired"),
+            Tier3Assess(self.tier3) if self.tier3 is not None
+            else unavailable("tier3", "no Tier 3 service"),
+        ]
         return out
 
-    # --- decisions ----------------------------------------------------------------------------
-
-    def decide(self, *, force: bool = False) -> tuple[float, Snapshot, FleetDecisions, dict]:
-        """The current pass (recomputed and logged when older than the decision interval)."""
-        snap = self.snapshot
-        if snap.config is None:
-            raise LookupError(snap.config_error or "no configuration loaded")
-        last = self._last
-        now = self.clock()
-        interval = snap.config.engine.decision_interval_s
-        if not force and last is not None and last[1] is snap and now - last[0] < interval:
-            return last
-        with self._pass_lock:
-            last = self._last
-            if not force and last is not None and last[1] is snap and now - last[0] < interval:
-                return last
-            began = time.perf_counter()
-            config = snap.config
-            tiers = self.tier_predictions(snap, now)
-            configs = config.producers()
-            fleet = decide_all(configs, tiers, self.states, config.pool_members(), snap.weights,
-                               config.engine.threshold, config.dry_run)
+    def load(self, *, models: bool = True) -> None:
+        """Re-read the configuration and the champions; what fails keeps its previous value."""
+        with self._reload_lock:
             try:
-                self.decision_log.append(fleet, tiers, configs, now, config.pool_of(),
-                                         snap.weights_source)
-            except Exception as exc:  # the log must not take decisions down; say so loudly
-                log.error("decision log append failed: %s", exc)
-                self.tier_errors["decision_log"] = f"append failed: {exc}"
+                self.config, self.config_error = load_config(self.settings.config_path), None
+            except ConfigError as exc:
+                self.config_error = str(exc)
+            weights = None
+            if models:
+                from loop.weights_registry import load_weights
+                from models.tier1.registry import load_champion
+
+                try:
+                    self.tier1, self.tier1_version = load_champion(
+                        self.settings.baseline_model_name)
+                    self.tier1_error = None
+                except Exception as exc:  # registry unreachable, no champion, bad artefact
+                    kept = (f"; serving last loaded version {self.tier1_version}"
+                            if self.tier1 is not None else "")
+                    self.tier1_error = f"{type(exc).__name__}: {exc}{kept}"
+                try:
+                    weights, version = load_weights(self.settings.weights_model_name)
+                    self.weights_source = f"{self.settings.weights_model_name} v{version}"
+                    self.weights_error = None
+                except Exception as exc:
+                    self.weights_error = f"{type(exc).__name__}: {exc}"
+            self.loaded_at = self.clock.now()
+            if self.config is not None:
+                if self.loop is None:
+                    self.loop = DecisionLoop(self.config, self.sources(), self.clock,
+                                             decision_log=self.decision_log, recalibrate=True,
+                                             on_pass=self._on_pass)
+                    if self.loop.restore():
+                        log.info("decision loop state restored from %s", self.settings.decision_log)
+                else:
+                    self.loop.configure(self.config)
+                    self.loop.set_sources(self.sources())
+                if weights is not None:
+                    self.loop.set_weights(weights, self.weights_source)
             if self.metrics is not None:
-                self.metrics.observe_pass(fleet, time.perf_counter() - began, self.tier_errors)
-            self._last = (now, snap, fleet, tiers)
-            return self._last
+                self.metrics.reloads.labels("ok" if self.config_error is None
+                                            else "config_error").inc()
+        # what was loaded takes effect at the next pass (the schedule's, or a state report's)
+
+    def _on_pass(self, result: Pass) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_pass(result.fleet, result.seconds, result.degraded)
+        with self._passed:
+            self._passed.notify_all()
+
+    # --- the schedule ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run a first pass now, then keep running the loop on a background thread."""
+        if self.loop is not None:
+            self.loop.step()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="decision-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.is_set():
+            interval = self.config.engine.decision_interval_s if self.config else 60.0
+            self._wake.wait(timeout=max(0.0, interval - (time.monotonic() - last)))
+            if self._stop.is_set():
+                return
+            woken = self._wake.is_set()
+            self._wake.clear()
+            if self.loop is None or (not woken and time.monotonic() - last < interval):
+                continue
+            try:
+                self.loop.step()
+            except Exception:  # the thread must survive a bad pass; the next one tries again
+                log.exception("decision pass failed")
+            last = time.monotonic()
+
+    # --- state reports ----------------------------------------------------------------------
+
+    def report(self, batch: StateBatch) -> tuple[int, int]:
+        """Record the states and wake the loop; returns (accepted, the last pass before them)."""
+        if self.loop is None:
+            raise LookupError(self.config_error or "no configuration loaded")
+        before = self.loop.latest.number if self.loop.latest is not None else 0
+        count = self.loop.report(Report(p.producer_id, p.instances, p.current_load,
+                                        p.last_scale_out_s) for p in batch.producers)
+        self._wake.set()  # states reported: decide with them now
+        return count, before
+
+    def latest(self, after_pass: int | None = None, wait_s: float = 2.0) -> Pass:
+        """The latest pass; with ``after_pass``, wait up to ``wait_s`` for a newer one."""
+        if self.loop is None or self.config is None:
+            raise LookupError(self.config_error or "no configuration loaded")
+        if after_pass is not None:
+            deadline = time.monotonic() + wait_s
+            with self._passed:
+                while (self.loop.latest is None or self.loop.latest.number <= after_pass) and (
+                        remaining := deadline - time.monotonic()) > 0:
+                    self._passed.wait(remaining)
+        result = self.loop.latest
+        if result is None:
+            raise LookupError("no decision pass has run yet")
+        return result
 
     def readiness(self) -> dict[str, Any]:
-        snap = self.snapshot
-        degraded = dict(self.tier_errors)
-        if not degraded and snap.config is not None:
-            degraded = {t: e for t, e in self._static_degraded(snap).items()}
+        config = self.config
+        latest = self.loop.latest if self.loop is not None else None
+        degraded = dict(latest.degraded) if latest is not None else {}
+        weights = self.loop.weights if self.loop is not None else None
         return {
-            "ready": snap.config is not None,
-            "config": {"path": str(self.settings.config_path), "error": snap.config_error,
-                       "mode": snap.config.engine.mode if snap.config else None,
-                       "producers": len(snap.config.producers()) if snap.config else 0},
+            "ready": config is not None,
+            "config": {"path": str(self.settings.config_path), "error": self.config_error,
+                       "mode": config.engine.mode if config else None,
+                       "producers": len(config.producers()) if config else 0},
             "champions": {
-                self.settings.baseline_model_name: {"version": snap.tier1_version,
-                                                    "loaded": snap.tier1 is not None,
-                                                    "error": snap.tier1_error},
-                self.settings.weights_model_name: {"source": snap.weights_source,
-                                                   "weights": snap.weights,
-                                                   "error": snap.weights_error},
+                self.settings.baseline_model_name: {"version": self.tier1_version,
+                                                    "loaded": self.tier1 is not None,
+                                                    "error": self.tier1_error},
+                self.settings.weights_model_name: {"source": self.weights_source,
+                                                   "weights": weights,
+                                                   "error": self.weights_error},
                 **{name: status() for name, status in self.champion_status.items()},
             },
             "tiers": {t: ("degraded" if t in degraded else "ok") for t in TIERS},
             "degraded": degraded,
-            "loaded_at": snap.loaded_at,
+            "decided_at": latest.decided_at if latest is not None else None,
+            "loaded_at": self.loaded_at,
         }
-
-    def _static_degraded(self, snap: Snapshot) -> dict[str, str]:
-        out = {}
-        if snap.tier1 is None:
-            out["tier1"] = snap.tier1_error or "no Tier 1 champion loaded"
-        if self.tier2 is None or not snap.config.tier2_scales():
-            out["tier2"] = "no announced-demand source wired, or no producer sets tier2_load_per_demand"
-        if self.tier3 is None:
-            out["tier3"] = "no Tier 3 service"
-        return out
 
 
 # --- JSON shapes ------------------------------------------------------------------------------
@@ -331,34 +277,43 @@ def router(runtime: DecisionRuntime) -> APIRouter:
     api = APIRouter(tags=["decisions"])
     guard = [Depends(token_guard(settings))]
 
-    def current():
+    def current(after_pass: int | None = None) -> Pass:
         try:
-            return runtime.decide()
+            return runtime.latest(after_pass)
         except LookupError as exc:
             raise HTTPException(503, str(exc)) from None
 
+    after = Query(default=None, ge=0, le=10**12,
+                  description="Wait (up to 2 s) for a pass newer than this one: the `pass` a "
+                              "state report answered with, to read the decisions it led to.")
+
     @api.get("/v1/decisions")
-    def decisions(pool: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
+    def decisions(pool: str | None = Query(default=None, max_length=200),
+                  after_pass: int | None = after) -> dict[str, Any]:
         """Allocate decisions for every producer (or one pool) and the pools' routing weights."""
-        decided_at, snap, fleet, _ = current()
-        assert snap.config is not None
-        pool_of = snap.config.pool_of()
-        if pool is not None and pool not in snap.config.pools:
-            raise HTTPException(404, f"no pool {pool!r}; pools: {sorted(snap.config.pools)}")
+        result = current(after_pass)
+        config = runtime.config
+        assert config is not None
+        fleet = result.fleet
+        pool_of = config.pool_of()
+        if pool is not None and pool not in config.pools:
+            raise HTTPException(404, f"no pool {pool!r}; pools: {sorted(config.pools)}")
         items = [decision_json(d, pool_of.get(pid)) for pid, d in fleet.decisions.items()
                  if pool is None or pool_of.get(pid) == pool]
         pools = {name: {"redirect": pd_.redirect, "current_share": pd_.current_share,
                         "act": pd_.act, "reasons": list(pd_.reasons)}
                  for name, pd_ in fleet.pools.items() if pool is None or name == pool}
-        return {"decided_at": decided_at, "mode": snap.config.engine.mode,
+        return {"pass": result.number, "decided_at": result.decided_at,
+                "mode": config.engine.mode,
                 "threshold": fleet.threshold, "weights": fleet.weights,
-                "weights_source": snap.weights_source,
-                "degraded": runtime.tier_errors, "decisions": items, "pools": pools}
+                "weights_source": result.weights_source,
+                "degraded": result.degraded, "decisions": items, "pools": pools}
 
     @api.get("/v1/producers/{producer_id}")
-    def producer(producer_id: str) -> dict[str, Any]:
+    def producer(producer_id: str, after_pass: int | None = after) -> dict[str, Any]:
         """One producer's decision with each tier's answer and the weight it got."""
-        decided_at, snap, fleet, tiers = current()
+        result = current(after_pass)
+        fleet, tiers = result.fleet, result.tiers
         d = fleet.decisions.get(producer_id)
         if d is None:
             raise HTTPException(404, f"producer {producer_id!r} is not in the configuration")
@@ -366,25 +321,30 @@ def router(runtime: DecisionRuntime) -> APIRouter:
         breakdown = {t: {"prediction": _tier_json(tiers.get(producer_id, {}).get(t)),
                          "configured_weight": fleet.weights.get(t, 0.0),
                          "used_weight": used.get(t, 0.0),
-                         "degraded": runtime.tier_errors.get(t)} for t in TIERS}
-        assert snap.config is not None
-        return {"decided_at": decided_at, "tiers": breakdown,
-                "decision": decision_json(d, snap.config.pool_of().get(producer_id))}
+                         "degraded": result.degraded.get(t)} for t in TIERS}
+        assert runtime.config is not None
+        return {"pass": result.number, "decided_at": result.decided_at, "tiers": breakdown,
+                "decision": decision_json(d, runtime.config.pool_of().get(producer_id))}
 
     @api.get("/v1/selection-weights")
     def selection(pool: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
         """Per pool, the share of new consumers the leasing agent should give each producer."""
-        decided_at, _snap, fleet, _ = current()
+        result = current()
+        fleet = result.fleet
         if pool is not None and pool not in fleet.pools:
             raise HTTPException(404, f"no pool {pool!r}")
-        return {"decided_at": decided_at, "dry_run": fleet.dry_run,
+        return {"decided_at": result.decided_at, "dry_run": fleet.dry_run,
                 "pools": {n: {"weights": p.selection, "act": not p.dry_run}
                           for n, p in fleet.pools.items() if pool is None or n == pool}}
 
     @api.post("/v1/producers/state", dependencies=guard)
     def report_state(batch: StateBatch) -> dict[str, Any]:
-        """Allocators report instances and current load (used by the next decision pass)."""
-        return {"accepted": runtime.report(batch)}
+        """Allocators report instances and current load; the loop decides with them at once."""
+        try:
+            accepted, before = runtime.report(batch)
+        except LookupError as exc:
+            raise HTTPException(503, str(exc)) from None
+        return {"accepted": accepted, "pass": before}
 
     @api.post("/v1/admin/reload", dependencies=guard)
     def reload() -> dict[str, Any]:
@@ -407,11 +367,11 @@ def router(runtime: DecisionRuntime) -> APIRouter:
 
 
 def mount(app: FastAPI, settings, *, tier3: Callable[[], Any] | None = None,
-          tier2: AnnouncedDemand | None = None) -> DecisionRuntime:
-    """Create the runtime, mount its routes and ``/metrics``; the caller calls ``runtime.load``."""
-    from serving.metrics import Metrics
+          tier2: AnnouncedDemand | None = None, clock: Clock | None = None) -> DecisionRuntime:
+    """Create the runtime, mount its routes and ``/metrics``; the caller loads and starts it."""
+    from monitoring.metrics import Metrics
 
-    runtime = DecisionRuntime(settings, tier3=tier3, tier2=tier2)
+    runtime = DecisionRuntime(settings, tier3=tier3, tier2=tier2, clock=clock)
     runtime.metrics = Metrics()
     app.include_router(router(runtime))
     runtime.metrics.install(app, runtime)

@@ -29,7 +29,7 @@ MAX_BATCH = 1000
 class IntentRuntime:
     """Everything one prediction needs, loaded once per process."""
 
-    model: Any  # models.intent.IntentModel
+    model: Any  # models.tier2.intent.IntentModel
     store: Any  # feast.FeatureStore
     name: str
     version: str
@@ -111,8 +111,8 @@ def request_model(model) -> type[BaseModel]:
 def load_runtime(settings, name: str | None = None) -> IntentRuntime:
     """Load the champion intent model and open its trace's Feast store."""
     from features.store import open_store, repo_dir
-    from leadtime.registry import champion_version, model_uri
-    from models.intent_registry import MODEL_NAME, load_pyfunc_model
+    from models.registry import champion_version, model_uri
+    from models.tier2.registry import MODEL_NAME, load_pyfunc_model
 
     settings.prepare()
     name = name or MODEL_NAME
@@ -130,11 +130,12 @@ def load_runtime(settings, name: str | None = None) -> IntentRuntime:
                          TypeAdapter(one | list[one]))
 
 
-def router(get_runtime, announced=None) -> APIRouter:
+def router(get_runtime, announced=None, clock=None) -> APIRouter:
     """The intent routes; ``get_runtime()`` returns the process's runtime (or raises).
 
     Predictions for requests naming a ``producer_id`` are recorded in ``announced``
-    (:class:`serving.announced.AnnouncedDemand`): the demand Tier 2 feeds the engine.
+    (:class:`models.tier2.announced.AnnouncedDemand`) at the decision loop's ``clock`` time:
+    the demand Tier 2 feeds the engine.
 
     The route is ``async`` and reads the raw body (orjson, then pydantic). Predicting is CPU
     work of well under a millisecond once features are cached, so it runs on the event loop
@@ -173,7 +174,7 @@ def router(get_runtime, announced=None) -> APIRouter:
         else:
             predictions = await run_in_threadpool(runtime.predict, rows)
         if announced is not None:
-            announced.add(time.time(), (
+            announced.add(clock.now() if clock is not None else time.time(), (
                 (row["producer_id"], p["demand"], p["lower"], p["upper"])
                 for row, p in zip(rows, predictions, strict=True) if row.get("producer_id")))
         if batch:

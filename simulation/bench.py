@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leadtime.config import ENGINE_DEFAULTS, EngineSpec
 from simulation.config import SimConfig, derive_config, short_duration
 from simulation.forecast import (
     HISTORY,
@@ -29,7 +30,6 @@ from simulation.policies import (
     Oracle,
     Policy,
     StaticPeak,
-    engine_threshold,
 )
 from simulation.simulator import Run, simulate, slo_need
 from simulation.traces import read_demand
@@ -156,11 +156,17 @@ def replay_setup(
     return demand, lead, switch, scored, slo_need(demand, cfg)
 
 
+def engine_spec(level: int | None = None, threshold: float | None = None) -> EngineSpec:
+    """The engine settings of a replay: ``leadtime.yaml``'s defaults, with the bench's flags."""
+    changes = {k: v for k, v in {"level": level, "threshold": threshold}.items() if v is not None}
+    return ENGINE_DEFAULTS.model_copy(update=changes)
+
+
 def bench_producer(
     series: pd.Series,
     cfg: SimConfig,
-    model: str = "seasonal_naive",
-    level: int = 95,
+    model: str = "champion",
+    level: int | None = None,
     history: pd.Timedelta = HISTORY,
     factory: ForecasterFactory = default_factory,
     progress: Progress | None = None,
@@ -170,13 +176,15 @@ def bench_producer(
     """Replay one producer under every policy; score them on the same intervals."""
     index = pd.DatetimeIndex(series.index)
     demand, lead, switch, scored, need = replay_setup(series, cfg)
+    engine = engine_spec(level, threshold)
 
     def fitted() -> None:
         if progress:
-            progress(f"{series.name}: daily {model} fit")
+            progress(f"{series.name}: daily Tier 1 fit")
 
     tier1 = daily_tier1(
-        series, lead, switch, model, level, history, factory, on_fit=fitted, workers=workers
+        series, lead, switch, model, engine.level, history, factory, on_fit=fitted,
+        workers=workers
     )
     hpa = HPA(cfg)
     fso = ForecastScaleOut(cfg, tier1.hourly_point)
@@ -184,10 +192,7 @@ def bench_producer(
         "static_peak": (StaticPeak(cfg, float(np.nanmax(demand))), HPA(cfg)),
         "hpa": (hpa, hpa),
         "forecast_scale_out": (fso, fso.hpa),
-        "leadtime": (
-            Leadtime(cfg, tier1.window, str(series.name), level=level, threshold=threshold),
-            HPA(cfg),
-        ),
+        "leadtime": (Leadtime(cfg, tier1, str(series.name), index[0], engine), HPA(cfg)),
         "oracle": (Oracle(cfg, need), HPA(cfg)),
     }
     runs: dict[str, Run] = {}
@@ -206,8 +211,8 @@ def run_bench(
     path: str | Path,
     producer: str | None = None,
     spinup: pd.Timedelta | None = None,
-    model: str = "seasonal_naive",
-    level: int = 95,
+    model: str = "champion",
+    level: int | None = None,
     threshold: float | None = None,
     interval: pd.Timedelta | None = None,
     history: pd.Timedelta | None = None,
@@ -245,12 +250,14 @@ def run_bench(
         policies = next(iter(results.values())).metrics
     else:
         policies = totals({name: r.metrics for name, r in results.items()})
+    engine = engine_spec(level, threshold)
+    chosen = sorted({r.tier1.model for r in results.values()})
     return BenchResult(
         Path(path),
         producer,
-        model,
-        level,
-        engine_threshold() if threshold is None else threshold,
+        model if model != "champion" else f"champion recipe ({', '.join(chosen)})",
+        engine.level,
+        engine.threshold,
         results,
         policies,
         time.perf_counter() - began,
@@ -343,7 +350,7 @@ FRONTIER_THRESHOLDS = (0.7, 0.8)  # leadtime at the first level: the load-score 
 def frontier(
     series: pd.Series,
     cfg: SimConfig,
-    model: str = "seasonal_naive",
+    model: str = "champion",
     history: pd.Timedelta = HISTORY,
     targets: tuple[float, ...] = FRONTIER_TARGETS,
     levels: tuple[int, ...] = FRONTIER_LEVELS,
@@ -382,12 +389,13 @@ def frontier(
         add("hpa", "target_utilisation", target, run_cfg, hpa, hpa)
         fso = ForecastScaleOut(run_cfg, hourly)
         add("forecast_scale_out", "target_utilisation", target, run_cfg, fso, fso.hpa)
+    start = pd.DatetimeIndex(series.index)[0]
     for level in levels:
-        chosen = Leadtime(cfg, schedules[level].window, str(series.name), level=level)
+        chosen = Leadtime(cfg, schedules[level], str(series.name), start, engine_spec(level))
         add("leadtime", "level", level, cfg, chosen, HPA(cfg))
     for threshold in thresholds:  # the engine's other cost knob, at the first level
-        chosen = Leadtime(cfg, schedules[levels[0]].window, str(series.name), level=levels[0],
-                          threshold=threshold)
+        chosen = Leadtime(cfg, schedules[levels[0]], str(series.name), start,
+                          engine_spec(levels[0], threshold))
         add("leadtime", "threshold", threshold, cfg, chosen, HPA(cfg))
     return rows
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pandas as pd
 
+from leadtime.config import DEFAULT_MAX_UTILISATION, PRODUCER_DEFAULTS
 from leadtime.validation import TraceError
 
 DAY = pd.Timedelta(days=1)
@@ -39,14 +40,15 @@ class SimConfig:
 
     interval: pd.Timedelta
     capacity_per_instance: float
-    min_instances: int = 1
-    max_instances: int = 100
-    target_utilisation: float = 0.7
-    max_utilisation: float = 0.9
-    spinup: pd.Timedelta = FIVE_MINUTES
+    # the producer's settings default to leadtime.yaml's (leadtime.config.ProducerSettings)
+    min_instances: int = PRODUCER_DEFAULTS.min_instances
+    max_instances: int = PRODUCER_DEFAULTS.max_instances
+    target_utilisation: float = PRODUCER_DEFAULTS.target_utilisation
+    max_utilisation: float = DEFAULT_MAX_UTILISATION
+    spinup: pd.Timedelta = pd.Timedelta(seconds=PRODUCER_DEFAULTS.spinup_lead_time_s)
     servers_per_instance: int = 4
     service_time_ms: float = 100.0
-    slo_ms: float = 500.0
+    slo_ms: float = PRODUCER_DEFAULTS.slo_ms
     timeout_s: float = 30.0
     warmup: pd.Timedelta = WEEK
     # Kubernetes HPA
@@ -109,7 +111,8 @@ def derive_config(
     values = values[np.isfinite(values)]
     if values.size == 0 or values.max() <= 0:
         raise TraceError(f"{demand.name}: no positive load to simulate")
-    target = float(overrides.get("target_utilisation", 0.7))  # type: ignore[arg-type]
+    target = float(overrides.get("target_utilisation",  # type: ignore[arg-type]
+                                 PRODUCER_DEFAULTS.target_utilisation))
     p95 = float(np.percentile(values, 95))
     if p95 <= 0:
         p95 = float(values[values > 0].mean())

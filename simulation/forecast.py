@@ -1,15 +1,22 @@
-"""Tier 1 forecasts as production would have them: refit daily on the past only.
+"""Tier 1 forecasts as production would have them: the champion recipe, refit daily on the past.
 
-For every calendar day ``D`` the simulated policies act in, a fresh forecaster (``make_forecaster``
-from ``models.baseline`` unless another factory is passed) is fitted on the ``history_days``
-before ``D`` (strictly earlier timestamps; a :class:`LeakGuard` enforces it) and predicts from
-``D`` to one day plus the spin-up lead time plus an hour later. A decision taken at step ``t`` of
-day ``D`` reads the forecast of step ``t + L`` (``L`` = spin-up in intervals) from *that day's*
-fit, exactly what the daily flow would have published by then. ``window`` holds the maxima over
-``[t, t + L]`` of the same forecast: what the engine is given (see ``simulation.policies``).
+**The recipe** (``model="champion"``, the default): the model ``baseline-daily`` would choose for
+this producer, by the same backtest (``models.tier1.backtest``: rolling origin, best mean WIS,
+its conformal offsets), run on the history before the first simulated day only. Production
+re-runs that choice every day; the replay makes it once (a simplification: the daily backtest
+would cost 15 fits a day).
+
+For every calendar day ``D`` the simulated policies act in, a fresh forecaster of the recipe is
+fitted on the ``history_days`` before ``D`` (strictly earlier timestamps; a :class:`LeakGuard`
+enforces it) and published at ``D`` as a :class:`models.tier1.registry.BaselineBundle`, as the
+daily flow registers it. The decision loop asks that bundle its one question
+(``BaselineBundle.window_peak``: the peak of ``[t, t + L]``), exactly as serving asks the
+registered champion. ``point``/``lower``/``upper`` (the forecast of step ``t + L``),
+``hourly_point`` (forecast_scale_out's hourly plan) and ``window`` (the peaks, for plots and
+coverage) come from the same fits.
 
 Resolution: the series is handed over at its own interval; the Tier 1 models choose their
-modelling step themselves (``models.baseline``: Prophet and MSTL on 15-minute means, bounds
+modelling step themselves (``models.tier1.forecasters``: Prophet and MSTL on 15-minute means, bounds
 calibrated on native-resolution residuals), so a step's bounds already include the spread of
 individual intervals.
 """
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.baseline import LEVELS, Forecaster
+from models.tier1.forecasters import LEVELS, Forecaster
 
 HISTORY = pd.Timedelta(days=28)  # default history of a fit (settings.history_days)
 
@@ -58,7 +65,7 @@ class LeakGuard:
 
 
 def default_factory(name: str) -> Forecaster:
-    from models.baseline import make_forecaster
+    from models.tier1.forecasters import make_forecaster
 
     return make_forecaster(name)
 
@@ -81,14 +88,43 @@ class Tier1Schedule:
     level: int
     fits: int
     fit_seconds: float
+    published: tuple = ()  # (day, BaselineBundle) per fit: what the decision loop asks
+    recipe_note: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The model baseline-daily's backtest chooses for a producer, and its conformal offsets."""
+
+    model: str
+    offsets: dict
+    note: str
+
+
+def choose_recipe(history: pd.Series, history_days: int) -> Recipe:
+    """``baseline-daily``'s choice on ``history`` (the past only): best mean WIS over the
+    backtest's cut-offs, with that model's conformal offsets; seasonal naive when the history
+    is too short for a backtest."""
+    from models.tier1.backtest import BacktestConfig, backtest_producer, final_choice
+    from models.tier1.registry import final_offsets
+
+    config = BacktestConfig(history_days=history_days)
+    frame = backtest_producer(history, config)
+    if frame.empty:
+        return Recipe("seasonal_naive", {}, "history too short for a backtest: seasonal_naive")
+    producer = str(history.name)
+    model = final_choice(frame).get(producer, "seasonal_naive")
+    cutoffs = frame["cutoff"].nunique()
+    return Recipe(model, final_offsets(frame, producer, model),
+                  f"{model}, chosen by backtest WIS on {cutoffs} cut-offs before the first day")
 
 
 def daily_tier1(
     demand: pd.Series,
     lead_steps: int,
     first_step: int,
-    model: str = "seasonal_naive",
-    level: int = 95,
+    model: str = "champion",
+    level: int = 80,
     history: pd.Timedelta = HISTORY,
     factory: ForecasterFactory = default_factory,
     history_of: Callable[[pd.Series, pd.Timestamp, pd.Timedelta], pd.Series] = past_only,
@@ -97,8 +133,10 @@ def daily_tier1(
 ) -> Tier1Schedule:
     """Refit daily (past data only) and read the forecast for every decision step ``>= first_step``.
 
-    ``history_of`` chooses the data each day's fit sees (the leakage tests pass a wrong one);
-    ``workers > 1`` runs the independent daily fits in that many processes.
+    ``model="champion"`` fits the recipe :func:`choose_recipe` picks on the data before the first
+    decision day; a model name fits that model. ``history_of`` chooses the data each day's fit
+    sees (the leakage tests pass a wrong one); ``workers > 1`` runs the independent daily fits in
+    that many processes.
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}")
@@ -115,6 +153,13 @@ def daily_tier1(
     if first_step >= size:
         return Tier1Schedule(point, lower, upper, hourly, window, model, level, 0, 0.0)
     days = pd.date_range(index[first_step].normalize(), index[-1].normalize(), freq="D")
+    offsets: dict = {}
+    note = f"{model}, fixed"
+    if model == "champion" and factory is not default_factory:
+        model, note = "custom", "the factory's forecaster (no recipe to choose)"
+    elif model == "champion":
+        recipe = choose_recipe(history_of(demand, days[0], history), int(history / pd.Timedelta(days=1)))
+        model, offsets, note = recipe.model, recipe.offsets, recipe.note
     jobs: list[tuple[np.ndarray, tuple]] = []
     for day in days:
         decide = np.flatnonzero((index >= day) & (index < day + pd.Timedelta(days=1)))
@@ -124,10 +169,17 @@ def daily_tier1(
         past = history_of(demand, day, history)
         if past.notna().sum() < 2:
             continue
-        jobs.append((decide, (past, day, step, lead, model, level, factory)))
-    for decide, (frame, seconds) in zip(
-        (d for d, _ in jobs), _run_fits([args for _, args in jobs], workers)
+        jobs.append((decide, (past, day, step, lead, model, level, factory, offsets)))
+    from models.tier1.registry import BaselineBundle
+
+    published = []
+    for (decide, args), (frame, fitted, seconds) in zip(
+        jobs, _run_fits([args for _, args in jobs], workers)
     ):
+        past, day = args[0], args[1]
+        name = str(demand.name)
+        published.append((day, BaselineBundle({name: fitted}, {name: model},
+                                               {name: str(past.index[-1])}, {name: str(step)})))
         spent += seconds
         fits += 1
         if on_fit is not None:
@@ -143,10 +195,11 @@ def daily_tier1(
         # instances it could request now would be ready
         peak = frame.rolling(lead_steps + 1, min_periods=1).max().reindex(targets)
         window[:, decide] = peak[["point", "lower", "upper"]].to_numpy().T
-    return Tier1Schedule(point, lower, upper, hourly, window, model, level, fits, spent)
+    return Tier1Schedule(point, lower, upper, hourly, window, model, level, fits, spent,
+                         tuple(published), note)
 
 
-def _run_fits(jobs: list[tuple], workers: int) -> Iterator[tuple[pd.DataFrame, float]]:
+def _run_fits(jobs: list[tuple], workers: int) -> Iterator[tuple[pd.DataFrame, object, float]]:
     """Each day's fit, in order; in a process pool when ``workers > 1`` and there is work."""
     if workers <= 1 or len(jobs) < 2:
         yield from (_timed_forecast(*args) for args in jobs)
@@ -157,10 +210,10 @@ def _run_fits(jobs: list[tuple], workers: int) -> Iterator[tuple[pd.DataFrame, f
         yield from pool.map(_timed_forecast, *zip(*jobs))
 
 
-def _timed_forecast(*args) -> tuple[pd.DataFrame, float]:
+def _timed_forecast(*args) -> tuple[pd.DataFrame, object, float]:
     began = time.perf_counter()
-    frame = _forecast_day(*args)
-    return frame, time.perf_counter() - began
+    frame, fitted = _forecast_day(*args)
+    return frame, fitted, time.perf_counter() - began
 
 
 def _forecast_day(
@@ -171,13 +224,19 @@ def _forecast_day(
     model: str,
     level: int,
     factory: ForecasterFactory,
-) -> pd.DataFrame:
-    """One day's fit: forecast on the step grid from ``day`` to ``day + 1 day + lead + 1 hour``."""
+    offsets: dict | None = None,
+) -> tuple[pd.DataFrame, object]:
+    """One day's fit (with the recipe's conformal offsets, as ``fit_champion`` sets them) and
+    its forecast on the step grid from ``day`` to ``day + 1 day + lead + 1 hour``."""
     end = day + pd.Timedelta(days=1) + lead + pd.Timedelta(hours=1)
     # the producer's own grid (its timestamps need not be aligned to midnight)
     anchor = past.index[-1] + step * math.ceil((day - past.index[-1]) / step)
     grid = pd.date_range(anchor, end, freq=step, inclusive="left")
-    out = LeakGuard(factory(model), day).fit(past).predict(grid)
+    guard = LeakGuard(factory(model), day).fit(past)
+    calibrator = getattr(guard.inner, "calibrator", None)
+    if offsets and calibrator is not None:
+        calibrator.offsets = dict(offsets)
+    out = guard.predict(grid)
     frame = pd.DataFrame(
         {
             "point": out["point"].to_numpy(dtype=float),
@@ -186,4 +245,4 @@ def _forecast_day(
         },
         index=grid,
     )
-    return frame.clip(lower=0.0)
+    return frame.clip(lower=0.0), guard.inner

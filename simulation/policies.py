@@ -18,9 +18,9 @@ policies get their Tier 1 forecasts from :mod:`simulation.forecast` (refit daily
   hour from the hourly mean of the Tier 1 point forecast at the target utilisation, launched
   one spin-up ahead, acting as a floor under the reactive ``hpa``: it only scales out, scale-in
   is left to the reactive policy.
-* ``leadtime``: the pre-allocation engine (:mod:`leadtime.engine`) with Tier 1 (the forecast
-  for one lead time ahead) and Tier 3 (the load nowcast), weights recalibrated daily by the
-  feedback method of the ``recalibrate`` flow; it also sees the last interval's load.
+* ``leadtime``: the served decision loop (:class:`loop.decision_loop.DecisionLoop`) driven by a
+  replay clock: Tier 1 the champion recipe refit daily, Tier 3 the Tier 3 state fed the load
+  samples production sends, the threshold gate, recalibration from its own record.
 * ``oracle``: knows the future load; holds the fewest instances meeting the SLO for every
   interval of the next spin-up lead time (the cost lower bound at zero violations).
 """
@@ -32,17 +32,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
-from leadtime.engine import (
-    DEFAULT_WEIGHTS,
-    ProducerConfig,
-    ProducerState,
-    TierPrediction,
-    allocate,
-    combine,
-    gate,
-)
+from leadtime.config import EngineSpec
+from loop.decision_loop import Report
+from loop.sources import TierSource
 from simulation.config import SimConfig
+from simulation.forecast import Tier1Schedule
 
 POLICIES = ("static_peak", "hpa", "forecast_scale_out", "leadtime", "oracle")
 
@@ -196,47 +192,42 @@ class ForecastScaleOut:
         return max(reactive, clamp(math.ceil(forecast / self.usable - 1e-9), self.cfg))
 
 
-def engine_threshold() -> float:
-    """The engine's default load-score threshold (``leadtime.yaml``'s ``engine.threshold``)."""
-    from leadtime.config import EngineSpec
+def replay_config(cfg: SimConfig, producer_id: str, engine: EngineSpec | None = None):
+    """The replayed producer as a ``leadtime.yaml`` would declare it: the same validated model
+    (:class:`leadtime.config.LeadtimeConfig`), with the trace-derived capacity and bounds, the
+    engine settings at their defaults unless given, and one decision per trace interval."""
+    from leadtime.config import ENGINE_DEFAULTS, parse_config
 
-    return float(EngineSpec.model_fields["threshold"].default)
-
-
-def scale_in_step(dt_s: float) -> float:
-    """The engine's scale-in step for one simulated interval of ``dt_s`` seconds.
-
-    In serving the engine decides every ``decision_interval_s`` (60 s by default) and removes at
-    most ``scale_in_max_fraction`` (10 %) of the instances per decision; an interval of ``dt_s``
-    stands for ``dt_s / 60`` such decisions, so the step compounds (1-minute intervals: 10 %;
-    5-minute intervals: 41 %). Without this a 5-minute trace would scale in five times slower
-    than the product does.
-    """
-    from leadtime.config import EngineSpec
-
-    per_decision = ProducerConfig.__dataclass_fields__["scale_in_max_fraction"].default
-    decision_s = EngineSpec.model_fields["decision_interval_s"].default
-    if dt_s <= decision_s:
-        return per_decision
-    return 1.0 - (1.0 - per_decision) ** (dt_s / decision_s)
+    engine = engine or ENGINE_DEFAULTS
+    spec = engine.model_dump() | {"mode": "act", "decision_interval_s": cfg.dt_s}
+    return parse_config({
+        "engine": spec,
+        "pools": {"replay": {"producers": [{
+            "id": producer_id, "capacity_per_instance": cfg.capacity_per_instance,
+            "min_instances": cfg.min_instances, "max_instances": cfg.max_instances,
+            "target_utilisation": cfg.target_utilisation,
+            "max_utilisation": cfg.max_utilisation,
+            "spinup_lead_time_s": cfg.spinup.total_seconds(), "slo_ms": cfg.slo_ms}]}},
+    }, source="replay")
 
 
 class Leadtime:
-    """The product's engine, fed what production would feed it, re-weighted by its own feedback.
+    """The served decision loop, driven through a trace by a replay clock.
 
-    * **Tier 1**: the daily-refit forecast's maximum over ``[t, t + L]`` (instances requested now
-      serve from ``t + L``, the window the design names; instances removed now are gone at once,
-      so a scale-in must still respect the forecast until then).
-    * **Tier 3**: :class:`models.tier3.nowcast.LoadNowcast`, the same class Tier 3 runs on the
-      ``load`` metrics posted to the API, fed each interval's load when it is known.
-    * **Tier 2** has no input in a load trace: the engine renormalises over the others and says so.
-    * **Threshold**: as in serving, a scale-out is only pre-allocated when the load score
-      (predicted point / current capacity) reaches the engine's threshold (0.6 by default).
-    * **Feedback**: every ``recalibrate_every_s`` the policy joins its logged tier predictions
-      (the last ``window_s``) with the load that followed and runs
-      :func:`models.recalibrate.recalibrate`, the method of the ``recalibrate`` flow; the
-      candidate weights replace the current ones only when they would have predicted the last
-      part of that window no worse (the promotion rule of the flow).
+    Each interval the replay does what production does, in the same order:
+
+    1. the previous interval's load reaches Tier 3 as a ``load`` metric sample (what an exporter
+       posts to ``POST /v1/observations``), stamped when it is known;
+    2. the allocator reports the producer's instances and current load (``POST
+       /v1/producers/state``);
+    3. the clock is set to the interval's start and the loop runs one pass
+       (:meth:`loop.decision_loop.DecisionLoop.step`, the same object and method the API runs).
+
+    Tier 1 is the champion recipe refit daily on the past (:func:`simulation.forecast.daily_tier1`),
+    published each midnight and asked the window question; Tier 2 has no input in a load trace
+    (the engine renormalises and says so); Tier 3 is a :class:`models.tier3.state.Tier3State`,
+    the state the Tier 3 service runs. The loop re-weights the tiers every
+    ``engine.recalibrate_every_s`` from its own record of predictions and observed load.
     """
 
     name = "leadtime"
@@ -244,109 +235,61 @@ class Leadtime:
     def __init__(
         self,
         cfg: SimConfig,
-        window: np.ndarray,
+        tier1: Tier1Schedule | TierSource,
         producer_id: str = "producer",
-        weights: dict[str, float] | None = None,
-        level: int = 80,
-        recalibrate_every_s: float = 86400.0,
-        window_s: float = 7 * 86400.0,
-        threshold: float | None = None,
+        start: pd.Timestamp | None = None,
+        engine: EngineSpec | None = None,
     ) -> None:
-        from models.tier3.nowcast import LoadNowcast, NowcastConfig
+        from loop.clock import ReplayClock
+        from loop.decision_loop import DecisionLoop
+        from loop.sources import Tier1Bundles, Tier3Assess, unavailable
+        from models.tier3.state import Tier3State
 
-        self.point, self.lower, self.upper = (np.asarray(row, dtype=float) for row in window)
-        self.weights = dict(weights or DEFAULT_WEIGHTS)
         self.producer_id = producer_id
-        self.config = ProducerConfig(
-            producer_id=producer_id,
-            capacity_per_instance=cfg.capacity_per_instance,
-            min_instances=cfg.min_instances,
-            max_instances=cfg.max_instances,
-            target_utilisation=cfg.target_utilisation,
-            max_utilisation=cfg.max_utilisation,
-            spinup_lead_time_s=cfg.spinup.total_seconds(),
-            scale_in_cooldown_s=max(cfg.spinup.total_seconds(), cfg.dt_s),
-            scale_in_max_fraction=scale_in_step(cfg.dt_s),
-        )
-        # the engine's load-score gate on pre-allocation, at the serving default unless given
-        self.threshold = engine_threshold() if threshold is None else threshold
-        self.lead = cfg.spinup_steps
+        self.config = replay_config(cfg, producer_id, engine)
+        self.start_s = (start if start is not None else pd.Timestamp(0)).timestamp()
         self.dt_s = cfg.dt_s
-        self.tier3 = LoadNowcast(NowcastConfig(lead_s=self.lead * cfg.dt_s, level=level))
-        self.recalibrate_every_s = recalibrate_every_s
-        self.window_steps = max(1, int(window_s // cfg.dt_s))
-        size = self.point.size
-        self.loads = np.full(size, np.nan)  # load of each interval, as it becomes known
-        self.logged = np.full((2, size), np.nan)  # tier1, tier3 points per decision step
-        self.first_logged: int | None = None
-        self.last_recalibration_s: float | None = None
-        self.last_scale_out_s: float | None = None
-        self.reactive_decisions = 0  # steps without any usable tier
-        self.weight_history: list[tuple[float, dict[str, float], bool]] = []
+        self.clock = ReplayClock(self.start_s)
+        if isinstance(tier1, Tier1Schedule):
+            bundles = Tier1Bundles()
+            for day, bundle in tier1.published:
+                bundles.publish(pd.Timestamp(day).timestamp(), bundle)
+        else:  # any other Tier 1 source (tests give one whose skill they know)
+            bundles = tier1
+        self.tier3 = Tier3State()
+        self.loop = DecisionLoop(
+            self.config,
+            [bundles, unavailable("tier2", "a load trace announces no requests"),
+             Tier3Assess(self.tier3)],
+            self.clock, recalibrate=True)
+        self.reactive_decisions = 0  # passes in which no tier answered
+        self.passes: list = []  # (time, Decision) of every pass, for plots and the parity test
+        self.keep_passes = False
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return self.loop.weights
+
+    @property
+    def weight_history(self):
+        return self.loop.weight_history
 
     def decide(self, obs: Observation) -> int:
-        t = obs.step
-        if obs.last_load is not None and t > 0:
-            self.loads[t - 1] = obs.last_load
-            self.tier3.update(obs.time_s, obs.last_load)
-        if self.last_recalibration_s is None:
-            self.last_recalibration_s = obs.time_s
-        elif obs.time_s - self.last_recalibration_s >= self.recalibrate_every_s:
-            self.recalibrate(t)
-            self.last_recalibration_s = obs.time_s
-        tiers = {
-            "tier1": TierPrediction(float(self.point[t]), float(self.lower[t]), float(self.upper[t])),
-            "tier3": self.tier3.predict(),
-        }
-        for row, tier in enumerate(("tier1", "tier3")):
-            answer = tiers[tier]
-            if answer is not None and answer.usable():
-                self.logged[row, t] = answer.point
-        if self.first_logged is None:
-            self.first_logged = t
-        prediction = combine(tiers, self.weights)
-        if prediction is None:
+        from models.tier3.events import MetricSample
+
+        now = self.start_s + obs.time_s
+        if obs.last_load is not None and obs.step > 0:
+            self.tier3.ingest(metrics=[MetricSample(
+                timestamp=pd.Timestamp(now, unit="s", tz="UTC").to_pydatetime(),
+                producer_id=self.producer_id, metric="load", value=obs.last_load)])
+        self.clock.set(now)
+        self.loop.report([Report(self.producer_id, obs.current, obs.last_load)])
+        decision = self.loop.step().fleet.decisions[self.producer_id]
+        if decision.prediction is None:
             self.reactive_decisions += 1
-        state = ProducerState(obs.current, obs.last_load, obs.time_s, self.last_scale_out_s)
-        decision = gate(allocate(self.config, prediction, state), self.threshold)
-        if decision.action == "scale_out":
-            self.last_scale_out_s = obs.time_s
+        if self.keep_passes:
+            self.passes.append((now, decision))
         return decision.target_instances
-
-    def joined(self, now: int):
-        """Logged tier points of the decisions whose window ``[s, s + L]`` is over, with the
-        window's observed peak: the rows the ``recalibrate`` flow joins from the decision log."""
-        import pandas as pd
-
-        first = max(self.first_logged or 0, now - self.window_steps)
-        last = now - self.lead - 1  # load of [s, s + L] known at step s + L + 1
-        if last < first:
-            return pd.DataFrame(columns=["decision_id", "producer_id", "window_start", "tier",
-                                         "point", "actual"])
-        steps = np.arange(first, last + 1)
-        peaks = np.lib.stride_tricks.sliding_window_view(
-            self.loads[first:last + self.lead + 1], self.lead + 1).max(axis=1)
-        frames = []
-        for row, tier in enumerate(("tier1", "tier3")):
-            frames.append(pd.DataFrame({
-                "decision_id": steps, "producer_id": self.producer_id,
-                "window_start": steps * self.dt_s, "tier": tier,
-                "point": self.logged[row, first:last + 1], "actual": peaks,
-            }))
-        return pd.concat(frames, ignore_index=True).dropna(subset=["point", "actual"])
-
-    def recalibrate(self, now: int) -> None:
-        """The feedback loop: refit the weights on the logged window, keep them if no worse."""
-        from models.recalibrate import recalibrate
-
-        joined = self.joined(now)
-        if joined.empty or joined["tier"].nunique() < 2:
-            return
-        result = recalibrate(joined, self.weights)
-        promoted = bool(result.candidate_score <= result.current_score)
-        if promoted:
-            self.weights = result.weights
-        self.weight_history.append((now * self.dt_s, dict(result.weights), promoted))
 
 
 class Oracle:

@@ -3,7 +3,7 @@
 (a) **Online demand per (consumer, producer)** on a request trace: every request's demand is
     predicted *before* it is learnt (prequential), by River's ``BiasedMF`` on ``log1p(demand)``
     and by running global, consumer and producer means (falling back to the global mean); MAE.
-(b) **Degradation scenario** (``simulation.degradation``): the events are streamed through
+(b) **Degradation scenario** (``models.tier3.degradation``): the events are streamed through
     :class:`Tier3State` in 30-second batches; after each batch every producer is assessed.
     Flaggers: ``leadtime`` (similar consumers were hit together, more tightly in time than
     independent blips at the observed base rate explain, and similar consumers are not yet), ``two_hit`` (any two consumers hit, similarity ignored) and ``producer_mean``
@@ -77,9 +77,9 @@ def demand_bench(path: str | Path, n_factors: int = 10, lr: float = 0.05, seed: 
 
 def degradation_bench(params=None, config=None) -> dict:
     """Stream the generated scenario through Tier 3 and score the flaggers."""
+    from models.tier3.degradation import ScenarioParams, generate
     from models.tier3.events import PerformanceEvent
     from models.tier3.state import Tier3State
-    from simulation.degradation import ScenarioParams, generate
 
     params = params or ScenarioParams()
     scenario = generate(params)
@@ -111,7 +111,7 @@ def degradation_bench(params=None, config=None) -> dict:
     methods = {name: _score_flags(per_p, scenario.incidents, days, scored_from)
                for name, per_p in flags.items()}
     return {
-        "scenario": "simulation.degradation", "params": params.as_dict(),
+        "scenario": "models.tier3.degradation", "params": params.as_dict(),
         "events": len(events), "incidents": len(scenario.incidents),
         "consumers": len(scenario.groups), "methods": methods,
         "seconds": round(seconds, 1), "events_per_second": round(len(events) / seconds),
@@ -165,7 +165,7 @@ def degradation_seeds(seeds: list[int], params=None, config=None, workers: int =
     """Part (b) on several scenario seeds: per seed, and the mean/median per flagger."""
     from dataclasses import replace
 
-    from simulation.degradation import ScenarioParams
+    from models.tier3.degradation import ScenarioParams
 
     base = params or ScenarioParams()
     runs = [(replace(base, seed=s), config) for s in seeds]

@@ -94,7 +94,7 @@ def register_checkpoint(state_bytes: bytes, events: int, experiment: str = "lead
     """Log the pickled state as a new ``leadtime-tier3`` version; move ``champion`` to it."""
     import mlflow
 
-    from leadtime.registry import CHAMPION, client, use_experiment
+    from models.registry import CHAMPION, client, use_experiment
 
     use_experiment(experiment)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_name="tier3-checkpoint"):
@@ -122,7 +122,7 @@ def load_champion() -> tuple[Tier3State, str] | None:
     """The champion checkpoint's state and version, or None when there is none."""
     import mlflow
 
-    from leadtime.registry import champion_version, model_uri
+    from models.registry import champion_version, model_uri
 
     champion = champion_version(MODEL_NAME)
     if champion is None:
@@ -241,6 +241,10 @@ class Tier3Service:
     def assess(self, producer: str) -> Assessment:
         with self.lock:
             return self.state.assess(producer)
+
+    def configure_producer(self, producer: str, lead_s: float, level: int = 80) -> None:
+        with self.lock:
+            self.state.configure_producer(producer, lead_s, level)
 
     def _read_ledger(self) -> int:
         try:

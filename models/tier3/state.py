@@ -163,6 +163,7 @@ class Tier3State:
     hit_episodes = 0  # class defaults: checkpoints pickled before these counters existed load
     exposure_s = 0.0
     nowcasts: dict | None = None
+    leads: dict | None = None  # producer → (lead time s, level) its nowcast answers for
 
     def __init__(self, config: Tier3Config | None = None) -> None:
         self.config = config or Tier3Config()
@@ -179,6 +180,7 @@ class Tier3State:
         self.hit_episodes = 0  # pairs turning hit: with the exposure, the base rate of hits
         self.exposure_s = 0.0  # sum over pairs of their observed span (pair-seconds)
         self.nowcasts = {}  # producer → LoadNowcast fed by its ``load`` metric
+        self.leads = {}  # producer → the lead time its nowcast answers for
 
     # ----------------------------------------------------------------- ingestion
     def ingest(
@@ -406,6 +408,20 @@ class Tier3State:
         rates = np.array([buckets.get(m, 0.0) / 60.0 for m in range(end - minutes + 1, end + 1)])
         return float(rates.mean()), float(rates.std())
 
+    def configure_producer(self, producer: str, lead_s: float, level: int = 80) -> None:
+        """Answer for ``producer``'s own spin-up lead time and interval level (the decision
+        loop sets them from ``leadtime.yaml``). A nowcast built for another lead starts again:
+        its ratios were peaks of windows of another length."""
+        if self.leads is None:
+            self.leads = {}
+        wanted = (float(lead_s), int(level))
+        if self.leads.get(producer) == wanted:
+            return
+        self.leads[producer] = wanted
+        current = (self.nowcasts or {}).get(producer)
+        if current is not None and (current.config.lead_s, current.config.level) != wanted:
+            del self.nowcasts[producer]
+
     def nowcast(self, producer: str):
         """The producer's :class:`models.tier3.nowcast.LoadNowcast` (created on first use)."""
         from models.tier3.nowcast import LoadNowcast, NowcastConfig
@@ -413,7 +429,8 @@ class Tier3State:
         if self.nowcasts is None:  # a checkpoint from before the nowcast existed
             self.nowcasts = {}
         if producer not in self.nowcasts:
-            self.nowcasts[producer] = LoadNowcast(NowcastConfig(lead_s=self.config.lead_s))
+            lead, level = (self.leads or {}).get(producer, (self.config.lead_s, 80))
+            self.nowcasts[producer] = LoadNowcast(NowcastConfig(lead_s=lead, level=level))
         return self.nowcasts[producer]
 
     def _predict(self, producer: str, risk: float, multiplier: float, alert: dict | None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from features.synthetic import write_request_trace
-from models.intent import IntentConfig
+from models.tier2.intent import IntentConfig
 
 pytestmark = pytest.mark.slow
 

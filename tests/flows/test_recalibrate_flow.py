@@ -12,14 +12,15 @@ pytestmark = pytest.mark.slow
 def fill_log(path, windows: int = 30, tier1_drift_from: int | None = None):
     """Logged passes where Tier 1 is exact, Tier 2 is 40 % high and Tier 3 is 25 % low; from
     window ``tier1_drift_from`` on, Tier 1 is 50 % high (its error drifts)."""
-    from leadtime.decision_log import DecisionLog
-    from leadtime.engine import ProducerConfig, ProducerState, TierPrediction, decide_all
+    from leadtime.config import DEFAULT_WEIGHTS, producer_config
+    from leadtime.engine import ProducerState, TierPrediction, decide_all
+    from loop.decision_log import DecisionLog
 
     log = DecisionLog(path)
-    configs = {p: ProducerConfig(p, 10.0, spinup_lead_time_s=300) for p in ("a", "b")}
+    configs = {p: producer_config(p, 10.0, spinup_lead_time_s=300) for p in ("a", "b")}
     observed = []
     for w in range(windows):
-        now = 1_700_000_000 + 60.0 * w
+        now = 1_700_000_000 + 600.0 * w  # windows of 300 s that do not overlap
         tiers = {}
         for p, base in (("a", 50.0), ("b", 200.0)):
             actual = base * (1 + 0.3 * math.sin(w / 4))
@@ -28,7 +29,8 @@ def fill_log(path, windows: int = 30, tier1_drift_from: int | None = None):
                         "tier2": TierPrediction(actual * 1.4, actual, actual * 1.8),
                         "tier3": TierPrediction(actual * 0.75, actual * 0.6, actual)}
             observed.append((p, now + 300, actual))
-        fleet = decide_all(configs, tiers, {p: ProducerState(2, now_s=now) for p in configs})
+        fleet = decide_all(configs, tiers, {p: ProducerState(2, now_s=now) for p in configs},
+                           weights=DEFAULT_WEIGHTS, threshold=0.6)
         log.append(fleet, tiers, configs, now)
     log.record_observed(observed)
     log.close()
@@ -48,9 +50,9 @@ def test_recalibrate_promotes_better_weights_and_reload_picks_them_up(state, tmp
 
     settings = state.model_copy(update={"config_path": PROJECT_ROOT / "leadtime.yaml"})
     runtime = DecisionRuntime(settings)
-    snap = runtime.load()
-    assert snap.weights == pytest.approx(weights)
-    assert snap.weights_source == f"{state.weights_model_name} v1"
+    runtime.load()
+    assert runtime.loop.weights == pytest.approx(weights)
+    assert runtime.loop.weights_source == f"{state.weights_model_name} v1"
 
     # the same data again: the new candidate is no better than the champion → not promoted
     again = recalibrate()

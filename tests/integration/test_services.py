@@ -88,6 +88,16 @@ def _json(url: str, timeout: float = 30.0) -> dict:
     return json.loads(body)
 
 
+def _post_json(url: str, payload: dict, token: str, timeout: float = 30.0) -> dict:
+    import json
+
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -370,6 +380,13 @@ def test_api_on_the_services_survives_restarts_of_itself_and_redis(stack, deploy
                     errors.append(repr(exc))
                 time.sleep(0.2)
 
+        # an allocator reports a state; the loop decides with it and logs its own state
+        reported = {"producer_id": PRODUCERS[0], "instances": 7, "current_load": 1.0}
+        ack = _post_json(url + "/v1/producers/state", {"producers": [reported]}, TOKEN)
+        seen = _json(url + f"/v1/decisions?after_pass={ack['pass']}")
+        mine = next(d for d in seen["decisions"] if d["producer_id"] == PRODUCERS[0])
+        assert mine["current_instances"] == 7
+
         thread = threading.Thread(target=traffic, daemon=True)
         thread.start()
         time.sleep(4.5)  # ~4 new batches at decision_interval_s = 1
@@ -392,6 +409,9 @@ def test_api_on_the_services_survives_restarts_of_itself_and_redis(stack, deploy
         assert all(n == producers for _, n in batches_after.values()), "a half-written batch"
         assert after_restart["decided_at"] > max(seen_before)
         assert _json(url + "/readyz")["ready"] is True
+        # the loop's state came back: the reported instances, without a new report
+        mine = next(d for d in after_restart["decisions"] if d["producer_id"] == PRODUCERS[0])
+        assert mine["current_instances"] == 7, mine
         print(f"API SIGKILLed after {len(batches_before)} logged batches ({len(received)} "
               f"responses); back and deciding {recovered:.1f} s after restart; "
               f"{len(batches_after)} batches, none lost or partial")

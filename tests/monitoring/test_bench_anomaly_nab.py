@@ -16,7 +16,7 @@ def test_leadtime_detector_beats_both_baselines_on_nab():
         pytest.skip(f"NAB set not found at {NAB}")
     from typer.testing import CliRunner
 
-    from leadtime.cli import app
+    from leadtime_cli.app import app
 
     result = CliRunner().invoke(app, ["bench", "anomaly", "--set", str(NAB), "--json"])
     assert result.exit_code == 0, result.output
@@ -29,7 +29,7 @@ def test_leadtime_detector_beats_both_baselines_on_nab():
 def test_bad_set_is_a_clear_error(tmp_path):
     from typer.testing import CliRunner
 
-    from leadtime.cli import app
+    from leadtime_cli.app import app
 
     result = CliRunner().invoke(app, ["bench", "anomaly", "--set", str(tmp_path)])
     assert result.exit_code == 2 and "windows.json" in result.output

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.benchmark import score_series, summarise
+from monitoring.bench import score_series, summarise
 from monitoring.detectors import calibrate_threshold, make_detector
 
 

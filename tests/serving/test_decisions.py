@@ -55,10 +55,14 @@ def client(tmp_path):
 
 def test_decisions_all_and_by_pool(client):
     c, runtime = client
-    c.post("/v1/producers/state", headers=AUTH,
-           json={"producers": [{"producer_id": "hot", "instances": 3, "current_load": 25},
-                               {"producer_id": "cool", "instances": 3, "current_load": 3}]})
-    body = c.get("/v1/decisions").json()
+    reported = c.post("/v1/producers/state", headers=AUTH,
+                      json={"producers": [{"producer_id": "hot", "instances": 3,
+                                           "current_load": 25},
+                                          {"producer_id": "cool", "instances": 3,
+                                           "current_load": 3}]}).json()
+    # the loop decides on its own thread; reading "after" the report's pass waits for it
+    body = c.get("/v1/decisions", params={"after_pass": reported["pass"]}).json()
+    assert body["pass"] > reported["pass"]
     assert {d["producer_id"] for d in body["decisions"]} == {"hot", "cool", "solo"}
     assert body["mode"] == "dry_run" and not any(d["act"] for d in body["decisions"])
     assert "tier1" in body["degraded"]  # no champion loaded (load=False): said, not hidden
@@ -70,8 +74,9 @@ def test_decisions_all_and_by_pool(client):
     only = c.get("/v1/decisions", params={"pool": "batch"}).json()
     assert [d["producer_id"] for d in only["decisions"]] == ["solo"]
     assert c.get("/v1/decisions", params={"pool": "nope"}).status_code == 404
+    # GETs only read: the passes logged are the start-up pass and the one the report woke
     counts = runtime.decision_log.counts()
-    assert counts["batches"] == 1 and counts["decisions"] == 3 and counts["tier_predictions"] == 3
+    assert counts["batches"] == 2 and counts["decisions"] == 6 and counts["tier_predictions"] == 6
 
 
 def test_producer_breakdown_and_selection_weights(client):

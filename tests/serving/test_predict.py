@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from features.synthetic import write_request_trace
-from models.intent import IntentConfig
+from models.tier2.intent import IntentConfig
 
 pytestmark = pytest.mark.slow
 TOKEN = "s3cret"
@@ -20,7 +20,7 @@ def client(tmp_path_factory):
     from pydantic import SecretStr
 
     from leadtime.settings import Settings
-    from models.intent_train import retrain
+    from models.tier2.train import retrain
     from serving.app import create_app
 
     root = tmp_path_factory.mktemp("serving")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sim_fixtures import daily_naive_factory, daily_trace
 
+from leadtime.engine import TierPrediction
 from simulation.bench import frontier, handover_step, violations_at_cost
 from simulation.config import derive_config
 from simulation.forecast import daily_tier1
@@ -14,42 +15,56 @@ from simulation.policies import HPA, Leadtime
 from simulation.simulator import simulate
 
 
-def run_leadtime(series: pd.Series, window: np.ndarray | None = None) -> Leadtime:
+def run_leadtime(series: pd.Series, tier1=None) -> Leadtime:
     cfg = derive_config(series, pd.Timedelta("5min"))
     lead = cfg.spinup_steps
     warm = int(np.searchsorted(series.index, series.index[0] + cfg.warmup))
     switch = handover_step(warm, lead, cfg)
-    if window is None:
-        window = daily_tier1(series, lead, switch, factory=daily_naive_factory, level=80).window
-    policy = Leadtime(cfg, window, "svc", level=80)
+    if tier1 is None:
+        tier1 = daily_tier1(series, lead, switch, factory=daily_naive_factory, level=80)
+    policy = Leadtime(cfg, tier1, "svc", series.index[0])
     simulate(series.to_numpy(float), cfg, policy, HPA(cfg), switch)
     return policy
+
+
+class KnownBias:
+    """Test-only Tier 1 that reads the future: the true window peak, 60 % too high."""
+
+    tier = "tier1"
+
+    def __init__(self, series: pd.Series, lead: int) -> None:
+        peaks = series[::-1].rolling(lead + 1, min_periods=1).max()[::-1]
+        self.peaks = pd.Series(peaks.to_numpy(), index=[t.timestamp() for t in series.index])
+
+    def answer(self, producers, now_s, level):
+        from loop.sources import Answers
+
+        true = float(self.peaks.get(now_s, np.nan))
+        return Answers({p: TierPrediction(1.6 * true, 1.4 * true, 1.8 * true) for p in producers})
 
 
 def test_feedback_moves_weight_to_the_tier_that_predicts_better():
     series = daily_trace(days=8, seed=5)
     cfg = derive_config(series, pd.Timedelta("5min"))
     # a Tier 1 that is consistently 60 % too high: the nowcast is clearly the better tier
-    lead = cfg.spinup_steps
-    truth = pd.Series(series.to_numpy())[::-1].rolling(lead + 1, min_periods=1).max()[::-1]
-    biased = np.vstack([truth * 1.6, truth * 1.4, truth * 1.8])
-    policy = run_leadtime(series, biased)
-    assert policy.weight_history, "the policy never recalibrated"
+    policy = run_leadtime(series, KnownBias(series, cfg.spinup_steps))
+    assert policy.weight_history, "the loop never recalibrated"
     promoted = [w for _, w, ok in policy.weight_history if ok]
     assert promoted and promoted[-1]["tier3"] > promoted[-1]["tier1"]
     assert policy.weights == promoted[-1]  # the engine decides with the promoted weights
     assert abs(sum(policy.weights.values()) - 1) < 1e-9
 
 
-def test_tier3_answers_once_it_has_learnt_and_every_decision_is_logged():
-    policy = run_leadtime(daily_trace(days=6, seed=2))
-    logged_tier1, logged_tier3 = np.isfinite(policy.logged).sum(axis=1)
-    assert logged_tier3 > 0 and logged_tier1 > 0
-    assert policy.tier3.known_ratios > 100
-    joined = policy.joined(len(policy.loads) - 1)
+def test_tier3_answers_once_it_has_learnt_and_the_loop_joins_window_peaks():
+    series = daily_trace(days=6, seed=2)
+    policy = run_leadtime(series)
+    assert policy.tier3.nowcasts["svc"].known_ratios > 100
+    now = series.index[-1].timestamp()
+    joined = policy.loop.joined(now)
     assert set(joined["tier"]) == {"tier1", "tier3"}
     # the observed value of a decision is the peak of its window, known only after it
-    assert (joined["window_start"] <= (len(policy.loads) - 1 - policy.lead - 1) * policy.dt_s).all()
+    assert (joined["window_start"] <= now).all()
+    assert (joined["actual"] >= 0).all()
 
 
 def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
@@ -72,9 +87,15 @@ def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
     assert violations_at_cost(rows, "hpa", hpa[1][0] + 1) is None
 
 
-def test_scale_in_step_follows_the_serving_decision_rate():
-    """10 % per 60 s decision in serving: the same per simulated minute, compounded over five."""
-    from simulation.policies import scale_in_step
+def test_scale_in_step_follows_the_decision_interval():
+    """10 % per minute of decisions: per pass at 60 s, compounded over a 5-minute pass; the
+    replay's producer gets it from the same configuration model as serving's."""
+    from leadtime.config import scale_in_fraction
+    from simulation.policies import replay_config
 
-    assert scale_in_step(60.0) == 0.1 and scale_in_step(15.0) == 0.1
-    assert scale_in_step(300.0) == pytest.approx(1 - 0.9**5)
+    assert scale_in_fraction(0.1, 60.0) == 0.1 and scale_in_fraction(0.1, 15.0) == 0.1
+    assert scale_in_fraction(0.1, 300.0) == pytest.approx(1 - 0.9**5)
+    cfg = derive_config(daily_trace(days=3), pd.Timedelta("5min"))
+    replayed = replay_config(cfg, "svc").producers()["svc"]
+    assert replayed.scale_in_max_fraction == pytest.approx(1 - 0.9**5)
+    assert replayed.capacity_per_instance == cfg.capacity_per_instance

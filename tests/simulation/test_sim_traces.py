@@ -60,7 +60,7 @@ def test_request_trace_demand_is_the_sum_per_interval(tmp_path: Path):
 
 
 def test_cli_exits_2_with_the_loaders_message(tmp_path: Path):
-    from leadtime.cli import app
+    from leadtime_cli.app import app
 
     bad = write(
         tmp_path / "bad.csv",
@@ -79,7 +79,7 @@ def test_cli_exits_2_with_the_loaders_message(tmp_path: Path):
 
 @pytest.mark.slow
 def test_bench_on_two_nab_producers_prints_one_json_document(shared_data: Path):
-    from leadtime.cli import app
+    from leadtime_cli.app import app
 
     trace = shared_data / "load" / "nab_aws_cloudwatch.csv"
     result = CliRunner().invoke(

@@ -1,0 +1,306 @@
+"""``leadtime bench autoscale``: replay a trace under every scaling policy and compare them."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+POLICY_ORDER = ("static_peak", "hpa", "forecast_scale_out", "leadtime", "oracle")
+DEFAULT_MODEL = "champion"
+
+
+# options shared by ``bench autoscale`` and ``bench frontier``
+TraceOption = Annotated[
+    Path, typer.Option("--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml.")
+]
+SpinupOption = Annotated[str, typer.Option(help="Instance spin-up delay, e.g. 5m, 90s.")]
+ModelOption = Annotated[
+    str, typer.Option(help="Tier 1 refit daily: champion (the model baseline-daily's backtest "
+                           "chooses, on the past only), or seasonal_naive, prophet, mstl.")
+]
+IntervalOption = Annotated[
+    str | None, typer.Option(help="Bin width for request traces (default 5m).")
+]
+
+
+def _duration(text: str | None, flag: str):
+    import pandas as pd
+
+    if text is None:
+        return None
+    try:
+        value = pd.Timedelta(text)
+    except ValueError as exc:
+        from leadtime_cli.common import fail
+
+        fail(f"{flag}: {text!r} is not a duration (e.g. 5m, 90s, 1h): {exc}")
+    return value
+
+
+def autoscale(
+    trace: TraceOption,
+    producer: Annotated[
+        str | None,
+        typer.Option(help="Simulate only this producer (default: all, totals reported)."),
+    ] = None,
+    spinup: SpinupOption = "5m",
+    model: ModelOption = DEFAULT_MODEL,
+    level: Annotated[
+        int | None,
+        typer.Option(
+            help="Prediction interval (80 or 95) whose upper bound leadtime allocates for "
+                 "(default: leadtime.yaml's engine.level, 80)."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="leadtime's load-score gate on pre-allocation (default: the "
+                                    "engine's, 0.6): higher saves instances, risks more."),
+    ] = None,
+    interval: IntervalOption = None,
+    warmup: Annotated[
+        str | None,
+        typer.Option(help="Reactive warm-up, not scored (default 7d, less on short traces)."),
+    ] = None,
+    capacity: Annotated[
+        float | None,
+        typer.Option(
+            help="Load one instance serves per interval (default: p95 needs 9 at the target)."
+        ),
+    ] = None,
+    min_instances: Annotated[int | None, typer.Option(help="Fewest instances (default 1).")] = None,
+    max_instances: Annotated[
+        int | None, typer.Option(help="Most instances (default: twice what the peak needs).")
+    ] = None,
+    target_utilisation: Annotated[
+        float | None, typer.Option(help="Utilisation the policies aim at (default 0.7).")
+    ] = None,
+    max_utilisation: Annotated[
+        float | None, typer.Option(help="Utilisation beyond which load queues (default 0.9).")
+    ] = None,
+    slo_ms: Annotated[float | None, typer.Option(help="p99 latency SLO (default 500 ms).")] = None,
+    service_time_ms: Annotated[
+        float | None, typer.Option(help="Mean service time of a request (default 100 ms).")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Processes for the daily fits (default: settings.workers; 1 = serial)."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of the table.")
+    ] = False,
+    plot: Annotated[
+        bool, typer.Option("--plot/--no-plot", help="Save a PNG of load, capacity and violations.")
+    ] = True,
+) -> None:
+    """Replay a trace under every scaling policy and print their scores side by side."""
+    from leadtime.validation import TraceError
+    from leadtime_cli.common import fail
+
+    if level is not None and level not in (80, 95):
+        fail("--level must be 80 or 95")
+    overrides = {
+        "capacity_per_instance": capacity,
+        "min_instances": min_instances,
+        "max_instances": max_instances,
+        "target_utilisation": target_utilisation,
+        "max_utilisation": max_utilisation,
+        "slo_ms": slo_ms,
+        "service_time_ms": service_time_ms,
+        "warmup": _duration(warmup, "--warmup"),
+    }
+    spin = _duration(spinup, "--spinup")
+    bins = _duration(interval, "--interval")
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from leadtime.settings import get_settings
+    from simulation.bench import plot_bench, run_bench
+
+    err = Console(stderr=True)
+    began = time.perf_counter()
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("reading and validating the trace", total=None)
+            result = run_bench(
+                trace,
+                producer=producer,
+                spinup=spin,
+                model=model,
+                level=level,
+                threshold=threshold,
+                interval=bins,
+                overrides=overrides,
+                workers=workers if workers is not None else get_settings().workers,
+                on_total=lambda n: bar.update(task, total=n, description="simulating"),
+                progress=lambda label: bar.update(task, advance=1, description=label),
+            )
+    except TraceError as exc:
+        fail(str(exc))
+    except ValueError as exc:  # a bad override (e.g. target above max utilisation)
+        fail(str(exc))
+
+    plot_path: Path | None = None
+    if plot:
+        name = f"autoscale_{trace.stem}_{producer or 'all'}.png".replace("/", "_")
+        plot_path = plot_bench(result, get_settings().prepare().plots_dir / name)
+
+    doc = result.to_json()
+    doc["wall_time_s"] = round(time.perf_counter() - began, 2)
+    if plot_path is not None:
+        doc["plot"] = str(plot_path)
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    _print_table(doc)
+
+
+def _print_table(doc: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 120)  # piped: do not cut columns
+    who = doc["producer"] or f"all {doc['settings']['producers_simulated']} producers (totals)"
+    table = Table(title=f"autoscale on {Path(doc['trace']).name}: {who}")
+    table.add_column("policy", no_wrap=True)
+    columns = [
+        ("slo_violation_pct", "SLO viol %", "{:.3f}"),
+        ("underprovisioned_pct", "short %", "{:.2f}"),
+        ("instance_hours", "inst-hours", "{:,.1f}"),
+        ("cost_vs_oracle", "vs oracle", "{:.2f}"),
+        ("p99_latency_ms", "p99 ms", "{:,.0f}"),
+        ("scaling_actions", "actions", "{:,}"),
+    ]
+    for _, header, _ in columns:
+        table.add_column(header, justify="right", no_wrap=True)
+    for policy in POLICY_ORDER:
+        row = doc["policies"].get(policy)
+        if row is None:
+            continue
+        cells = ["-" if row[key] is None else fmt.format(row[key]) for key, _, fmt in columns]
+        table.add_row(policy, *cells)
+    console.print(table)
+    s = doc["settings"]
+    console.print(
+        f"model {s['model']} (upper {s['interval_level_pct']}%, gate {s['threshold']}) refit daily "
+        f"({s['fits']} fits, {s['fit_seconds']} s), "
+        f"spin-up {s['spinup']}, warm-up {s['warmup']} (not scored), SLO p99 <= {s['slo_ms']} ms, "
+        f"target {s['target_utilisation']}, max {s['max_utilisation']} utilisation; "
+        f"wall time {doc['wall_time_s']} s"
+    )
+    for note in doc.get("notes", []):
+        console.print(f"note: {note}")
+    if doc.get("plot"):
+        console.print(f"plot: {doc['plot']}")
+
+
+HELP = (
+    "Replay a trace against simulated producers under static_peak, hpa (Kubernetes), "
+    "forecast_scale_out (AWS predictive scaling), leadtime and a perfect-knowledge oracle.\n\n"
+    "Predictive policies refit their Tier 1 model daily on data before the simulated day; the "
+    "warm-up days are reactive for every policy and not scored. Metrics: slo_violation_pct, "
+    "underprovisioned_pct, instance_hours, cost_vs_oracle, p99_latency_ms, scaling_actions "
+    "(definitions in simulation/metrics.py and the README)."
+)
+
+
+def frontier(
+    trace: TraceOption,
+    producer: Annotated[
+        str | None,
+        typer.Option(help="The producer to sweep (needed when the trace has several)."),
+    ] = None,
+    spinup: SpinupOption = "5m",
+    model: ModelOption = DEFAULT_MODEL,
+    interval: IntervalOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    plot: Annotated[bool, typer.Option(help="Save a PNG of the frontiers.")] = True,
+) -> None:
+    """Sweep each policy's risk knob and compare violations at equal instance-hours."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from leadtime.settings import get_settings
+    from leadtime.validation import TraceError
+    from leadtime_cli.common import fail
+    from simulation.bench import frontier as sweep
+    from simulation.bench import plot_frontier, violations_at_cost
+    from simulation.config import derive_config
+    from simulation.traces import read_demand
+
+    began = time.perf_counter()
+    err = Console(stderr=True)
+    try:
+        demand = read_demand(trace, producer, _duration(interval, "--interval"))
+        if len(demand.series) != 1:
+            fail(f"{trace.name} has {len(demand.series)} producers: choose one with --producer "
+                 f"({', '.join(list(demand.series)[:5])}...)")
+        name, series = next(iter(demand.series.items()))
+        cfg = derive_config(series, pd.Timedelta(series.index.freq), spinup=_duration(spinup, "--spinup"))
+        with err.status("sweeping the policies' risk knobs") as status:
+            rows = sweep(series, cfg, model, progress=lambda label: status.update(label))
+    except (TraceError, ValueError) as exc:
+        fail(str(exc))
+    lead = {f"{r['knob']}={r['value']:g}": r for r in rows if r["policy"] == "leadtime"}
+    iso = {
+        label: {p: violations_at_cost(rows, p, r["cost_vs_oracle"])
+                for p in ("hpa", "forecast_scale_out")}
+        for label, r in lead.items()
+    }
+    # the other way round: leadtime along its points at each reactive policy's default cost
+    defaults = {r["policy"]: r for r in rows
+                if r["knob"] == "target_utilisation" and r["value"] == cfg.target_utilisation}
+    at_default = {p: {"cost_vs_oracle": r["cost_vs_oracle"], "violations_pct": r["slo_violation_pct"],
+                      "leadtime": violations_at_cost(rows, "leadtime", r["cost_vs_oracle"])}
+                  for p, r in defaults.items()}
+    doc = {"trace": str(trace), "producer": name, "model": model, "points": rows,
+           "at_leadtime_cost": iso, "leadtime_at_default_cost": at_default,
+           "wall_time_s": round(time.perf_counter() - began, 2)}
+    if plot:
+        path = get_settings().prepare().plots_dir / f"frontier_{trace.stem}_{name}.png"
+        doc["plot"] = str(plot_frontier(rows, f"{trace.name}: {name}", path))
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2, default=float))
+        return
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    table = Table(title=f"risk/cost frontier on {trace.name}: {name}")
+    for header in ("policy", "knob", "SLO viol %", "vs oracle"):
+        table.add_column(header, justify="left" if header in ("policy", "knob") else "right")
+    for r in rows:
+        table.add_row(r["policy"], f"{r['knob']}={r['value']}", f"{r['slo_violation_pct']:.2f}",
+                      f"{r['cost_vs_oracle']:.3f}")
+    console.print(table)
+    for label, others in iso.items():
+        r = lead[label]
+        said = ", ".join(f"{p} {v:.2f}%" if v is not None else f"{p} (outside its range)"
+                         for p, v in others.items())
+        console.print(f"at leadtime {label}'s cost ({r['cost_vs_oracle']:.3f}x oracle): "
+                      f"leadtime {r['slo_violation_pct']:.2f}% vs {said} violations")
+    for policy, point in at_default.items():
+        said = (f"{point['leadtime']:.2f}%" if point["leadtime"] is not None
+                else "outside its measured range")
+        console.print(f"at {policy}'s default cost (target {cfg.target_utilisation:g}, "
+                      f"{point['cost_vs_oracle']:.3f}x oracle): {policy} "
+                      f"{point['violations_pct']:.2f}% vs leadtime {said} (interpolated)")
+    console.print(f"wall time {doc['wall_time_s']} s")
+    if doc.get("plot"):
+        console.print(f"plot: {doc['plot']}")
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    bench.command("autoscale", help=HELP)(autoscale)
+    bench.command("frontier")(frontier)

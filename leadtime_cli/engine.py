@@ -1,0 +1,64 @@
+"""``leadtime bench engine``: how long the pre-allocation engine takes to decide for a fleet."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from typing import Annotated
+
+import typer
+
+BUDGET_MS = 20.0  # target: one decision pass for 1,000 producers in under 20 ms
+
+
+def synthetic_fleet(producers: int, pools: int):
+    """Configs, tier predictions, states and pools for a fleet of ``producers`` in ``pools``."""
+    from leadtime.config import producer_config
+    from leadtime.engine import ProducerState, TierPrediction
+
+    def tier(value: float) -> TierPrediction:
+        return TierPrediction(value, 0.9 * value, 1.1 * value)
+
+    ids = [f"p{i}" for i in range(producers)]
+    configs = {pid: producer_config(pid, 10.0, max_instances=50) for pid in ids}
+    predictions = {pid: {"tier1": tier(10 + i % 50), "tier2": None, "tier3": tier(12)}
+                   for i, pid in enumerate(ids)}
+    states = {pid: ProducerState(1 + i % 20, float(i % 40), 1e4, 0.0) for i, pid in enumerate(ids)}
+    groups = {f"pool{k}": ids[k::pools] for k in range(pools)}
+    return configs, predictions, states, groups
+
+
+def bench_engine(
+    producers: Annotated[int, typer.Option(help="Producers in the fleet.")] = 1000,
+    pools: Annotated[int, typer.Option(help="Pools they are spread over.")] = 10,
+    runs: Annotated[int, typer.Option(help="Timed runs (after one warm-up).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Time one full engine pass (allocate, threshold, redirect, selection) against the budget."""
+    from leadtime.config import ENGINE_DEFAULTS
+    from leadtime.engine import decide_all
+
+    fleet = synthetic_fleet(producers, pools)
+    options = {"weights": ENGINE_DEFAULTS.weights, "threshold": ENGINE_DEFAULTS.threshold}
+    decide_all(*fleet, **options)
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        decide_all(*fleet, **options)
+        times.append(1000 * (time.perf_counter() - began))
+    result = {"producers": producers, "pools": pools, "runs": runs,
+              "best_ms": round(min(times), 2), "median_ms": round(statistics.median(times), 2),
+              "p90_ms": round(sorted(times)[int(0.9 * (runs - 1))], 2),
+              "budget_ms": BUDGET_MS * producers / 1000}
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    verdict = "within" if result["median_ms"] <= result["budget_ms"] else "OVER"
+    typer.echo(f"engine, {producers} producers in {pools} pools: best {result['best_ms']} ms, "
+               f"median {result['median_ms']} ms, p90 {result['p90_ms']} ms "
+               f"({verdict} the {result['budget_ms']:.0f} ms budget)")
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    bench.command("engine")(bench_engine)

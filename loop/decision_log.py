@@ -1,0 +1,189 @@
+"""The decision log: every decision and the tier predictions behind it, appended to SQLite.
+
+One transaction per batch (an engine pass): a crash mid-write leaves the previous batches intact
+and no half batch (SQLite's journal rolls it back), and WAL mode lets the feedback flow read
+while the API appends. Observed load is recorded beside it (``observed_load``) so the feedback
+loop can join what was predicted for a window with what arrived.
+
+Times are Unix seconds (UTC). A decision taken at ``decided_at`` is for the window
+``[decided_at, window_start]``, ``window_start`` being decision time + the producer's spin-up
+lead time. ``loop_state`` holds the decision loop's own state as of the last pass, written in
+the same transaction as that pass (see ``loop.decision_loop``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from leadtime.engine import FleetDecisions, ProducerConfig, TierPrediction
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    decided_at REAL NOT NULL, mode TEXT NOT NULL, threshold REAL NOT NULL,
+    weights TEXT NOT NULL, weights_version TEXT
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id INTEGER NOT NULL REFERENCES batches(batch_id),
+    producer_id TEXT NOT NULL, pool TEXT, window_start REAL NOT NULL,
+    action TEXT NOT NULL, target_instances INTEGER NOT NULL, current_instances INTEGER NOT NULL,
+    load_score REAL, point REAL, lower REAL, upper REAL,
+    act INTEGER NOT NULL, dry_run INTEGER NOT NULL, reasons TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_producer_window ON decisions(producer_id, window_start);
+CREATE TABLE IF NOT EXISTS tier_predictions (
+    decision_id INTEGER NOT NULL REFERENCES decisions(decision_id),
+    tier TEXT NOT NULL, point REAL, lower REAL, upper REAL, weight REAL,
+    PRIMARY KEY (decision_id, tier)
+);
+CREATE TABLE IF NOT EXISTS pool_decisions (
+    batch_id INTEGER NOT NULL REFERENCES batches(batch_id), pool TEXT NOT NULL,
+    redirect TEXT NOT NULL, selection TEXT NOT NULL, act INTEGER NOT NULL, reasons TEXT NOT NULL,
+    PRIMARY KEY (batch_id, pool)
+);
+CREATE TABLE IF NOT EXISTS loop_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1), batch_id INTEGER NOT NULL, state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS observed_load (
+    producer_id TEXT NOT NULL, window_start REAL NOT NULL, load REAL NOT NULL,
+    PRIMARY KEY (producer_id, window_start)
+);
+"""
+
+
+def _num(value: float | None) -> float | None:
+    """SQLite stores NaN as NULL anyway; keep infinities out too."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return float(value)
+
+
+class DecisionLog:
+    """Append-only SQLite log; safe to share between threads of one process."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint/commit
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def append(
+        self,
+        fleet: FleetDecisions,
+        tiers: Mapping[str, Mapping[str, TierPrediction | None]],
+        configs: Mapping[str, ProducerConfig],
+        decided_at: float,
+        pool_of: Mapping[str, str] | None = None,
+        weights_version: str | None = None,
+        loop_state: Mapping | None = None,
+    ) -> int:
+        """Append one engine pass in one transaction; returns its batch id.
+
+        ``loop_state`` (the decision loop's own state) is replaced in the same transaction, so
+        after a crash the state read back is the one of the last pass logged."""
+        pool_of = pool_of or {}
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "INSERT INTO batches(decided_at, mode, threshold, weights, weights_version) "
+                    "VALUES (?,?,?,?,?)",
+                    (decided_at, "dry_run" if fleet.dry_run else "act", fleet.threshold,
+                     json.dumps(fleet.weights), weights_version))
+                batch = int(cur.lastrowid)
+                tier_rows = []
+                for pid, d in fleet.decisions.items():
+                    p = d.prediction
+                    lead = configs[pid].spinup_lead_time_s if pid in configs else 0.0
+                    cur.execute(
+                        "INSERT INTO decisions(batch_id, producer_id, pool, window_start, action, "
+                        "target_instances, current_instances, load_score, point, lower, upper, "
+                        "act, dry_run, reasons) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (batch, pid, pool_of.get(pid), decided_at + lead, d.action,
+                         d.target_instances, d.current_instances, _num(d.load_score),
+                         _num(p.point) if p else None, _num(p.lower) if p else None,
+                         _num(p.upper) if p else None, int(d.act), int(d.dry_run),
+                         json.dumps(list(d.reasons))))
+                    did = int(cur.lastrowid)
+                    used = p.weights if p else {}
+                    for tier, t in (tiers.get(pid) or {}).items():
+                        if t is None:
+                            continue
+                        tier_rows.append((did, tier, _num(t.point), _num(t.lower), _num(t.upper),
+                                          used.get(tier)))
+                cur.executemany("INSERT INTO tier_predictions VALUES (?,?,?,?,?,?)", tier_rows)
+                cur.executemany(
+                    "INSERT INTO pool_decisions VALUES (?,?,?,?,?,?)",
+                    [(batch, name, json.dumps(pd_.redirect), json.dumps(pd_.selection),
+                      int(pd_.act), json.dumps(list(pd_.reasons)))
+                     for name, pd_ in fleet.pools.items()])
+                if loop_state is not None:
+                    cur.execute("INSERT OR REPLACE INTO loop_state VALUES (1, ?, ?)",
+                                (batch, json.dumps(loop_state)))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return batch
+
+    def record_observed(self, rows: Iterable[tuple[str, float, float]]) -> int:
+        """Record observed load ``(producer_id, window_start, load)``; re-recording replaces."""
+        rows = list(rows)
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.executemany("INSERT OR REPLACE INTO observed_load VALUES (?,?,?)", rows)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def loop_state(self) -> dict | None:
+        """The decision loop's state as of the last logged pass (None before the first)."""
+        with self._lock:
+            row = self._conn.execute("SELECT state FROM loop_state WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        with self._lock:
+            return pd.read_sql_query(sql, self._conn, params=params)
+
+    def tier_predictions(self, since: float | None = None, until: float | None = None) -> pd.DataFrame:
+        """One row per (decision, tier): producer_id, window_start, decided_at, tier, point,
+        lower, upper (the decision's window is ``[decided_at, window_start]``)."""
+        return self.query(
+            "SELECT d.decision_id, d.producer_id, d.window_start, b.decided_at, t.tier, t.point, "
+            "t.lower, t.upper, t.weight, d.point AS combined FROM tier_predictions t "
+            "JOIN decisions d USING (decision_id) JOIN batches b USING (batch_id) "
+            "WHERE d.window_start >= ? AND d.window_start < ? "
+            "ORDER BY d.window_start",
+            (since if since is not None else float("-inf"),
+             until if until is not None else float("inf")))
+
+    def observed(self) -> pd.DataFrame:
+        return self.query("SELECT producer_id, window_start, load FROM observed_load "
+                          "ORDER BY window_start")
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for table in ("batches", "decisions", "tier_predictions", "observed_load"):
+            out[table] = int(self.query(f"SELECT COUNT(*) AS n FROM {table}")["n"].iloc[0])
+        return out

@@ -1,0 +1,312 @@
+"""The decision loop: one object that turns tier answers and producer states into decisions.
+
+It owns everything a pass needs (``docs/design.md``, "One loop"):
+
+* the **tier sources** (:mod:`loop.sources`): Tier 1 from the champion, Tier 2 from announced
+  demand, Tier 3 from its nowcast and risk, each asked the peak of ``[now, now + lead]``;
+* the **producer states** that allocators report (instances, current load) and the time of each
+  producer's last scale-out;
+* the **engine** call (:func:`leadtime.engine.decide_all`: allocate, the threshold gate,
+  redirect, selection weights), the **decision log** and the **recalibration** of the weights;
+* a **clock** (:mod:`loop.clock`), so it never reads the time itself.
+
+It has two drivers. The API (:mod:`serving.decisions`) runs :meth:`DecisionLoop.step` on a
+background thread every ``engine.decision_interval_s`` and whenever states are reported; GETs only
+read :attr:`DecisionLoop.latest`. The replay (:mod:`simulation.policies`, ``Leadtime``) moves a
+:class:`~loop.clock.ReplayClock` through a trace and calls the same :meth:`step`. What the
+benchmark measures is therefore the served loop, by construction.
+
+Nothing is lost on restart: each pass is appended to the decision log in one transaction
+together with the loop's own state (reported states, last scale-outs, weights), and
+:meth:`DecisionLoop.restore` reads that state back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from leadtime.config import LeadtimeConfig
+from leadtime.engine import FleetDecisions, ProducerState, TierPrediction, decide_all
+from loop.clock import Clock
+from loop.sources import TierSource
+
+log = logging.getLogger(__name__)
+TIERS = ("tier1", "tier2", "tier3")
+
+
+@dataclass(frozen=True)
+class Report:
+    """What an allocator reports for one producer."""
+
+    producer_id: str
+    instances: int  # running plus starting
+    current_load: float | None = None
+    last_scale_out_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One pass of the loop: when, what each tier said, what was decided, and what was missing."""
+
+    number: int  # passes since the loop was created (1, 2, ...)
+    decided_at: float
+    fleet: FleetDecisions
+    tiers: dict[str, dict[str, TierPrediction | None]]
+    degraded: dict[str, str]
+    weights_source: str
+    seconds: float  # wall time the pass took
+
+
+@dataclass
+class _History:
+    """The loop's own record of its tier points and of the observed load, for recalibration."""
+
+    decisions: deque = field(default_factory=deque)  # (decided_at, producer, lead, {tier: point})
+    observed: dict[str, deque] = field(default_factory=dict)  # producer → deque[(at, load)]
+
+
+class DecisionLoop:
+    """See the module docstring. Thread-safe: one lock around passes and reports."""
+
+    def __init__(
+        self,
+        config: LeadtimeConfig,
+        sources: Sequence[TierSource],
+        clock: Clock,
+        *,
+        decision_log: Any = None,  # loop.decision_log.DecisionLog, or None (the replay)
+        weights: Mapping[str, float] | None = None,
+        weights_source: str = "config",
+        recalibrate: bool = False,
+        on_pass: Any = None,  # callable(Pass), e.g. the Prometheus metrics
+    ) -> None:
+        self.clock = clock
+        self.sources = list(sources)
+        self.decision_log = decision_log
+        self.recalibrate_weights = recalibrate
+        self.on_pass = on_pass
+        self._lock = threading.RLock()
+        self.config = config
+        self.weights = dict(weights) if weights is not None else dict(config.engine.weights)
+        self.weights_source = weights_source
+        self.states: dict[str, Report] = {}
+        self.last_scale_out_s: dict[str, float] = {}
+        self.latest: Pass | None = None
+        self.last_recalibration_s: float | None = None
+        self.weight_history: list[tuple[float, dict[str, float], bool]] = []
+        self.degraded: dict[str, str] = {}
+        self._history = _History()
+        self._producers = config.producers()
+
+    # --- configuration ---------------------------------------------------------------------
+
+    def configure(self, config: LeadtimeConfig) -> None:
+        """A new ``leadtime.yaml`` (reload); weights follow it unless a registry set them."""
+        with self._lock:
+            self.config = config
+            self._producers = config.producers()
+            if self.weights_source == "config":
+                self.weights = dict(config.engine.weights)
+
+    def set_weights(self, weights: Mapping[str, float], source: str) -> None:
+        with self._lock:
+            self.weights = dict(weights)
+            self.weights_source = source
+
+    def set_sources(self, sources: Sequence[TierSource]) -> None:
+        with self._lock:
+            self.sources = list(sources)
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def report(self, reports: Iterable[Report]) -> int:
+        """Record allocators' states; their current load is also the observed load (stamped
+        now) that recalibration joins with each decision's window."""
+        now = self.clock.now()
+        count = 0
+        with self._lock:
+            for r in reports:
+                self.states[r.producer_id] = r
+                if r.current_load is not None and math.isfinite(r.current_load):
+                    self._observe(r.producer_id, now, float(r.current_load))
+                count += 1
+        return count
+
+    def observe(self, producer_id: str, at_s: float, load: float) -> None:
+        """The load observed in the interval starting ``at_s`` (for recalibration)."""
+        with self._lock:
+            self._observe(producer_id, at_s, load)
+
+    def _observe(self, producer_id: str, at_s: float, load: float) -> None:
+        ring = self._history.observed.setdefault(producer_id, deque())
+        if ring and ring[-1][0] == at_s:
+            ring[-1] = (at_s, load)
+        else:
+            ring.append((at_s, load))
+        keep = at_s - self.config.engine.recalibration_window_s - 2 * self._max_lead()
+        while ring and ring[0][0] < keep:
+            ring.popleft()
+        if self.decision_log is not None:
+            try:
+                self.decision_log.record_observed([(producer_id, at_s, load)])
+            except Exception as exc:  # feedback data must not take decisions down
+                self.degraded["decision_log"] = f"observed-load append failed: {exc}"
+
+    def _max_lead(self) -> float:
+        return max((c.spinup_lead_time_s for c in self._producers.values()), default=0.0)
+
+    # --- the pass --------------------------------------------------------------------------
+
+    def due(self) -> bool:
+        """True when the last pass is at least one decision interval old (or there is none)."""
+        last = self.latest
+        return last is None or (self.clock.now() - last.decided_at
+                                >= self.config.engine.decision_interval_s)
+
+    def step(self) -> Pass:
+        """One pass at the clock's now: ask every tier, decide, log, maybe recalibrate."""
+        with self._lock:
+            began = time.perf_counter()
+            now = self.clock.now()
+            config = self.config
+            producers = self._producers
+            level = config.engine.level
+            if self.recalibrate_weights:
+                self._maybe_recalibrate(now)
+            tiers: dict[str, dict[str, TierPrediction | None]] = {p: {} for p in producers}
+            degraded: dict[str, str] = {}
+            for source in self.sources:
+                try:
+                    answers = source.answer(producers, now, level)
+                except Exception as exc:  # one tier failing must not stop the others
+                    degraded[source.tier] = f"{type(exc).__name__}: {exc}"
+                    continue
+                for pid, prediction in answers.predictions.items():
+                    if pid in tiers:
+                        tiers[pid][source.tier] = prediction
+                if answers.error:
+                    degraded[source.tier] = answers.error
+            for tier in TIERS:
+                if self.weights.get(tier, 0) > 0 and not any(tier in t for t in tiers.values()):
+                    degraded.setdefault(tier, f"no {tier} source wired")
+            states = {pid: ProducerState(
+                instances=r.instances, current_load=r.current_load, now_s=now,
+                last_scale_out_s=self._last_scale_out(pid, r))
+                for pid, r in self.states.items() if pid in producers}
+            fleet = decide_all(producers, tiers, states, config.pool_members(),
+                               weights=self.weights, threshold=config.engine.threshold,
+                               dry_run=config.dry_run)
+            for pid, decision in fleet.decisions.items():
+                if decision.action == "scale_out":
+                    self.last_scale_out_s[pid] = now
+                self._remember(now, pid, producers[pid].spinup_lead_time_s, tiers[pid])
+            if self.decision_log is not None:
+                try:
+                    self.decision_log.append(fleet, tiers, producers, now, config.pool_of(),
+                                             self.weights_source, loop_state=self.state())
+                except Exception as exc:  # the log must not take decisions down; say so loudly
+                    log.error("decision log append failed: %s", exc)
+                    degraded["decision_log"] = f"append failed: {exc}"
+            if "decision_log" in self.degraded and "decision_log" not in degraded:
+                degraded["decision_log"] = self.degraded.pop("decision_log")
+            self.degraded = degraded
+            number = self.latest.number + 1 if self.latest is not None else 1
+            self.latest = Pass(number, now, fleet, tiers, degraded, self.weights_source,
+                               time.perf_counter() - began)
+            if self.on_pass is not None:
+                self.on_pass(self.latest)
+            return self.latest
+
+    def _last_scale_out(self, pid: str, report: Report) -> float | None:
+        own = self.last_scale_out_s.get(pid)
+        reported = report.last_scale_out_s
+        if own is None:
+            return reported
+        return own if reported is None else max(own, reported)
+
+    # --- recalibration (the replay's feedback; serving's is the ``recalibrate`` flow) --------
+
+    def _remember(self, now: float, pid: str, lead: float,
+                  tiers: Mapping[str, TierPrediction | None]) -> None:
+        if not self.recalibrate_weights:
+            return
+        points = {t: p.point for t, p in tiers.items() if p is not None and p.usable()}
+        if not points:
+            return
+        history = self._history.decisions
+        history.append((now, pid, lead, points))
+        keep = now - self.config.engine.recalibration_window_s - 2 * lead
+        while history and history[0][0] < keep:
+            history.popleft()
+
+    def joined(self, now: float):
+        """Logged tier points of the decisions whose window is over, with its observed peak."""
+        import pandas as pd
+
+        from loop.recalibrate import join_window_peaks
+
+        since = now - self.config.engine.recalibration_window_s
+        rows = [(at, pid, lead, tier, point)
+                for at, pid, lead, points in self._history.decisions if at >= since
+                for tier, point in points.items()]
+        predictions = pd.DataFrame(rows, columns=["decided_at", "producer_id", "lead_s", "tier",
+                                                  "point"])
+        observed = pd.DataFrame(
+            [(pid, at, load) for pid, ring in self._history.observed.items()
+             for at, load in ring], columns=["producer_id", "at", "load"])
+        return join_window_peaks(predictions, observed)
+
+    def _maybe_recalibrate(self, now: float) -> None:
+        """Re-weight once per ``recalibrate_every_s`` period of Unix time (daily: at the first
+        pass after each UTC midnight), whenever the loop was started."""
+        every = self.config.engine.recalibrate_every_s
+        if self.last_recalibration_s is None:
+            self.last_recalibration_s = now
+            return
+        if math.floor(now / every) <= math.floor(self.last_recalibration_s / every):
+            return
+        self.last_recalibration_s = now
+        from loop.recalibrate import recalibrate
+
+        joined = self.joined(now)
+        if joined.empty or joined["tier"].nunique() < 2:
+            return
+        result = recalibrate(joined, self.weights)
+        promoted = bool(result.candidate_score <= result.current_score)
+        if promoted:
+            self.weights = dict(result.weights)
+            self.weights_source = "recalibrated in the loop"
+        self.weight_history.append((now, dict(result.weights), promoted))
+
+    # --- restart ---------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """What must survive a restart (written with every logged pass)."""
+        return {
+            "states": {p: [r.instances, r.current_load, r.last_scale_out_s]
+                       for p, r in self.states.items()},
+            "last_scale_out_s": dict(self.last_scale_out_s),
+            "weights": dict(self.weights), "weights_source": self.weights_source,
+            "decided_at": self.latest.decided_at if self.latest else None,
+        }
+
+    def restore(self) -> bool:
+        """Read the loop's state back from the decision log; False when there is none."""
+        if self.decision_log is None:
+            return False
+        saved = self.decision_log.loop_state()
+        if not saved:
+            return False
+        with self._lock:
+            self.states = {p: Report(p, int(v[0]), v[1], v[2])
+                           for p, v in saved.get("states", {}).items()}
+            self.last_scale_out_s = {p: float(t)
+                                     for p, t in saved.get("last_scale_out_s", {}).items()}
+        return True

@@ -1,0 +1,184 @@
+"""Feedback: join logged tier predictions with observed load, score each tier, re-weight.
+
+Method (inverse error, documented in the README's feedback section):
+
+1. Join every logged tier prediction with the **peak** load observed over its window
+   ``[decided_at, decided_at + lead]`` (:func:`join_window_peaks`): the quantity every tier
+   predicts and sizing pays for.
+2. Per tier and producer, the mean absolute error of the point prediction, scaled by the
+   producer's mean observed load (so a big producer does not dominate); a tier's error is the
+   mean over producers of that scaled MAE.
+3. New weights: ``w_t ∝ 1 / max(err_t, floor)`` over the tiers with evidence; the weight mass of
+   those tiers (under the current weights) is shared that way, tiers without evidence keep their
+   current weight, and the result is renormalised to sum to 1.
+4. Both the candidate and the current weights are scored on the most recent ``eval_fraction``
+   of windows (the candidate is fitted on the windows before it only): the combined prediction
+   is recomputed per decision with :func:`leadtime.engine.combine` (missing tiers renormalised,
+   exactly as the engine does) and scored by the same scaled MAE. The candidate is promoted only
+   if it is no worse (:func:`models.registry.should_promote`).
+5. A tier whose error on the last window exceeds ``drift_ratio`` times its error before it is
+   flagged for retraining.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from leadtime.config import DEFAULT_WEIGHTS
+
+
+def join_window_peaks(predictions: pd.DataFrame, observed: pd.DataFrame) -> pd.DataFrame:
+    """Each decision's tier points with the **peak** load observed over its window.
+
+    ``predictions``: ``decided_at, producer_id, lead_s, tier, point``; ``observed``:
+    ``producer_id, at, load`` (load known at ``at``: the end of its metric interval, or the
+    moment an allocator reported it). A decision taken at ``s`` is for ``[s, s + lead]``: its
+    ``actual`` is the maximum load that became known in ``(s, s + lead]``, what the tiers predict
+    and what sizing pays for. Decisions whose window is not yet over (no observation at or after
+    ``s + lead``) or holds no observation are left out.
+
+    >>> predictions = pd.DataFrame({"decided_at": [0.0, 60.0], "producer_id": "p",
+    ...                             "lead_s": 120.0, "tier": "tier1", "point": [5.0, 6.0]})
+    >>> observed = pd.DataFrame({"producer_id": "p", "at": [0.0, 60.0, 120.0, 180.0],
+    ...                          "load": [4.0, 9.0, 5.0, 3.0]})
+    >>> join_window_peaks(predictions, observed)["actual"].tolist()
+    [9.0, 5.0]
+    """
+    columns = [*predictions.columns, "actual"]
+    if predictions.empty or observed.empty:
+        return pd.DataFrame(columns=columns)
+    parts = []
+    for producer, rows in predictions.groupby("producer_id", sort=False):
+        seen = observed[observed["producer_id"] == producer].sort_values("at")
+        if seen.empty:
+            continue
+        at = seen["at"].to_numpy(float)
+        load = seen["load"].to_numpy(float)
+        start = rows["decided_at"].to_numpy(float)
+        end = start + rows["lead_s"].to_numpy(float)
+        first = np.searchsorted(at, start, side="right")
+        last = np.searchsorted(at, end, side="right")
+        actual = np.full(len(rows), np.nan)
+        over = (end <= at[-1]) & (last > first)
+        # one window maximum per distinct (first, last): decisions of one pass share theirs
+        cache: dict[tuple[int, int], float] = {}
+        for i in np.flatnonzero(over):
+            key = (int(first[i]), int(last[i]))
+            if key not in cache:
+                cache[key] = float(np.nanmax(load[key[0]:key[1]]))
+            actual[i] = cache[key]
+        parts.append(rows.assign(actual=actual))
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(parts, ignore_index=True).dropna(subset=["actual", "point"])
+    if "window_start" not in out:
+        out["window_start"] = out["decided_at"] + out["lead_s"]
+    if "decision_id" not in out:
+        out["decision_id"] = out.groupby(["producer_id", "decided_at"], sort=False).ngroup()
+    return out
+
+
+def joined_from_log(decision_log, window_s: float) -> pd.DataFrame:
+    """The last ``window_s`` of a decision log's tier points joined with their window peaks."""
+    observed = decision_log.observed()
+    if observed.empty:
+        return join_window_peaks(pd.DataFrame(), observed)
+    until = float(observed["window_start"].max())
+    predictions = decision_log.tier_predictions(until - window_s, None)
+    predictions = predictions.assign(lead_s=predictions["window_start"] - predictions["decided_at"])
+    return join_window_peaks(predictions, observed.rename(columns={"window_start": "at"}))
+
+
+def tier_errors(joined: pd.DataFrame) -> dict[str, float]:
+    """Per tier: mean over producers of MAE / mean observed load."""
+    if joined.empty:
+        return {}
+    scale = joined.groupby("producer_id")["actual"].mean().abs().clip(lower=1e-9)
+    frame = joined.assign(err=(joined["point"] - joined["actual"]).abs())
+    per = frame.groupby(["tier", "producer_id"])["err"].mean()
+    per = per / scale.reindex(per.index.get_level_values("producer_id")).to_numpy()
+    return {str(t): float(v) for t, v in per.groupby(level="tier").mean().items()}
+
+
+def inverse_error_weights(errors: Mapping[str, float], current: Mapping[str, float] = DEFAULT_WEIGHTS,
+                          floor: float = 1e-3) -> dict[str, float]:
+    """Step 3 of the module doc: inverse-error shares of the evidenced tiers' weight mass."""
+    evidenced = {t: e for t, e in errors.items() if t in current and math.isfinite(e)}
+    if not evidenced:
+        total = sum(current.values())
+        return {t: w / total for t, w in current.items()}
+    mass = sum(current[t] for t in evidenced) or 1.0
+    inv = {t: 1.0 / max(e, floor) for t, e in evidenced.items()}
+    inv_total = sum(inv.values())
+    out = {t: (mass * inv[t] / inv_total if t in inv else w) for t, w in current.items()}
+    total = sum(out.values())
+    return {t: w / total for t, w in out.items()}
+
+
+def combined_error(joined: pd.DataFrame, weights: Mapping[str, float]) -> float:
+    """Scaled MAE of the engine's combination under ``weights`` (missing tiers renormalised).
+
+    Vectorised form of :func:`leadtime.engine.combine` on the points: per decision, the weighted
+    mean of the tiers that answered, over the weights of those tiers.
+    """
+    if joined.empty:
+        return math.nan
+    keys = ["producer_id", "decision_id"]
+    points = joined.pivot_table(index=keys, columns="tier", values="point", aggfunc="first")
+    actual = joined.groupby(keys)["actual"].first().reindex(points.index)
+    w = pd.Series({t: max(0.0, float(weights.get(t, 0.0))) for t in points.columns})
+    answered = points.notna() & (w > 0)
+    mass = answered.mul(w, axis=1).sum(axis=1)
+    combined = points.fillna(0.0).mul(w, axis=1).where(answered, 0.0).sum(axis=1) / mass
+    ok = mass > 0
+    if not ok.any():
+        return math.nan
+    frame = pd.DataFrame({"err": (combined - actual).abs()[ok], "actual": actual[ok]})
+    g = frame.groupby(level="producer_id")
+    return float((g["err"].mean() / g["actual"].mean().abs().clip(lower=1e-9)).mean())
+
+
+def validate_weights(weights: Mapping[str, float]) -> None:
+    """Refuse weights that are not finite, negative, or do not sum to 1."""
+    values = np.array(list(weights.values()), dtype=float)
+    if values.size == 0 or not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"invalid weights {dict(weights)}")
+    if abs(values.sum() - 1) > 1e-6:
+        raise ValueError(f"weights must sum to 1, got {values.sum():.6f}")
+
+
+@dataclass
+class Recalibration:
+    weights: dict[str, float]
+    current: dict[str, float]
+    train_errors: dict[str, float]
+    eval_errors: dict[str, float]
+    candidate_score: float
+    current_score: float
+    rows: int
+    retrain: list[str] = field(default_factory=list)
+
+
+def recalibrate(joined: pd.DataFrame, current: Mapping[str, float] = DEFAULT_WEIGHTS,
+                eval_fraction: float = 0.25, drift_ratio: float = 1.5) -> Recalibration:
+    """Fit weights on the earlier windows, score them and ``current`` on the last ones."""
+    if joined.empty:
+        raise ValueError("no logged prediction could be joined with observed load")
+    windows = np.sort(joined["window_start"].unique())
+    cut = windows[min(len(windows) - 1, int(len(windows) * (1 - eval_fraction)))]
+    train, last = joined[joined["window_start"] < cut], joined[joined["window_start"] >= cut]
+    if train.empty:
+        train = joined
+    train_err, eval_err = tier_errors(train), tier_errors(last)
+    weights = inverse_error_weights(train_err, current)
+    validate_weights(weights)
+    retrain = sorted(t for t in eval_err
+                     if t in train_err and eval_err[t] > drift_ratio * max(train_err[t], 1e-9))
+    return Recalibration(weights, dict(current), train_err, eval_err,
+                         combined_error(last, weights), combined_error(last, current),
+                         len(joined), retrain)

@@ -1,0 +1,193 @@
+"""The tier sources of the decision loop: each answers one question for every producer.
+
+The question (``docs/design.md``, "One currency for the tiers"): *what is the peak load of the
+window ``[now, now + lead]``*, ``lead`` being the producer's spin-up lead time, as a point with
+the central ``level`` % interval, in the producer's own load unit.
+
+* :class:`Tier1Champion`: the registered ``leadtime-baseline`` champion (an MLflow pyfunc), asked
+  with ``params={"window_s": lead, "level": level}``; the pyfunc answers with
+  :meth:`models.tier1.registry.BaselineBundle.window_peak`.
+* :class:`Tier1Bundles`: the same :meth:`~models.tier1.registry.BaselineBundle.window_peak`, on
+  bundles held in memory (the replay's daily refits, published at each midnight).
+* :class:`Tier2Announced`: the demand announced through ``POST /v1/requests/predict``.
+* :class:`Tier3Assess`: Tier 3's load nowcast and risk (``Tier3Service`` in serving, the bare
+  ``Tier3State`` in the replay: the same class, fed the same observations).
+
+A source that cannot answer says why in ``Answers.error``; the engine renormalises the weights
+over the tiers that answered, and the reason reaches ``/readyz`` and the decision.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+
+from leadtime.engine import ProducerConfig, TierPrediction
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One tier's answers for the producers it could answer for, and why not for the others."""
+
+    predictions: dict[str, TierPrediction | None] = field(default_factory=dict)
+    error: str | None = None
+
+
+class TierSource(Protocol):
+    tier: str
+
+    def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
+               level: int) -> Answers: ...
+
+
+def _timestamp(now_s: float) -> pd.Timestamp:
+    """Unix seconds as the naive timestamps of the load-trace contract (UTC wall time)."""
+    return pd.Timestamp(now_s, unit="s")
+
+
+def _usable(point: float, lower: float, upper: float) -> TierPrediction | None:
+    t = TierPrediction(float(point), float(lower), float(upper))
+    return t if t.usable() else None
+
+
+class Tier1Champion:
+    """Tier 1 from the registered champion pyfunc (``models:/leadtime-baseline@champion``)."""
+
+    tier = "tier1"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
+               level: int) -> Answers:
+        start = _timestamp(now_s)
+        by_lead: dict[float, list[str]] = {}
+        for pid, config in producers.items():
+            by_lead.setdefault(config.spinup_lead_time_s, []).append(pid)
+        out: dict[str, TierPrediction | None] = {}
+        stale: list[str] = []
+        for lead, ids in by_lead.items():
+            frame = self.model.predict(
+                pd.DataFrame({"producer_id": ids, "timestamp": [start] * len(ids)}),
+                params={"level": level, "window_s": float(lead)})
+            for pid, point, lower, upper, model in zip(ids, frame["point"], frame["lower"],
+                                                       frame["upper"], frame["model"]):
+                out[pid] = _usable(point, lower, upper)
+                if model == "stale":
+                    stale.append(pid)
+        error = None
+        if stale:
+            error = (f"champion too stale for now for {', '.join(stale[:5])}: refit it "
+                     "(baseline-daily) on recent load")
+        return Answers(out, error)
+
+
+class Tier1Bundles:
+    """Tier 1 from in-memory bundles, each published at a moment (the replay's daily refits).
+
+    At ``now`` the newest bundle published at or before ``now`` answers, as the registry's
+    champion would: the daily flow publishes a fresh fit each midnight.
+    """
+
+    tier = "tier1"
+
+    def __init__(self) -> None:
+        self.published_s: list[float] = []
+        self.bundles: list[Any] = []
+
+    def publish(self, at_s: float, bundle: Any) -> None:
+        index = bisect.bisect_right(self.published_s, at_s)
+        self.published_s.insert(index, at_s)
+        self.bundles.insert(index, bundle)
+
+    def at(self, now_s: float) -> Any | None:
+        index = bisect.bisect_right(self.published_s, now_s) - 1
+        return self.bundles[index] if index >= 0 else None
+
+    def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
+               level: int) -> Answers:
+        bundle = self.at(now_s)
+        if bundle is None:
+            return Answers({}, "no Tier 1 fit published yet")
+        start = _timestamp(now_s)
+        out: dict[str, TierPrediction | None] = {}
+        missing = []
+        for pid, config in producers.items():
+            peak = bundle.window_peak(pid, start, config.spinup_lead_time_s, level)
+            if isinstance(peak, str):
+                out[pid] = None
+                missing.append(f"{pid} ({peak})")
+            else:
+                out[pid] = _usable(*peak)
+        return Answers(out, f"no Tier 1 answer for {', '.join(missing[:5])}" if missing else None)
+
+
+class Tier2Announced:
+    """Tier 2: the demand announced per producer over its last lead time, times its factor."""
+
+    tier = "tier2"
+
+    def __init__(self, announced: Any, scales: Callable[[], Mapping[str, float]]) -> None:
+        self.announced = announced  # models.tier2.announced.AnnouncedDemand
+        self.scales = scales  # () -> tier2_load_per_demand per producer, from the configuration
+
+    def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
+               level: int) -> Answers:
+        scales = {p: s for p, s in self.scales().items() if p in producers}
+        if not scales:
+            return Answers({}, "no producer sets tier2_load_per_demand in the config: announced "
+                               "demand is not turned into load")
+        windows = {p: producers[p].spinup_lead_time_s for p in scales}
+        answered = self.announced.predict(windows, scales, now_s)
+        silent = [p for p in scales if p not in answered]
+        error = (f"nothing announced yet through /v1/requests/predict for {', '.join(silent[:5])}"
+                 if silent else None)
+        return Answers(dict(answered), error)
+
+
+class Tier3Assess:
+    """Tier 3: the load nowcast raised by the risk similar consumers and anomalies signal.
+
+    ``target`` is anything with ``assess(producer)`` and ``configure_producer(producer, lead_s,
+    level)``: the ``Tier3Service`` in serving, a ``Tier3State`` in the replay (or a callable
+    returning one, for a service restored lazily).
+    """
+
+    tier = "tier3"
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self._configured: dict[str, tuple[float, int]] = {}
+
+    def target(self) -> Any:
+        return self._target() if callable(self._target) and not hasattr(
+            self._target, "assess") else self._target
+
+    def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
+               level: int) -> Answers:
+        target = self.target()
+        out: dict[str, TierPrediction | None] = {}
+        for pid, config in producers.items():
+            wanted = (config.spinup_lead_time_s, level)
+            if self._configured.get(pid) != wanted:
+                target.configure_producer(pid, *wanted)
+                self._configured[pid] = wanted
+            out[pid] = target.assess(pid).prediction
+        return Answers(out)
+
+
+def unavailable(tier: str, why: str) -> TierSource:
+    """A source that never answers (a tier not wired, or whose model failed to load)."""
+
+    class _Unavailable:
+        def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
+                   level: int) -> Answers:
+            return Answers({}, why)
+
+    source = _Unavailable()
+    source.tier = tier  # type: ignore[attr-defined]
+    return source

@@ -1,0 +1,314 @@
+"""The fitted Tier 1 baseline as one MLflow model: fit, plot, log, register, promote.
+
+``BaselineBundle`` holds one fitted champion forecaster per producer. It is logged as an MLflow
+pyfunc (``baseline_pyfunc.py``, MLflow's "models from code") that, given ``producer_id`` and ``timestamp`` rows, returns
+``point``, ``lower`` and ``upper`` without refitting, and registered as ``leadtime-baseline``.
+The ``champion`` alias moves only when the new version is no worse than the current champion on
+the same backtest (see ``models.registry.should_promote``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.tier1.backtest import CHAMPION, METRICS, recipe_score, scored, summarise
+from models.tier1.forecasters import BaseForecaster, make_forecaster
+
+BUNDLE_FILE = "baseline_bundle.joblib"
+
+
+@dataclass
+class BaselineBundle:
+    """One fitted forecaster per producer, plus what was chosen and why."""
+
+    forecasters: dict[str, BaseForecaster]
+    choices: dict[str, str]
+    fitted_until: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, str] = field(default_factory=dict)  # sampling interval; default its model's
+    _tables: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_tables"] = {}  # a cache, not part of the model
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("_tables", {})
+        state.setdefault("steps", {})
+        self.__dict__.update(state)
+
+    def window_peak(self, producer: str, start: pd.Timestamp, window_s: float, level: int = 80,
+                    max_ahead_hours: float = 48.0) -> tuple[float, float, float] | str:
+        """Tier 1's one question: the peak of (point, lower, upper) over ``[start, start + window]``.
+
+        The forecast is read on the producer's own grid (its sampling interval) and the maximum
+        of each column over the window is returned: instances requested at ``start`` serve from
+        ``start + window`` (the spin-up lead time), and instances removed at ``start`` are gone at
+        once, so the fleet must carry every interval in between. Returns ``"stale"`` when the
+        window ends more than ``max_ahead_hours`` after the fitted history, ``"unknown"`` for a
+        producer the bundle has no model of. The forecast table is computed once per producer
+        and level, then each question is a slice.
+        """
+        if level not in (80, 95):
+            raise ValueError(f"level must be 80 or 95, not {level}")
+        forecaster = self.forecasters.get(str(producer))
+        if forecaster is None:
+            return "unknown"
+        start = pd.Timestamp(start)
+        end = start + pd.Timedelta(seconds=float(window_s))
+        fitted = self.fitted_until.get(str(producer))  # not .get(p, default): a custom
+        if fitted is None:  # forecaster (tests) has no last_timestamp to fall back on
+            fitted = forecaster.last_timestamp
+        fitted = pd.Timestamp(fitted)
+        limit = fitted + pd.Timedelta(hours=max_ahead_hours)
+        if end > limit:
+            return "stale"
+        grid, values = self._table(str(producer), forecaster, level, fitted, limit)
+        first = int(np.searchsorted(grid, start.asm8, side="left"))
+        last = int(np.searchsorted(grid, end.asm8, side="right"))
+        if last <= first:  # a window shorter than the sampling interval: the next grid point
+            last = min(first + 1, len(grid))
+        if first >= len(grid):
+            return "stale"
+        peak = values[first:last].max(axis=0)
+        return float(peak[0]), float(peak[1]), float(peak[2])
+
+    def _table(self, producer: str, forecaster: BaseForecaster, level: int,
+               fitted: pd.Timestamp, limit: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+        key = (producer, level)
+        cached = self._tables.get(key)
+        if cached is None:
+            step = pd.Timedelta(self.steps[producer]) if producer in self.steps else forecaster.native
+            grid = pd.date_range(fitted + step, limit + step, freq=step)
+            forecast = forecaster.predict(grid)
+            values = np.column_stack([forecast["point"].to_numpy(float),
+                                      forecast[f"lower_{level}"].to_numpy(float),
+                                      forecast[f"upper_{level}"].to_numpy(float)]).clip(min=0.0)
+            cached = self._tables[key] = (grid.asi8.view("M8[ns]"), values)
+        return cached
+
+    def predict_window(self, producer_ids: pd.Series, starts: pd.Series, window_s: float,
+                       level: int = 80, max_ahead_hours: float = 48.0) -> pd.DataFrame:
+        """:meth:`window_peak` for each (producer, window start) row, in input order."""
+        rows = []
+        for producer, start in zip(producer_ids.astype(str), pd.to_datetime(starts)):
+            answer = self.window_peak(producer, start, window_s, level, max_ahead_hours)
+            if isinstance(answer, str):
+                rows.append((producer, start, np.nan, np.nan, np.nan,
+                             "stale" if answer == "stale" else ""))
+            else:
+                rows.append((producer, start, *answer, self.choices.get(producer, "")))
+        return pd.DataFrame(rows, columns=["producer_id", "timestamp", "point", "lower", "upper",
+                                           "model"])
+
+    def predict(self, producer_ids: pd.Series, timestamps: pd.Series, level: int = 80,
+                max_ahead_hours: float = 48.0) -> pd.DataFrame:
+        """Point and ``level``% bounds for each (producer, timestamp) row, in input order.
+
+        A timestamp more than ``max_ahead_hours`` after the producer's fitted history gets NaN
+        and ``model == "stale"``: a daily model that has not been refit must not pretend.
+        """
+        if level not in (80, 95):
+            raise ValueError(f"level must be 80 or 95, not {level}")
+        frame = pd.DataFrame({"producer_id": producer_ids.astype(str).to_numpy(),
+                              "timestamp": pd.to_datetime(timestamps).to_numpy()})
+        out = pd.DataFrame(index=frame.index, columns=["point", "lower", "upper"], dtype=float)
+        model = pd.Series("", index=frame.index, dtype=object)
+        for producer, rows in frame.groupby("producer_id", sort=False):
+            forecaster = self.forecasters.get(str(producer))
+            if forecaster is None:
+                continue  # unknown producer: NaN, and the caller sees model == ""
+            if str(producer) in self.fitted_until:
+                limit = pd.Timestamp(self.fitted_until[str(producer)])
+                stale = rows["timestamp"] > limit + pd.Timedelta(hours=max_ahead_hours)
+                model.loc[rows.index[stale.to_numpy()]] = "stale"
+                rows = rows[~stale]
+                if rows.empty:
+                    continue
+            forecast = forecaster.predict(pd.DatetimeIndex(rows["timestamp"]))
+            out.loc[rows.index, "point"] = forecast["point"].to_numpy()
+            out.loc[rows.index, "lower"] = forecast[f"lower_{level}"].to_numpy()
+            out.loc[rows.index, "upper"] = forecast[f"upper_{level}"].to_numpy()
+            model.loc[rows.index] = self.choices[str(producer)]
+        return frame.assign(**{c: out[c].astype(float) for c in out.columns}, model=model)
+
+
+def fit_champion(series: pd.Series, model_name: str, offsets: dict, history_days: int) -> BaseForecaster:
+    """Fit the chosen model on the latest history, with the backtest's conformal offsets."""
+    history = series[series.index >= series.index[-1] - pd.Timedelta(days=history_days)]
+    forecaster = make_forecaster(model_name).fit(history)
+    forecaster.calibrator.offsets = dict(offsets or {})
+    return forecaster
+
+
+def final_offsets(frame: pd.DataFrame, producer: str, model_name: str) -> dict:
+    """The conformal offsets the backtest learned for this producer and model (all cut-offs)."""
+    rows = frame[(frame["producer_id"] == producer) & (frame["model"] == model_name)]
+    if "offsets" not in rows or rows["offsets"].dropna().empty:
+        return {}
+    return rows["offsets"].dropna().iloc[-1]
+
+
+# --- MLflow -------------------------------------------------------------------------------
+
+
+PYFUNC_CODE = Path(__file__).resolve().parent / "pyfunc.py"
+
+
+def input_example() -> pd.DataFrame:
+    return pd.DataFrame({"producer_id": ["p"], "timestamp": [pd.Timestamp("2024-01-01")]})
+
+
+def signature():
+    from mlflow.models import infer_signature
+
+    example = input_example()
+    output = pd.DataFrame({"producer_id": ["p"], "timestamp": [pd.Timestamp("2024-01-01")],
+                           "point": [1.0], "lower": [0.5], "upper": [1.5], "model": ["prophet"]})
+    return infer_signature(example, output,
+                           params={"level": 80, "max_ahead_hours": 48.0, "window_s": 0.0})
+
+
+@dataclass(frozen=True)
+class Registration:
+    run_id: str
+    version: str
+    promoted: bool
+    reason: str
+    candidate_score: float
+    champion_score: float | None
+
+
+def load_champion(name: str):
+    """(pyfunc, version) of the Tier 1 champion; LookupError when there is none."""
+    import mlflow
+
+    from models.registry import champion_version, model_uri
+
+    version = champion_version(name)
+    if version is None:
+        raise LookupError(f"no champion of {name!r} in the registry")
+    return mlflow.pyfunc.load_model(model_uri(name)), str(version.version)
+
+
+def champion_recipe(name: str) -> dict[str, str] | None:
+    """The per-producer model choice of the registry's current champion, if any."""
+    from models.registry import champion_version
+
+    version = champion_version(name)
+    if version is None:
+        return None
+    recipe = version.tags.get("recipe")
+    return json.loads(recipe) if recipe else None
+
+
+def log_and_register(
+    bundle: BaselineBundle,
+    backtest: pd.DataFrame,
+    *,
+    name: str,
+    experiment: str,
+    params: dict,
+    plot_path: Path | None,
+) -> Registration:
+    """Track the fit as an MLflow run, register the pyfunc, and move the aliases."""
+    import joblib
+    import mlflow
+
+    from models.registry import decide_alias, use_experiment
+
+    use_experiment(experiment)
+    summary = summarise(backtest)
+    candidate = summary.get(CHAMPION, {}).get("wis", float("nan"))
+    recipe = champion_recipe(name)
+    champion_score = recipe_score(backtest, recipe) if recipe is not None else None
+    with mlflow.start_run(run_name=f"baseline-{time.strftime('%Y%m%d-%H%M%S')}") as run:
+        mlflow.log_params(params | {"producers": len(bundle.forecasters)})
+        for model_name, metrics in summary.items():
+            mlflow.log_metrics({f"{model_name}.{k}": v for k, v in metrics.items() if np.isfinite(v)})
+        per_producer = producer_table(backtest)
+        for producer, metrics in per_producer.iterrows():
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(producer))
+            mlflow.log_metrics({f"producer.{safe}.{k}": float(v) for k, v in metrics.items()
+                                if isinstance(v, (int, float)) and np.isfinite(v)})
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle_path = Path(tmp) / BUNDLE_FILE
+            joblib.dump(bundle, bundle_path)
+            table_path = Path(tmp) / "backtest.csv"
+            backtest.drop(columns=["offsets"], errors="ignore").to_csv(table_path, index=False)
+            mlflow.log_artifact(str(table_path))
+            if plot_path is not None and plot_path.exists():
+                mlflow.log_artifact(str(plot_path), artifact_path="plots")
+            info = mlflow.pyfunc.log_model(
+                name="baseline",
+                python_model=str(PYFUNC_CODE),
+                artifacts={"bundle": str(bundle_path)},
+                signature=signature(),
+                input_example=input_example(),
+                code_paths=[str(Path(__file__).resolve().parents[1])],
+                pip_requirements=_requirements(),
+                registered_model_name=name,
+            )
+        version = str(info.registered_model_version)
+        from models.registry import client
+
+        client().set_model_version_tag(name, version, "recipe", json.dumps(bundle.choices))
+        mlflow.set_tag("registered_version", version)
+    promotion = decide_alias(name, version, candidate, champion_score, metric="backtest WIS")
+    return Registration(run.info.run_id, version, promotion.promoted, promotion.reason,
+                        candidate, champion_score)
+
+
+def producer_table(backtest: pd.DataFrame) -> pd.DataFrame:
+    """Per producer: the champion's scored metrics and the chosen model."""
+    rows = scored(backtest)
+    rows = rows[rows["model"] == CHAMPION]
+    return rows.groupby("producer_id")[[m for m in METRICS]].mean()
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in
+            ("mlflow", "pandas", "numpy", "prophet", "statsforecast", "joblib")]
+
+
+# --- plots --------------------------------------------------------------------------------
+
+
+def plot_forecast(series: pd.Series, forecaster: BaseForecaster, path: Path, days_back: int = 3,
+                  horizon: pd.Timedelta = pd.Timedelta("24h")) -> Path:
+    """Recent load and the next-day forecast with its 80% and 95% bands, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    end = series.index[-1]
+    recent = series[series.index > end - pd.Timedelta(days=days_back)]
+    step = pd.Timedelta(series.index.freq or recent.index.to_series().diff().mode().iloc[0])
+    future = pd.date_range(end + step, end + horizon, freq=step)
+    forecast = forecaster.predict(future)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.plot(recent.index, recent.to_numpy(), color="0.3", lw=0.7, label="observed load")
+    ax.fill_between(future, forecast["lower_95"], forecast["upper_95"], color="tab:blue",
+                    alpha=0.15, label="95% interval")
+    ax.fill_between(future, forecast["lower_80"], forecast["upper_80"], color="tab:blue",
+                    alpha=0.3, label="80% interval")
+    ax.plot(future, forecast["point"], color="tab:blue", lw=1.2, label=f"{forecaster.name} forecast")
+    ax.set_title(f"{series.name}: next {int(horizon / pd.Timedelta('1h'))} h ({forecaster.name})")
+    ax.set_ylabel("load")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,203 @@
+"""Time-based holdout evaluation of the intent model side by side with its baselines.
+
+Train on the earlier ``1 - test_share`` of the requests, test on the later part. Every model
+sees, for each request, only what Feast's point-in-time join gives it (requests whose demand
+was known before it arrived: completed ones, see ``features.profiles.known_at``). Baselines:
+global median, per-request-type median, per-consumer median (the consumer's median over its
+earlier completed requests; the type's median for a new consumer) and a
+plain CatBoost on the request's own fields (no history features), trained, calibrated and
+scored the same way as the intent model.
+
+Which model *is* the intent model is decided inside the training period, never on the holdout:
+four candidates are scored (MAE) on the rolling-origin calibration windows of
+:func:`models.tier2.intent.fit_intent` (each window predicted by a fit on the requests before it; by
+default the latest 40% of the training period in two windows): CatBoost on request fields +
+Feast history features, CatBoost on the request fields alone, the per-type median by size bucket
+(a quantile table per request type and decile of the numeric field most related to demand, by
+Spearman on the training part: Resource Central's bucketing) and the per-type median (a quantile
+table). The best one is refitted on the whole training period and becomes ``intent``.
+On a trace whose request-time information does not predict demand (Azure's generated tokens),
+the median wins and the intent model says so instead of adding noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from features.profiles import RequestFrame
+from models.tier2.intent import IntentConfig, IntentModel, fit_intent
+
+HISTORY_PREFIXES = ("c_", "ct_", "p_", "pop_", "popt_")
+BASELINES = ("global_median", "per_type_median", "per_consumer_median", "catboost_plain")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Requests with their point-in-time features, split by time."""
+
+    frame: pd.DataFrame  # canonical request columns + feature columns
+    y: pd.Series
+    train: np.ndarray  # boolean masks
+    test: np.ndarray
+    requests: RequestFrame
+    feature_names: list[str]
+
+
+def make_dataset(requests: RequestFrame, features: pd.DataFrame, test_share: float = 0.2) -> Dataset:
+    """Join requests with their features and mark the later ``test_share`` as the holdout."""
+    frame = pd.concat([requests.frame.reset_index(drop=True), features.reset_index(drop=True)],
+                      axis=1)
+    n_test = round(len(frame) * test_share)
+    test = np.zeros(len(frame), dtype=bool)
+    test[len(frame) - n_test:] = True
+    return Dataset(frame, frame["y"], ~test, test, requests, list(features.columns))
+
+
+def request_columns(requests: RequestFrame) -> tuple[list[str], list[str]]:
+    """The request's own fields a model may use: categoricals (never the consumer id) + numerics."""
+    frame = requests.frame
+    cats = ["request_type"] + (["producer_id"] if requests.has_producer else [])
+    extra = [c for c in frame.columns
+             if c not in ("event_timestamp", "consumer_id", "producer_id", "request_type", "y")
+             and c not in requests.numeric]
+    return cats + extra, list(requests.numeric)
+
+
+def intent_columns(data: Dataset) -> tuple[list[str], list[str]]:
+    """Request fields plus every history feature from Feast."""
+    cats, numeric = request_columns(data.requests)
+    history = [c for c in data.feature_names if c != "c_profile_class"]
+    return [*cats, "c_profile_class"], numeric + history
+
+
+CANDIDATES = ("history", "request_fields", "per_type_median", "size_bucket_median")  # order on ties
+
+
+def size_column(frame: pd.DataFrame, y: pd.Series, numeric: list[str]) -> str | None:
+    """The request's numeric field most related to demand (|Spearman| on the given rows)."""
+    best, best_rho = None, 0.0
+    for col in numeric:
+        values = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else None
+        if values is None or values.nunique() < 2:
+            continue
+        rho = values.corr(pd.Series(np.asarray(y, dtype=float), index=frame.index),
+                          method="spearman")
+        if np.isfinite(rho) and abs(rho) > best_rho:
+            best, best_rho = col, abs(rho)
+    return best
+
+
+def fit_models(data: Dataset, config: IntentConfig | None = None, **meta
+               ) -> dict[str, IntentModel]:
+    """The intent model and the plain CatBoost, trained on the training part only.
+
+    The intent model is the candidate with the lowest validation MAE (see the module doc).
+    """
+    config = config or IntentConfig()
+    train = data.frame[data.train]
+    y = data.y[data.train]
+    cats, numeric = intent_columns(data)
+    pcats, pnumeric = request_columns(data.requests)
+    meta = {**meta, "request_categorical": pcats, "request_numeric": pnumeric}
+    group = "c_profile_class"
+    history = fit_intent(train, y, cats + numeric, cats, config, group_column=group, **meta)
+    plain = fit_intent(train, y, pcats + pnumeric, pcats, config, group_column=group, **meta)
+    median = fit_intent(train, y, ["request_type"], ["request_type"], config,
+                        group_column=group, kind="table", **meta)
+    candidates = {"history": history, "request_fields": plain, "per_type_median": median}
+    size = size_column(train, y, pnumeric)
+    if size is not None:
+        candidates["size_bucket_median"] = fit_intent(
+            train, y, ["request_type", size], ["request_type"], config, group_column=group,
+            kind="table", **meta)
+    scores = {name: model.meta.get("validation_mae") for name, model in candidates.items()}
+    usable = [name for name in CANDIDATES if scores.get(name) is not None]
+    chosen = min(usable, key=lambda name: scores[name]) if usable else "history"
+    selection = {"selected": chosen, "validation_mae": scores,
+                 "validation_rows": int(history.meta.get("n_calibration", 0))}
+    intent = replace(candidates[chosen], meta={**candidates[chosen].meta,
+                                               "selection": selection})
+    return {"intent": intent, "catboost_plain": plain}
+
+
+def baseline_predictions(data: Dataset) -> dict[str, np.ndarray]:
+    """Point predictions of the median baselines on the test part."""
+    train, test = data.frame[data.train], data.frame[data.test]
+    y_train = data.y[data.train]
+    global_median = float(y_train.median())
+    type_median = y_train.groupby(train["request_type"]).median()
+    per_type = test["request_type"].map(type_median).fillna(global_median).to_numpy(float)
+    known = test["consumer_known"].to_numpy() > 0
+    per_consumer = np.where(known, test["c_demand_p50"].to_numpy(float), per_type)
+    return {
+        "global_median": np.full(len(test), global_median),
+        "per_type_median": per_type,
+        "per_consumer_median": per_consumer,
+    }
+
+
+def metrics(y: np.ndarray, point: np.ndarray, lower: np.ndarray | None,
+            upper: np.ndarray | None, edges: np.ndarray) -> dict[str, float | None]:
+    """MAE, median AE, 80% coverage and width (None without bounds), bucket accuracy."""
+    if len(y) == 0:
+        return {"n": 0, "mae": None, "median_ae": None, "coverage_80": None,
+                "interval_width": None, "bucket_accuracy": None}
+    err = np.abs(y - point)
+    out: dict[str, float | None] = {
+        "n": len(y), "mae": float(err.mean()), "median_ae": float(np.median(err)),
+        "coverage_80": None, "interval_width": None,
+    }
+    if lower is not None and upper is not None:
+        out["coverage_80"] = float(np.mean((y >= lower) & (y <= upper)))
+        out["interval_width"] = float(np.mean(upper - lower))
+    out["bucket_accuracy"] = float(np.mean(np.digitize(point, edges) == np.digitize(y, edges)))
+    return out
+
+
+def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
+    """Every model's metrics on the holdout, overall and for seen / new consumers."""
+    test = data.frame[data.test]
+    y = data.y[data.test].to_numpy(float)
+    edges = np.quantile(data.y[data.train], [0.25, 0.5, 0.75])
+    predictions: dict[str, tuple] = {
+        name: (point, None, None) for name, point in baseline_predictions(data).items()
+    }
+    for name, model in models.items():
+        pred = model.predict(test)
+        predictions[name] = (pred["point"].to_numpy(), pred["lower"].to_numpy(),
+                             pred["upper"].to_numpy())
+    seen_consumers = set(data.frame.loc[data.train, "consumer_id"])
+    seen = test["consumer_id"].isin(seen_consumers).to_numpy() if data.requests.has_consumer \
+        else None
+    report: dict = {}
+    for name in (*BASELINES, "intent"):
+        point, lower, upper = predictions[name]
+        entry = metrics(y, point, lower, upper, edges)
+        if seen is not None:
+            for label, mask in (("seen_consumers", seen), ("new_consumers", ~seen)):
+                entry[label] = metrics(y[mask], point[mask],
+                                       None if lower is None else lower[mask],
+                                       None if upper is None else upper[mask], edges)
+        report[name] = entry
+    intent_err = np.abs(y - predictions["intent"][0])
+    report["intent"]["mae_vs_baselines"] = {
+        name: paired_mae_difference(intent_err, np.abs(y - predictions[name][0]))
+        for name in BASELINES}
+    return report
+
+
+def paired_mae_difference(errors: np.ndarray, baseline_errors: np.ndarray,
+                          resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """``MAE(model) - MAE(baseline)`` on the same requests, with a paired bootstrap 95% interval
+    (requests resampled with replacement): says whether a small gap is more than noise."""
+    diff = np.asarray(errors, dtype=float) - np.asarray(baseline_errors, dtype=float)
+    if not diff.size:
+        return {"diff": float("nan"), "ci95_low": float("nan"), "ci95_high": float("nan")}
+    rng = np.random.default_rng(seed)
+    means = np.array([diff[rng.integers(0, diff.size, diff.size)].mean()
+                      for _ in range(resamples)])
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"diff": float(diff.mean()), "ci95_low": float(low), "ci95_high": float(high)}

@@ -1,0 +1,177 @@
+"""The pre-allocation engine: combination, allocation from the upper bound, scale-in, limits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from leadtime.config import DEFAULT_WEIGHTS
+from leadtime.engine import (
+    ProducerConfig,
+    ProducerState,
+    TierPrediction,
+    combine,
+    decide_all,
+    load_score,
+)
+
+
+def config(**kw) -> ProducerConfig:
+    base = {
+        "producer_id": "p",
+        "capacity_per_instance": 10.0,
+        "target_utilisation": 0.5,
+        "max_utilisation": 0.5,  # the strict rule unless a test says otherwise
+        "min_instances": 1,
+        "max_instances": 50,
+        "spinup_lead_time_s": 300.0,
+        "scale_in_cooldown_s": 300.0,
+        "scale_in_max_fraction": 0.1,
+    }
+    base.update(kw)
+    return ProducerConfig(**base)
+
+
+def decide(cfg, tiers, state, weights=DEFAULT_WEIGHTS):
+    """One producer through the engine's one entry point, with the gate off."""
+    fleet = decide_all({cfg.producer_id: cfg}, {cfg.producer_id: tiers},
+                       {cfg.producer_id: state}, weights=weights, threshold=0.0)
+    return fleet.decisions[cfg.producer_id]
+
+
+def test_combine_renormalises_over_the_tiers_that_answered():
+    tiers = {
+        "tier1": TierPrediction(100, 80, 120),
+        "tier2": None,
+        "tier3": TierPrediction(200, 150, 260),
+    }
+    out = combine(tiers, DEFAULT_WEIGHTS)
+    assert out is not None
+    assert out.weights == pytest.approx({"tier1": 0.4 / 0.7, "tier3": 0.3 / 0.7})
+    assert out.missing == ("tier2",)
+    assert out.point == pytest.approx((0.4 * 100 + 0.3 * 200) / 0.7)
+    assert out.lower == pytest.approx((0.4 * 80 + 0.3 * 150) / 0.7)
+    assert out.upper == pytest.approx((0.4 * 120 + 0.3 * 260) / 0.7)
+
+
+def test_combine_all_tiers_uses_the_weights_as_given():
+    same = TierPrediction(10, 5, 20)
+    out = combine({"tier1": same, "tier2": TierPrediction(20, 10, 40), "tier3": same}, DEFAULT_WEIGHTS)
+    assert out is not None and out.missing == ()
+    assert out.point == pytest.approx(0.4 * 10 + 0.3 * 20 + 0.3 * 10)
+
+
+def test_non_finite_answers_are_missing_and_no_answer_gives_none():
+    assert combine({"tier1": TierPrediction(math.nan, 1, 2)}, DEFAULT_WEIGHTS) is None
+    assert combine({}, DEFAULT_WEIGHTS) is None
+    only = combine({"tier1": TierPrediction(math.nan, 0, 0), "tier2": TierPrediction(3, 2, 4)},
+                   DEFAULT_WEIGHTS)
+    assert (
+        only is not None and only.weights == {"tier2": 1.0} and only.missing == ("tier1", "tier3")
+    )
+
+
+def test_load_score():
+    assert load_score(50, 100) == 0.5
+    assert load_score(1, 0) == math.inf
+    assert load_score(0, 0) == 0.0
+
+
+def test_allocation_keeps_the_upper_bound_under_the_target_utilisation_when_max_equals_it():
+    # max_utilisation == target: the strict rule. 10 * 0.5 = 5 per instance; upper 23 needs
+    # ceil(4.6) = 5, the point only 2
+    strict = config()
+    d = decide(strict, {"tier1": TierPrediction(10, 5, 23)}, ProducerState(instances=3))
+    assert d.target_instances == 5 and d.action == "scale_out"
+    assert any("upper bound" in r for r in d.reasons)
+    assert d.load_score == pytest.approx(10 / 30)
+    exact = decide(strict, {"tier1": TierPrediction(10, 5, 20)}, ProducerState(instances=4))
+    assert exact.target_instances == 4 and exact.action == "hold"
+
+
+def test_allocation_point_under_target_and_upper_bound_under_max_utilisation():
+    # target 0.5 (5 per instance), max 0.9 (9 per instance): one margin each, not both stacked
+    loose = config(max_utilisation=0.9)
+    d = decide(loose, {"tier1": TierPrediction(10, 5, 23)}, ProducerState(instances=2))
+    assert d.target_instances == 3  # upper 23 / 9 -> 3; point 10 / 5 -> 2
+    assert any("upper bound" in r and "90%" in r for r in d.reasons)
+    # a narrow band: the point at the target binds
+    narrow = decide(loose, {"tier1": TierPrediction(20, 18, 22)}, ProducerState(instances=2))
+    assert narrow.target_instances == 4  # point 20 / 5 -> 4; upper 22 / 9 -> 3
+
+
+def test_max_utilisation_below_target_is_refused():
+    with pytest.raises(ValueError, match="max_utilisation"):
+        config(max_utilisation=0.4)
+
+
+def test_min_and_max_instances_bound_the_target():
+    low = decide(config(min_instances=3), {"tier1": TierPrediction(0, 0, 1)}, ProducerState(3))
+    assert low.target_instances == 3 and any("min_instances" in r for r in low.reasons)
+    high = decide(config(max_instances=6), {"tier1": TierPrediction(90, 80, 100)}, ProducerState(2))
+    assert high.target_instances == 6 and any("max_instances" in r for r in high.reasons)
+
+
+def test_scale_in_is_slow_and_waits_after_a_scale_out():
+    cfg = config()
+    small = {"tier1": TierPrediction(4, 2, 5)}  # needs 1 instance
+    step = decide(cfg, small, ProducerState(instances=20, now_s=1000, last_scale_out_s=0))
+    assert step.target_instances == 18 and step.action == "scale_in"  # 10 % of 20 per decision
+    assert any("limited" in r for r in step.reasons)
+    one = decide(cfg, small, ProducerState(instances=5, now_s=1000, last_scale_out_s=0))
+    assert one.target_instances == 4  # at least one instance per decision
+    held = decide(cfg, small, ProducerState(instances=20, now_s=1000, last_scale_out_s=900))
+    assert held.target_instances == 20 and held.action == "hold"
+    assert any("cool-down" in r for r in held.reasons)
+    # scale-out is never slowed down
+    out = decide(
+        cfg, {"tier1": TierPrediction(90, 80, 100)}, ProducerState(2, now_s=10, last_scale_out_s=5)
+    )
+    assert out.target_instances == 20
+
+
+def test_never_below_what_the_current_load_needs():
+    fast = config(scale_in_max_fraction=1.0)  # scale-in unrestricted but for the current load
+    d = decide(
+        fast, {"tier1": TierPrediction(4, 2, 5)}, ProducerState(instances=20, current_load=50.0)
+    )
+    assert d.target_instances == 10  # 50 / 5 = 10 needed now, although the forecast needs 1
+    d2 = decide(
+        config(), {"tier1": TierPrediction(4, 2, 5)}, ProducerState(instances=3, current_load=50.0)
+    )
+    assert d2.target_instances == 10 and any("current load" in r for r in d2.reasons)
+
+
+def test_without_any_tier_the_engine_is_reactive():
+    d = decide(config(), {"tier1": None}, ProducerState(instances=2, current_load=33.0))
+    assert d.target_instances == 7 and d.prediction is None
+    assert any("reactive" in r for r in d.reasons)
+
+
+def test_invalid_config_is_refused():
+    with pytest.raises(ValueError):
+        config(capacity_per_instance=0)
+    with pytest.raises(ValueError):
+        config(min_instances=5, max_instances=2)
+
+
+def test_decides_for_1000_producers_with_reasons():
+    """Speed is measured by a benchmark, not asserted here; this checks the batch is complete."""
+    cfgs = [config(producer_id=f"p{i}") for i in range(1000)]
+    tiers = [
+        {
+            "tier1": TierPrediction(10 + i % 50, 5, 20 + i % 70),
+            "tier2": None,
+            "tier3": TierPrediction(12, 8, 25),
+        }
+        for i in range(1000)
+    ]
+    states = [
+        ProducerState(
+            instances=1 + i % 20, current_load=float(i % 40), now_s=1e4, last_scale_out_s=0.0
+        )
+        for i in range(1000)
+    ]
+    decisions = [decide(c, t, s) for c, t, s in zip(cfgs, tiers, states)]
+    assert len(decisions) == 1000 and all(d.reasons for d in decisions)
