@@ -339,17 +339,20 @@ def redirect(capacity: Mapping[str, float], load: Mapping[str, float]) -> dict[s
         for p in ids:
             share[p] = capacity[p] / cap_total
         return share
-    active = sorted(ids, key=lambda p: capacity[p], reverse=True)
-    while active:
-        c_sum = sum(capacity[p] for p in active)
-        root_sum = sum(math.sqrt(capacity[p]) for p in active)
+    ordered = sorted(ids, key=lambda p: capacity[p], reverse=True)
+    caps = [capacity[p] for p in ordered]
+    roots = [math.sqrt(c) for c in caps]
+    c_sum, root_sum = sum(caps), sum(roots)
+    # drop the smallest producer while it would get a negative share, re-solving each time
+    # (running sums: the active set is always the largest k producers)
+    for k in range(len(ordered), 0, -1):
         slack = (c_sum - total) / root_sum
-        x = {p: capacity[p] - math.sqrt(capacity[p]) * slack for p in active}
-        if x[active[-1]] >= 0:  # the smallest producer gets the least; all non-negative
-            for p in active:
-                share[p] = x[p] / total
+        if caps[k - 1] - roots[k - 1] * slack >= 0:  # the smallest gets the least: all >= 0
+            for i in range(k):
+                share[ordered[i]] = (caps[i] - roots[i] * slack) / total
             break
-        active.pop()  # drop the smallest producer and re-solve
+        c_sum -= caps[k - 1]
+        root_sum -= roots[k - 1]
     return share
 
 

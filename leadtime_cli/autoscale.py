@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
-POLICY_ORDER = ("static_peak", "hpa", "forecast_scale_out", "leadtime", "oracle")
+POLICY_ORDER = ("static_peak", "hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa",
+                "leadtime", "oracle")  # simulation.policies.POLICIES, without importing it
+PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")  # what leadtime must beat
 DEFAULT_MODEL = "champion"
 
 
@@ -209,7 +211,8 @@ def _print_table(doc: dict) -> None:
 
 HELP = (
     "Replay a trace against simulated producers under static_peak, hpa (Kubernetes), "
-    "forecast_scale_out (AWS predictive scaling), leadtime and a perfect-knowledge oracle.\n\n"
+    "forecast_scale_out (AWS predictive scaling), crane_ehpa (Crane's Effective HPA), "
+    "knative_kpa (Knative's KPA), leadtime and a perfect-knowledge oracle.\n\n"
     "Predictive policies refit their Tier 1 model daily on data before the simulated day; the "
     "warm-up days are reactive for every policy and not scored. Metrics: slo_violation_pct, "
     "underprovisioned_pct, instance_hours, cost_vs_oracle, p99_latency_ms, scaling_actions "
@@ -257,8 +260,7 @@ def frontier(
         fail(str(exc))
     lead = {f"{r['knob']}={r['value']:g}": r for r in rows if r["policy"] == "leadtime"}
     iso = {
-        label: {p: violations_at_cost(rows, p, r["cost_vs_oracle"])
-                for p in ("hpa", "forecast_scale_out")}
+        label: {p: violations_at_cost(rows, p, r["cost_vs_oracle"]) for p in PEERS}
         for label, r in lead.items()
     }
     # the other way round: leadtime along its points at each reactive policy's default cost

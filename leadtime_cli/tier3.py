@@ -21,12 +21,20 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def bench_anomaly(
         set_dir: Path = typer.Option(..., "--set", help="Anomaly set folder (with windows.json)."),
         as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+        reference: Path | None = typer.Option(
+            None, "--reference",
+            help="NAB's published outputs (<detector>/<category>/<detector>_<file>.csv) scored "
+                 "beneath ours; default: <data_dir>/anomaly/nab-reference."),
     ) -> None:
-        """Window-based precision/recall/F1, delay and false alarms: leadtime vs z-score vs HST."""
+        """Window F1, delay, false alarms and NAB scores: leadtime vs z-score vs HST, and NAB's own.
+
+        NAB scores (standard, low-FP, low-FN profiles) use NAB's threshold optimisation over the
+        set; beneath them, NAB's published numenta, windowedGaussian and null on the same files.
+        """
         from monitoring.bench import format_table, run_anomaly_bench
 
         try:
-            document = run_anomaly_bench(set_dir)
+            document = run_anomaly_bench(set_dir, reference=reference)
         except TraceError as exc:
             fail(str(exc))
         typer.echo(json.dumps(document, indent=2) if as_json else format_table(document))

@@ -14,6 +14,25 @@ Protocol (identical for every detector, one fixed configuration for every series
 * a *false alarm* is an alarm episode that starts outside every window;
 * precision = detected windows / (detected windows + false alarms), recall = detected windows /
   windows, F1 their harmonic mean; all summed over the set (micro average).
+
+The window F1 is this project's own measure; beside it, each detector gets NAB's normalised score
+(:mod:`monitoring.nab_score`, 0 = NAB's null detector, 100 = perfect) for the profiles
+``standard``, ``reward_low_FP_rate`` and ``reward_low_FN_rate``, each with its threshold optimised
+over the whole set by NAB's optimiser -- NAB's protocol, which does read the labels, identically
+for every detector. NAB wants per-timestamp anomaly scores in [0, 1]; every detector of
+:mod:`monitoring.detectors` already returns one, so its stream is scored *unchanged* (no rescaling,
+nothing tuned on labels; a score outside [0, 1] is an error):
+
+* ``leadtime``: NAB's log-scaled anomaly likelihood of its forecast residuals, the form of NAB's
+  own ``numenta`` output (its a-priori alert floor of 0.5 serves the F1 alarms only);
+* ``zscore``: the two-sided normal mass within ``|z|`` (``erf(|z| / sqrt 2)``), the counterpart of
+  NAB's ``windowedGaussian`` (one minus a normal tail probability);
+* ``hst``: River's ``HalfSpaceTrees`` score, in [0, 1] by construction.
+
+For comparison the same scorer runs on NAB's *published* per-timestamp outputs of ``numenta``
+(HTM), ``windowedGaussian`` and ``null`` for the set's files (``nab-reference/<detector>/
+<category>/<detector>_<file>.csv``, column ``anomaly_score``), with the same windows and the same
+threshold optimisation: these rows are NAB's detectors, not re-runs.
 """
 
 from __future__ import annotations
@@ -26,10 +45,22 @@ import numpy as np
 import pandas as pd
 
 from monitoring.detectors import calibrate_threshold, make_detector, season_for
+from monitoring.nab_score import (
+    NULL_DETECTOR_SCORE,
+    PROFILES,
+    DetectorFile,
+    normalized_score,
+    optimize_threshold,
+)
 
 PROBATION = 0.15
 COOLDOWN = pd.Timedelta("1h")
 DETECTOR_NAMES = ("leadtime", "zscore", "hst")
+NAB_FIELDS = {"nab_standard": "standard", "nab_low_fp": "reward_low_FP_rate",
+              "nab_low_fn": "reward_low_FN_rate"}
+"""JSON field -> NAB profile."""
+REFERENCE_DETECTORS = ("numenta", "windowedGaussian", "null")
+"""NAB's published detectors shown beneath ours (``numenta`` is NAB's HTM detector)."""
 
 
 @dataclass(frozen=True)
@@ -107,12 +138,133 @@ def summarise(parts: list[SeriesScore]) -> dict[str, float | None]:
     }
 
 
-def run_anomaly_bench(root: str | Path, detectors: tuple[str, ...] = DETECTOR_NAMES) -> dict:
-    """The benchmark document: per detector, the set's window-based figures."""
+def default_reference_dir() -> Path:
+    """Where NAB's published outputs live: ``<data_dir>/anomaly/nab-reference``."""
+    from leadtime.settings import get_settings
+
+    return get_settings().data_dir / "anomaly" / "nab-reference"
+
+
+@dataclass(frozen=True)
+class NabSet:
+    """The set as NAB scores it, shared by every detector.
+
+    ``stamps``: each file's row instants as int64 nanoseconds (the scorer reads them as the same
+    instants, about twice as fast as datetime64 values); ``windows``: each file's windows as
+    timestamps of its rows; ``null_raw`` / ``perfect_raw``: NAB's null and perfect raw scores per
+    profile, the ends of the normalisation (computed once, as :func:`nab_score.nab_scores` does).
+    """
+
+    stamps: dict[str, np.ndarray]
+    windows: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]
+    null_raw: dict[str, float]
+    perfect_raw: dict[str, float]
+
+
+def nab_windows(index: pd.DatetimeIndex, windows: list[tuple[pd.Timestamp, pd.Timestamp]]):
+    """Windows whose limits are timestamps of the file, as NAB requires.
+
+    NAB's own labels already are (they pass unchanged); other sets' limits are moved inwards to
+    the first and last row inside the window, and a window holding no row is dropped.
+    """
+    out = []
+    for start, end in windows:
+        if start in index and end in index:
+            out.append((start, end))
+            continue
+        inside = index[(index >= start) & (index <= end)]
+        if len(inside):
+            out.append((inside.min(), inside.max()))
+    return out
+
+
+def nab_set(series: dict[str, pd.Series], windows: dict[str, list]) -> NabSet:
+    """Prepare the set's files for NAB scoring (see :class:`NabSet`)."""
+    stamps = {key: s.index.to_numpy(dtype="datetime64[ns]").view(np.int64)
+              for key, s in series.items()}
+    spans = {key: nab_windows(s.index, windows.get(key, [])) for key, s in series.items()}
+    null_files = [DetectorFile(stamps[key], np.full(len(stamps[key]), NULL_DETECTOR_SCORE),
+                               spans[key]) for key in sorted(series)]
+    n_windows = sum(len(v) for v in spans.values())
+    null_raw = {profile: optimize_threshold(null_files, cost)[1]
+                for profile, cost in PROFILES.items()}
+    perfect_raw = {profile: cost.tp_weight * n_windows for profile, cost in PROFILES.items()}
+    return NabSet(stamps, spans, null_raw, perfect_raw)
+
+
+def nab_figures(nab: NabSet, scores: dict[str, np.ndarray]) -> dict:
+    """NAB normalised score per profile of one detector's per-row anomaly scores on the set.
+
+    Per profile the threshold is optimised over all files at once (``optimize_threshold``); the
+    result equals ``nab_score.nab_scores(...)[profile].normalized_score``.
+    """
+    for key, values in scores.items():
+        finite = values[~np.isnan(values)]
+        if len(finite) and (finite.min() < 0.0 or finite.max() > 1.0):
+            raise ValueError(f"{key}: anomaly scores outside [0, 1] cannot be NAB-scored")
+    files = [DetectorFile(nab.stamps[key], scores[key], nab.windows[key]) for key in sorted(scores)]
+    figures: dict = {}
+    thresholds = {}
+    for field_name, profile in NAB_FIELDS.items():
+        threshold, raw = optimize_threshold(files, PROFILES[profile])
+        figures[field_name] = round(
+            normalized_score(raw, nab.null_raw[profile], nab.perfect_raw[profile]), 4)
+        thresholds[profile] = threshold
+    figures["nab_thresholds"] = thresholds
+    return figures
+
+
+def published_scores(reference: Path, detector: str, nab: NabSet) -> dict[str, np.ndarray]:
+    """NAB's published per-row ``anomaly_score`` of one detector for every file of the set.
+
+    Raises ``FileNotFoundError`` when a file is missing and ``ValueError`` when its rows are not
+    those of the set's file (the comparison must be on the same rows).
+    """
+    scores = {}
+    for key, stamps in nab.stamps.items():
+        category, _, name = key.rpartition("/")
+        path = reference / detector / category / f"{detector}_{name}"
+        if not path.is_file():
+            raise FileNotFoundError(f"no {path} for {key}")
+        frame = pd.read_csv(path, usecols=["timestamp", "anomaly_score"])
+        published = (pd.to_datetime(frame["timestamp"], format="ISO8601")
+                     .to_numpy(dtype="datetime64[ns]").view(np.int64))
+        if not np.array_equal(published, stamps):
+            raise ValueError(f"{path}: its rows are not those of {key}")
+        scores[key] = frame["anomaly_score"].to_numpy(dtype=float)
+    return scores
+
+
+def reference_rows(reference: Path, nab: NabSet) -> dict:
+    """NAB's published detectors scored on the set; notes say what was skipped and why."""
+    rows: dict[str, dict] = {}
+    notes: list[str] = []
+    if not reference.is_dir():
+        notes.append(f"NAB's published outputs not found at {reference}: reference rows skipped")
+    else:
+        for detector in REFERENCE_DETECTORS:
+            try:
+                rows[detector] = nab_figures(nab, published_scores(reference, detector, nab))
+            except (OSError, ValueError) as exc:
+                notes.append(f"NAB's published {detector} skipped: {exc}")
+    return {"dir": str(reference), "detectors": rows, "notes": notes}
+
+
+def run_anomaly_bench(
+    root: str | Path,
+    detectors: tuple[str, ...] = DETECTOR_NAMES,
+    reference: str | Path | None = None,
+) -> dict:
+    """The benchmark document: per detector, the set's window-based figures and NAB scores.
+
+    ``reference``: folder of NAB's published outputs (default :func:`default_reference_dir`).
+    """
     from leadtime.data import read_anomaly_set
 
     anomaly_set = read_anomaly_set(root)
+    reference = default_reference_dir() if reference is None else Path(reference)
     parts: dict[str, list[SeriesScore]] = {d: [] for d in detectors}
+    streams: dict[str, dict[str, np.ndarray]] = {d: {} for d in detectors}
     per_series: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {d: 0.0 for d in detectors}
     for key, series in anomaly_set.series.items():
@@ -121,10 +273,12 @@ def run_anomaly_bench(root: str | Path, detectors: tuple[str, ...] = DETECTOR_NA
             began = time.perf_counter()
             scores, floor = stream_scores(name, series)
             seconds[name] += time.perf_counter() - began
+            streams[name][key] = scores
             part = score_series(series, scores, anomaly_set.windows[key], floor=floor)
             parts[name].append(part)
             per_series[key][name] = summarise([part])["f1"]
     samples = sum(len(s) for s in anomaly_set.series.values())
+    nab = nab_set(anomaly_set.series, anomaly_set.windows)
     return {
         "set": str(Path(root)),
         "series": len(anomaly_set.series),
@@ -134,24 +288,46 @@ def run_anomaly_bench(root: str | Path, detectors: tuple[str, ...] = DETECTOR_NA
             "threshold": "max score over the probationary period after a warm-up of a third of it",
             "cooldown_minutes": COOLDOWN.total_seconds() / 60,
             "precision": "detected windows / (detected windows + alarm episodes outside windows)",
+            "nab": "NAB normalised score (0 null, 100 perfect) per profile, threshold optimised "
+                   "over the set by NAB's optimiser; detectors' [0, 1] scores unchanged",
         },
         "detectors": {
-            name: {**summarise(parts[name]), "us_per_sample": round(1e6 * seconds[name] / samples, 1)}
+            name: {**summarise(parts[name]), "us_per_sample": round(1e6 * seconds[name] / samples, 1),
+                   **nab_figures(nab, streams[name])}
             for name in detectors
         },
+        "nab_reference": reference_rows(reference, nab),
         "per_series_f1": per_series,
     }
 
 
 def format_table(document: dict) -> str:
-    """The figures as a plain-text table."""
-    head = f"{'detector':<10} {'precision':>9} {'recall':>7} {'f1':>6} {'delay_min':>9} {'fa/day':>7} {'windows':>8}"
+    """The figures as a plain-text table, NAB's published detectors beneath ours."""
+    nab_head = f"{'nab_std':>8} {'nab_lowFP':>9} {'nab_lowFN':>9}"
+    head = (f"{'detector':<18} {'precision':>9} {'recall':>7} {'f1':>6} {'delay_min':>9} "
+            f"{'fa/day':>7} {'windows':>8}  {nab_head}")
     lines = [f"anomaly set {document['set']}: {document['series']} series, {document['samples']} samples",
              head, "-" * len(head)]
+
+    def nab_cells(m: dict) -> str:
+        return f"{m['nab_standard']:>8.1f} {m['nab_low_fp']:>9.1f} {m['nab_low_fn']:>9.1f}"
+
     for name, m in document["detectors"].items():
         delay = "-" if m["delay_minutes"] is None else f"{m['delay_minutes']:.0f}"
+        fa_day = "-" if m["false_alarms_per_day"] is None else f"{m['false_alarms_per_day']:.3f}"
         lines.append(
-            f"{name:<10} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {delay:>9} "
-            f"{m['false_alarms_per_day']:>7.3f} {m['detected']:>3}/{m['windows']:<4}"
+            f"{name:<18} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {delay:>9} "
+            f"{fa_day:>7} {m['detected']:>3}/{m['windows']:<4}  {nab_cells(m)}"
         )
+    reference = document.get("nab_reference", {})
+    if reference.get("detectors"):
+        lines.append(f"NAB's published detectors, scored as above on their own outputs "
+                     f"({reference['dir']}):")
+        blank = f"{'-':>9} {'-':>7} {'-':>6} {'-':>9} {'-':>7} {'-':>8}"
+        for name, m in reference["detectors"].items():
+            lines.append(f"{'  ' + name:<18} {blank}  {nab_cells(m)}")
+    lines.extend(reference.get("notes", []))
+    lines.append("nab_*: NAB normalised score (0 = NAB's null detector, 100 = perfect) for the profiles "
+                 "standard, reward_low_FP_rate, reward_low_FN_rate;\n"
+                 "       threshold optimised over the whole set per profile, as NAB does")
     return "\n".join(lines)

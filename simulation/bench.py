@@ -14,6 +14,7 @@ import pandas as pd
 
 from leadtime.config import ENGINE_DEFAULTS, EngineSpec
 from simulation.config import SimConfig, derive_config, short_duration
+from simulation.crane_ehpa import CraneEHPA
 from simulation.forecast import (
     HISTORY,
     ForecasterFactory,
@@ -21,6 +22,7 @@ from simulation.forecast import (
     daily_tier1,
     default_factory,
 )
+from simulation.knative_kpa import KnativeKPA
 from simulation.metrics import add_cost_vs_oracle, score, totals
 from simulation.policies import (
     HPA,
@@ -192,6 +194,8 @@ def bench_producer(
         "static_peak": (StaticPeak(cfg, float(np.nanmax(demand))), HPA(cfg)),
         "hpa": (hpa, hpa),
         "forecast_scale_out": (fso, fso.hpa),
+        "crane_ehpa": (CraneEHPA(cfg, series), HPA(cfg)),
+        "knative_kpa": (KnativeKPA(cfg), HPA(cfg)),
         "leadtime": (Leadtime(cfg, tier1, str(series.name), index[0], engine), HPA(cfg)),
         "oracle": (Oracle(cfg, need), HPA(cfg)),
     }
@@ -273,6 +277,8 @@ COLOURS = {
     "static_peak": "tab:gray",
     "hpa": "tab:orange",
     "forecast_scale_out": "tab:purple",
+    "crane_ehpa": "tab:brown",
+    "knative_kpa": "tab:pink",
     "leadtime": "tab:blue",
     "oracle": "tab:green",
 }
@@ -342,7 +348,7 @@ def _plot_rule(interval: pd.Timedelta, steps: int) -> str:
 
 # --- the risk/cost frontier: every policy at several settings of its own risk knob ----------
 
-FRONTIER_TARGETS = (0.5, 0.55, 0.6, 0.65, 0.7)  # hpa and forecast_scale_out: target utilisation
+FRONTIER_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9)  # the peers: target utilisation
 FRONTIER_LEVELS = (80, 95)  # leadtime: the interval level whose upper bound it allocates for
 FRONTIER_THRESHOLDS = (0.7, 0.8)  # leadtime at the first level: the load-score gate (default 0.6)
 
@@ -370,7 +376,9 @@ def frontier(
 
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     oracle = score(simulate(demand, cfg, Oracle(cfg, need), HPA(cfg), switch), cfg, scored, need)
-    schedules = {lv: daily_tier1(series, lead, switch, model, lv, history, factory) for lv in levels}
+    # one set of daily fits: the published bundles answer at any level
+    fitted = daily_tier1(series, lead, switch, model, levels[0], history, factory)
+    schedules = {lv: fitted for lv in levels}
     rows: list[dict[str, Any]] = []
 
     def add(policy: str, knob: str, value: float, run_cfg: SimConfig, chosen: Policy, warm: Policy):
@@ -389,6 +397,10 @@ def frontier(
         add("hpa", "target_utilisation", target, run_cfg, hpa, hpa)
         fso = ForecastScaleOut(run_cfg, hourly)
         add("forecast_scale_out", "target_utilisation", target, run_cfg, fso, fso.hpa)
+        add("crane_ehpa", "target_utilisation", target, run_cfg, CraneEHPA(run_cfg, series),
+            HPA(run_cfg))
+        add("knative_kpa", "target_utilisation", target, run_cfg, KnativeKPA(run_cfg),
+            HPA(run_cfg))
     start = pd.DatetimeIndex(series.index)[0]
     for level in levels:
         chosen = Leadtime(cfg, schedules[level], str(series.name), start, engine_spec(level))

@@ -40,7 +40,8 @@ from loop.sources import TierSource
 from simulation.config import SimConfig
 from simulation.forecast import Tier1Schedule
 
-POLICIES = ("static_peak", "hpa", "forecast_scale_out", "leadtime", "oracle")
+POLICIES = ("static_peak", "hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime",
+            "oracle")
 
 
 @dataclass(frozen=True, slots=True)

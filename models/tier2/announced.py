@@ -2,7 +2,7 @@
 
 Every request predicted through ``POST /v1/requests/predict`` with a ``producer_id`` is recorded
 here with its predicted demand (point, lower, upper). Tier 2's answer for a producer is, as in
-``DESIGN.md``, the announced demand of the last window projected over the next one: the predicted
+``docs/design.md``, the announced demand of the last window projected over the next one: the predicted
 demand that arrived per second over the last spin-up lead time, times the producer's
 ``tier2_load_per_demand`` (how much of the producer's load unit one unit of demand per second
 is; e.g. 1.0 when the load is busy CPU-seconds per second and the intent target is CPU-seconds).

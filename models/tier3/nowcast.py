@@ -1,6 +1,6 @@
 """Tier 3's load answer: the producer's current level, scaled by what such a level did next.
 
-Tier 3 predicts "the current load adjusted by risk" (``DESIGN.md``). The current load alone is a
+Tier 3 predicts "the current load adjusted by risk" (``docs/design.md``). The current load alone is a
 poor answer for the window one spin-up lead time ahead: single samples are noisy, and the window
 holds several of them. :class:`LoadNowcast` learns, online and from the past only, how the
 load of the coming window relates to the current level:
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,8 +114,9 @@ class LoadNowcast:
         if len(self.ratios) < c.min_ratios:
             self.table = np.empty((0, 3))
             return
-        data = np.array([(lv, r) for _, lv, r in self.ratios])
-        levels, ratios = data[:, 0], data[:, 1]
+        n = len(self.ratios)
+        data = np.fromiter(chain.from_iterable(self.ratios), float, count=3 * n).reshape(n, 3)
+        levels, ratios = data[:, 1], data[:, 2]
         self.edges = np.quantile(levels, np.linspace(0, 1, c.buckets + 1)[1:-1])
         bucket = np.searchsorted(self.edges, levels)
         overall = np.quantile(ratios, c.quantiles)

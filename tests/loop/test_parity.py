@@ -44,14 +44,15 @@ class Recorder:
         return self.policy.decide(obs)
 
 
-def register_champion(bundle, name: str) -> str:
+def register_champion(bundle, name: str, experiment: str) -> str:
     """Register ``bundle`` as ``name``'s champion, as ``baseline-daily`` does."""
     import joblib
     import mlflow
 
-    from models.registry import CHAMPION, client
+    from models.registry import CHAMPION, client, use_experiment
     from models.tier1.registry import PYFUNC_CODE, signature
 
+    use_experiment(experiment)  # artifacts under the test's state folder
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
         path = Path(tmp) / "bundle.joblib"
         joblib.dump(bundle, path)
@@ -73,8 +74,8 @@ def test_replay_and_api_decide_the_same_step_for_step(state):
     from simulation.bench import replay_setup
     from simulation.config import derive_config
     from simulation.forecast import daily_tier1
-    from simulation.policies import HPA, Leadtime, replay_config
     from simulation.generate import synthetic_load
+    from simulation.policies import HPA, Leadtime, replay_config
     from simulation.simulator import simulate
 
     frame = synthetic_load(producers=1, days=3, interval="5min", seed=11)
@@ -102,7 +103,8 @@ def test_replay_and_api_decide_the_same_step_for_step(state):
     with TestClient(app) as client:
         for (now, expected), obs in zip(replayed, recorder.observations, strict=True):
             if now in published:  # midnight: the daily flow registers a new champion
-                register_champion(published[now], settings.baseline_model_name)
+                register_champion(published[now], settings.baseline_model_name,
+                                  settings.experiment)
                 runtime.load()
                 assert runtime.tier1_version is not None, runtime.tier1_error
             clock.set(now)

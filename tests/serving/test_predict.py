@@ -89,7 +89,12 @@ def test_announced_demand_feeds_the_engine_as_tier2(client):
     body = [{"consumer_id": c, "producer_id": "P9", "request_type": "TXT_2_IMG", "steps": 30,
              "images": 2} for c in ("C001", "C002", "stranger")]
     predictions = client.post("/v1/requests/predict", json=body).json()["predictions"]
-    tier2 = client.get("/v1/producers/P9").json()["tiers"]["tier2"]
+    # the loop decides on its own schedule or when states are reported: report, then read the
+    # pass the report woke
+    ack = client.post("/v1/producers/state", headers={"Authorization": f"Bearer {TOKEN}"},
+                      json={"producers": [{"producer_id": "P9", "instances": 2}]}).json()
+    tier2 = client.get("/v1/producers/P9",
+                       params={"after_pass": ack["pass"]}).json()["tiers"]["tier2"]
     assert tier2["prediction"]["point"] == pytest.approx(sum(p["demand"] for p in predictions))
     assert tier2["prediction"]["upper"] == pytest.approx(sum(p["upper"] for p in predictions))
     assert tier2["used_weight"] > 0

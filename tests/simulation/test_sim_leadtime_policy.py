@@ -76,6 +76,8 @@ def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
         ("hpa", "target_utilisation", 0.5), ("hpa", "target_utilisation", 0.7),
         ("forecast_scale_out", "target_utilisation", 0.5),
         ("forecast_scale_out", "target_utilisation", 0.7),
+        ("crane_ehpa", "target_utilisation", 0.5), ("crane_ehpa", "target_utilisation", 0.7),
+        ("knative_kpa", "target_utilisation", 0.5), ("knative_kpa", "target_utilisation", 0.7),
         ("leadtime", "level", 80), ("leadtime", "threshold", 0.8)}
     lead = {r["knob"]: r for r in rows if r["policy"] == "leadtime"}
     # a higher gate on pre-allocation holds back scale-outs: fewer instance-hours on this trace

@@ -11,7 +11,7 @@ from simulation.bench import bench_producer
 from simulation.config import SimConfig, derive_config
 from simulation.latency import erlang_c, fluid_queue, mixture_quantile
 from simulation.metrics import score
-from simulation.policies import Observation, Oracle
+from simulation.policies import POLICIES, Observation, Oracle
 from simulation.simulator import simulate, slo_need
 
 
@@ -131,7 +131,8 @@ def test_bench_scores_every_policy_alike_and_the_oracle_is_the_floor():
     series = daily_trace(days=6, freq="5min", seed=3)
     c = derive_config(series, pd.Timedelta("5min"))
     result = bench_producer(series, c, factory=daily_naive_factory)
-    assert set(result.metrics) == {"static_peak", "hpa", "forecast_scale_out", "leadtime", "oracle"}
+    assert set(result.metrics) == set(POLICIES)
+    assert {"crane_ehpa", "knative_kpa", "leadtime"} <= set(POLICIES)
     assert result.metrics["oracle"]["cost_vs_oracle"] == 1.0
     assert result.metrics["oracle"]["slo_violation_pct"] == 0.0
     assert result.metrics["static_peak"]["scaling_actions"] == 0

@@ -105,6 +105,8 @@ def test_bench_on_two_nab_producers_prints_one_json_document(shared_data: Path):
         "static_peak",
         "hpa",
         "forecast_scale_out",
+        "crane_ehpa",
+        "knative_kpa",
         "leadtime",
         "oracle",
     }
