@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
