@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from leadtime.config import DEFAULT_WEIGHTS
+from monitoring.accuracy import combined_error, drifted, tier_errors
 
 
 def join_window_peaks(predictions: pd.DataFrame, observed: pd.DataFrame) -> pd.DataFrame:
@@ -94,17 +95,6 @@ def joined_from_log(decision_log, window_s: float) -> pd.DataFrame:
     return join_window_peaks(predictions, observed.rename(columns={"window_start": "at"}))
 
 
-def tier_errors(joined: pd.DataFrame) -> dict[str, float]:
-    """Per tier: mean over producers of MAE / mean observed load."""
-    if joined.empty:
-        return {}
-    scale = joined.groupby("producer_id")["actual"].mean().abs().clip(lower=1e-9)
-    frame = joined.assign(err=(joined["point"] - joined["actual"]).abs())
-    per = frame.groupby(["tier", "producer_id"])["err"].mean()
-    per = per / scale.reindex(per.index.get_level_values("producer_id")).to_numpy()
-    return {str(t): float(v) for t, v in per.groupby(level="tier").mean().items()}
-
-
 def inverse_error_weights(errors: Mapping[str, float], current: Mapping[str, float] = DEFAULT_WEIGHTS,
                           floor: float = 1e-3) -> dict[str, float]:
     """Step 3 of the module doc: inverse-error shares of the evidenced tiers' weight mass."""
@@ -118,29 +108,6 @@ def inverse_error_weights(errors: Mapping[str, float], current: Mapping[str, flo
     out = {t: (mass * inv[t] / inv_total if t in inv else w) for t, w in current.items()}
     total = sum(out.values())
     return {t: w / total for t, w in out.items()}
-
-
-def combined_error(joined: pd.DataFrame, weights: Mapping[str, float]) -> float:
-    """Scaled MAE of the engine's combination under ``weights`` (missing tiers renormalised).
-
-    Vectorised form of :func:`leadtime.engine.combine` on the points: per decision, the weighted
-    mean of the tiers that answered, over the weights of those tiers.
-    """
-    if joined.empty:
-        return math.nan
-    keys = ["producer_id", "decision_id"]
-    points = joined.pivot_table(index=keys, columns="tier", values="point", aggfunc="first")
-    actual = joined.groupby(keys)["actual"].first().reindex(points.index)
-    w = pd.Series({t: max(0.0, float(weights.get(t, 0.0))) for t in points.columns})
-    answered = points.notna() & (w > 0)
-    mass = answered.mul(w, axis=1).sum(axis=1)
-    combined = points.fillna(0.0).mul(w, axis=1).where(answered, 0.0).sum(axis=1) / mass
-    ok = mass > 0
-    if not ok.any():
-        return math.nan
-    frame = pd.DataFrame({"err": (combined - actual).abs()[ok], "actual": actual[ok]})
-    g = frame.groupby(level="producer_id")
-    return float((g["err"].mean() / g["actual"].mean().abs().clip(lower=1e-9)).mean())
 
 
 def validate_weights(weights: Mapping[str, float]) -> None:
@@ -177,8 +144,7 @@ def recalibrate(joined: pd.DataFrame, current: Mapping[str, float] = DEFAULT_WEI
     train_err, eval_err = tier_errors(train), tier_errors(last)
     weights = inverse_error_weights(train_err, current)
     validate_weights(weights)
-    retrain = sorted(t for t in eval_err
-                     if t in train_err and eval_err[t] > drift_ratio * max(train_err[t], 1e-9))
+    retrain = drifted(train_err, eval_err, drift_ratio)
     return Recalibration(weights, dict(current), train_err, eval_err,
                          combined_error(last, weights), combined_error(last, current),
                          len(joined), retrain)

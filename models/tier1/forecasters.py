@@ -17,6 +17,8 @@ Two ideas keep this fast enough for hundreds of producers on two cores:
 
 from __future__ import annotations
 
+import math
+
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -243,7 +245,8 @@ class MSTLForecaster(BaseForecaster):
         if len(coarse) >= 2 * 7 * per_day:
             seasons.append(7 * per_day)
         filled = coarse.interpolate(limit_direction="both").to_numpy()
-        self.model = MSTL(season_length=seasons, trend_forecaster=AutoETS(model="ZZN"))
+        self.model = MSTL(season_length=seasons, trend_forecaster=AutoETS(model="ZZN"),
+                          stl_kwargs=stl_jumps(per_day))
         self.model.fit(filled)
         self.fitted_end = coarse.index[-1]
 
@@ -262,6 +265,26 @@ class MSTLForecaster(BaseForecaster):
         values[ahead] = mean[steps[ahead] - 1]
         values[steps == 0] = self.last_fitted
         return values
+
+
+def stl_jumps(period: int, seasonal_window: int = 11) -> dict[str, int]:
+    """R's ``stl`` defaults for the LOESS jumps (``forecast::mstl``'s engine): each smoother is
+    evaluated every tenth of its window and interpolated in between. statsmodels evaluates at
+    every point (jump 1), which is 7x slower on a weekly season of 15-minute means for the same
+    forecast. The jumps of the shortest season are used for every season (statsforecast passes
+    one set to each STL), finer than R would use on the longer ones.
+
+    >>> stl_jumps(96)
+    {'seasonal_jump': 2, 'trend_jump': 17, 'low_pass_jump': 10}
+    """
+
+    def odd(x: float) -> int:
+        n = math.ceil(x)
+        return n if n % 2 else n + 1
+
+    trend = odd(1.5 * period / (1 - 1.5 / seasonal_window))
+    return {"seasonal_jump": math.ceil(seasonal_window / 10), "trend_jump": math.ceil(trend / 10),
+            "low_pass_jump": math.ceil(odd(period) / 10)}
 
 
 FORECASTERS: dict[str, Callable[..., BaseForecaster]] = {

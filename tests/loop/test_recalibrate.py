@@ -8,13 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loop.recalibrate import (
-    combined_error,
-    inverse_error_weights,
-    join_window_peaks,
-    recalibrate,
-    tier_errors,
-)
+from loop.recalibrate import inverse_error_weights, join_window_peaks, recalibrate
+from monitoring.accuracy import combined_error, tier_errors
 
 
 def joined_case(windows: int = 40, seed: int = 0) -> pd.DataFrame:
