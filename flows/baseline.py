@@ -19,11 +19,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from leadtime.data import LoadTrace, read_load_trace
 from leadtime.settings import get_settings
+from models.registry import alias_snapshot, discard_flow_run
 from models.tier1.backtest import (
     CHAMPION,
     BacktestConfig,
     backtest_producer,
     final_choice,
+    history_requirement,
+    history_shortfall,
     summarise,
 )
 from models.tier1.pipeline import config_from_settings
@@ -69,11 +72,49 @@ def fit_task(series: pd.Series, model_name: str, offsets: dict, history_days: in
 
 @task(name="register-baseline", retries=1, cache_policy=NO_CACHE)
 def register_task(bundle: BaselineBundle, backtest: pd.DataFrame, params: dict,
-                  plot_path: str | None) -> Registration:
+                  plot_path: str | None, flow_run_id: str | None = None) -> Registration:
+    """Register and promote; keyed by ``flow_run_id`` so a retry reuses its version."""
     settings = get_settings()
     return log_and_register(bundle, backtest, name=settings.baseline_model_name,
                             experiment=settings.experiment, params=params,
-                            plot_path=Path(plot_path) if plot_path else None)
+                            plot_path=Path(plot_path) if plot_path else None,
+                            flow_run_id=flow_run_id)
+
+
+def long_enough(trace: str, series: dict[str, pd.Series], config: BacktestConfig,
+                ) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """The producers with history enough for every cut-off, and why the others are left out.
+
+    Runs in the flow, before any task fits anything: when no producer is long enough the trace
+    is refused (a ValueError naming the minimum), so nothing is fitted or registered.
+    """
+    short = {p: why for p, s in series.items() if (why := history_shortfall(s, config))}
+    if len(short) == len(series):
+        shown = "; ".join(list(short.values())[:3]) + ("; …" if len(short) > 3 else "")
+        raise ValueError(f"{Path(trace).name}: too short: {shown}; {history_requirement(config)}")
+    return {p: s for p, s in series.items() if p not in short}, short
+
+
+def register_or_undo(bundle: BaselineBundle, backtest: pd.DataFrame, params: dict,
+                     plot_path: str | None, name: str) -> Registration:
+    """Register under this flow run; if it fails for good, leave the registry as it was.
+
+    The flow owns the failure: the versions it registered are deleted and the aliases put
+    back, so a failed run leaves no orphan version and the champion unmoved.
+    """
+    from prefect.runtime import flow_run
+
+    run_id = str(flow_run.id) if flow_run.id else None
+    before = alias_snapshot(name)
+    try:
+        return register_task(bundle, backtest, params, plot_path, run_id)
+    except BaseException:
+        if run_id:
+            deleted = discard_flow_run(name, run_id, before)
+            if deleted:
+                get_run_logger().warning("registration failed: deleted %s version(s) %s",
+                                         name, ", ".join(deleted))
+        raise
 
 
 def task_runner_for(settings, workers: int | None = None):
@@ -116,11 +157,14 @@ def baseline_daily(
     unknown = sorted(set(chosen) - set(loaded.producers))
     if unknown:
         raise ValueError(f"{Path(trace).name}: no producer(s) {', '.join(unknown)}")
-    series = {p: loaded.series(p) for p in chosen}
+    series, skipped = long_enough(trace, {p: loaded.series(p) for p in chosen}, config)
+    for why in skipped.values():
+        get_run_logger().warning("left out of the backtest: %s", why)
 
     backtests = _collect(backtest_task.map(list(series.values()), config), "backtest")
-    backtest = pd.concat([b for b in backtests if not b.empty], ignore_index=True)
-    if backtest.empty:
+    frames = [b for b in backtests if not b.empty]
+    backtest = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if backtest.empty or not summarise(backtest).get(CHAMPION):
         raise ValueError(f"{Path(trace).name}: not enough history for a backtest")
 
     choices = final_choice(backtest)
@@ -137,7 +181,8 @@ def baseline_daily(
                          settings.plots_dir / f"baseline_{Path(trace).stem}_{first}.png",
                          horizon=config.horizon)
     params = {"trace": Path(trace).name, **{k: str(v) for k, v in asdict(config).items()}}
-    registration = register_task(bundle, backtest, params, str(plot))
+    registration = register_or_undo(bundle, backtest, params, str(plot),
+                                    settings.baseline_model_name)
     summary = summarise(backtest)
     return {
         "trace": str(trace),
@@ -148,4 +193,5 @@ def baseline_daily(
         "registration": asdict(registration),
         "plot": str(plot),
         "repairs": loaded.repairs,
+        "skipped": skipped,
     }

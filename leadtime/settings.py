@@ -21,6 +21,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Seconds to wait for Prefect's ephemeral API server (Prefect's default, 20 s, is too short for
+#: a first start, which creates its SQLite database, on a busy machine).
+PREFECT_STARTUP_TIMEOUT_SECONDS = 180
+
+#: Prefect 3's switches for what it would send out: the server's usage analytics (also read by
+#: the client's analytics service), the client's opt-out standard, and Cloud run telemetry.
+PREFECT_NO_TELEMETRY = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+}
+
+
 class Settings(BaseSettings):
     """Platform settings; read from ``LEADTIME_*`` environment variables (and a ``.env``)."""
 
@@ -109,7 +122,11 @@ class Settings(BaseSettings):
         return self.home_dir / "plots"
 
     def prepare(self) -> Settings:
-        """Create the state folder and export what MLflow and Prefect read from the environment."""
+        """Create the state folder and export what MLflow and Prefect read from the environment.
+
+        Call it before Prefect is imported (Prefect reads its settings then). Values already in
+        the environment win: only defaults are filled in.
+        """
         self.home_dir.mkdir(parents=True, exist_ok=True)
         self.plots_dir.mkdir(parents=True, exist_ok=True)
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
@@ -121,9 +138,11 @@ class Settings(BaseSettings):
                 "PREFECT_API_DATABASE_CONNECTION_URL",
                 f"sqlite+aiosqlite:///{self.home_dir / 'prefect' / 'prefect.db'}",
             )
-            os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
             # a busy 2-core machine can need more than Prefect's default 20 s to start the API
-            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+                                  str(PREFECT_STARTUP_TIMEOUT_SECONDS))
+        for key, value in PREFECT_NO_TELEMETRY.items():  # nothing leaves the machine by default
+            os.environ.setdefault(key, value)
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         return self

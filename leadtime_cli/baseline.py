@@ -126,6 +126,7 @@ def demo_trace(data_dir: Path, state_dir: Path) -> tuple[Path, str | None]:
 
 
 def demo(
+    ctx: typer.Context,
     trace: Annotated[Path | None, typer.Option(help="Load trace (default: the NASA 1995 trace).")] = None,
     cutoffs: Annotated[int | None, typer.Option(help="Scored daily cut-offs (default 7).")] = None,
 ) -> None:
@@ -136,7 +137,7 @@ def demo(
 
     settings = get_settings().prepare()  # before Prefect is imported: it reads the environment
     import flows.baseline as baseline_flow
-    from leadtime.data import TraceError
+    from leadtime_cli.common import quiet_refusals, verbose
 
     console = Console()
     if trace is None:
@@ -155,8 +156,10 @@ def demo(
 
         baseline_flow.progress_hook = hook
         try:
-            result = baseline_flow.baseline_daily(str(trace), cutoffs=cutoffs)
-        except TraceError as exc:
+            with quiet_refusals(show=verbose(ctx)):
+                result = baseline_flow.baseline_daily(str(trace), cutoffs=cutoffs)
+        except ValueError as exc:  # TraceError and the flow's own refusals (too short, ...);
+            # Prefect logged the traceback when --verbose
             _fail(str(exc))
         finally:
             baseline_flow.progress_hook = None

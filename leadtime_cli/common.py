@@ -2,10 +2,59 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
+
+#: Prefect's run loggers: they log a failing task or flow with its traceback.
+PREFECT_RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+_REFUSAL_IN_MESSAGE = re.compile(r"exception:? (?:\w+\.)*(TraceError|ValueError)\b")
 
 
 def fail(message: str) -> None:
     """Print a clear error and exit with status 2 (no traceback for bad input)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def verbose(ctx: typer.Context | None) -> bool:
+    """Whether the command line asked for ``--verbose`` (the root callback's flag).
+
+    Pass the command's ``typer.Context`` (Typer vendors Click, so Click's own context lookup
+    does not see it).
+    """
+    return bool(ctx is not None and ctx.find_root().params.get("verbose"))
+
+
+class RefusalFilter(logging.Filter):
+    """Drop Prefect's records of an expected refusal (a ValueError, e.g. a ``TraceError``).
+
+    The command reports the refusal itself, as one ``error:`` line; Prefect would first log it
+    two to four times, with tracebacks. Other failures pass through.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] and issubclass(record.exc_info[0], ValueError):
+            return False
+        return not (record.levelno >= logging.ERROR
+                    and _REFUSAL_IN_MESSAGE.search(record.getMessage()))
+
+
+@contextmanager
+def quiet_refusals(show: bool = False) -> Iterator[None]:
+    """Within the block, Prefect's run loggers drop refusal records unless ``show`` (--verbose)."""
+    if show:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in PREFECT_RUN_LOGGERS]
+    refusals = RefusalFilter()
+    for logger in loggers:
+        logger.addFilter(refusals)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(refusals)

@@ -57,6 +57,43 @@ def cutoff_times(series: pd.Series, config: BacktestConfig) -> list[pd.Timestamp
     return list(days[-(config.warmup_cutoffs + config.cutoffs):])
 
 
+def required_history(config: BacktestConfig) -> pd.Timedelta:
+    """The shortest span a series must cover for every cut-off of the backtest.
+
+    The first cut-off is ``min_history_days`` after the first observation's midnight, the
+    ``warmup_cutoffs + cutoffs`` cut-offs are daily, and the last one needs a full ``horizon``
+    after it (see :func:`cutoff_times`).
+    """
+    days = config.min_history_days + config.warmup_cutoffs + config.cutoffs - 1
+    return pd.Timedelta(days=days) + config.horizon
+
+
+def history_shortfall(series: pd.Series, config: BacktestConfig) -> str | None:
+    """Why ``series`` is too short for the backtest (None when it is long enough).
+
+    Checked before anything is fitted: a backtest with fewer cut-offs than configured has no
+    scored champion, hence no score to promote on.
+    """
+    need = config.warmup_cutoffs + config.cutoffs
+    have = len(cutoff_times(series, config))
+    if have >= need:
+        return None
+    observed = series.dropna().index
+    span = (observed[-1] - observed[0]) if len(observed) else pd.Timedelta(0)
+    return (f"{series.name} has {round(span / pd.Timedelta(days=1), 2):g} days of history "
+            f"({have} of {need} cut-offs)")
+
+
+def history_requirement(config: BacktestConfig) -> str:
+    """The minimum history of :func:`required_history`, spelled out for an error message."""
+    need = required_history(config)
+    hours = int(config.horizon / pd.Timedelta(hours=1))
+    return (f"the backtest needs at least {need / pd.Timedelta(days=1):g} days of history: "
+            f"{config.min_history_days} days before the first cut-off, "
+            f"{config.warmup_cutoffs} warm-up + {config.cutoffs} scored daily cut-offs "
+            f"and a {hours} h horizon after the last (fewer cut-offs: --cutoffs)")
+
+
 def history_before(series: pd.Series, cutoff: pd.Timestamp, history_days: int) -> pd.Series:
     """The training window: strictly before ``cutoff``, at most ``history_days`` long."""
     return series[(series.index < cutoff) & (series.index >= cutoff - pd.Timedelta(days=history_days))]

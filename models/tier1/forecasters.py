@@ -17,9 +17,8 @@ Two ideas keep this fast enough for hundreds of producers on two cores:
 
 from __future__ import annotations
 
-import math
-
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol

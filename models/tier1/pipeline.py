@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from models.tier1.backtest import BacktestConfig, backtest_producer
+from models.tier1.backtest import BacktestConfig, backtest_producer, history_requirement
 
 
 def parallel_map(fn: Callable, items: list, workers: int, on_done: Callable[[], None] | None = None):
@@ -44,11 +44,7 @@ def backtest_all(
     items = [(s, config) for s in series]
     frames = [f for f in parallel_map(backtest_producer, items, workers, on_done) if not f.empty]
     if not frames:
-        raise ValueError(
-            "no producer has enough history for a backtest "
-            f"(each needs {config.min_history_days} days plus {config.warmup_cutoffs + config.cutoffs} "
-            "daily cut-offs of a full horizon)"
-        )
+        raise ValueError(f"no producer has enough history; {history_requirement(config)}")
     return pd.concat(frames, ignore_index=True)
 
 

@@ -217,18 +217,62 @@ def log_and_register(
     experiment: str,
     params: dict,
     plot_path: Path | None,
+    flow_run_id: str | None = None,
 ) -> Registration:
-    """Track the fit as an MLflow run, register the pyfunc, and move the aliases."""
+    """Track the fit as an MLflow run, register the pyfunc, and move the aliases.
+
+    With ``flow_run_id`` the version is tagged ``flow_run_id`` and a retry of the same flow run
+    reuses the version it already registered instead of adding another: one flow run, at most
+    one version. A candidate without a finite backtest score is refused before anything is
+    logged, so it never lands in the registry.
+    """
+    from models.registry import FLOW_RUN_TAG, decide_alias, versions_of_flow_run
+
+    summary = summarise(backtest)
+    candidate = summary.get(CHAMPION, {}).get("wis", float("nan"))
+    if candidate is None or not np.isfinite(candidate):
+        raise ValueError("the backtest has no scored champion (history too short?): "
+                         "nothing to register")
+    recipe = champion_recipe(name)
+    existing = versions_of_flow_run(name, flow_run_id) if flow_run_id else []
+    if existing:  # a retry of this flow run: the version is there already
+        version, run_id = str(existing[0].version), existing[0].run_id
+        if _is_champion(name, version):  # promoted before the attempt failed: done
+            return Registration(run_id, version, True,
+                                existing[0].tags.get("promotion", "promoted by an earlier attempt"),
+                                candidate, None)
+    else:
+        version, run_id = _log_and_register(bundle, backtest, summary, name=name,
+                                            experiment=experiment, params=params,
+                                            plot_path=plot_path,
+                                            tags={FLOW_RUN_TAG: flow_run_id} if flow_run_id else {})
+    champion_score = recipe_score(backtest, recipe) if recipe is not None else None
+    promotion = decide_alias(name, version, candidate, champion_score, metric="backtest WIS")
+    return Registration(run_id, version, promotion.promoted, promotion.reason,
+                        candidate, champion_score)
+
+
+def _is_champion(name: str, version: str) -> bool:
+    from models.registry import champion_version
+
+    champion = champion_version(name)
+    return champion is not None and str(champion.version) == str(version)
+
+
+def _log_and_register(bundle: BaselineBundle, backtest: pd.DataFrame, summary: dict, *,
+                      name: str, experiment: str, params: dict, plot_path: Path | None,
+                      tags: dict[str, str]) -> tuple[str, str]:
+    """Log the run and its pyfunc, then register one version with ``tags``; (version, run id).
+
+    The version is created with its tags in one call, so it is never without its
+    ``flow_run_id`` (a retry can always find it).
+    """
     import joblib
     import mlflow
 
-    from models.registry import decide_alias, use_experiment
+    from models.registry import use_experiment
 
     use_experiment(experiment)
-    summary = summarise(backtest)
-    candidate = summary.get(CHAMPION, {}).get("wis", float("nan"))
-    recipe = champion_recipe(name)
-    champion_score = recipe_score(backtest, recipe) if recipe is not None else None
     with mlflow.start_run(run_name=f"baseline-{time.strftime('%Y%m%d-%H%M%S')}") as run:
         mlflow.log_params(params | {"producers": len(bundle.forecasters)})
         for model_name, metrics in summary.items():
@@ -254,16 +298,12 @@ def log_and_register(
                 input_example=input_example(),
                 code_paths=[str(Path(__file__).resolve().parents[1])],
                 pip_requirements=_requirements(),
-                registered_model_name=name,
             )
-        version = str(info.registered_model_version)
-        from models.registry import client
-
-        client().set_model_version_tag(name, version, "recipe", json.dumps(bundle.choices))
+        registered = mlflow.register_model(info.model_uri, name,
+                                           tags=tags | {"recipe": json.dumps(bundle.choices)})
+        version = str(registered.version)
         mlflow.set_tag("registered_version", version)
-    promotion = decide_alias(name, version, candidate, champion_score, metric="backtest WIS")
-    return Registration(run.info.run_id, version, promotion.promoted, promotion.reason,
-                        candidate, champion_score)
+    return version, run.info.run_id
 
 
 def producer_table(backtest: pd.DataFrame) -> pd.DataFrame:

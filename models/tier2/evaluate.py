@@ -18,6 +18,12 @@ Spearman on the training part: Resource Central's bucketing) and the per-type me
 table). The best one is refitted on the whole training period and becomes ``intent``.
 On a trace whose request-time information does not predict demand (Azure's generated tokens),
 the median wins and the intent model says so instead of adding noise.
+
+Every candidate's interval is calibrated per (seen / new consumer) x request type
+(:func:`models.tier2.intent.group_offsets`). "Seen" is ``consumer_known``, the flag the feature
+store gives the request (history for its consumer at arrival), as at serving; the holdout's
+seen / new split and :func:`coverage_by_group` use the same flag, so the groups the interval
+is calibrated for are the groups it is scored on.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from features.profiles import RequestFrame
 from models.tier2.intent import IntentConfig, IntentModel, fit_intent
 
 HISTORY_PREFIXES = ("c_", "ct_", "p_", "pop_", "popt_")
+GROUP_COLUMN = "consumer_known"  # seen (1) / new (0) consumer, as serving decides it
+TYPE_COLUMN = "request_type"
 BASELINES = ("global_median", "per_type_median", "per_consumer_median", "catboost_plain")
 
 
@@ -102,17 +110,17 @@ def fit_models(data: Dataset, config: IntentConfig | None = None, **meta
     cats, numeric = intent_columns(data)
     pcats, pnumeric = request_columns(data.requests)
     meta = {**meta, "request_categorical": pcats, "request_numeric": pnumeric}
-    group = "c_profile_class"
-    history = fit_intent(train, y, cats + numeric, cats, config, group_column=group, **meta)
-    plain = fit_intent(train, y, pcats + pnumeric, pcats, config, group_column=group, **meta)
+    groups = {"group_column": GROUP_COLUMN, "type_column": TYPE_COLUMN}
+    history = fit_intent(train, y, cats + numeric, cats, config, **groups, **meta)
+    plain = fit_intent(train, y, pcats + pnumeric, pcats, config, **groups, **meta)
     median = fit_intent(train, y, ["request_type"], ["request_type"], config,
-                        group_column=group, kind="table", **meta)
+                        kind="table", **groups, **meta)
     candidates = {"history": history, "request_fields": plain, "per_type_median": median}
     size = size_column(train, y, pnumeric)
     if size is not None:
         candidates["size_bucket_median"] = fit_intent(
-            train, y, ["request_type", size], ["request_type"], config, group_column=group,
-            kind="table", **meta)
+            train, y, ["request_type", size], ["request_type"], config, kind="table",
+            **groups, **meta)
     scores = {name: model.meta.get("validation_mae") for name, model in candidates.items()}
     usable = [name for name in CANDIDATES if scores.get(name) is not None]
     chosen = min(usable, key=lambda name: scores[name]) if usable else "history"
@@ -157,8 +165,43 @@ def metrics(y: np.ndarray, point: np.ndarray, lower: np.ndarray | None,
     return out
 
 
+def seen_mask(frame: pd.DataFrame) -> np.ndarray:
+    """Seen consumers: ``consumer_known`` (feature-store history at arrival), as at serving."""
+    if GROUP_COLUMN not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return pd.to_numeric(frame[GROUP_COLUMN], errors="coerce").fillna(0).to_numpy() > 0
+
+
+def coverage_by_group(frame: pd.DataFrame, y: np.ndarray, lower: np.ndarray,
+                      upper: np.ndarray, in_training: np.ndarray | None = None) -> dict:
+    """80% coverage, width and count per calibration group of the holdout: seen / new
+    consumers, each request type, and each (seen / new, type) cell. ``in_training`` (consumer
+    present in the training period) adds that older, non-serving split for comparison."""
+    def entry(mask: np.ndarray) -> dict:
+        n = int(mask.sum())
+        if not n:
+            return {"n": 0, "coverage_80": None, "interval_width": None}
+        inside = (y[mask] >= lower[mask]) & (y[mask] <= upper[mask])
+        return {"n": n, "coverage_80": float(inside.mean()),
+                "interval_width": float(np.mean(upper[mask] - lower[mask]))}
+
+    seen = seen_mask(frame)
+    types = frame[TYPE_COLUMN].astype(str).to_numpy()
+    out: dict = {"overall": entry(np.ones(len(y), dtype=bool)),
+                 "seen_consumers": entry(seen), "new_consumers": entry(~seen),
+                 "request_type": {}, "consumer_request_type": {}}
+    for kind in sorted(set(types)):
+        out["request_type"][kind] = entry(types == kind)
+        for label, mask in (("seen", seen), ("new", ~seen)):
+            out["consumer_request_type"][f"{label}|{kind}"] = entry(mask & (types == kind))
+    if in_training is not None:
+        out["consumer_in_training"] = {"seen": entry(in_training), "new": entry(~in_training)}
+    return out
+
+
 def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
-    """Every model's metrics on the holdout, overall and for seen / new consumers."""
+    """Every model's metrics on the holdout, overall and for seen / new consumers
+    (:func:`seen_mask`); the intent model's coverage per calibration group too."""
     test = data.frame[data.test]
     y = data.y[data.test].to_numpy(float)
     edges = np.quantile(data.y[data.train], [0.25, 0.5, 0.75])
@@ -169,9 +212,7 @@ def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
         pred = model.predict(test)
         predictions[name] = (pred["point"].to_numpy(), pred["lower"].to_numpy(),
                              pred["upper"].to_numpy())
-    seen_consumers = set(data.frame.loc[data.train, "consumer_id"])
-    seen = test["consumer_id"].isin(seen_consumers).to_numpy() if data.requests.has_consumer \
-        else None
+    seen = seen_mask(test) if data.requests.has_consumer else None
     report: dict = {}
     for name in (*BASELINES, "intent"):
         point, lower, upper = predictions[name]
@@ -182,6 +223,11 @@ def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
                                        None if lower is None else lower[mask],
                                        None if upper is None else upper[mask], edges)
         report[name] = entry
+    _, lower, upper = predictions["intent"]
+    in_training = (test["consumer_id"].isin(set(data.frame.loc[data.train, "consumer_id"]))
+                   .to_numpy() if data.requests.has_consumer else None)
+    report["intent"]["coverage_by_group"] = coverage_by_group(test, y, lower, upper,
+                                                              in_training)
     intent_err = np.abs(y - predictions["intent"][0])
     report["intent"]["mae_vs_baselines"] = {
         name: paired_mae_difference(intent_err, np.abs(y - predictions[name][0]))

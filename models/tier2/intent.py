@@ -6,6 +6,14 @@ One CatBoost model (categorical features native) learns the 10th, 50th and 90th 
 quantile regression (CQR), Mondrian by group: it is widened or narrowed by the quantile of the
 conformity scores of models that had not seen the scored requests.
 
+Groups (:func:`group_offsets`): the consumer group (``group_column``, ``consumer_known``: whether
+the feature store had history for the consumer when the request arrived, the flag serving
+computes in :func:`features.online.fill_population_row`) crossed with the request type
+(``type_column``). Seen and new consumers err very differently (one pooled offset left seen
+consumers under-covered and new ones over-covered on the Alibaba trace), and so do request types.
+A cell with fewer than ``MIN_GROUP`` calibration scores falls back to its consumer group, and a
+consumer group with fewer to the pooled offset (key ``"*"``).
+
 Rolling-origin calibration: the scores come from ``calibration_folds`` windows of
 ``calibration_share`` of the training period each (default 2 x 20%: fit on the first 60%, score
 the next 20%; fit on the first 80%, score the last 20%), pooled. Under drift the error a model
@@ -13,7 +21,7 @@ makes on the requests that follow its training data changes from one period to t
 window measures a single period and its offset swings with it (on the Alibaba trace the single
 latest window gave an offset well below what the next period needed), while pooling windows
 averages over periods. Each window is at the same distance from its fit as the holdout is from
-the served model. Small groups (fewer than ``MIN_GROUP`` pooled scores) share the overall offset.
+the served model.
 
 Recency (``refit=True``, the default): after calibration the booster is refitted on the whole
 training period with the same settings, and the offsets are kept. The calibration scores
@@ -70,6 +78,7 @@ class IntentModel:
     booster: object  # catboost.CatBoostRegressor
     offsets: dict[str, float]
     group_column: str | None = None  # e.g. consumer_known: new and known consumers differ
+    type_column: str | None = None  # e.g. request_type: each group split further by type
     target: str = "demand"
     unit: str = ""
     meta: dict = field(default_factory=dict)
@@ -92,22 +101,22 @@ class IntentModel:
         matrix = [[_category(row.get(col)) if col in cats else _float(row.get(col))
                    for col in self.features] for row in rows]
         raw = np.asarray(self.booster.predict(matrix)).reshape(len(rows), -1)
-        overall = self.offsets.get("*", 0.0)
-        if self.group_column:
-            offset = np.array([self.offsets.get(_group_key(row.get(self.group_column)), overall)
-                               for row in rows], dtype=float)
-        else:
-            offset = np.full(len(rows), overall)
-        point, lower, upper = _bounds(raw, offset)
+        groups = [_group_key(row.get(self.group_column)) if self.group_column else "*"
+                  for row in rows]
+        types = ([_category(row.get(self.type_column)) for row in rows] if self.type_column
+                 else [None] * len(rows))
+        point, lower, upper = _bounds(raw, self._offsets(groups, types))
         return list(zip(point.tolist(), lower.tolist(), upper.tolist(), strict=True))
 
     def offset_for(self, frame: pd.DataFrame) -> np.ndarray:
-        """Each row's conformal offset: its group's, or the overall one."""
-        overall = self.offsets.get("*", 0.0)
-        if not self.group_column or self.group_column not in frame.columns:
-            return np.full(len(frame), overall)
-        keys = group_keys(frame[self.group_column])
-        return np.array([self.offsets.get(k, overall) for k in keys], dtype=float)
+        """Each row's conformal offset: its cell's, else its group's, else the pooled one."""
+        groups, types = row_groups(frame, self.group_column, self.type_column)
+        return self._offsets(groups, types)
+
+    def _offsets(self, groups: list[str], types: list[str | None]) -> np.ndarray:
+        """The most specific calibrated offset per row (see :func:`lookup_offset`)."""
+        return np.array([lookup_offset(self.offsets, g, t)
+                         for g, t in zip(groups, types, strict=True)], dtype=float)
 
     def save(self, folder: Path) -> Path:
         folder = Path(folder)
@@ -116,7 +125,7 @@ class IntentModel:
         self.booster.save_model(str(folder / (TABLE_FILE if table else MODEL_FILE)))
         meta = {"booster": "table" if table else "catboost", "features": self.features, "categorical": self.categorical,
                 "offsets": self.offsets, "group_column": self.group_column,
-                "target": self.target, "unit": self.unit, **self.meta}
+                "type_column": self.type_column, "target": self.target, "unit": self.unit, **self.meta}
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return folder
 
@@ -131,11 +140,11 @@ class IntentModel:
         else:
             booster = CatBoostRegressor()
             booster.load_model(str(folder / MODEL_FILE))
-        known = {"booster", "features", "categorical", "offsets", "group_column", "target",
-                 "unit"}
+        known = {"booster", "features", "categorical", "offsets", "group_column", "type_column",
+                 "target", "unit"}
         return cls(meta["features"], meta["categorical"], booster,
                    {k: float(v) for k, v in meta["offsets"].items()}, meta.get("group_column"),
-                   meta.get("target", "demand"), meta.get("unit", ""),
+                   meta.get("type_column"), meta.get("target", "demand"), meta.get("unit", ""),
                    {k: v for k, v in meta.items() if k not in known})
 
 
@@ -187,28 +196,75 @@ def prepare(frame: pd.DataFrame, features: list[str], categorical: list[str]) ->
     return out
 
 
-MIN_GROUP = 50  # calibration rows a group needs for its own offset
+# Calibration scores a group (or cell) needs for its own offset, fixed a priori: given its n
+# calibration scores, a split-conformal interval's coverage is Beta(k, n + 1 - k) with
+# k = ceil((n + 1) * 0.8), sd ~ sqrt(0.16 / (n + 2)): 4 pp at n = 100, 5.6 pp at n = 50. Below
+# 100 the group's own offset is noisier than the few-point bias of its coarser group's offset.
+MIN_GROUP = 100
+CELL_SEP = "|"  # offsets key of a (group, type) cell: "1|TXT_2_IMG"
+
+
+def cell_key(group: str, kind: str) -> str:
+    return f"{group}{CELL_SEP}{kind}"
+
+
+def lookup_offset(offsets: dict[str, float], group: str, kind: str | None) -> float:
+    """The offset of the (group, type) cell, else of the group, else the pooled one ("*")."""
+    if kind is not None:
+        value = offsets.get(cell_key(group, kind))
+        if value is not None:
+            return value
+    return offsets.get(group, offsets.get("*", 0.0))
+
+
+def row_groups(frame: pd.DataFrame, group_column: str | None, type_column: str | None
+               ) -> tuple[list[str], list[str | None]]:
+    """Each row's consumer group and request type keys, as :meth:`IntentModel.predict_rows`
+    derives them from request dicts (a missing column: one group "*", no type split)."""
+    n = len(frame)
+    groups = (group_keys(frame[group_column]) if group_column and group_column in frame.columns
+              else ["*"] * n)
+    types = ([_category(v) for v in frame[type_column]]
+             if type_column and type_column in frame.columns else [None] * n)
+    return groups, types
 
 
 def group_offsets(lo: np.ndarray, hi: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                  coverage: float) -> dict[str, float]:
-    """Mondrian CQR: one offset per group (key "*" for all); small groups share the overall one."""
+                  coverage: float, types: np.ndarray | None = None,
+                  min_group: int = MIN_GROUP) -> dict[str, float]:
+    """Mondrian CQR offsets: "*" pooled, one per group, one per (group, type) cell.
+
+    Only groups and cells with at least ``min_group`` scores get a key; the others fall back
+    at prediction time (:func:`lookup_offset`).
+    """
+    groups = np.asarray(groups).astype(str)
     offsets = {"*": conformal_offset(lo, hi, y, coverage)}
     for group in np.unique(groups):
         mask = groups == group
-        if mask.sum() >= MIN_GROUP:
+        if mask.sum() >= min_group:
             offsets[str(group)] = conformal_offset(lo[mask], hi[mask], y[mask], coverage)
+    if types is not None:
+        cells = np.array([cell_key(g, t) for g, t in zip(groups, np.asarray(types).astype(str),
+                                                         strict=True)])
+        for cell in np.unique(cells):
+            mask = cells == cell
+            if mask.sum() >= min_group:
+                offsets[str(cell)] = conformal_offset(lo[mask], hi[mask], y[mask], coverage)
     return offsets
 
 
 def conformal_offset(lo: np.ndarray, hi: np.ndarray, y: np.ndarray, coverage: float) -> float:
-    """Split-conformal (CQR) offset: how much to widen [lo, hi] to cover ``coverage``."""
-    scores = np.maximum(lo - y, y - hi)
+    """Split-conformal (CQR) offset: how much to widen [lo, hi] to cover ``coverage``.
+
+    The ceil((n + 1) * coverage)-th smallest of the n scores (the empirical quantile at level
+    ceil((n + 1) * coverage) / n: the finite-sample correction), the largest when n is too small.
+    """
+    scores = np.sort(np.maximum(lo - y, y - hi))
     n = len(scores)
     if n == 0:
         return 0.0
-    level = min(1.0, math.ceil((n + 1) * coverage) / n)
-    return float(np.quantile(scores, level, method="higher"))
+    k = min(n, math.ceil((n + 1) * coverage))
+    return float(scores[k - 1])
 
 
 def calibration_windows(n: int, config: IntentConfig) -> list[tuple[int, int]]:
@@ -238,14 +294,16 @@ def fit_intent(
     config: IntentConfig = IntentConfig(),
     group_column: str | None = None,
     kind: str = "catboost",
+    type_column: str | None = None,
     **meta,
 ) -> IntentModel:
     """Calibrate on rolling-origin folds of ``frame`` (time-ordered), then (``config.refit``)
     refit on all of it.
 
     Each fold (:func:`calibration_windows`) fits on the requests before its window and scores
-    the window; the conformity scores of every fold are pooled into one Mondrian CQR offset per
-    group. ``kind="table"`` fits a :class:`QuantileTable` on ``features[0]`` instead of CatBoost.
+    the window; the conformity scores of every fold are pooled into Mondrian CQR offsets per
+    ``group_column`` value and per (group, ``type_column``) cell (:func:`group_offsets`), from
+    the training period only. ``kind="table"`` fits a :class:`QuantileTable` on ``features[0]`` instead of CatBoost.
     ``model.meta["validation_mae"]`` is the MAE (target unit) of the fold fits on their windows
     (the latest ``calibration_folds * calibration_share`` of the training period): the score
     :func:`models.tier2.evaluate.fit_models` chooses feature sets by.
@@ -254,12 +312,12 @@ def fit_intent(
     y_all = np.asarray(y, dtype=float)
     target = np.log1p(y_all)
     cats = [c for c in categorical if c in features]
-    groups_all = (np.array(group_keys(frame[group_column]))
-                  if group_column and group_column in frame.columns
-                  else np.full(len(frame), "*"))
+    groups_list, types_list = row_groups(frame, group_column, type_column)
+    groups_all = np.array(groups_list, dtype=object)
+    types_all = np.array(types_list, dtype=object) if type_column in frame.columns else None
     folds = calibration_windows(len(frame), config)
     booster = None
-    lo, hi, t_cal, g_cal, abs_err = [], [], [], [], []
+    lo, hi, t_cal, g_cal, k_cal, abs_err = [], [], [], [], [], []
     for fit_end, window_end in folds:
         booster = _booster(config, kind)
         booster.fit(X.iloc[:fit_end], target[:fit_end], cat_features=cats)
@@ -272,10 +330,13 @@ def fit_intent(
         hi.append(raw[:, -1])
         t_cal.append(target[fit_end:window_end])
         g_cal.append(groups_all[fit_end:window_end])
+        if types_all is not None:
+            k_cal.append(types_all[fit_end:window_end])
     if booster is None:  # too few rows to calibrate: a plain fit with no offset
         booster = _booster(config, kind)
         booster.fit(X, target, cat_features=cats)
     model = IntentModel(features, cats, booster, {"*": 0.0}, group_column,
+                        type_column if types_all is not None else None,
                         target=str(meta.get("target", "demand")), unit=str(meta.get("unit", "")),
                         meta=meta)
     validation_mae = None
@@ -284,7 +345,8 @@ def fit_intent(
         validation_mae = float(np.mean(np.concatenate(abs_err)))
         model.offsets = group_offsets(np.concatenate(lo), np.concatenate(hi),
                                       np.concatenate(t_cal), np.concatenate(g_cal),
-                                      config.coverage)
+                                      config.coverage,
+                                      np.concatenate(k_cal) if k_cal else None)
         if config.refit:
             model.booster = _booster(config, kind)
             model.booster.fit(X, target, cat_features=cats)

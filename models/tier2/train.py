@@ -114,6 +114,7 @@ def format_table(document: dict) -> str:
                 n = next(iter(document["models"].values()))[segment]["n"]
                 lines.append(f"-- {segment.replace('_', ' ')} ({n} requests)")
             lines.extend(rows)
+    lines.extend(_coverage_lines(document["models"]["intent"].get("coverage_by_group")))
     selection = document.get("intent_selection")
     if selection:
         scores = ", ".join(f"{name} {value:.3f}" for name, value in
@@ -130,6 +131,32 @@ def format_table(document: dict) -> str:
             f"{name} {g['diff']:+.3f} [{g['ci95_low']:+.3f}, {g['ci95_high']:+.3f}]"
             for name, g in gaps.items()))
     return "\n".join(lines)
+
+
+def _coverage_lines(groups: dict | None) -> list[str]:
+    """The intent model's 80% coverage per calibration group, beside the overall one."""
+    if not groups:
+        return []
+
+    def cell(label: str, entry: dict) -> str:
+        if not entry["n"]:
+            return f"{label} - (0)"
+        return f"{label} {entry['coverage_80']:.3f} ({entry['n']})"
+
+    lines = ["intent coverage_80 by group (requests): " + "; ".join(
+        cell(label, groups[key]) for key, label in (("overall", "overall"),
+                                                    ("seen_consumers", "seen"),
+                                                    ("new_consumers", "new")))]
+    lines.append("  by request type: " + "; ".join(
+        cell(kind, entry) for kind, entry in groups["request_type"].items()))
+    lines.append("  by seen/new x type: " + "; ".join(
+        cell(key, entry) for key, entry in groups["consumer_request_type"].items()
+        if entry["n"]))
+    if "consumer_in_training" in groups:
+        split = groups["consumer_in_training"]
+        lines.append("  by consumer in the training period: " + "; ".join(
+            cell(label, split[label]) for label in ("seen", "new")))
+    return lines
 
 
 def retrain(settings: Settings, path: str | Path, config: IntentConfig | None = None) -> dict:
