@@ -26,6 +26,8 @@ COPY features ./features
 COPY serving ./serving
 COPY monitoring ./monitoring
 COPY simulation ./simulation
+COPY loop ./loop
+COPY leadtime_cli ./leadtime_cli
 COPY leadtime.yaml ./
 RUN uv sync --frozen --no-dev
 

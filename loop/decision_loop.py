@@ -72,6 +72,10 @@ class _History:
     observed: dict[str, deque] = field(default_factory=dict)  # producer → deque[(at, load)]
 
 
+def _max_lead(producers: Mapping[str, Any]) -> float:
+    return max((c.spinup_lead_time_s for c in producers.values()), default=0.0)
+
+
 class DecisionLoop:
     """See the module docstring. Thread-safe: one lock around passes and reports."""
 
@@ -101,9 +105,10 @@ class DecisionLoop:
         self.latest: Pass | None = None
         self.last_recalibration_s: float | None = None
         self.weight_history: list[tuple[float, dict[str, float], bool]] = []
-        self.degraded: dict[str, str] = {}
+        self._observed_error: str | None = None  # the last failed observed-load append
         self._history = _History()
         self._producers = config.producers()
+        self._max_lead = _max_lead(self._producers)
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -112,6 +117,7 @@ class DecisionLoop:
         with self._lock:
             self.config = config
             self._producers = config.producers()
+            self._max_lead = _max_lead(self._producers)
             if self.weights_source == "config":
                 self.weights = dict(config.engine.weights)
 
@@ -128,47 +134,36 @@ class DecisionLoop:
 
     def report(self, reports: Iterable[Report]) -> int:
         """Record allocators' states; their current load is also the observed load (stamped
-        now) that recalibration joins with each decision's window."""
+        now) that recalibration joins with each decision's window (one log append per report)."""
         now = self.clock.now()
-        count = 0
+        observed: list[tuple[str, float, float]] = []
         with self._lock:
+            count = 0
             for r in reports:
                 self.states[r.producer_id] = r
                 if r.current_load is not None and math.isfinite(r.current_load):
-                    self._observe(r.producer_id, now, float(r.current_load))
+                    self._remember_load(r.producer_id, now, float(r.current_load))
+                    observed.append((r.producer_id, now, float(r.current_load)))
                 count += 1
+        if observed and self.decision_log is not None:
+            try:
+                self.decision_log.record_observed(observed)
+                self._observed_error = None
+            except Exception as exc:  # feedback data must not take decisions down
+                self._observed_error = f"observed-load append failed: {exc}"
         return count
 
-    def observe(self, producer_id: str, at_s: float, load: float) -> None:
-        """The load observed in the interval starting ``at_s`` (for recalibration)."""
-        with self._lock:
-            self._observe(producer_id, at_s, load)
-
-    def _observe(self, producer_id: str, at_s: float, load: float) -> None:
+    def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
         ring = self._history.observed.setdefault(producer_id, deque())
         if ring and ring[-1][0] == at_s:
             ring[-1] = (at_s, load)
         else:
             ring.append((at_s, load))
-        keep = at_s - self.config.engine.recalibration_window_s - 2 * self._max_lead()
+        keep = at_s - self.config.engine.recalibration_window_s - 2 * self._max_lead
         while ring and ring[0][0] < keep:
             ring.popleft()
-        if self.decision_log is not None:
-            try:
-                self.decision_log.record_observed([(producer_id, at_s, load)])
-            except Exception as exc:  # feedback data must not take decisions down
-                self.degraded["decision_log"] = f"observed-load append failed: {exc}"
-
-    def _max_lead(self) -> float:
-        return max((c.spinup_lead_time_s for c in self._producers.values()), default=0.0)
 
     # --- the pass --------------------------------------------------------------------------
-
-    def due(self) -> bool:
-        """True when the last pass is at least one decision interval old (or there is none)."""
-        last = self.latest
-        return last is None or (self.clock.now() - last.decided_at
-                                >= self.config.engine.decision_interval_s)
 
     def step(self) -> Pass:
         """One pass at the clock's now: ask every tier, decide, log, maybe recalibrate."""
@@ -214,9 +209,8 @@ class DecisionLoop:
                 except Exception as exc:  # the log must not take decisions down; say so loudly
                     log.error("decision log append failed: %s", exc)
                     degraded["decision_log"] = f"append failed: {exc}"
-            if "decision_log" in self.degraded and "decision_log" not in degraded:
-                degraded["decision_log"] = self.degraded.pop("decision_log")
-            self.degraded = degraded
+            if self._observed_error is not None:
+                degraded.setdefault("decision_log", self._observed_error)
             number = self.latest.number + 1 if self.latest is not None else 1
             self.latest = Pass(number, now, fleet, tiers, degraded, self.weights_source,
                                time.perf_counter() - began)

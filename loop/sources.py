@@ -152,20 +152,16 @@ class Tier2Announced:
 class Tier3Assess:
     """Tier 3: the load nowcast raised by the risk similar consumers and anomalies signal.
 
-    ``target`` is anything with ``assess(producer)`` and ``configure_producer(producer, lead_s,
-    level)``: the ``Tier3Service`` in serving, a ``Tier3State`` in the replay (or a callable
-    returning one, for a service restored lazily).
+    ``target()`` returns anything with ``assess(producer)`` and ``configure_producer(producer,
+    lead_s, level)``: the ``Tier3Service`` in serving (restored lazily on first use), a
+    ``Tier3State`` in the replay.
     """
 
     tier = "tier3"
 
-    def __init__(self, target: Any) -> None:
-        self._target = target
+    def __init__(self, target: Callable[[], Any]) -> None:
+        self.target = target
         self._configured: dict[str, tuple[float, int]] = {}
-
-    def target(self) -> Any:
-        return self._target() if callable(self._target) and not hasattr(
-            self._target, "assess") else self._target
 
     def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
                level: int) -> Answers:
@@ -180,14 +176,13 @@ class Tier3Assess:
         return Answers(out)
 
 
-def unavailable(tier: str, why: str) -> TierSource:
+@dataclass(frozen=True)
+class Unavailable:
     """A source that never answers (a tier not wired, or whose model failed to load)."""
 
-    class _Unavailable:
-        def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
-                   level: int) -> Answers:
-            return Answers({}, why)
+    tier: str
+    why: str
 
-    source = _Unavailable()
-    source.tier = tier  # type: ignore[attr-defined]
-    return source
+    def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
+               level: int) -> Answers:
+        return Answers({}, self.why)

@@ -92,5 +92,5 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
                                       tier2=state.announced, clock=clock)
     # POST /v1/admin/reload re-reads the Tier 2 champion too; /readyz reports it
     state.decisions.reload_hooks.append(state.load_intent)
-    state.decisions.champion_status["leadtime-intent"] = state.intent_status  # intent_registry.MODEL_NAME
+    state.decisions.champion_status["leadtime-intent"] = state.intent_status  # models.tier2.registry.MODEL_NAME
     return app

@@ -30,7 +30,7 @@ from leadtime.config import ConfigError, LeadtimeConfig, load_config
 from leadtime.engine import Decision, TierPrediction
 from loop.clock import Clock, WallClock
 from loop.decision_loop import TIERS, DecisionLoop, Pass, Report
-from loop.sources import Tier1Champion, Tier2Announced, Tier3Assess, TierSource, unavailable
+from loop.sources import Tier1Champion, Tier2Announced, Tier3Assess, TierSource, Unavailable
 from serving.auth import token_guard
 
 if TYPE_CHECKING:
@@ -103,11 +103,11 @@ class DecisionRuntime:
     def sources(self) -> list[TierSource]:
         out: list[TierSource] = [
             Tier1Champion(self.tier1) if self.tier1 is not None
-            else unavailable("tier1", self.tier1_error or "no Tier 1 champion loaded"),
+            else Unavailable("tier1", self.tier1_error or "no Tier 1 champion loaded"),
             Tier2Announced(self.tier2, lambda: self.config.tier2_scales() if self.config else {})
-            if self.tier2 is not None else unavailable("tier2", "no announced-demand source wired"),
+            if self.tier2 is not None else Unavailable("tier2", "no announced-demand source wired"),
             Tier3Assess(self.tier3) if self.tier3 is not None
-            else unavailable("tier3", "no Tier 3 service"),
+            else Unavailable("tier3", "no Tier 3 service"),
         ]
         return out
 

@@ -243,7 +243,7 @@ class Leadtime:
     ) -> None:
         from loop.clock import ReplayClock
         from loop.decision_loop import DecisionLoop
-        from loop.sources import Tier1Bundles, Tier3Assess, unavailable
+        from loop.sources import Tier1Bundles, Tier3Assess, Unavailable
         from models.tier3.state import Tier3State
 
         self.producer_id = producer_id
@@ -260,12 +260,9 @@ class Leadtime:
         self.tier3 = Tier3State()
         self.loop = DecisionLoop(
             self.config,
-            [bundles, unavailable("tier2", "a load trace announces no requests"),
-             Tier3Assess(self.tier3)],
+            [bundles, Unavailable("tier2", "a load trace announces no requests"),
+             Tier3Assess(lambda: self.tier3)],
             self.clock, recalibrate=True)
-        self.reactive_decisions = 0  # passes in which no tier answered
-        self.passes: list = []  # (time, Decision) of every pass, for plots and the parity test
-        self.keep_passes = False
 
     @property
     def weights(self) -> dict[str, float]:
@@ -285,12 +282,7 @@ class Leadtime:
                 producer_id=self.producer_id, metric="load", value=obs.last_load)])
         self.clock.set(now)
         self.loop.report([Report(self.producer_id, obs.current, obs.last_load)])
-        decision = self.loop.step().fleet.decisions[self.producer_id]
-        if decision.prediction is None:
-            self.reactive_decisions += 1
-        if self.keep_passes:
-            self.passes.append((now, decision))
-        return decision.target_instances
+        return self.loop.step().fleet.decisions[self.producer_id].target_instances
 
 
 class Oracle:

@@ -65,3 +65,13 @@ def test_ports_on_loopback_health_checks_and_named_volumes():
                 assert source in declared, f"{name} uses undeclared volume {source}"
     assert {"postgres", "mlflow", "prefect-server", "worker", "redis", "api"} <= set(COMPOSE["services"])
     assert COMPOSE["services"]["worker"]["command"] == ["leadtime", "deploy"]
+
+
+def test_the_image_copies_every_package_the_wheel_ships():
+    """The Dockerfile copies packages one by one: a new package must be added there too."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"]["wheel"]["packages"]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M))
+    assert set(packages) <= copied, sorted(set(packages) - copied)

@@ -1,7 +1,7 @@
 """The fitted Tier 1 baseline as one MLflow model: fit, plot, log, register, promote.
 
 ``BaselineBundle`` holds one fitted champion forecaster per producer. It is logged as an MLflow
-pyfunc (``baseline_pyfunc.py``, MLflow's "models from code") that, given ``producer_id`` and ``timestamp`` rows, returns
+pyfunc (``pyfunc.py``, MLflow's "models from code") that, given ``producer_id`` and ``timestamp`` rows, returns
 ``point``, ``lower`` and ``upper`` without refitting, and registered as ``leadtime-baseline``.
 The ``champion`` alias moves only when the new version is no worse than the current champion on
 the same backtest (see ``models.registry.should_promote``).

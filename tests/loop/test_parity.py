@@ -32,16 +32,21 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class Recorder:
-    """Passes the simulator's observations to the leadtime policy and keeps them."""
+    """Passes the simulator's observations to the leadtime policy; keeps them and the loop's
+    decision of each pass."""
 
     def __init__(self, policy) -> None:
         self.policy = policy
         self.name = policy.name
         self.observations: list = []
+        self.passes: list = []  # (decided_at, Decision)
 
     def decide(self, obs):
         self.observations.append(obs)
-        return self.policy.decide(obs)
+        target = self.policy.decide(obs)
+        latest = self.policy.loop.latest
+        self.passes.append((latest.decided_at, latest.fleet.decisions[self.policy.producer_id]))
+        return target
 
 
 def register_champion(bundle, name: str, experiment: str) -> str:
@@ -85,10 +90,9 @@ def test_replay_and_api_decide_the_same_step_for_step(state):
     demand, lead, switch, _, _ = replay_setup(series, cfg)
     tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80)
     policy = Leadtime(cfg, tier1, "svc", series.index[0])
-    policy.keep_passes = True
     recorder = Recorder(policy)
     simulate(demand, cfg, recorder, HPA(cfg), switch)
-    replayed = policy.passes
+    replayed = recorder.passes
     assert len(replayed) == len(series) - switch
 
     config_path = state.home / "leadtime.yaml"
