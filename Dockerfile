@@ -27,6 +27,7 @@ COPY serving ./serving
 COPY monitoring ./monitoring
 COPY simulation ./simulation
 COPY loop ./loop
+COPY connectors ./connectors
 COPY leadtime_cli ./leadtime_cli
 COPY leadtime.yaml ./
 RUN uv sync --frozen --no-dev

@@ -61,6 +61,20 @@ class ProducerSettings(_Strict):
         description="Load units one unit of predicted request demand per second adds (Tier 2: "
                     "the demand announced through /v1/requests/predict). Unset: Tier 2 does not "
                     "feed this producer.")
+    load_query: str | None = Field(
+        default=None, min_length=1, max_length=4000,
+        description="PromQL of the producer's load (one series, in its load unit; "
+                    "``$producer_id`` is replaced by the producer's id): training history from "
+                    "range queries, the current load every decision interval. Unset: none.")
+    instances_query: str | None = Field(
+        default=None, min_length=1, max_length=4000,
+        description="PromQL of the producer's running plus starting instances (one series; "
+                    "``$producer_id`` replaced). Unset: instances come from state reports.")
+    haproxy_server: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+$",
+        description="``backend/server`` in HAProxy that serves this producer: in ``act`` mode "
+                    "the pool's redirect weights are set there (LEADTIME_HAPROXY_SOCKET). "
+                    "Unset: no HAProxy weight.")
 
     def resolved_max_utilisation(self) -> float:
         return (self.max_utilisation if self.max_utilisation is not None
@@ -84,6 +98,10 @@ class ProducerDefaults(_Strict):
     scale_in_cooldown_s: float | None = Field(default=None, ge=0)
     scale_in_max_fraction: float | None = Field(default=None, gt=0, le=1)
     tier2_load_per_demand: float | None = Field(default=None, gt=0)
+    load_query: str | None = Field(default=None, min_length=1, max_length=4000)
+    instances_query: str | None = Field(default=None, min_length=1, max_length=4000)
+    haproxy_server: str | None = Field(default=None,
+                                       pattern=r"^[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+$")
 
 
 class ProducerSpec(ProducerDefaults):
@@ -113,6 +131,19 @@ class EngineSpec(_Strict):
         "from its own decision log (in serving the recalibrate flow does, on its schedule).")
     recalibration_window_s: float = Field(
         default=7 * 86400.0, gt=0, description="Decisions the recalibration learns from.")
+    violation_cost: float = Field(
+        default=49.0, gt=0, description="Price of one window whose peak exceeds capacity, in "
+        "instance-intervals. Sizing provisions the violation_cost / (1 + violation_cost) "
+        "quantile of the window peak (the newsvendor rule; 49: the 98th percentile).")
+    sizing_history_s: float = Field(
+        default=3 * 86400.0, gt=0, description="Windows the sizing calibration learns from.")
+    sizing_min_windows: int = Field(
+        default=120, ge=1, description="Windows a candidate needs before it may size.")
+
+    @property
+    def sizing_quantile(self) -> float:
+        """The newsvendor quantile of the window peak that sizing provisions."""
+        return self.violation_cost / (1.0 + self.violation_cost)
 
     @field_validator("weights")
     @classmethod

@@ -9,6 +9,15 @@ Every file is read as text, checked with Great Expectations (``leadtime.validati
 returned whole or refused whole with a :class:`TraceError` naming the file, the column and the
 first offending rows. Nothing is half-ingested.
 
+The file must be UTF-8 text (a byte-order mark and CRLF line ends are accepted), comma-separated,
+with distinct column names and as many fields on every row as in the header; a compressed file,
+another encoding or another delimiter is refused with a line saying which. Timestamps are the
+local clock time, with no zone; a timestamp written with a zone offset (``Z``, ``+02:00``,
+``+0200``: a DST-aware exporter) is read as the local clock time it writes, the offset dropped,
+and the note says so. A value must be a finite number no larger than ``MAX_VALUE`` (``NaN``,
+``inf`` and ``1e308`` are refused: no load is that large, and such a value would overflow the
+fits downstream).
+
 Real telemetry has clock glitches (e.g. a daylight-saving change that stamps a dozen samples with
 the same local time). A producer whose irregular rows (duplicates, out-of-order or off-grid
 timestamps) are at most ``max_irregular_share`` of its rows is repaired (sorted, snapped to its
@@ -18,7 +27,10 @@ or with ``max_irregular_share=0`` (``--strict``), the file is refused.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +42,13 @@ import yaml
 from leadtime.validation import Check, TraceError, validate
 
 DEFAULT_MAX_IRREGULAR_SHARE = 0.005
+#: The largest load or demand accepted: far above any real series, far below float overflow.
+MAX_VALUE = 1e15
 NUMBER_RE = r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
-TIMESTAMP_RE = r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?\s*$"
+ZONE_RE = r"(?:Z|[+-]\d{2}:?\d{2})"
+TIMESTAMP_RE = (r"^\s*\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+                rf"{ZONE_RE}?)?\s*$")
+_ZONE_SUFFIX = re.compile(rf"(?<=\d){ZONE_RE}\s*$")
 
 __all__ = [
     "AnomalySet",
@@ -118,19 +135,66 @@ class AnomalySet:
 
 
 def _read_text_csv(path: Path) -> pd.DataFrame:
+    """The file as a frame of strings, or a :class:`TraceError` saying why it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise TraceError(f"{path}: is a directory, not a CSV file")
     if not path.is_file():
         raise TraceError(f"{path}: no such file")
+    data = path.read_bytes()
+    if data.startswith(b"\x1f\x8b"):
+        raise TraceError(f"{path.name}: is gzip-compressed; decompress it first "
+                         f"(gunzip -c {path.name} > plain.csv): a trace is plain CSV text")
+    if data.startswith((b"PK\x03\x04", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")):
+        raise TraceError(f"{path.name}: is a compressed archive; extract the CSV first")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        text = data.decode("utf-8-sig")  # a byte-order mark is dropped
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TraceError(f"{path.name}: is not UTF-8 text (byte 0x{data[exc.start]:02x} on line "
+                         f"{line}); save it as UTF-8") from exc
+    if not text.strip():
+        raise TraceError(f"{path.name}: the file is empty")
+    header = next(csv.reader(io.StringIO(text.splitlines()[0])))
+    names = [name.strip() for name in header]
+    if len(names) == 1:
+        for delimiter in (";", "\t", "|"):
+            if delimiter in names[0]:
+                raise TraceError(f"{path.name}: uses {delimiter!r} as its delimiter; a trace is "
+                                 "comma-separated (timestamp,producer_id,value)")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise TraceError(f"{path.name}: has the column(s) "
+                         f"{', '.join(repr(n) for n in twice)} more than once")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
+                            skipinitialspace=True)
     except pd.errors.EmptyDataError as exc:
         raise TraceError(f"{path.name}: the file is empty") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{path.name}: not a readable CSV file: {exc}") from exc
+    except pd.errors.ParserError as exc:
+        reason = str(exc).replace("Error tokenizing data. C error: ", "").strip()
+        raise TraceError(f"{path.name}: not a readable CSV file: {reason} "
+                         "(every row needs as many fields as the header)") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise TraceError(f"{path.name}: the file has a header but no rows")
+    short = frame.isna().any(axis=1).to_numpy()  # keep_default_na=False: only absent fields
+    if short.any():
+        lines = (np.flatnonzero(short) + 2)[:5]
+        raise TraceError(f"{path.name}: {int(short.sum())} row(s) with fewer fields than the "
+                         f"header ({len(names)}): line(s) {', '.join(map(str, lines))}")
     return frame
+
+
+def _local_times(column: pd.Series) -> tuple[pd.Series, bool]:
+    """The timestamps' text with any zone offset dropped (the local clock time written), and
+    whether any had one."""
+    stripped = column.str.replace(_ZONE_SUFFIX, "", regex=True)
+    return stripped, bool((stripped != column).any())
+
+
+_ZONE_NOTE = ("timestamps carry zone offsets: read as the local clock time written "
+              "(offsets dropped; the contract is local time with no zone)")
 
 
 def _require_columns(path: Path, frame: pd.DataFrame, required: list[str]) -> None:
@@ -165,9 +229,10 @@ def read_load_trace(
     raw = _read_text_csv(path)
     _require_columns(path, raw, ["timestamp", "producer_id", "value"])
     raw["producer_id"] = raw["producer_id"].str.strip()
+    local, zoned = _local_times(raw["timestamp"])
     parsed = pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(raw["timestamp"], errors="coerce", format="mixed"),
+            "timestamp": pd.to_datetime(local, errors="coerce", format="mixed"),
             "producer_id": raw["producer_id"],
             "value": pd.to_numeric(raw["value"], errors="coerce"),
         }
@@ -181,10 +246,12 @@ def read_load_trace(
             Check.not_blank("producer_id"),
         ],
     )
-    validate(path, parsed, [Check.at_least("value", 0, "is negative (load cannot be)")])
+    validate(path, parsed, [Check.at_least("value", 0, "is negative (load cannot be)"),
+                            Check.at_most("value", MAX_VALUE,
+                                          f"is above {MAX_VALUE:g} (not a plausible load)")])
 
     intervals: dict[str, pd.Timedelta] = {}
-    repairs: list[str] = []
+    repairs: list[str] = [f"{path.name}: {_ZONE_NOTE}"] if zoned else []
     pieces: list[pd.DataFrame] = []
     for producer, rows in parsed.groupby("producer_id", sort=False):
         interval, piece, note = _regularise(path, str(producer), rows, max_irregular_share)
@@ -280,7 +347,7 @@ def read_request_trace(path: str | Path, schema_path: str | Path | None = None) 
         + [Check.regex(col, numeric_re, "is not a number") for col in schema.numeric],
     )
     frame = raw.copy()
-    frame[schema.time] = pd.to_datetime(raw[schema.time], format="mixed")
+    frame[schema.time] = pd.to_datetime(_local_times(raw[schema.time])[0], format="mixed")
     for col in [schema.target, *schema.numeric]:
         frame[col] = pd.to_numeric(raw[col].replace("", np.nan), errors="coerce")
     for col in schema.categorical:
@@ -291,6 +358,8 @@ def read_request_trace(path: str | Path, schema_path: str | Path | None = None) 
         frame.assign(_in_time_order=~unordered),
         [
             Check.at_least(schema.target, 0, "is negative (demand cannot be)"),
+            Check.at_most(schema.target, MAX_VALUE,
+                          f"is above {MAX_VALUE:g} (not a plausible demand)"),
             Check.is_true("_in_time_order", schema.time, "is earlier than the row before it"),
         ],
     )
@@ -323,7 +392,7 @@ def read_anomaly_set(root: str | Path) -> AnomalySet:
                 Check.regex("value", NUMBER_RE, "is not a number"),
             ],
         )
-        index = pd.to_datetime(raw["timestamp"], format="mixed")
+        index = pd.to_datetime(_local_times(raw["timestamp"])[0], format="mixed")
         series[key] = pd.Series(pd.to_numeric(raw["value"]).to_numpy(), index=index, name=key)
         parsed_spans = []
         for span in spans:

@@ -67,6 +67,24 @@ class CombinedPrediction:
 
 
 @dataclass(frozen=True, slots=True)
+class Sizing:
+    """The window peak to provision for: a calibrated quantile, and where it came from.
+
+    Made by the decision loop (``loop.sizing``) from its own record: ``value`` is ``factor``
+    times the upper bound of the candidate ``source`` (a tier, ``combined`` or ``reactive``),
+    the candidate with the lowest pinball ``loss`` at ``quantile``."""
+
+    value: float
+    quantile: float
+    source: str
+    factor: float
+    loss: float = math.nan
+
+    def usable(self) -> bool:
+        return math.isfinite(self.value) and self.value >= 0
+
+
+@dataclass(frozen=True, slots=True)
 class ProducerConfig:
     """What the engine must know about a producer. Load and capacity share one unit.
 
@@ -132,6 +150,7 @@ class Decision:
     reasons: tuple[str, ...] = field(default_factory=tuple)
     dry_run: bool = False  # computed and logged, flagged not to act
     floor: int = 0  # what the current load needs now, clamped to [min, max]: never held below
+    sizing: Sizing | None = None  # the calibrated window peak sized for (None: uncalibrated)
 
     @property
     def act(self) -> bool:
@@ -204,13 +223,18 @@ def allocate(
     config: ProducerConfig,
     prediction: CombinedPrediction | None,
     state: ProducerState,
+    sizing: Sizing | None = None,
 ) -> Decision:
     """Decide the instance count to request now for the window one lead time ahead.
 
-    * wanted = fewest instances keeping the prediction's point under the target utilisation and
-      its upper bound under the maximum utilisation (without a prediction: what the current load
-      needs, i.e. reactive);
-    * never below what the current load needs (``current_load`` at the target utilisation);
+    * with a calibrated ``sizing`` (the loop's quantile of the window peak, ``loop.sizing``):
+      wanted = fewest instances keeping it under the maximum utilisation. The quantile already
+      holds the headroom its price asks for, so it is not taken a second time;
+    * without one: fewest instances keeping the prediction's point under the target utilisation
+      and its upper bound under the maximum utilisation (without a prediction: what the current
+      load needs, i.e. reactive);
+    * never below what the current load needs (``current_load`` at the target utilisation; at
+      the maximum utilisation with a calibrated sizing, whose quantile covers the window);
     * clamped to ``[min_instances, max_instances]``;
     * scale-out is applied at once; scale-in waits ``scale_in_cooldown_s`` after the last
       scale-out and removes at most ``scale_in_max_fraction`` of the instances (at least one).
@@ -228,15 +252,28 @@ def allocate(
     current = state.instances
     reasons: list[str] = []
     need_now = 0
+    calibrated = sizing is not None and sizing.usable()
     if state.current_load is not None and math.isfinite(state.current_load):
-        need_now = instances_for(state.current_load, config)
+        need_now = instances_for(state.current_load, config,
+                                 config.peak_capacity if calibrated else None)
 
     score: float | None = None
     if prediction is not None:
+        score = load_score(prediction.point, current * config.capacity_per_instance)
+    if calibrated:
+        assert sizing is not None
+        wanted = instances_for(sizing.value, config, config.peak_capacity)
+        reasons.append(
+            f"window peak q{100 * sizing.quantile:g} {sizing.value:.4g} needs {wanted} "
+            f"instance(s) at {config.max_utilisation:.0%} utilisation (from {sizing.source}: "
+            f"upper bound x {sizing.factor:.3g}, calibrated on the loop's record)"
+        )
+        if prediction is not None and prediction.missing:
+            reasons.append(f"no answer from {', '.join(prediction.missing)}: weights renormalised")
+    elif prediction is not None:
         by_upper = instances_for(prediction.upper, config, config.peak_capacity)
         by_point = instances_for(prediction.point, config)
         wanted = max(by_upper, by_point)
-        score = load_score(prediction.point, current * config.capacity_per_instance)
         tiers = ", ".join(f"{t}={w:.2f}" for t, w in prediction.weights.items())
         reasons.append(
             f"upper bound {prediction.upper:.4g} needs {by_upper} instance(s) at "
@@ -275,7 +312,7 @@ def allocate(
     action = "scale_out" if target > current else "scale_in" if target < current else "hold"
     floor = min(max(need_now, config.min_instances), config.max_instances)
     return Decision(config.producer_id, target, current, action, score, prediction,
-                    tuple(reasons), floor=floor)
+                    tuple(reasons), floor=floor, sizing=sizing if calibrated else None)
 
 
 # --- fleet decisions: threshold, redirect, selection weights, dry-run ----------------------
@@ -421,17 +458,19 @@ def decide_all(
     weights: Mapping[str, float],
     threshold: float,
     dry_run: bool = False,
+    sizing: Mapping[str, Sizing | None] | None = None,
 ) -> FleetDecisions:
     """The engine's one entry point: allocate, gate, redirect and selection weights for a fleet.
 
     A producer without a state is taken as running ``min_instances`` (at least 1) with unknown
-    load. Pools name producer ids; ids without a config are ignored.
+    load. Pools name producer ids; ids without a config are ignored. ``sizing`` gives the
+    calibrated window peak per producer (absent: the uncalibrated rule).
     """
     decisions: dict[str, Decision] = {}
     for pid, config in configs.items():
         state = states.get(pid) or ProducerState(instances=max(1, config.min_instances))
-        decision = gate(allocate(config, combine(predictions.get(pid, {}), weights), state),
-                         threshold)
+        decision = gate(allocate(config, combine(predictions.get(pid, {}), weights), state,
+                                 (sizing or {}).get(pid)), threshold)
         if dry_run:
             decision = replace(decision, dry_run=True,
                                reasons=(*decision.reasons, "dry run: not acted on"))

@@ -11,6 +11,7 @@ environment the libraries read.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -74,6 +75,27 @@ class Settings(BaseSettings):
         default=None, description="Request trace the scheduled Tier 2 flows read "
         "(default: the Alibaba trace under data_dir)."
     )
+    prometheus_url: str | None = Field(
+        default=None, description="Prometheus server (http://prometheus:9090) that the "
+        "producers' load_query / instances_query in leadtime.yaml are asked; unset: none.")
+    prometheus_timeout_s: float = Field(
+        default=3.0, gt=0, description="Timeout of one Prometheus query (the loop must not wait "
+        "long for a server that is down).")
+    prometheus_step_s: float = Field(
+        default=60.0, gt=0, description="Step of the range queries that read training history "
+        "from Prometheus (--from-prometheus): the interval of the resulting load trace.")
+    haproxy_socket: str | None = Field(
+        default=None, description="HAProxy's runtime API (stats socket at level admin): a unix "
+        "path or host:port. In act mode the pools' redirect weights are set there for the "
+        "producers with haproxy_server in leadtime.yaml; unset: no HAProxy actuator.")
+    keda_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Port of the KEDA external scaler (gRPC) "
+        "served beside the API (leadtime serve --keda-port); unset: not served.")
+    keda_host: str = Field(default="127.0.0.1", description="Interface the KEDA scaler binds.")
+    as_of: datetime | None = Field(
+        default=None, description="Run the API's decision loop as of this moment (UTC unless "
+        "it says otherwise), its clock advancing with wall time from there (`leadtime serve "
+        "--as-of`, e.g. the end of a replayed trace); unset: the wall clock.")
     experiment: str = "leadtime"
     baseline_model_name: str = "leadtime-baseline"
     weights_model_name: str = Field(default="leadtime-weights",

@@ -29,7 +29,7 @@ class TraceError(ValueError):
 class Check:
     """One column rule, described so it can be built as a GX expectation and explained."""
 
-    kind: str  # "regex" | "at_least" | "not_blank" | "is_true"
+    kind: str  # "regex" | "at_least" | "at_most" | "not_blank" | "is_true"
     column: str
     problem: str  # how an offending value is described, e.g. "is not a number"
     value: Any = None
@@ -42,6 +42,10 @@ class Check:
     @classmethod
     def at_least(cls, column: str, minimum: float, problem: str) -> Check:
         return cls("at_least", column, problem, minimum)
+
+    @classmethod
+    def at_most(cls, column: str, maximum: float, problem: str) -> Check:
+        return cls("at_most", column, problem, maximum)
 
     @classmethod
     def not_blank(cls, column: str) -> Check:
@@ -58,6 +62,8 @@ class Check:
             return gx.expectations.ExpectColumnValuesToMatchRegex(column=self.column, regex=self.value)
         if self.kind == "at_least":
             return gx.expectations.ExpectColumnValuesToBeBetween(column=self.column, min_value=self.value)
+        if self.kind == "at_most":
+            return gx.expectations.ExpectColumnValuesToBeBetween(column=self.column, max_value=self.value)
         if self.kind == "is_true":
             return gx.expectations.ExpectColumnValuesToBeInSet(column=self.column, value_set=[True])
         raise ValueError(f"unknown check kind {self.kind!r}")

@@ -33,13 +33,15 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show libra
 from leadtime_cli import (  # noqa: E402
     autoscale,
     baseline,
+    demo,
     deploy,
     engine,
     intent,
     scaleout,
     serve,
+    suite,
     tier3,
 )
 
-for module in (baseline, autoscale, intent, tier3, serve, engine, deploy, scaleout):
+for module in (baseline, demo, autoscale, intent, tier3, serve, engine, deploy, scaleout, suite):
     module.register(app, bench)

@@ -45,7 +45,12 @@ def _duration(text: str | None, flag: str):
 
 
 def autoscale(
-    trace: TraceOption,
+    trace: Annotated[Path | None, typer.Option(
+        "--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml.")] = None,
+    from_prometheus: Annotated[str | None, typer.Option(
+        "--from-prometheus", metavar="SPAN",
+        help="Read the load from Prometheus instead of --trace: the last SPAN (e.g. 35d) of "
+             "each producer's load_query in leadtime.yaml, from LEADTIME_PROMETHEUS_URL.")] = None,
     producer: Annotated[
         str | None,
         typer.Option(help="Simulate only this producer (default: all, totals reported)."),
@@ -99,6 +104,12 @@ def autoscale(
     plot: Annotated[
         bool, typer.Option("--plot/--no-plot", help="Save a PNG of load, capacity and violations.")
     ] = True,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write one self-contained interactive HTML page "
+                                      "(charts, decision reasons, the table) to this path; it "
+                                      "replays leadtime once more to record its reasons."),
+    ] = None,
 ) -> None:
     """Replay a trace under every scaling policy and print their scores side by side."""
     from leadtime.validation import TraceError
@@ -106,6 +117,13 @@ def autoscale(
 
     if level is not None and level not in (80, 95):
         fail("--level must be 80 or 95")
+    if (trace is None) == (from_prometheus is None):
+        fail("give one of --trace and --from-prometheus")
+    if from_prometheus is not None:
+        from leadtime_cli.prometheus import history_trace
+
+        trace = history_trace(from_prometheus)
+    assert trace is not None
     overrides = {
         "capacity_per_instance": capacity,
         "min_instances": min_instances,
@@ -164,10 +182,23 @@ def autoscale(
     doc["wall_time_s"] = round(time.perf_counter() - began, 2)
     if plot_path is not None:
         doc["plot"] = str(plot_path)
+    if report is not None:
+        doc["report"] = str(write_html_report(result, report, doc["wall_time_s"]))
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
     _print_table(doc)
+
+
+def write_html_report(result, path: Path, wall_time_s: float | None = None) -> Path:
+    """The ``--report`` page of a bench result (see :mod:`simulation.report`)."""
+    import shlex
+
+    from simulation.report import write_report
+
+    argv = sys.argv[1:] if Path(sys.argv[0]).name == "leadtime" else None
+    return write_report(result, path, wall_time_s=wall_time_s,
+                        command=shlex.join(["leadtime", *argv]) if argv else None)
 
 
 def _print_table(doc: dict) -> None:
@@ -207,6 +238,8 @@ def _print_table(doc: dict) -> None:
         console.print(f"note: {note}")
     if doc.get("plot"):
         console.print(f"plot: {doc['plot']}")
+    if doc.get("report"):
+        console.print(f"report: {doc['report']}")
 
 
 HELP = (

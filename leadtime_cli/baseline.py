@@ -1,4 +1,5 @@
-"""``leadtime demo`` and ``leadtime bench forecast``: Tier 1 from the command line."""
+"""``leadtime bench forecast``: the Tier 1 backtest from the command line (and the score
+table and progress bar ``leadtime demo`` shares)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-DEMO_TRACE = Path("load") / "nasa_http_1995.csv"
 
 
 def _fail(message: str) -> None:
@@ -78,6 +77,15 @@ def bench_forecast(
     if unknown:
         _fail(f"{trace.name}: no producer(s) {', '.join(unknown)}; it has {', '.join(loaded.producers[:10])}")
     config = config_from_settings(settings, cutoffs=cutoffs, history_days=history_days)
+    from models.tier1.backtest import history_requirement, history_shortfall
+
+    short = {p: why for p in chosen if (why := history_shortfall(loaded.series(p), config))}
+    if len(short) == len(chosen):  # refused before anything is fitted, as baseline-daily does
+        shown = "; ".join(list(short.values())[:3]) + ("; …" if len(short) > 3 else "")
+        _fail(f"{trace.name}: too short: {shown}; {history_requirement(config)}")
+    for why in short.values():
+        console.print(f"[yellow]note:[/] left out {why}")
+    chosen = [p for p in chosen if p not in short]
     started = time.perf_counter()
     with _progress() as progress:
         job = progress.add_task("backtesting producers", total=len(chosen))
@@ -113,67 +121,5 @@ def bench_forecast(
               "'fit s' is one fit (a daily refit costs that much per producer)")
 
 
-def demo_trace(data_dir: Path, state_dir: Path) -> tuple[Path, str | None]:
-    """The NASA trace when the shared data is present, else a generated one (with a notice)."""
-    real = data_dir / DEMO_TRACE
-    if real.is_file():
-        return real, None
-    from simulation.generate import write_load_trace
-
-    path = write_load_trace(state_dir / "generated_load.csv")
-    return path, (f"{real} is absent: using a generated trace ({path}) with daily and weekly "
-                  "cycles, trend and noise instead.")
-
-
-def demo(
-    ctx: typer.Context,
-    trace: Annotated[Path | None, typer.Option(help="Load trace (default: the NASA 1995 trace).")] = None,
-    cutoffs: Annotated[int | None, typer.Option(help="Scored daily cut-offs (default 7).")] = None,
-) -> None:
-    """Run the baseline-daily flow end to end on embedded defaults and show the results."""
-    from rich.console import Console
-
-    from leadtime.settings import get_settings
-
-    settings = get_settings().prepare()  # before Prefect is imported: it reads the environment
-    import flows.baseline as baseline_flow
-    from leadtime_cli.common import quiet_refusals, verbose
-
-    console = Console()
-    if trace is None:
-        trace, notice = demo_trace(settings.data_dir, settings.home_dir)
-        if notice:
-            console.print(f"[yellow]notice:[/] {notice}")
-    console.print(f"[bold]leadtime demo[/]: Prefect flow [cyan]baseline-daily[/] on {trace}\n"
-                  f"state folder: {settings.home_dir}  (MLflow: {settings.tracking_uri})")
-    with _progress() as progress:
-        jobs: dict[str, int] = {}
-
-        def hook(stage: str, done: int, total: int) -> None:
-            if stage not in jobs:
-                jobs[stage] = progress.add_task(f"{stage} producers", total=total)
-            progress.update(jobs[stage], completed=done)
-
-        baseline_flow.progress_hook = hook
-        try:
-            with quiet_refusals(show=verbose(ctx)):
-                result = baseline_flow.baseline_daily(str(trace), cutoffs=cutoffs)
-        except ValueError as exc:  # TraceError and the flow's own refusals (too short, ...);
-            # Prefect logged the traceback when --verbose
-            _fail(str(exc))
-        finally:
-            baseline_flow.progress_hook = None
-    console.print(score_table(result["summary"], f"backtest of {result['producers']} producer(s)"))
-    registration = result["registration"]
-    verdict = "promoted to @champion" if registration["promoted"] else "tagged @challenger"
-    console.print(f"registered [bold]{settings.baseline_model_name}[/] version "
-                  f"{registration['version']}: {verdict} ({registration['reason']})")
-    console.print(f"per-producer models: {result['choices']}")
-    console.print(f"forecast plot: {result['plot']}")
-    console.print(f"open the MLflow UI on the same store:\n  uv run mlflow ui --backend-store-uri "
-                  f"{settings.tracking_uri} --host 127.0.0.1 --port 5000")
-
-
 def register(app: typer.Typer, bench: typer.Typer) -> None:
-    app.command("demo")(demo)
     bench.command("forecast")(bench_forecast)

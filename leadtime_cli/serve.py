@@ -13,6 +13,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         workers: int = typer.Option(
             1, help="Worker processes: 1. The decision loop, the reported states and the Tier "
             "2/3 state live in one process, so more workers would each decide alone."),
+        keda_port: int | None = typer.Option(
+            None, min=1, max=65535, help="Also serve KEDA's external scaler (gRPC "
+            "externalscaler.ExternalScaler) on this port: a ScaledObject's trigger with "
+            "producerId drives its Deployment to leadtime's target instances."),
+        keda_host: str = typer.Option("127.0.0.1", help="Interface of the KEDA scaler."),
+        as_of: str | None = typer.Option(
+            None, "--as-of", metavar="TIMESTAMP", help="Run the decision loop as of this moment "
+            "(ISO 8601, UTC unless it gives an offset), its clock advancing with wall time: "
+            "e.g. the end of the demo trace, which `leadtime demo` prints. Default: the wall "
+            "clock."),
     ) -> None:
         """Serve decisions, Tier 2 predictions and Tier 3 observations (OpenAPI at /docs)."""
         from leadtime_cli.common import fail
@@ -23,9 +33,28 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                  "workers would each hold their own and decide apart. Run one process per "
                  "fleet (it decides for 1,000 producers in milliseconds) and put replicas "
                  "behind a leader election if you need failover.")
+        import os
+
         import uvicorn
 
         from leadtime.settings import get_settings
+
+        if keda_port is not None:  # read by create_app in the server (settings from env)
+            os.environ["LEADTIME_KEDA_PORT"] = str(keda_port)
+            os.environ["LEADTIME_KEDA_HOST"] = keda_host
+            get_settings.cache_clear()
+
+        if as_of is not None:  # read by the decision runtime in the server (settings from env)
+            from datetime import datetime
+
+            try:
+                moment = datetime.fromisoformat(as_of)
+            except ValueError:
+                fail(f"--as-of {as_of!r} is not an ISO 8601 timestamp (e.g. 1995-09-01T00:00:00)")
+            os.environ["LEADTIME_AS_OF"] = moment.isoformat()
+            get_settings.cache_clear()
+            typer.echo(f"decision loop clock: as of {moment.isoformat()}"
+                       f"{'' if moment.tzinfo else ' UTC'}, advancing with wall time")
 
         get_settings().prepare()
         uvicorn.run("serving.app:create_app", factory=True, host=host, port=port,

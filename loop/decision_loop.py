@@ -6,6 +6,9 @@ It owns everything a pass needs (``docs/design.md``, "One loop"):
   demand, Tier 3 from its nowcast and risk, each asked the peak of ``[now, now + lead]``;
 * the **producer states** that allocators report (instances, current load) and the time of each
   producer's last scale-out;
+* the **sizing** calibration (:mod:`loop.sizing`): per producer, the quantile of the window
+  peak to provision for, from the candidate (tier, combination or the current load) with the
+  lowest measured loss;
 * the **engine** call (:func:`leadtime.engine.decide_all`: allocate, the threshold gate,
   redirect, selection weights), the **decision log** and the **recalibration** of the weights;
 * a **clock** (:mod:`loop.clock`), so it never reads the time itself.
@@ -33,9 +36,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from leadtime.config import LeadtimeConfig
-from leadtime.engine import FleetDecisions, ProducerState, TierPrediction, decide_all
+from leadtime.engine import (
+    FleetDecisions,
+    ProducerState,
+    Sizing,
+    TierPrediction,
+    combine,
+    decide_all,
+)
 from loop.clock import Clock
+from loop.sizing import COMBINED, REACTIVE, SizingConfig, WindowPeakCalibrator
 from loop.sources import TierSource
+from loop.state_sources import with_reasons
 
 log = logging.getLogger(__name__)
 TIERS = ("tier1", "tier2", "tier3")
@@ -90,7 +102,9 @@ class DecisionLoop:
         weights_source: str = "config",
         recalibrate: bool = False,
         on_pass: Any = None,  # callable(Pass), e.g. the Prometheus metrics
+        state_sources: Sequence[Any] = (),  # loop.state_sources, e.g. PrometheusStates
     ) -> None:
+        self.state_sources = list(state_sources)
         self.clock = clock
         self.sources = list(sources)
         self.decision_log = decision_log
@@ -109,6 +123,7 @@ class DecisionLoop:
         self._history = _History()
         self._producers = config.producers()
         self._max_lead = _max_lead(self._producers)
+        self._sizers: dict[str, WindowPeakCalibrator] = {}
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -143,6 +158,9 @@ class DecisionLoop:
                 self.states[r.producer_id] = r
                 if r.current_load is not None and math.isfinite(r.current_load):
                     self._remember_load(r.producer_id, now, float(r.current_load))
+                    sizer = self._sizer(r.producer_id)
+                    if sizer is not None:
+                        sizer.observe(now, float(r.current_load))
                     observed.append((r.producer_id, now, float(r.current_load)))
                 count += 1
         if observed and self.decision_log is not None:
@@ -152,6 +170,38 @@ class DecisionLoop:
             except Exception as exc:  # feedback data must not take decisions down
                 self._observed_error = f"observed-load append failed: {exc}"
         return count
+
+    def _sizer(self, producer_id: str) -> WindowPeakCalibrator | None:
+        """The producer's sizing calibration; rebuilt when its lead time or price changes."""
+        config = self._producers.get(producer_id)
+        if config is None:
+            return None
+        engine = self.config.engine
+        wanted = SizingConfig(quantile=engine.sizing_quantile, history_s=engine.sizing_history_s,
+                              min_windows=engine.sizing_min_windows)
+        sizer = self._sizers.get(producer_id)
+        if sizer is None or sizer.lead_s != config.spinup_lead_time_s or sizer.config != wanted:
+            sizer = self._sizers[producer_id] = WindowPeakCalibrator(
+                config.spinup_lead_time_s, wanted)
+        return sizer
+
+    def _sizing(self, now: float, pid: str, tiers: Mapping[str, TierPrediction | None],
+                state: ProducerState | None) -> Sizing | None:
+        """Record this pass's candidates and return the calibrated sizing (None: not yet)."""
+        sizer = self._sizer(pid)
+        if sizer is None:
+            return None
+        uppers = {t: p.upper for t, p in tiers.items()
+                  if p is not None and p.usable() and self.weights.get(t, 0) > 0}
+        if len(uppers) > 1:
+            combined = combine(tiers, self.weights)
+            if combined is not None:
+                uppers[COMBINED] = combined.upper
+        if state is not None and state.current_load is not None:
+            uppers[REACTIVE] = float(state.current_load)
+        sizing = sizer.sizing(now, uppers)
+        sizer.record(now, uppers)
+        return sizing
 
     def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
         ring = self._history.observed.setdefault(producer_id, deque())
@@ -177,6 +227,7 @@ class DecisionLoop:
                 self._maybe_recalibrate(now)
             tiers: dict[str, dict[str, TierPrediction | None]] = {p: {} for p in producers}
             degraded: dict[str, str] = {}
+            notes = self._pull_states(producers, now, degraded)
             for source in self.sources:
                 try:
                     answers = source.answer(producers, now, level)
@@ -195,9 +246,12 @@ class DecisionLoop:
                 instances=r.instances, current_load=r.current_load, now_s=now,
                 last_scale_out_s=self._last_scale_out(pid, r))
                 for pid, r in self.states.items() if pid in producers}
+            sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid))
+                      for pid in producers}
             fleet = decide_all(producers, tiers, states, config.pool_members(),
                                weights=self.weights, threshold=config.engine.threshold,
-                               dry_run=config.dry_run)
+                               dry_run=config.dry_run, sizing=sizing)
+            fleet = with_reasons(fleet, notes)
             for pid, decision in fleet.decisions.items():
                 if decision.action == "scale_out":
                     self.last_scale_out_s[pid] = now
@@ -217,6 +271,23 @@ class DecisionLoop:
             if self.on_pass is not None:
                 self.on_pass(self.latest)
             return self.latest
+
+    def _pull_states(self, producers: Mapping[str, Any], now: float,
+                     degraded: dict[str, str]) -> dict[str, str]:
+        """Read the state sources (e.g. Prometheus) as reports; their failures as degraded."""
+        notes: dict[str, str] = {}
+        for source in self.state_sources:
+            try:
+                pulled = source.pull(self.config, producers, self.states, now)
+            except Exception as exc:  # a state source failing must not stop the pass
+                degraded[source.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            self.report(Report(pid, n, load, getattr(self.states.get(pid), "last_scale_out_s",
+                                                     None)) for pid, n, load in pulled.reports)
+            if pulled.error:
+                degraded[source.name] = pulled.error
+            notes.update(pulled.notes)
+        return notes
 
     def _last_scale_out(self, pid: str, report: Report) -> float | None:
         own = self.last_scale_out_s.get(pid)

@@ -1,4 +1,13 @@
-"""``/metrics`` in the Prometheus text format, from a registry private to each app instance."""
+"""``/metrics`` in the Prometheus text format, from a registry private to each app instance.
+
+Besides the service's own counters it exports the latest decision pass, per producer, so that
+Grafana and ``prometheus-adapter`` can read the predictions (:class:`PassCollector`): the
+predicted load of each tier and combined (point, lower, upper), the load score, target and
+current instances, the tier weights used, the current load, the pools' redirect weights, and
+whether each state source (Prometheus) answered. These are built at scrape time from one pass,
+so a scrape never sees half of one pass and half of another, and a producer removed from
+``leadtime.yaml`` disappears with the next pass.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +26,81 @@ from prometheus_client import (
 
 from leadtime.engine import FleetDecisions
 
+TIERS = ("tier1", "tier2", "tier3")
+
+
+class PassCollector:
+    """Gauges of the latest pass, produced at scrape time (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.latest: tuple[Any, ...] | None = None  # (fleet, tiers, loads, degraded, sources, at)
+
+    def set(self, fleet: FleetDecisions, tiers: Any, loads: dict[str, float],
+            degraded: dict[str, str], sources: list[str], decided_at: float | None) -> None:
+        self.latest = (fleet, tiers, loads, dict(degraded), list(sources), decided_at)
+
+    def describe(self):
+        return []  # unchecked collector: its families depend on the pass
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        if self.latest is None:
+            return
+        fleet, tiers, loads, degraded, sources, decided_at = self.latest
+        predicted = GaugeMetricFamily(
+            "leadtime_predicted_load", "Predicted peak load of [now, now + spin-up lead time], "
+            "per tier and combined, point and interval bounds.",
+            labels=["producer_id", "tier", "bound"])
+        score = GaugeMetricFamily("leadtime_load_score", "Predicted load / current capacity.",
+                                  labels=["producer_id"])
+        target = GaugeMetricFamily("leadtime_target_instances", "Target instances.",
+                                   labels=["producer_id"])
+        current = GaugeMetricFamily("leadtime_current_instances",
+                                    "Instances the decision started from (reported or read).",
+                                    labels=["producer_id"])
+        weight = GaugeMetricFamily("leadtime_tier_weight", "Weight each tier got in the combined "
+                                   "prediction (renormalised over the tiers that answered).",
+                                   labels=["producer_id", "tier"])
+        observed = GaugeMetricFamily("leadtime_current_load", "Latest observed load (reported "
+                                     "or read from Prometheus).", labels=["producer_id"])
+        action = GaugeMetricFamily("leadtime_decision_act", "1 when the decision is to be "
+                                   "applied (a change, not a dry run).",
+                                   labels=["producer_id", "action"])
+        redirect = GaugeMetricFamily("leadtime_redirect_weight", "Share of the pool's traffic "
+                                     "each producer should receive.", labels=["pool", "producer_id"])
+        up = GaugeMetricFamily("leadtime_state_source_up", "1 when the state source answered "
+                               "at the last pass.", labels=["source"])
+        for pid, d in fleet.decisions.items():
+            for tier in TIERS:
+                t = tiers.get(pid, {}).get(tier) if tiers else None
+                if t is not None:
+                    for bound in ("point", "lower", "upper"):
+                        predicted.add_metric([pid, tier, bound], float(getattr(t, bound)))
+            p = d.prediction
+            if p is not None:
+                for bound in ("point", "lower", "upper"):
+                    predicted.add_metric([pid, "combined", bound], float(getattr(p, bound)))
+                for tier in TIERS:
+                    weight.add_metric([pid, tier], float(p.weights.get(tier, 0.0)))
+            if d.load_score is not None:
+                score.add_metric([pid], float(d.load_score))
+            target.add_metric([pid], d.target_instances)
+            current.add_metric([pid], d.current_instances)
+            action.add_metric([pid, d.action], 1.0 if d.act else 0.0)
+            if pid in loads:
+                observed.add_metric([pid], loads[pid])
+        for name, pool in fleet.pools.items():
+            for pid, w in pool.redirect.items():
+                redirect.add_metric([name, pid], float(w))
+        for name in sources:
+            up.add_metric([name], 0.0 if name in degraded else 1.0)
+        yield from (predicted, score, target, current, weight, observed, action, redirect, up)
+        if decided_at is not None:
+            yield GaugeMetricFamily("leadtime_last_pass_timestamp_seconds",
+                                    "When the latest decision pass ran (Unix seconds).",
+                                    value=float(decided_at))
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -31,23 +115,24 @@ class Metrics:
                                 buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
         self.decisions = Counter("leadtime_decisions", "Decisions made, by action.",
                                  ["action", "act"], registry=r)
-        self.load_score = Gauge("leadtime_load_score", "Predicted load / current capacity.",
-                                ["producer_id"], registry=r)
-        self.target = Gauge("leadtime_target_instances", "Target instances.", ["producer_id"],
-                            registry=r)
+        self.latest_pass = PassCollector()
+        r.register(self.latest_pass)
         self.degraded = Gauge("leadtime_tier_degraded", "1 when a tier is degraded.", ["tier"],
                               registry=r)
         self.reloads = Counter("leadtime_reloads", "Reloads, by result.", ["result"], registry=r)
+        self.actuator_up = Gauge("leadtime_actuator_up", "1 when the actuator's last apply "
+                                 "succeeded (or had nothing to do).", ["actuator"], registry=r)
 
-    def observe_pass(self, fleet: FleetDecisions, seconds: float, errors: dict[str, str]) -> None:
+    def observe_pass(self, fleet: FleetDecisions, seconds: float, errors: dict[str, str], *,
+                     tiers: Any = None, loads: dict[str, float] | None = None,
+                     sources: list[str] | None = None, decided_at: float | None = None) -> None:
+        """Count the pass's decisions and publish it (predictions, targets, weights)."""
         self.passes.observe(seconds)
-        for pid, d in fleet.decisions.items():
+        for d in fleet.decisions.values():
             self.decisions.labels(d.action, str(d.act).lower()).inc()
-            if d.load_score is not None:
-                self.load_score.labels(pid).set(d.load_score)
-            self.target.labels(pid).set(d.target_instances)
-        for tier in ("tier1", "tier2", "tier3"):
+        for tier in TIERS:
             self.degraded.labels(tier).set(1 if tier in errors else 0)
+        self.latest_pass.set(fleet, tiers or {}, loads or {}, errors, sources or [], decided_at)
 
     def install(self, app: FastAPI, runtime: Any) -> None:
         @app.middleware("http")

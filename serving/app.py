@@ -63,12 +63,24 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
             state.load_intent()
         state.decisions.load(models=load)  # leadtime.yaml always; champions unless load=False
         state.decisions.start()  # the decision loop's first pass, then its schedule
+        keda = None
+        if state.settings.keda_port is not None:  # KEDA's external scaler, same decisions
+            from serving.keda_scaler import KedaServer
+
+            keda = KedaServer(state.decisions, state.settings.keda_host,
+                              state.settings.keda_port).start()
+            app.state.keda = keda
         try:
             yield
         finally:
+            if keda is not None:
+                keda.stop()
             state.decisions.stop()
 
-    app = FastAPI(title="leadtime", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="leadtime", version="0.1.0", lifespan=lifespan,
+                  description="Capacity decided ahead of the load: decisions for allocators, "
+                              "Tier 2 request predictions, Tier 3 observations. Every error "
+                              "answer is an `ErrorBody`; writes and admin need the bearer token.")
     app.state.leadtime = state
 
     @app.get("/healthz")
@@ -93,4 +105,18 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
     # POST /v1/admin/reload re-reads the Tier 2 champion too; /readyz reports it
     state.decisions.reload_hooks.append(state.load_intent)
     state.decisions.champion_status["leadtime-intent"] = state.intent_status  # models.tier2.registry.MODEL_NAME
+    _contract(app, state)
     return app
+
+
+def _contract(app: FastAPI, state: State) -> None:
+    """The OpenAPI document's body schemas (the predict one follows the loaded Tier 2 champion,
+    so the document is rebuilt when it changes) and 405 answers naming the right methods."""
+    from serving import intent, observations
+    from serving.contract import install_allow_header, install_schemas
+
+    def schemas() -> dict[str, Any]:
+        return {**observations.schemas(), **intent.schemas(state.get_intent)}
+
+    install_schemas(app, schemas, key=lambda: (id(state.intent), getattr(state.intent, "version", None)))
+    install_allow_header(app)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadtime.config import ConfigError, LeadtimeConfig, load_config
 from leadtime.engine import Decision, TierPrediction
@@ -32,6 +32,7 @@ from loop.clock import Clock, WallClock
 from loop.decision_loop import TIERS, DecisionLoop, Pass, Report
 from loop.sources import Tier1Champion, Tier2Announced, Tier3Assess, TierSource, Unavailable
 from serving.auth import token_guard
+from serving.contract import GUARDED, responses
 
 if TYPE_CHECKING:
     from models.tier2.announced import AnnouncedDemand
@@ -40,19 +41,28 @@ log = logging.getLogger(__name__)
 
 
 class ProducerStateIn(BaseModel):
-    """What an allocator reports for one producer."""
+    """What an allocator reports for one producer (strict: numbers are JSON numbers)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
     producer_id: str = Field(min_length=1, max_length=200)
-    instances: int = Field(ge=0, le=1_000_000, description="Running plus starting instances.")
+    instances: int = Field(ge=0, le=1_000_000, strict=False,  # JSON Schema: 3.0 is an integer
+                           description="Running plus starting instances.")
     current_load: float | None = Field(default=None, ge=0, le=1e15)
     last_scale_out_s: float | None = Field(default=None, ge=0, le=1e12,
                                            description="Unix seconds of the last scale-out.")
 
 
+    @field_validator("instances", mode="before")
+    @classmethod
+    def _a_json_number(cls, value: Any) -> Any:
+        if isinstance(value, bool | str):
+            raise ValueError("instances must be a JSON number (an integer)")
+        return value
+
+
 class StateBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     producers: list[ProducerStateIn] = Field(min_length=1, max_length=100_000)
 
@@ -89,6 +99,7 @@ class DecisionRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = None
+        self.actuators: list[Any] = self.build_actuators()  # loop.actuators
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -110,6 +121,36 @@ class DecisionRuntime:
             else Unavailable("tier3", "no Tier 3 service"),
         ]
         return out
+
+    def build_actuators(self) -> list[Any]:
+        """HAProxy, when ``LEADTIME_HAPROXY_SOCKET`` is set (see :mod:`loop.actuators`)."""
+        address = getattr(self.settings, "haproxy_socket", None)
+        if not address:
+            return []
+        from loop.actuators import HAProxyWeights
+
+        return [HAProxyWeights(address)]
+
+    def _actuate(self, result: Pass) -> None:
+        """Apply the pass (already logged) through each actuator; a failure is reported."""
+        for actuator in self.actuators:
+            try:
+                actuator.apply(result, self.config)
+            except Exception as exc:  # an actuator must not take the loop down
+                actuator.error = f"{type(exc).__name__}: {exc}"
+                log.exception("actuator %s failed", actuator.name)
+            if self.metrics is not None:
+                self.metrics.actuator_up.labels(actuator.name).set(
+                    0 if getattr(actuator, "error", None) else 1)
+
+    def state_sources(self) -> list[Any]:
+        """Prometheus, when ``LEADTIME_PROMETHEUS_URL`` is set (see :mod:`loop.state_sources`)."""
+        url = getattr(self.settings, "prometheus_url", None)
+        if not url:
+            return []
+        from loop.state_sources import PrometheusStates
+
+        return [PrometheusStates(url, self.settings.prometheus_timeout_s)]
 
     def load(self, *, models: bool = True) -> None:
         """Re-read the configuration and the champions; what fails keeps its previous value."""
@@ -142,7 +183,8 @@ class DecisionRuntime:
                 if self.loop is None:
                     self.loop = DecisionLoop(self.config, self.sources(), self.clock,
                                              decision_log=self.decision_log, recalibrate=True,
-                                             on_pass=self._on_pass)
+                                             on_pass=self._on_pass,
+                                             state_sources=self.state_sources())
                     if self.loop.restore():
                         log.info("decision loop state restored from %s", self.settings.decision_log)
                 else:
@@ -157,7 +199,14 @@ class DecisionRuntime:
 
     def _on_pass(self, result: Pass) -> None:
         if self.metrics is not None:
-            self.metrics.observe_pass(result.fleet, result.seconds, result.degraded)
+            loop = self.loop
+            self.metrics.observe_pass(
+                result.fleet, result.seconds, result.degraded, tiers=result.tiers,
+                loads={p: r.current_load for p, r in (loop.states if loop else {}).items()
+                       if r.current_load is not None},
+                sources=[s.name for s in (loop.state_sources if loop else [])],
+                decided_at=result.decided_at)
+        self._actuate(result)
         with self._passed:
             self._passed.notify_all()
 
@@ -242,6 +291,11 @@ class DecisionRuntime:
                 **{name: status() for name, status in self.champion_status.items()},
             },
             "tiers": {t: ("degraded" if t in degraded else "ok") for t in TIERS},
+            "state_sources": {s.name: {"url": getattr(getattr(s, "client", None), "url", None),
+                                       "status": "degraded" if s.name in degraded else "ok",
+                                       "error": degraded.get(s.name)}
+                              for s in (self.loop.state_sources if self.loop else [])},
+            "actuators": {a.name: a.status() for a in self.actuators},
             "degraded": degraded,
             "decided_at": latest.decided_at if latest is not None else None,
             "loaded_at": self.loaded_at,
@@ -264,6 +318,10 @@ def decision_json(d: Decision, pool: str | None) -> dict[str, Any]:
         "prediction": None if p is None else {
             "point": _f(p.point), "lower": _f(p.lower), "upper": _f(p.upper),
             "weights": p.weights, "missing": list(p.missing)},
+        "sizing": None if d.sizing is None else {
+            "value": _f(d.sizing.value), "quantile": d.sizing.quantile,
+            "source": d.sizing.source, "factor": _f(d.sizing.factor),
+            "loss": _f(d.sizing.loss)},
         "reasons": list(d.reasons),
     }
 
@@ -287,7 +345,7 @@ def router(runtime: DecisionRuntime) -> APIRouter:
                   description="Wait (up to 2 s) for a pass newer than this one: the `pass` a "
                               "state report answered with, to read the decisions it led to.")
 
-    @api.get("/v1/decisions")
+    @api.get("/v1/decisions", responses=responses(404, 422, 503))
     def decisions(pool: str | None = Query(default=None, max_length=200),
                   after_pass: int | None = after) -> dict[str, Any]:
         """Allocate decisions for every producer (or one pool) and the pools' routing weights."""
@@ -309,7 +367,7 @@ def router(runtime: DecisionRuntime) -> APIRouter:
                 "weights_source": result.weights_source,
                 "degraded": result.degraded, "decisions": items, "pools": pools}
 
-    @api.get("/v1/producers/{producer_id}")
+    @api.get("/v1/producers/{producer_id}", responses=responses(404, 422, 503))
     def producer(producer_id: str, after_pass: int | None = after) -> dict[str, Any]:
         """One producer's decision with each tier's answer and the weight it got."""
         result = current(after_pass)
@@ -326,7 +384,7 @@ def router(runtime: DecisionRuntime) -> APIRouter:
         return {"pass": result.number, "decided_at": result.decided_at, "tiers": breakdown,
                 "decision": decision_json(d, runtime.config.pool_of().get(producer_id))}
 
-    @api.get("/v1/selection-weights")
+    @api.get("/v1/selection-weights", responses=responses(404, 422, 503))
     def selection(pool: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
         """Per pool, the share of new consumers the leasing agent should give each producer."""
         result = current()
@@ -337,7 +395,8 @@ def router(runtime: DecisionRuntime) -> APIRouter:
                 "pools": {n: {"weights": p.selection, "act": not p.dry_run}
                           for n, p in fleet.pools.items() if pool is None or n == pool}}
 
-    @api.post("/v1/producers/state", dependencies=guard)
+    @api.post("/v1/producers/state", dependencies=guard,
+              responses=responses(400, 422, *GUARDED))
     def report_state(batch: StateBatch) -> dict[str, Any]:
         """Allocators report instances and current load; the loop decides with them at once."""
         try:
@@ -346,7 +405,7 @@ def router(runtime: DecisionRuntime) -> APIRouter:
             raise HTTPException(503, str(exc)) from None
         return {"accepted": accepted, "pass": before}
 
-    @api.post("/v1/admin/reload", dependencies=guard)
+    @api.post("/v1/admin/reload", dependencies=guard, responses=responses(*GUARDED))
     def reload() -> dict[str, Any]:
         """Re-read leadtime.yaml and the champions by alias (Tier 1, weights, Tier 2); each is
         swapped atomically, and one that fails to load keeps its last loaded version."""
@@ -355,7 +414,8 @@ def router(runtime: DecisionRuntime) -> APIRouter:
             hook()
         return runtime.readiness()
 
-    @api.get("/readyz")
+    @api.get("/readyz", responses={503: {"description": "Not ready (no configuration): the "
+                                                       "same body, saying why."}})
     def readyz(response: Response) -> dict[str, Any]:
         """Which champions are loaded and which tiers are degraded (503 without a config)."""
         body = runtime.readiness()
@@ -366,12 +426,37 @@ def router(runtime: DecisionRuntime) -> APIRouter:
     return api
 
 
+class AsOfClock:
+    """A clock set to ``start_s`` when created that advances with wall time from there
+    (``leadtime serve --as-of``: the loop decides as of the end of a replayed trace)."""
+
+    def __init__(self, start_s: float) -> None:
+        self.start_s = float(start_s)
+        self._began = time.monotonic()
+
+    def now(self) -> float:
+        return self.start_s + (time.monotonic() - self._began)
+
+
+def loop_clock(settings, clock: Clock | None = None) -> Clock:
+    """The decision loop's clock: ``settings.as_of`` when set (replacing the wall clock, not a
+    clock a caller chose), else ``clock``, else the wall clock."""
+    as_of = getattr(settings, "as_of", None)
+    if as_of is not None and (clock is None or isinstance(clock, WallClock)):
+        from datetime import UTC
+
+        stamp = as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=UTC)
+        log.info("decision loop clock: as of %s, advancing with wall time", stamp.isoformat())
+        return AsOfClock(stamp.timestamp())
+    return clock or WallClock()
+
+
 def mount(app: FastAPI, settings, *, tier3: Callable[[], Any] | None = None,
           tier2: AnnouncedDemand | None = None, clock: Clock | None = None) -> DecisionRuntime:
     """Create the runtime, mount its routes and ``/metrics``; the caller loads and starts it."""
     from monitoring.metrics import Metrics
 
-    runtime = DecisionRuntime(settings, tier3=tier3, tier2=tier2, clock=clock)
+    runtime = DecisionRuntime(settings, tier3=tier3, tier2=tier2, clock=loop_clock(settings, clock))
     runtime.metrics = Metrics()
     app.include_router(router(runtime))
     runtime.metrics.install(app, runtime)

@@ -5,6 +5,12 @@ The champion ``leadtime-intent`` model and its trace's Feast store are loaded on
 the Feast online store; a consumer without history gets the population's features and the
 answer says so. The body is one request object or a list of them; a malformed one gets a 422
 whose ``loc`` names the field.
+
+The body is validated strictly (a numeric field takes a JSON number, never a string) before any
+model is consulted: against the champion's request schema when one is loaded, else against the
+generic request contract (:class:`GenericRequest`), so a malformed body is a 422 even when there
+is no champion and a valid one is then a 503. The OpenAPI document publishes the same schema
+(:func:`schemas`): the champion's request fields, every one optional, or the generic contract.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Request
@@ -23,6 +29,43 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from features.store import ENTITY_KEYS
 
 MAX_BATCH = 1000
+#: Component names of the predict body in the OpenAPI document.
+REQUEST, BODY = "IntentRequest", "IntentPredictBody"
+
+_KEYS = {
+    "consumer_id": "Optional. The consumer's features come from the online store; absent or "
+                   "unknown, the population's are used (the answer says which).",
+    "producer_id": "Optional. When given, the predicted demand is announced to the decision "
+                   "engine as this producer's Tier 2 demand.",
+    "request_type": "Optional. The kind of request (a category of the trace).",
+}
+
+
+def _key_fields() -> dict[str, Any]:
+    return {name: (str | None, Field(default=None, max_length=200, description=text))
+            for name, text in _KEYS.items()}
+
+
+class GenericRequest(BaseModel):
+    """One request, when no intent champion is loaded: the entity keys and the trace's own
+    request fields (a category as a string, a quantity as a number), every one optional. The
+    loaded champion publishes its exact fields instead."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    __pydantic_extra__: dict[str, Annotated[str, Field(max_length=200)] | float | None]
+
+    consumer_id: str | None = Field(default=None, max_length=200, description=_KEYS["consumer_id"])
+    producer_id: str | None = Field(default=None, max_length=200, description=_KEYS["producer_id"])
+    request_type: str | None = Field(default=None, max_length=200,
+                                     description=_KEYS["request_type"])
+
+
+def body_adapter(one: type[BaseModel]) -> TypeAdapter:
+    """The predict body: one request, or a list of at most ``MAX_BATCH`` of them."""
+    return TypeAdapter(one | Annotated[list[one], Field(max_length=MAX_BATCH)])
+
+
+GENERIC = body_adapter(GenericRequest)
 
 
 @dataclass
@@ -88,11 +131,7 @@ def request_model(model) -> type[BaseModel]:
     The request fields are the trace schema's (kept in the model's metadata), so a request is
     validated the same way whichever feature set the intent model was chosen with.
     """
-    fields: dict[str, Any] = {
-        "consumer_id": (str | None, Field(default=None, max_length=200)),
-        "producer_id": (str | None, Field(default=None, max_length=200)),
-        "request_type": (str | None, Field(default=None, max_length=200)),
-    }
+    fields: dict[str, Any] = _key_fields()
     from features.definitions import feature_refs
 
     history = {ref.split(":", 1)[1] for ref in feature_refs()} | {"consumer_known"}
@@ -102,10 +141,30 @@ def request_model(model) -> type[BaseModel]:
     for name in names:
         if name in fields or name in history or name == model.group_column:
             continue
-        kind = str | None if name in categorical else float | None
-        fields[name] = (kind, None)
-    config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    return create_model("IntentRequest", __config__=config, **fields)
+        if name in categorical:
+            fields[name] = (str | None, Field(default=None, max_length=200, description=(
+                "Optional (a category as a string); absent: unknown to the model.")))
+        else:
+            fields[name] = (float | None, Field(default=None, description=(
+                "Optional (a number); absent: missing to the model.")))
+    config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    doc = (f"One request to {model.meta.get('trace') or 'the trace'}'s producers: the fields of "
+           "the loaded intent champion's signature; every one is optional and no other is "
+           "accepted.")
+    return create_model(REQUEST, __config__=config, __doc__=doc, **fields)
+
+
+def schemas(get_runtime) -> dict[str, Any]:
+    """The OpenAPI components of the predict body: the champion's, else the generic contract."""
+    from serving.contract import component_schemas
+
+    try:
+        adapter = get_runtime().adapter
+    except LookupError:
+        adapter = GENERIC
+    out = component_schemas(BODY, adapter)
+    out[BODY]["description"] = f"One request or a list of at most {MAX_BATCH} of them."
+    return out
 
 
 def load_runtime(settings, name: str | None = None) -> IntentRuntime:
@@ -126,8 +185,7 @@ def load_runtime(settings, name: str | None = None) -> IntentRuntime:
         raise LookupError(f"no Feast repo for {trace!r} at {repo}; run features-materialize")
     store = open_store(repo)
     one = request_model(model)
-    return IntentRuntime(model, store, name, str(champion.version), trace,
-                         TypeAdapter(one | list[one]))
+    return IntentRuntime(model, store, name, str(champion.version), trace, body_adapter(one))
 
 
 def router(get_runtime, announced=None, clock=None) -> APIRouter:
@@ -145,26 +203,30 @@ def router(get_runtime, announced=None, clock=None) -> APIRouter:
     """
     api = APIRouter(tags=["intent"])
 
-    @api.post("/v1/requests/predict")
+    from serving.contract import raw_body, read_json, responses
+
+    @api.post("/v1/requests/predict", responses=responses(422, 503),
+              openapi_extra=raw_body(BODY, "One request or a list of them: the loaded "
+                                           "champion's `IntentRequest`, else `GenericRequest`."))
     async def predict(request: Request) -> Response:
-        try:
-            runtime = get_runtime()
-        except LookupError as exc:
-            raise HTTPException(status_code=503, detail=str(exc)) from exc
-        body = await request.body()
-        try:
-            payload = orjson.loads(body) if body else None
-        except orjson.JSONDecodeError as exc:
-            return _json(422, {"detail": [{"loc": ["body"], "msg": f"invalid JSON: {exc}",
-                                           "type": "json_invalid"}]})
+        """Predicted demand of each request, with its 80 % interval and the features used."""
+        payload, refused = await read_json(request)
+        if refused is not None:
+            return refused
         if isinstance(payload, list) and len(payload) > MAX_BATCH:
             return _json(422, {"detail": [{
                 "loc": ["body"], "msg": f"at most {MAX_BATCH} requests per batch",
                 "type": "too_long"}]})
         try:
-            parsed = runtime.adapter.validate_python(payload)
+            runtime, missing = get_runtime(), None
+        except LookupError as exc:
+            runtime, missing = None, str(exc)
+        try:  # the body first: a malformed one is a 422 whether or not a champion is loaded
+            parsed = (runtime.adapter if runtime is not None else GENERIC).validate_python(payload)
         except ValidationError as exc:
             return _json(422, {"detail": _errors(exc, payload)})
+        if runtime is None:
+            raise HTTPException(status_code=503, detail=missing)
         batch = isinstance(parsed, list)
         rows = [item.model_dump() for item in (parsed if batch else [parsed])]
         if not rows:
@@ -204,4 +266,5 @@ def _errors(exc: ValidationError, payload: Any) -> list[dict[str, Any]]:
                     "type": "model_type"}]
 
 
-__all__ = ["ENTITY_KEYS", "IntentRuntime", "load_runtime", "request_model", "router"]
+__all__ = ["ENTITY_KEYS", "GenericRequest", "IntentRuntime", "load_runtime", "request_model",
+           "router", "schemas"]

@@ -2,8 +2,10 @@
 
 Writes need ``Authorization: Bearer <token>`` where the token is the ``LEADTIME_API_TOKEN``
 setting; when it is unset, writes are refused (503). The body
-is an :class:`models.tier3.events.ObservationBatch`; a malformed one gets a 422 whose ``loc``
-names the field. Duplicates are counted and ignored; out-of-order events are accepted.
+is an :class:`models.tier3.events.ObservationBatch`, validated strictly (a number must be a JSON
+number, a flag a JSON boolean, a timestamp an ISO 8601 string); a malformed one gets a 422 whose
+``loc`` names the field and nothing of it is applied. Duplicates are counted and ignored;
+out-of-order events are accepted.
 
 The Tier 3 service is restored from its last ``leadtime-tier3`` checkpoint on first use, once per
 process; the restore message (events lost since that checkpoint) is in every response's
@@ -15,10 +17,24 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
 from models.tier3.events import ObservationBatch
 from serving.auth import token_guard
+from serving.contract import GUARDED, raw_body, responses, validate_json
+
+#: The component name of the body's schema in the OpenAPI document (see :func:`schemas`).
+BODY = "ObservationBatch"
+
+
+def schemas() -> dict[str, Any]:
+    """The OpenAPI components of ``POST /v1/observations``'s body."""
+    from pydantic import TypeAdapter
+
+    from serving.contract import component_schemas
+
+    return component_schemas(BODY, TypeAdapter(ObservationBatch))
 
 
 class _Lazy:
@@ -45,10 +61,16 @@ def router(settings) -> APIRouter:
     api = APIRouter(tags=["tier3"])
     runtime = _Lazy(settings)
 
-    @api.post("/v1/observations", dependencies=[Depends(token_guard(settings))])
-    def observations(batch: ObservationBatch) -> dict[str, Any]:
+    @api.post("/v1/observations", dependencies=[Depends(token_guard(settings))],
+              responses=responses(422, *GUARDED),
+              openapi_extra=raw_body(BODY, "Performance events and metric samples, in any "
+                                           "order (at most 10,000 of each)."))
+    async def observations(request: Request) -> Any:
         """Ingest performance events and metric samples; each updates Tier 3 at once."""
-        result = runtime.get().ingest_batch(batch)
+        batch, refused = await validate_json(request, ObservationBatch)
+        if refused is not None:
+            return refused
+        result = await run_in_threadpool(lambda: runtime.get().ingest_batch(batch))
         return {**result, "restore": runtime.restore}
 
     @api.get("/v1/tier3")
@@ -57,7 +79,7 @@ def router(settings) -> APIRouter:
         return {"restore": runtime.restore, "checkpoint_version": service.version,
                 "events_total": service.state.events_applied, "producers": service.state.producers()}
 
-    @api.get("/v1/tier3/{producer_id}")
+    @api.get("/v1/tier3/{producer_id}", responses=responses(404, 422))
     def assess(producer_id: str) -> dict[str, Any]:
         """Tier 3's prediction for the producer (engine currency), its risk and the evidence."""
         a = runtime.get().assess(producer_id)

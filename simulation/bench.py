@@ -158,10 +158,13 @@ def replay_setup(
     return demand, lead, switch, scored, slo_need(demand, cfg)
 
 
-def engine_spec(level: int | None = None, threshold: float | None = None) -> EngineSpec:
-    """The engine settings of a replay: ``leadtime.yaml``'s defaults, with the bench's flags."""
-    changes = {k: v for k, v in {"level": level, "threshold": threshold}.items() if v is not None}
-    return ENGINE_DEFAULTS.model_copy(update=changes)
+def engine_spec(level: int | None = None, threshold: float | None = None,
+                **changes: Any) -> EngineSpec:
+    """The engine settings of a replay: ``leadtime.yaml``'s defaults, with the bench's flags
+    (validated as ``leadtime.yaml`` would be)."""
+    given = {"level": level, "threshold": threshold, **changes}
+    return EngineSpec.model_validate(
+        ENGINE_DEFAULTS.model_dump() | {k: v for k, v in given.items() if v is not None})
 
 
 def bench_producer(
@@ -174,11 +177,12 @@ def bench_producer(
     progress: Progress | None = None,
     workers: int = 1,
     threshold: float | None = None,
+    engine: EngineSpec | None = None,
 ) -> ProducerResult:
     """Replay one producer under every policy; score them on the same intervals."""
     index = pd.DatetimeIndex(series.index)
     demand, lead, switch, scored, need = replay_setup(series, cfg)
-    engine = engine_spec(level, threshold)
+    engine = engine or engine_spec(level, threshold)
 
     def fitted() -> None:
         if progress:
@@ -225,6 +229,7 @@ def run_bench(
     on_total: Callable[[int], None] | None = None,
     progress: Progress | None = None,
     workers: int = 1,
+    engine: EngineSpec | None = None,
 ) -> BenchResult:
     """Read the trace, derive the settings and replay every producer (or the chosen one)."""
     began = time.perf_counter()
@@ -246,7 +251,8 @@ def run_bench(
         on_total(work)
     results = {
         name: bench_producer(
-            series, configs[name], model, level, history, factory, progress, workers, threshold
+            series, configs[name], model, level, history, factory, progress, workers, threshold,
+            engine,
         )
         for name, series in demand.series.items()
     }
@@ -254,7 +260,7 @@ def run_bench(
         policies = next(iter(results.values())).metrics
     else:
         policies = totals({name: r.metrics for name, r in results.items()})
-    engine = engine_spec(level, threshold)
+    engine = engine or engine_spec(level, threshold)
     chosen = sorted({r.tier1.model for r in results.values()})
     return BenchResult(
         Path(path),
@@ -349,8 +355,7 @@ def _plot_rule(interval: pd.Timedelta, steps: int) -> str:
 # --- the risk/cost frontier: every policy at several settings of its own risk knob ----------
 
 FRONTIER_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9)  # the peers: target utilisation
-FRONTIER_LEVELS = (80, 95)  # leadtime: the interval level whose upper bound it allocates for
-FRONTIER_THRESHOLDS = (0.7, 0.8)  # leadtime at the first level: the load-score gate (default 0.6)
+FRONTIER_VIOLATION_COSTS = (4.0, 19.0, 99.0, 499.0)  # leadtime: the newsvendor price (q 0.8-0.998)
 
 
 def frontier(
@@ -359,26 +364,23 @@ def frontier(
     model: str = "champion",
     history: pd.Timedelta = HISTORY,
     targets: tuple[float, ...] = FRONTIER_TARGETS,
-    levels: tuple[int, ...] = FRONTIER_LEVELS,
-    thresholds: tuple[float, ...] = FRONTIER_THRESHOLDS,
+    violation_costs: tuple[float, ...] = FRONTIER_VIOLATION_COSTS,
     factory: ForecasterFactory = default_factory,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """SLO violations against instance-hours for each policy across its risk knob.
 
     One operating point per policy says little: a reactive policy can buy fewer violations with
-    a lower target utilisation, leadtime with a higher interval level (or save instances with a
-    higher load-score threshold on pre-allocation). Comparing the curves (same trace, simulator,
-    scored intervals and oracle) shows which policy gets fewer violations for the same
-    instance-hours.
+    a lower target utilisation, leadtime with a higher price on a violation (the quantile of the
+    window peak it sizes for). Comparing the curves (same trace, simulator, scored intervals and
+    oracle) shows which policy gets fewer violations for the same instance-hours.
     """
     from dataclasses import replace
 
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     oracle = score(simulate(demand, cfg, Oracle(cfg, need), HPA(cfg), switch), cfg, scored, need)
-    # one set of daily fits: the published bundles answer at any level
-    fitted = daily_tier1(series, lead, switch, model, levels[0], history, factory)
-    schedules = {lv: fitted for lv in levels}
+    # one set of daily fits: the published bundles answer every pass of every setting
+    fitted = daily_tier1(series, lead, switch, model, ENGINE_DEFAULTS.level, history, factory)
     rows: list[dict[str, Any]] = []
 
     def add(policy: str, knob: str, value: float, run_cfg: SimConfig, chosen: Policy, warm: Policy):
@@ -390,25 +392,21 @@ def frontier(
         if progress:
             progress(f"{policy} {knob}={value}")
 
-    hourly = schedules[levels[0]].hourly_point
     for target in targets:
         run_cfg = replace(cfg, target_utilisation=target)
         hpa = HPA(run_cfg)
         add("hpa", "target_utilisation", target, run_cfg, hpa, hpa)
-        fso = ForecastScaleOut(run_cfg, hourly)
+        fso = ForecastScaleOut(run_cfg, fitted.hourly_point)
         add("forecast_scale_out", "target_utilisation", target, run_cfg, fso, fso.hpa)
         add("crane_ehpa", "target_utilisation", target, run_cfg, CraneEHPA(run_cfg, series),
             HPA(run_cfg))
         add("knative_kpa", "target_utilisation", target, run_cfg, KnativeKPA(run_cfg),
             HPA(run_cfg))
     start = pd.DatetimeIndex(series.index)[0]
-    for level in levels:
-        chosen = Leadtime(cfg, schedules[level], str(series.name), start, engine_spec(level))
-        add("leadtime", "level", level, cfg, chosen, HPA(cfg))
-    for threshold in thresholds:  # the engine's other cost knob, at the first level
-        chosen = Leadtime(cfg, schedules[levels[0]], str(series.name), start,
-                          engine_spec(levels[0], threshold))
-        add("leadtime", "threshold", threshold, cfg, chosen, HPA(cfg))
+    for cost in violation_costs:
+        chosen = Leadtime(cfg, fitted, str(series.name), start,
+                          engine_spec(violation_cost=cost))
+        add("leadtime", "violation_cost", cost, cfg, chosen, HPA(cfg))
     return rows
 
 
@@ -437,8 +435,8 @@ def plot_frontier(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
         ys = [r["slo_violation_pct"] for r in mine]
         ax.plot(xs, ys, "o-", color=COLOURS[policy], label=policy)
         for r in mine:
-            label = {"target_utilisation": f"{r['value']:g}", "level": f"{r['value']}%",
-                     "threshold": f"gate {r['value']:g}"}[r["knob"]]
+            label = {"target_utilisation": f"{r['value']:g}",
+                     "violation_cost": f"price {r['value']:g}"}[r["knob"]]
             ax.annotate(label, (r["cost_vs_oracle"], r["slo_violation_pct"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))
     ax.set_xlabel("instance-hours / oracle")

@@ -227,8 +227,9 @@ class Leadtime:
     Tier 1 is the champion recipe refit daily on the past (:func:`simulation.forecast.daily_tier1`),
     published each midnight and asked the window question; Tier 2 has no input in a load trace
     (the engine renormalises and says so); Tier 3 is a :class:`models.tier3.state.Tier3State`,
-    the state the Tier 3 service runs. The loop re-weights the tiers every
-    ``engine.recalibrate_every_s`` from its own record of predictions and observed load.
+    the state the Tier 3 service runs. The loop sizes from its calibrated window-peak quantile
+    (:mod:`loop.sizing`) and re-weights the tiers every ``engine.recalibrate_every_s`` from its
+    own record of predictions and observed load (``recalibrate=False``: fixed weights).
     """
 
     name = "leadtime"
@@ -240,7 +241,10 @@ class Leadtime:
         producer_id: str = "producer",
         start: pd.Timestamp | None = None,
         engine: EngineSpec | None = None,
+        recalibrate: bool = True,
     ) -> None:
+        from collections import Counter
+
         from loop.clock import ReplayClock
         from loop.decision_loop import DecisionLoop
         from loop.sources import Tier1Bundles, Tier3Assess, Unavailable
@@ -262,7 +266,8 @@ class Leadtime:
             self.config,
             [bundles, Unavailable("tier2", "a load trace announces no requests"),
              Tier3Assess(lambda: self.tier3)],
-            self.clock, recalibrate=True)
+            self.clock, recalibrate=recalibrate)
+        self.sizing_sources: Counter[str] = Counter()  # which candidate sized, per pass
 
     @property
     def weights(self) -> dict[str, float]:
@@ -282,7 +287,9 @@ class Leadtime:
                 producer_id=self.producer_id, metric="load", value=obs.last_load)])
         self.clock.set(now)
         self.loop.report([Report(self.producer_id, obs.current, obs.last_load)])
-        return self.loop.step().fleet.decisions[self.producer_id].target_instances
+        decision = self.loop.step().fleet.decisions[self.producer_id]
+        self.sizing_sources[decision.sizing.source if decision.sizing else "uncalibrated"] += 1
+        return decision.target_instances
 
 
 class Oracle:

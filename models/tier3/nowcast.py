@@ -1,30 +1,41 @@
-"""Tier 3's load answer: the producer's current level, scaled by what such a level did next.
+"""Tier 3's load answer: a base the stream itself gives, scaled by what such a base did next.
 
 Tier 3 predicts "the current load adjusted by risk" (``docs/design.md``). The current load alone is a
-poor answer for the window one spin-up lead time ahead: single samples are noisy, and the window
-holds several of them. :class:`LoadNowcast` learns, online and from the past only, how the
-load of the coming window relates to the current level:
+poor answer for the window one spin-up lead time ahead: single samples are noisy, the window
+holds several of them, and a burst that recurs on a period is due before it shows. Two bases are
+kept, online and from the past only:
 
 * **level** at time ``t``: the mean of the load samples in ``(t - level_window_s, t]``;
-* **ratio** of a past decision time ``t0``: ``max(load in [t0, t0 + lead_s]) / level(t0)``, known
-  once the window has passed (the window maximum, because instances removed at ``t0`` are gone at
-  once and instances requested at ``t0`` serve from ``t0 + lead_s``: the fleet must carry every
-  sample in between);
-* **answer**: ``level(t) x`` the median and the central ``level`` interval quantiles of the ratios
-  of the last ``history_s``, taken from the ratios recorded at a *similar level* (the quintile of
-  past levels ``level(t)`` falls in). Relative noise shrinks as load grows (counts are roughly
-  Poisson), so one ratio distribution for all levels would over-provision at the peaks, where the
-  instance-hours are, and under-provision at night.
+* **echo** at time ``t``: what the same window did one, two and three periods ago, where the
+  period is the dominant one of the producer's own recent stream (:mod:`.period`, re-detected
+  every ``refit_every_s`` from the last ``echo_history_s``, between two lead times and a day):
+  the median over ``k = 1..3`` of ``max(load in [t - kP - J, t - kP + lead + J])``, with a
+  phase tolerance ``J`` of 5 % of the period (at least one sample). None without a period.
 
-The quantile table is refreshed every ``refit_every_s``; until ``min_ratios`` ratios are known
+For each base and each past decision time ``t0``, the **ratio**
+``max(load in [t0, t0 + lead]) / base(t0)`` is known once the window has passed (the window
+maximum, because instances removed at ``t0`` are gone at once and instances requested at ``t0``
+serve from ``t0 + lead``). The **answer** is ``base(t) x`` the median and the central ``level``
+interval quantiles of the ratios of the last ``history_s`` recorded at a *similar base* (the
+quintile of past bases ``base(t)`` falls in): relative noise shrinks as load grows (counts are
+roughly Poisson), so one ratio distribution for all levels would over-provision at the peaks and
+under-provision at night.
+
+**Which base answers** is measured, not assumed: at each refit both bases' upper bounds are
+scored on the known windows by the pinball loss at the upper quantile, and the echo answers only
+while it scores lower than the level. A stream that does not repeat keeps the level: the nowcast
+steps aside to "the current load, with its measured headroom".
+
+The quantile tables are refreshed every ``refit_every_s``; until ``min_ratios`` ratios are known
 there is no answer (the engine renormalises over the other tiers and says so). A sample is stamped
-when its value is known (the end of its metric interval); samples are expected roughly regularly,
-the windows are in seconds, so irregular sampling only changes how many samples a window holds.
+when its value is known (the end of its metric interval). Samples are expected roughly regularly
+(the period is detected in samples of the median spacing); the windows are in seconds.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
 from itertools import chain
@@ -41,11 +52,14 @@ class NowcastConfig:
     lead_s: float = 300.0  # the spin-up lead time the answer is for
     level_window_s: float = 1800.0  # trailing window of the current level
     history_s: float = 7 * 86400.0  # ratios older than this are forgotten
-    refit_every_s: float = 3600.0  # how often the quantile table is recomputed
+    refit_every_s: float = 3600.0  # how often the quantile tables (and the period) are refitted
     level: int = 80  # central interval, in percent
-    buckets: int = 5  # level quantiles (quintiles) the ratios are conditioned on
+    buckets: int = 5  # base quantiles (quintiles) the ratios are conditioned on
     min_ratios: int = 100  # fewer known ratios: no answer
     min_per_bucket: int = 30  # a thinner bucket uses all ratios
+    echo_history_s: float = 3 * 86400.0  # the stream the period is detected on
+    echo_max_period_s: float = 86400.0  # longer periods are Tier 1's (daily, weekly models)
+    echo_min_acf: float = 0.3  # a weaker autocorrelation peak is no period
 
     def __post_init__(self) -> None:
         if not 0 < self.level < 100:
@@ -59,20 +73,38 @@ class NowcastConfig:
         return tail, 0.5, 1 - tail
 
 
+BASES = ("level", "echo")
+
+
+def pinball(actual: np.ndarray, predicted: np.ndarray, q: float) -> float:
+    """Mean pinball (quantile) loss of ``predicted`` as the ``q`` quantile of ``actual``."""
+    diff = actual - predicted
+    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
+
+
 class LoadNowcast:
-    """One producer's online level, ratio history and quantile table."""
+    """One producer's online level, echo, ratio history and quantile tables."""
+
+    step_s: float = math.inf  # the median sample spacing, measured at each refit
+    period_s: float | None = None  # class defaults: checkpoints from before the echo load
+    base: str = "level"
+    losses: dict | None = None
 
     def __init__(self, config: NowcastConfig | None = None) -> None:
         self.config = config or NowcastConfig()
         self.samples: deque[tuple[float, float]] = deque()  # (t, value) within the level window
         self.level_sum = 0.0
         self.recent: deque[tuple[float, float]] = deque()  # (t, value) an open window needs
-        self.open: deque[tuple[float, float]] = deque()  # (t0, level(t0)) awaiting their window
-        self.ratios: deque[tuple[float, float, float]] = deque()  # (t0, level, ratio)
-        self.edges: np.ndarray = np.empty(0)
-        self.table: np.ndarray = np.empty((0, 3))  # per bucket: (low, median, high) ratio
+        self.open: deque[tuple[float, float, float]] = deque()  # (t0, level(t0), echo(t0))
+        self.ratios: deque[tuple[float, float, float, float]] = deque()  # (t0, level, echo, peak)
+        self.times: list[float] = []  # the stream the echo reads (echo_history_s and a period)
+        self.values: list[float] = []
+        self.tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # base: (edges, table)
         self.fitted_at = -math.inf
         self.last_t = -math.inf
+        self.period_s = None
+        self.base = "level"
+        self.losses = {}
 
     # ------------------------------------------------------------------ learning
     def update(self, t: float, value: float) -> bool:
@@ -83,13 +115,14 @@ class LoadNowcast:
         self.last_t = t
         value = max(0.0, float(value))
         self.recent.append((t, value))
+        self.times.append(t)
+        self.values.append(value)
         # windows [t0, t0 + lead] are complete once a sample beyond them arrives (that sample is
         # the one the instances requested at t0 meet first, so it belongs to the window)
         while self.open and self.open[0][0] + c.lead_s < t:
-            t0, level0 = self.open.popleft()
+            t0, level0, echo0 = self.open.popleft()
             peak = max(v for s, v in self.recent if s >= t0)
-            if level0 > 0:
-                self.ratios.append((t0, level0, peak / level0))
+            self.ratios.append((t0, level0, echo0, peak))
         while self.ratios and self.ratios[0][0] < t - c.history_s:
             self.ratios.popleft()
         self.samples.append((t, value))
@@ -97,7 +130,7 @@ class LoadNowcast:
         while self.samples and self.samples[0][0] <= t - c.level_window_s:
             self.level_sum -= self.samples.popleft()[1]
         # a decision taken now: its window starts with the next sample
-        self.open.append((t + 1e-9, self.level()))
+        self.open.append((t + 1e-9, self.level(), self.echo(t)))
         while self.recent and self.recent[0][0] < self.open[0][0]:
             self.recent.popleft()
         if t - self.fitted_at >= c.refit_every_s:
@@ -107,33 +140,96 @@ class LoadNowcast:
     def level(self) -> float:
         return self.level_sum / len(self.samples) if self.samples else math.nan
 
+    def echo(self, t: float) -> float:
+        """The echo base at ``t`` (see the module docstring); NaN without a period."""
+        period = self.period_s
+        if period is None:
+            return math.nan
+        slack = max(self.step_s, 0.05 * period)
+        peaks = []
+        for k in (1, 2, 3):
+            lo = bisect_left(self.times, t - k * period - slack)
+            hi = bisect_right(self.times, t - k * period + self.config.lead_s + slack)
+            if hi > lo:
+                peaks.append(max(self.values[lo:hi]))
+        return float(np.median(peaks)) if len(peaks) >= 2 else math.nan
+
+    def _spacing(self) -> float:
+        n = len(self.times)
+        if n < 2:
+            return math.inf
+        tail = self.times[-min(n, 50):]
+        return float(np.median(np.diff(tail))) if len(tail) > 1 else math.inf
+
+    def _detect_period(self, now: float) -> None:
+        c = self.config
+        keep = now - max(c.echo_history_s, 3.2 * c.echo_max_period_s) - c.lead_s
+        cut = bisect_left(self.times, keep)
+        if cut:
+            del self.times[:cut], self.values[:cut]
+        start = bisect_left(self.times, now - c.echo_history_s)
+        values = np.asarray(self.values[start:], dtype=float)
+        step = self.step_s = self._spacing()
+        if values.size < 20 or not math.isfinite(step) or step <= 0:
+            self.period_s = None
+            return
+        from models.tier3.period import dominant_period
+
+        lag = dominant_period(values, min_lag=math.ceil(2 * max(c.lead_s, step) / step),
+                              max_lag=int(c.echo_max_period_s / step), min_acf=c.echo_min_acf,
+                              min_cycles=3.0)
+        self.period_s = None if lag is None else lag * step
+
     def refit(self, now: float) -> None:
-        """Recompute the per-bucket ratio quantiles from the ratios known at ``now``."""
+        """Re-detect the period; recompute each base's per-bucket ratio quantiles from the
+        windows known at ``now``, and choose the base whose upper bound scores better."""
         c = self.config
         self.fitted_at = now
+        self._detect_period(now)
+        self.tables = {}
+        self.losses = {}
+        self.base = "level"
         if len(self.ratios) < c.min_ratios:
-            self.table = np.empty((0, 3))
             return
         n = len(self.ratios)
-        data = np.fromiter(chain.from_iterable(self.ratios), float, count=3 * n).reshape(n, 3)
-        levels, ratios = data[:, 1], data[:, 2]
-        self.edges = np.quantile(levels, np.linspace(0, 1, c.buckets + 1)[1:-1])
-        bucket = np.searchsorted(self.edges, levels)
+        data = np.fromiter(chain.from_iterable(self.ratios), float, count=4 * n).reshape(n, 4)
+        peaks = data[:, 3]
+        q_high = c.quantiles[2]
+        for column, base in ((1, "level"), (2, "echo")):
+            values = data[:, column]
+            ok = np.isfinite(values) & (values > 0)
+            if ok.sum() < c.min_ratios:
+                continue
+            edges, table = self._table(values[ok], peaks[ok] / values[ok])
+            self.tables[base] = (edges, table)
+            upper = values[ok] * table[np.searchsorted(edges, values[ok]), 2]
+            self.losses[base] = pinball(peaks[ok], upper, q_high) / max(peaks[ok].mean(), 1e-12)
+        if "echo" in self.losses and self.losses["echo"] < self.losses.get("level", math.inf):
+            self.base = "echo"
+
+    def _table(self, bases: np.ndarray, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        edges = np.quantile(bases, np.linspace(0, 1, c.buckets + 1)[1:-1])
+        bucket = np.searchsorted(edges, bases)
         overall = np.quantile(ratios, c.quantiles)
         rows = []
         for b in range(c.buckets):
             mine = ratios[bucket == b]
             rows.append(np.quantile(mine, c.quantiles) if mine.size >= c.min_per_bucket else overall)
-        self.table = np.array(rows)
+        return edges, np.array(rows)
 
     # ------------------------------------------------------------------ answering
     def predict(self) -> TierPrediction | None:
         """The load of the window one lead time ahead, or None while too little is known."""
-        level = self.level()
-        if not len(self.table) or not math.isfinite(level):
+        base = self.base
+        value = self.level() if base == "level" else self.echo(self.last_t)
+        if base == "echo" and not (math.isfinite(value) and value > 0):
+            base, value = "level", self.level()
+        if base not in self.tables or not math.isfinite(value):
             return None
-        low, mid, high = self.table[int(np.searchsorted(self.edges, level))]
-        return TierPrediction(point=level * mid, lower=level * low, upper=level * high)
+        edges, table = self.tables[base]
+        low, mid, high = table[int(np.searchsorted(edges, value))]
+        return TierPrediction(point=value * mid, lower=value * low, upper=value * high)
 
     @property
     def known_ratios(self) -> int:

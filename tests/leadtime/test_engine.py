@@ -175,3 +175,23 @@ def test_decides_for_1000_producers_with_reasons():
     ]
     decisions = [decide(c, t, s) for c, t, s in zip(cfgs, tiers, states)]
     assert len(decisions) == 1000 and all(d.reasons for d in decisions)
+
+
+def test_a_calibrated_sizing_is_held_under_the_maximum_utilisation_only():
+    from leadtime.engine import CombinedPrediction, Sizing, allocate
+
+    web = config(target_utilisation=0.7, max_utilisation=0.9)
+    prediction = CombinedPrediction(40, 30, 60, {"tier1": 1.0}, ())
+    sizing = Sizing(value=63.0, quantile=0.95, source="tier1", factor=1.05)
+    d = allocate(web, prediction, ProducerState(instances=4, current_load=25), sizing)
+    # 63 at 90 % of 10 per instance needs 7; uncalibrated, the point 40 at 70 % needs 6 and the
+    # upper bound 60 at 90 % needs 7: the quantile replaces both rules, its headroom taken once
+    assert d.target_instances == 7 and d.sizing == sizing
+    assert any("window peak q95 63" in r and "from tier1" in r for r in d.reasons)
+    # the floor: the current load at the maximum utilisation (the quantile covers the window)
+    busy = allocate(web, prediction, ProducerState(instances=4, current_load=80),
+                    Sizing(value=10.0, quantile=0.95, source="reactive", factor=1.0))
+    assert busy.floor == 9 and busy.target_instances == 9
+    # without a sizing the uncalibrated rule stands, and the floor is at the target utilisation
+    plain = allocate(web, prediction, ProducerState(instances=4, current_load=80))
+    assert plain.floor == 12 and plain.sizing is None

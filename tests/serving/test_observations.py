@@ -61,6 +61,10 @@ def test_writes_refused_without_the_token(client, state):
     ({"error": "maybe"}, "error"),
     ({"producer_id": None}, "producer_id"),
     ({"extra_field": 1}, "extra_field"),
+    ({"latency_ms": "100"}, "latency_ms"),  # strict: no coercion of strings to numbers
+    ({"error": "true"}, "error"),
+    ({"error": 1}, "error"),
+    ({"timestamp": 1735689600}, "timestamp"),
 ])
 def test_malformed_event_gets_422_naming_the_field(client, patch, field):
     payload = body(2)
@@ -70,3 +74,18 @@ def test_malformed_event_gets_422_naming_the_field(client, patch, field):
     assert any(field in map(str, err["loc"]) for err in response.json()["detail"])
     # nothing of a refused batch is applied
     assert client.get("/v1/tier3").json()["events_total"] == 0
+
+
+@pytest.mark.parametrize("value", ["12.5", False, None, [12.5]])
+def test_metric_value_of_the_wrong_type_gets_422(client, value):
+    payload = body(1)
+    payload["metrics"][0]["value"] = value
+    response = client.post("/v1/observations", json=payload, headers=AUTH)
+    assert response.status_code == 422, response.text
+    assert ["body", "metrics", 0, "value"] in [err["loc"] for err in response.json()["detail"]]
+    assert client.get("/v1/tier3").json()["events_total"] == 0
+
+
+def test_a_body_that_is_not_json_gets_422(client):
+    response = client.post("/v1/observations", content=b"\xff{", headers=AUTH)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body"]

@@ -12,23 +12,18 @@ pytestmark = pytest.mark.slow
 TOKEN = "s3cret"
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    import os
-
-    from fastapi.testclient import TestClient
+def intent_champion(root, interval_s: float = 1e-6):
+    """Settings under ``root`` whose registry holds a trained ``leadtime-intent`` champion (a
+    small CatBoost on a synthetic request trace, its Feast store materialised); the loop runs a
+    pass every ``interval_s`` (at once, by default)."""
     from pydantic import SecretStr
 
     from leadtime.settings import Settings
     from models.tier2.train import retrain
-    from serving.app import create_app
 
-    root = tmp_path_factory.mktemp("serving")
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
     config = root / "leadtime.yaml"
     config.write_text(yaml.safe_dump({
-        "engine": {"decision_interval_s": 1e-6},
+        "engine": {"decision_interval_s": interval_s},
         "pools": {"gen": {"defaults": {"capacity_per_instance": 10, "spinup_lead_time_s": 300,
                                        "tier2_load_per_demand": 300.0},
                           "producers": [{"id": "P1"}, {"id": "P9"}]}}}))
@@ -36,6 +31,20 @@ def client(tmp_path_factory):
                         api_token=SecretStr(TOKEN)).prepare()
     path = write_request_trace(root / "data", n=300)
     retrain(settings, path, IntentConfig(iterations=60, depth=4, thread_count=1))
+    return settings
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    settings = intent_champion(tmp_path_factory.mktemp("serving"))
     with TestClient(create_app(settings)) as test_client:
         yield test_client
     if old is not None:
@@ -68,6 +77,9 @@ def test_batch_and_unknown_consumer_falls_back_to_population(client):
 
 @pytest.mark.parametrize("body, field", [
     ({"consumer_id": "C001", "steps": "many"}, "steps"),
+    ({"consumer_id": "C001", "steps": "30"}, "steps"),  # strict: a number is a JSON number
+    ({"consumer_id": "C001", "steps": True}, "steps"),
+    ({"consumer_id": 7}, "consumer_id"),
     ({"consumer_id": "C001", "colour": "red"}, "colour"),
     ([{"consumer_id": "C001"}, {"images": "x"}], "images"),
 ])
@@ -95,6 +107,7 @@ def test_announced_demand_feeds_the_engine_as_tier2(client):
                       json={"producers": [{"producer_id": "P9", "instances": 2}]}).json()
     tier2 = client.get("/v1/producers/P9",
                        params={"after_pass": ack["pass"]}).json()["tiers"]["tier2"]
+    assert tier2["prediction"] is not None, tier2
     assert tier2["prediction"]["point"] == pytest.approx(sum(p["demand"] for p in predictions))
     assert tier2["prediction"]["upper"] == pytest.approx(sum(p["upper"] for p in predictions))
     assert tier2["used_weight"] > 0
@@ -107,3 +120,33 @@ def test_reload_rereads_the_intent_champion_and_readyz_reports_it(client):
                                                                "error": None}
     assert client.post("/v1/requests/predict", json={"consumer_id": "C001", "steps": 30,
                                                      "images": 2}).status_code == 200
+
+
+def test_openapi_publishes_the_champions_request_schema(client):
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/v1/requests/predict"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/IntentPredictBody"}
+    request = document["components"]["schemas"]["IntentRequest"]
+    assert request["additionalProperties"] is False and "required" not in request
+    assert {"consumer_id", "producer_id", "request_type", "steps", "images"} <= set(
+        request["properties"])
+    assert all("Optional" in field["description"] for field in request["properties"].values())
+
+
+def test_without_a_champion_the_body_is_validated_before_the_503(state):
+    """No champion: a malformed body is still a 422 (the generic request contract), a valid one
+    a 503 saying what to run."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    with TestClient(create_app(state)) as client:
+        for bad in ({"steps": [1]}, {"steps": True}, [{"consumer_id": 3}], "text", 3):
+            response = client.post("/v1/requests/predict", json=bad)
+            assert response.status_code == 422, (bad, response.text)
+        assert client.post("/v1/requests/predict", content=b"{not json").status_code == 422
+        refused = client.post("/v1/requests/predict", json={"consumer_id": "C1", "steps": 30})
+        assert refused.status_code == 503 and "intent retrain" in refused.json()["detail"]
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        assert "GenericRequest" in schemas and "IntentRequest" not in schemas

@@ -70,18 +70,20 @@ def test_tier3_answers_once_it_has_learnt_and_the_loop_joins_window_peaks():
 def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
     series = daily_trace(days=5, seed=4)
     cfg = derive_config(series, pd.Timedelta("5min"))
-    rows = frontier(series, cfg, factory=daily_naive_factory, targets=(0.5, 0.7), levels=(80,),
-                    thresholds=(0.8,))
+    rows = frontier(series, cfg, factory=daily_naive_factory, targets=(0.5, 0.7),
+                    violation_costs=(4.0, 99.0))
     assert {(r["policy"], r["knob"], r["value"]) for r in rows} == {
         ("hpa", "target_utilisation", 0.5), ("hpa", "target_utilisation", 0.7),
         ("forecast_scale_out", "target_utilisation", 0.5),
         ("forecast_scale_out", "target_utilisation", 0.7),
         ("crane_ehpa", "target_utilisation", 0.5), ("crane_ehpa", "target_utilisation", 0.7),
         ("knative_kpa", "target_utilisation", 0.5), ("knative_kpa", "target_utilisation", 0.7),
-        ("leadtime", "level", 80), ("leadtime", "threshold", 0.8)}
-    lead = {r["knob"]: r for r in rows if r["policy"] == "leadtime"}
-    # a higher gate on pre-allocation holds back scale-outs: fewer instance-hours on this trace
-    assert lead["threshold"]["instance_hours"] <= lead["level"]["instance_hours"] + 1e-9
+        ("leadtime", "violation_cost", 4.0), ("leadtime", "violation_cost", 99.0)}
+    lead = {r["value"]: r for r in rows if r["policy"] == "leadtime"}
+    # a higher price on a violation sizes for a higher quantile: more instance-hours, fewer
+    # violations
+    assert lead[99.0]["instance_hours"] > lead[4.0]["instance_hours"]
+    assert lead[99.0]["slo_violation_pct"] <= lead[4.0]["slo_violation_pct"]
     hpa = sorted((r["cost_vs_oracle"], r["slo_violation_pct"]) for r in rows if r["policy"] == "hpa")
     assert hpa[0][0] < hpa[1][0] and hpa[0][1] >= hpa[1][1]  # more instances, fewer violations
     middle = (hpa[0][0] + hpa[1][0]) / 2

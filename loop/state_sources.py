@@ -1,0 +1,111 @@
+"""State sources of the decision loop: producer states read at each pass, beside the POSTed ones.
+
+An allocator can report states (``POST /v1/producers/state``); a state source lets the loop read
+them itself. :class:`PrometheusStates` asks Prometheus, at every pass, each producer's
+``load_query`` and ``instances_query`` (``leadtime.yaml``). What it reads goes through the same
+path as a report (the loop's states, the observed load of recalibration).
+
+When Prometheus is down, or a query answers nothing, the loop keeps deciding on the last state it
+has (reported or read) and says so: in ``Pass.degraded`` (``/readyz``, ``/metrics``) under the
+source's name, and in the reasons of each producer's decision (:func:`with_reasons`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from leadtime.engine import FleetDecisions, ProducerConfig
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """One read: ``(producer, instances, current load)`` rows, what failed, per-producer notes."""
+
+    reports: list[tuple[str, int, float | None]] = field(default_factory=list)
+    error: str | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class StateSource(Protocol):
+    name: str
+
+    def pull(self, config: Any, producers: Mapping[str, ProducerConfig],
+             states: Mapping[str, Any], now_s: float) -> Pulled: ...
+
+
+class PrometheusStates:
+    """Current load and instances of the producers that name a query, from Prometheus."""
+
+    name = "prometheus"
+
+    def __init__(self, url: str, timeout_s: float = 3.0) -> None:
+        from connectors.prometheus import PrometheusClient
+
+        self.client = PrometheusClient(url, timeout_s)
+        self.last_read_s: dict[str, float] = {}  # producer -> when Prometheus last answered
+        self._queries: tuple[int, dict[str, tuple[str | None, str | None]]] | None = None
+
+    def queries(self, config: Any) -> dict[str, tuple[str | None, str | None]]:
+        """``{producer: (load_query, instances_query)}``, cached per configuration object."""
+        if self._queries is None or self._queries[0] != id(config):
+            found = {}
+            for pid in config.producers():
+                s = config.settings_of(pid)
+                if s.load_query or s.instances_query:
+                    found[pid] = (s.load_query, s.instances_query)
+            self._queries = (id(config), found)
+        return self._queries[1]
+
+    def pull(self, config: Any, producers: Mapping[str, ProducerConfig],
+             states: Mapping[str, Any], now_s: float) -> Pulled:
+        from connectors.prometheus import current
+
+        queries = {p: q for p, q in self.queries(config).items() if p in producers}
+        if not queries:
+            return Pulled()
+        got = current(self.client, queries)
+        rows: list[tuple[str, int, float | None]] = []
+        notes: dict[str, str] = {}
+        for pid, (_, instances_q) in queries.items():
+            load = got.load.get(pid)
+            instances = got.instances.get(pid)
+            previous = states.get(pid)
+            if load is None and instances is None:
+                notes[pid] = self._stale(pid, previous, now_s, got.down or got.errors.get(pid))
+                continue
+            if instances is None:
+                if previous is not None:
+                    instances = previous.instances
+                else:
+                    instances = max(1, producers[pid].min_instances)
+                    notes[pid] = (f"instances unknown ({'no instances_query' if instances_q is None else got.errors.get(pid)}"
+                                  f" and no state report): taken as {instances}")
+            if load is None and previous is not None:
+                load = previous.current_load
+            self.last_read_s[pid] = now_s
+            rows.append((pid, int(instances), load))
+        error = None
+        if got.down:
+            error = f"{got.down}: deciding on the last known states"
+        elif got.errors:
+            failed = sorted(got.errors)
+            error = (f"no answer for {len(failed)} producer(s): "
+                     + "; ".join(f"{p}: {got.errors[p]}" for p in failed[:3]))
+        return Pulled(rows, error, notes)
+
+    def _stale(self, pid: str, previous: Any, now_s: float, why: str | None) -> str:
+        seen = self.last_read_s.get(pid)
+        since = f"read {now_s - seen:.0f} s ago" if seen is not None else "never read from it"
+        kept = "the last known state" if previous is not None else "no state (engine default)"
+        return f"Prometheus state unavailable ({why or 'no sample'}): decided on {kept}, {since}"
+
+
+def with_reasons(fleet: FleetDecisions, notes: Mapping[str, str]) -> FleetDecisions:
+    """The decisions with each producer's note appended to its reasons."""
+    if not notes:
+        return fleet
+    decisions = {pid: replace(d, reasons=(*d.reasons, notes[pid])) if pid in notes else d
+                 for pid, d in fleet.decisions.items()}
+    return replace(fleet, decisions=decisions)
