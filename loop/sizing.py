@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leadtime.engine import Sizing
+from monitoring.accuracy import pinball
 
 REACTIVE = "reactive"
 COMBINED = "combined"
@@ -48,16 +49,6 @@ class SizingConfig:
     min_windows: int = 120
     buckets: int = 5  # factors per quintile of the candidate's upper bound
     min_per_bucket: int = 30  # a thinner quintile uses the candidate's overall factor
-
-
-def pinball(actual: np.ndarray, predicted: np.ndarray, q: float) -> float:
-    """Mean pinball loss of ``predicted`` as the ``q`` quantile of ``actual``.
-
-    >>> round(pinball(np.array([10.0, 10.0]), np.array([8.0, 12.0]), 0.9), 3)
-    1.0
-    """
-    diff = actual - predicted
-    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
 
 
 class WindowPeakCalibrator:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 
@@ -55,3 +56,14 @@ def drifted(before: Mapping[str, float], last: Mapping[str, float],
     ['tier1']
     """
     return sorted(t for t in last if t in before and last[t] > ratio * max(before[t], 1e-9))
+
+
+def pinball(actual: np.ndarray, predicted: np.ndarray, q: float) -> float:
+    """Mean pinball (quantile) loss of ``predicted`` as the ``q`` quantile of ``actual``: what
+    Tier 3 chooses its base by and sizing chooses its candidate by.
+
+    >>> round(pinball(np.array([10.0, 10.0]), np.array([8.0, 12.0]), 0.9), 3)
+    1.0
+    """
+    diff = np.asarray(actual, dtype=float) - np.asarray(predicted, dtype=float)
+    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))

@@ -43,6 +43,7 @@ from itertools import chain
 import numpy as np
 
 from leadtime.engine import TierPrediction
+from monitoring.accuracy import pinball
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,6 @@ class NowcastConfig:
 
 
 BASES = ("level", "echo")
-
-
-def pinball(actual: np.ndarray, predicted: np.ndarray, q: float) -> float:
-    """Mean pinball (quantile) loss of ``predicted`` as the ``q`` quantile of ``actual``."""
-    diff = actual - predicted
-    return float(np.mean(np.maximum(q * diff, (q - 1) * diff)))
 
 
 class LoadNowcast:
