@@ -25,17 +25,22 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             None, "--reference",
             help="NAB's published outputs (<detector>/<category>/<detector>_<file>.csv) scored "
                  "beneath ours; default: <data_dir>/anomaly/nab-reference."),
+        leave_one_out: bool = typer.Option(
+            False, "--loco",
+            help="Also leave one category out: thresholds chosen on the other categories only, "
+                 "figures on the held-out one, each category in turn (JSON key 'loco')."),
     ) -> None:
         """Window F1, delay, false alarms and NAB scores: leadtime vs z-score vs HST, and NAB's own.
 
         NAB scores (standard, low-FP, low-FN profiles) use NAB's threshold optimisation over the
         set; beneath them, NAB's published numenta, windowedGaussian and null on the same files.
+        With --loco, the same detectors with every threshold chosen on the other categories only.
         """
         from monitoring.bench import format_table, run_anomaly_bench
 
         try:
-            document = run_anomaly_bench(set_dir, reference=reference)
-        except TraceError as exc:
+            document = run_anomaly_bench(set_dir, reference=reference, leave_one_out=leave_one_out)
+        except (TraceError, ValueError) as exc:
             fail(str(exc))
         typer.echo(json.dumps(document, indent=2) if as_json else format_table(document))
 

@@ -52,10 +52,14 @@ class WeightsPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def log_and_register(result: Recalibration, name: str, experiment: str, params: dict) -> dict:
-    """Log the run (errors, weights.json, pyfunc), register a version, alias it by merit."""
+    """Log the run (errors, weights.json, a plot, the pyfunc), register a version, alias it by
+    merit; the version's description shows both weight sets and their errors side by side."""
+    import tempfile
+    from pathlib import Path
+
     import mlflow
 
-    from models.registry import decide_alias, use_experiment
+    from models.registry import Review, decide_alias, use_experiment
 
     use_experiment(experiment)
     with mlflow.start_run(run_name="recalibrate") as run:
@@ -66,16 +70,57 @@ def log_and_register(result: Recalibration, name: str, experiment: str, params: 
                             "current_error": result.current_score})
         mlflow.log_dict(result.weights, "weights.json")
         mlflow.set_tag("retrain", ",".join(result.retrain) or "none")
+        with tempfile.TemporaryDirectory() as tmp:
+            plot = plot_weights(result, Path(tmp) / "weights.png")
+            mlflow.log_artifact(str(plot), artifact_path="plots")
         info = mlflow.pyfunc.log_model(name="weights", python_model=WeightsPyfunc(result.weights),
                                        pip_requirements=["mlflow", "pandas"])
         version = mlflow.register_model(info.model_uri, name)
         # the registered version's run must carry weights.json (the engine reads it on reload)
         assert version.run_id == run.info.run_id
+    tiers = sorted(set(result.weights) | set(result.current))
+    review = Review(
+        scores={f"weight of {t}": (result.weights.get(t), result.current.get(t)) for t in tiers},
+        run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+        artifacts=("weights.json", "plots/weights.png"),
+        notes=(f"Both weight sets are scored on the same last windows ({result.rows} joined "
+               "predictions in all); the champion column is the weights in use.",
+               "Scaled MAE per tier on those windows: "
+               + ", ".join(f"{t} {v:.3f}" for t, v in sorted(result.eval_errors.items())) + ".",
+               f"Tiers to retrain (error drifted): {', '.join(result.retrain) or 'none'}."))
     promotion = decide_alias(name, str(version.version), result.candidate_score,
                              result.current_score if math.isfinite(result.current_score) else None,
-                             "scaled_mae_last_window")
+                             "scaled_mae_last_window", review=review)
     return {"version": str(version.version), "promoted": promotion.promoted,
             "reason": promotion.reason, "run_id": run.info.run_id}
+
+
+def plot_weights(result: Recalibration, path):
+    """Candidate and current weights per tier, beside each tier's error: one PNG a reviewer reads."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    tiers = sorted(set(result.weights) | set(result.current))
+    x = np.arange(len(tiers))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.bar(x - 0.2, [result.current.get(t, 0.0) for t in tiers], 0.4, label="current")
+    left.bar(x + 0.2, [result.weights.get(t, 0.0) for t in tiers], 0.4, label="candidate")
+    left.set_xticks(x, tiers)
+    left.set_title("tier weights")
+    left.legend(fontsize=8)
+    right.bar(x - 0.2, [result.train_errors.get(t, np.nan) for t in tiers], 0.4, label="fit windows")
+    right.bar(x + 0.2, [result.eval_errors.get(t, np.nan) for t in tiers], 0.4, label="last windows")
+    right.set_xticks(x, tiers)
+    right.set_title("scaled MAE per tier (lower is better)")
+    right.legend(fontsize=8)
+    fig.suptitle(f"candidate {result.candidate_score:.3f} vs current {result.current_score:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def load_weights(name: str) -> tuple[dict[str, float], str]:

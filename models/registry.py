@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -104,20 +105,92 @@ def promotion_reason(candidate_score: float | None, champion_score: float | None
 
 def decide_alias(
     name: str, version: str, candidate_score: float | None, champion_score: float | None,
-    metric: str,
+    metric: str, review: Review | None = None,
 ) -> Promotion:
     """Move ``champion`` to ``version`` if it earns it; otherwise alias and tag it ``challenger``.
 
-    The tags are written first and the alias last: the alias is the commit point, so a failure
-    part-way leaves the aliases as they were and a retry can simply run this again.
+    The tags and the version's description (:func:`review_description`, what a reviewer reads in
+    the MLflow UI) are written first and the alias last: the alias is the commit point, so a
+    failure part-way leaves the aliases as they were and a retry can simply run this again.
     """
     mlflow_client = client()
     promoted = _finite(candidate_score) and should_promote(candidate_score, champion_score)
     reason = promotion_reason(candidate_score, champion_score, metric, promoted)
+    previous = champion_version(name)
+    previous = None if previous is None or str(previous.version) == str(version) else previous
     mlflow_client.set_model_version_tag(name, version, "role", CHAMPION if promoted else CHALLENGER)
     mlflow_client.set_model_version_tag(name, version, "promotion", reason)
+    description = review_description(
+        promoted=promoted, reason=reason, metric=metric, candidate_score=candidate_score,
+        champion_score=champion_score,
+        champion=str(previous.version) if previous is not None else None, review=review)
+    mlflow_client.update_model_version(name, version, description=description)
     mlflow_client.set_registered_model_alias(name, CHAMPION if promoted else CHALLENGER, version)
     return Promotion(name, str(version), promoted, candidate_score, champion_score, reason)
+
+
+# --- what a reviewer reads ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Review:
+    """What a version's description shows beyond the deciding score.
+
+    ``scores``: more rows of the score table, ``label -> (this version, champion)`` (None where
+    not measured); ``run_id``: the tracking run that made the version; ``artifacts``: paths of
+    that run's plots and tables; ``notes``: one line each (the data, the recipe).
+    """
+
+    scores: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    run_id: str | None = None
+    experiment_id: str | None = None
+    artifacts: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def review_description(*, promoted: bool, reason: str, metric: str,
+                       candidate_score: float | None, champion_score: float | None,
+                       champion: str | None, review: Review | None = None) -> str:
+    """The version's description (Markdown, shown on its page in the MLflow UI).
+
+    It says the outcome, why, the scores against the champion's on the same data, the run that
+    made the version and where its plots are, so a reviewer need not open anything else to
+    judge the promotion.
+    """
+    review = review or Review()
+    champion_label = f"champion (v{champion})" if champion else "champion"
+    if promoted:
+        outcome = (f"**Promoted to champion** (replaces v{champion})." if champion
+                   else "**Promoted to champion** (the first version with a finite score).")
+    else:
+        outcome = (f"**Kept as challenger**: the champion v{champion} stays." if champion
+                   else "**Kept as challenger**.")
+    lines = [outcome, "", f"Why: {reason}.", "",
+             f"| score (lower is better for the first) | this version | {champion_label} |",
+             "|---|---:|---:|",
+             f"| **{metric}** (decides) | {_cell(candidate_score)} | {_cell(champion_score)} |"]
+    for label, (mine, theirs) in review.scores.items():
+        lines.append(f"| {label} | {_cell(mine)} | {_cell(theirs)} |")
+    lines.append("")
+    for note in review.notes:
+        lines.append(f"- {note}")
+    if review.run_id:
+        where = (f"#/experiments/{review.experiment_id}/runs/{review.run_id}"
+                 if review.experiment_id else None)
+        run = f"[{review.run_id}]({where})" if where else f"`{review.run_id}`"
+        lines.append(f"- Made by run {run}.")
+        for path in review.artifacts:
+            link = f"[{path}]({where}/artifacts/{path})" if where else f"`{path}`"
+            lines.append(f"- Artifact: {link}")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 # --- one flow run, at most one version -----------------------------------------------------

@@ -23,8 +23,10 @@ for every detector. NAB wants per-timestamp anomaly scores in [0, 1]; every dete
 :mod:`monitoring.detectors` already returns one, so its stream is scored *unchanged* (no rescaling,
 nothing tuned on labels; a score outside [0, 1] is an error):
 
-* ``leadtime``: NAB's log-scaled anomaly likelihood of its forecast residuals, the form of NAB's
-  own ``numenta`` output (its a-priori alert floor of 0.5 serves the F1 alarms only);
+* ``leadtime``: KNN-CAD's conformal p-value (:mod:`monitoring.knncad`; its a-priori alert floor,
+  KNN-CAD's published alert level 0.9965, serves the F1 alarms only);
+* ``residual`` (leadtime's previous detector): NAB's log-scaled anomaly likelihood of its
+  forecast residuals, the form of NAB's own ``numenta`` output (alert floor 0.5);
 * ``zscore``: the two-sided normal mass within ``|z|`` (``erf(|z| / sqrt 2)``), the counterpart of
   NAB's ``windowedGaussian`` (one minus a normal tail probability);
 * ``hst``: River's ``HalfSpaceTrees`` score, in [0, 1] by construction.
@@ -33,6 +35,15 @@ For comparison the same scorer runs on NAB's *published* per-timestamp outputs o
 (HTM), ``windowedGaussian`` and ``null`` for the set's files (``nab-reference/<detector>/
 <category>/<detector>_<file>.csv``, column ``anomaly_score``), with the same windows and the same
 threshold optimisation: these rows are NAB's detectors, not re-runs.
+
+Leave-one-category-out (``--loco``, :func:`loco`): the set's categories (its top-level folders)
+take turns as the *test* category, the others being the *training* one. Everything label-driven
+is chosen on the training category only and applied unchanged to the test category: per NAB
+profile the threshold NAB's optimiser picks on the training files; for the window F1, the alert
+floor (per series the threshold is ``max(floor, calibrated threshold)``, the calibration as
+above) maximising the training F1 over a grid of the training scores' upper quantiles. The test
+figures are normalised with the test category's own null and perfect scores. The detectors'
+streams are those of the main table (each series streamed once).
 """
 
 from __future__ import annotations
@@ -44,18 +55,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring.detectors import calibrate_threshold, make_detector, season_for
+from monitoring.detectors import calibrate_threshold, interval_of, make_detector
 from monitoring.nab_score import (
     NULL_DETECTOR_SCORE,
     PROFILES,
     DetectorFile,
     normalized_score,
     optimize_threshold,
+    score_file,
 )
 
 PROBATION = 0.15
 COOLDOWN = pd.Timedelta("1h")
-DETECTOR_NAMES = ("leadtime", "zscore", "hst")
+DETECTOR_NAMES = ("leadtime", "zscore", "hst", "residual")
 NAB_FIELDS = {"nab_standard": "standard", "nab_low_fp": "reward_low_FP_rate",
               "nab_low_fn": "reward_low_FN_rate"}
 """JSON field -> NAB profile."""
@@ -74,10 +86,12 @@ class SeriesScore:
 
 
 def stream_scores(name: str, series: pd.Series, **kwargs) -> tuple[np.ndarray, float]:
-    """Scores of a fresh detector streamed over the series, and the detector's threshold floor."""
-    step = series.index.to_series().diff().median().total_seconds()
-    if name == "leadtime":
-        kwargs.setdefault("season", season_for(step))
+    """Scores of a fresh detector streamed over the series, and the detector's threshold floor.
+
+    The detector gets the series' sampling interval (from its first rows), from which it derives
+    all its windows.
+    """
+    kwargs.setdefault("interval_s", interval_of(series.index))
     detector = make_detector(name, **kwargs)
     scores = np.array([detector.score_learn(float(v)) for v in series.to_numpy()])
     return scores, float(getattr(detector, "min_threshold", 0.0))
@@ -250,14 +264,141 @@ def reference_rows(reference: Path, nab: NabSet) -> dict:
     return {"dir": str(reference), "detectors": rows, "notes": notes}
 
 
+# --- leave one category out -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AlarmStream:
+    """One series' scored part, ready to count windows and false alarms at any alert floor."""
+
+    times: np.ndarray  # int64 ns of the scored rows
+    scores: np.ndarray
+    calibrated: float  # the series' own threshold (see score_series)
+    spans: np.ndarray  # (n, 2) int64 ns windows clipped to the scored part
+
+
+def alarm_stream(series: pd.Series, scores: np.ndarray, windows: list,
+                 probation: float = PROBATION) -> AlarmStream:
+    n_prob = max(int(len(series) * probation), 3)
+    times = series.index.to_numpy(dtype="datetime64[ns]").view(np.int64)
+    start = times[n_prob]
+    spans = np.array([(max(pd.Timestamp(s).value, start), pd.Timestamp(e).value)
+                      for s, e in windows if pd.Timestamp(e).value >= start],
+                     dtype=np.int64).reshape(-1, 2)
+    return AlarmStream(times[n_prob:], np.asarray(scores[n_prob:], dtype=float),
+                       calibrate_threshold(scores[n_prob // 3 : n_prob]), spans)
+
+
+def window_counts(stream: AlarmStream, floor: float,
+                  cooldown: pd.Timedelta = COOLDOWN) -> tuple[int, int, int]:
+    """(windows, detected, false alarms) at threshold ``max(floor, calibrated)``, exactly as
+    :func:`score_series` counts them, vectorised."""
+    alarms = stream.times[stream.scores > max(floor, stream.calibrated)]
+    spans = stream.spans
+    if not len(alarms):
+        return len(spans), 0, 0
+    detected = 0
+    if len(spans):
+        first = np.searchsorted(alarms, spans[:, 0], "left")
+        last = np.searchsorted(alarms, spans[:, 1], "right")
+        detected = int(np.count_nonzero(last > first))
+    starts = alarms[np.concatenate([[True], np.diff(alarms) > cooldown.value])]
+    inside = np.zeros(len(starts), dtype=bool)
+    for s, e in spans:
+        inside |= (starts >= s) & (starts <= e)
+    return len(spans), detected, int(np.count_nonzero(~inside))
+
+
+def window_f1(streams: list[AlarmStream], floor: float) -> dict[str, float]:
+    windows = detected = false = 0
+    for stream in streams:
+        w, d, f = window_counts(stream, floor)
+        windows, detected, false = windows + w, detected + d, false + f
+    precision = detected / (detected + false) if detected + false else 0.0
+    recall = detected / windows if windows else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+            "detected": detected, "windows": windows, "false_alarms": false}
+
+
+def floor_grid(streams: list[AlarmStream]) -> np.ndarray:
+    """Candidate alert floors: 0 and upper quantiles (1 - 10^-6 ... median) of the scores."""
+    pooled = np.concatenate([s.scores[np.isfinite(s.scores)] for s in streams] or [np.zeros(1)])
+    if not len(pooled):
+        return np.zeros(1)
+    levels = np.clip(1.0 - np.logspace(-6, np.log10(0.5), 100), 0.0, 1.0)
+    return np.unique(np.concatenate([[0.0], np.quantile(pooled, levels)]))
+
+
+def choose_floor(streams: list[AlarmStream]) -> tuple[float, dict]:
+    """The floor of :func:`floor_grid` with the best F1 on these streams (ties: the lowest)."""
+    best_floor, best = 0.0, None
+    for floor in floor_grid(streams):
+        figures = window_f1(streams, float(floor))
+        if best is None or figures["f1"] > best["f1"]:
+            best_floor, best = float(floor), figures
+    return best_floor, best
+
+
+def nab_at(nab: NabSet, scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> dict:
+    """NAB normalised score per profile at given thresholds (no optimisation)."""
+    files = [(nab.stamps[k], scores[k], nab.windows[k]) for k in sorted(nab.stamps)]
+    out = {}
+    for field_name, profile in NAB_FIELDS.items():
+        raw = sum(score_file(*f, thresholds[profile], PROFILES[profile]).score for f in files)
+        out[field_name] = round(
+            normalized_score(raw, nab.null_raw[profile], nab.perfect_raw[profile]), 4)
+    return out
+
+
+def category_of(key: str) -> str:
+    return key.split("/", 1)[0] if "/" in key else ""
+
+
+def loco(series: dict[str, pd.Series], windows: dict[str, list],
+         streams: dict[str, dict[str, np.ndarray]]) -> dict:
+    """Leave-one-category-out figures of every detector (see the module docstring).
+
+    ``streams``: detector -> series key -> per-row scores. Needs at least two categories.
+    """
+    categories = sorted({category_of(k) for k in series})
+    if len(categories) < 2:
+        raise ValueError(f"leave-one-category-out needs two categories, found {categories}")
+    nabs = {c: nab_set({k: s for k, s in series.items() if category_of(k) == c}, windows)
+            for c in categories}
+    train_nabs = {c: nab_set({k: s for k, s in series.items() if category_of(k) != c}, windows)
+                  for c in categories}
+    directions = []
+    for test in categories:
+        train = [c for c in categories if c != test]
+        rows = {}
+        for name, by_key in streams.items():
+            train_keys = [k for k in series if category_of(k) != test]
+            test_keys = [k for k in series if category_of(k) == test]
+            fitted = nab_figures(train_nabs[test], {k: by_key[k] for k in train_keys})
+            tested = nab_at(nabs[test], {k: by_key[k] for k in test_keys}, fitted["nab_thresholds"])
+            alarm = {k: alarm_stream(series[k], by_key[k], windows.get(k, [])) for k in series}
+            floor, train_f1 = choose_floor([alarm[k] for k in train_keys])
+            rows[name] = {
+                **tested, **window_f1([alarm[k] for k in test_keys], floor),
+                "f1_floor": floor, "nab_thresholds": fitted["nab_thresholds"],
+                "train": {"nab_standard": fitted["nab_standard"], "nab_low_fp": fitted["nab_low_fp"],
+                          "nab_low_fn": fitted["nab_low_fn"], "f1": train_f1["f1"]},
+            }
+        directions.append({"train": "+".join(train), "test": test, "detectors": rows})
+    return {"protocol": "thresholds (NAB per profile, F1 alert floor) chosen on the training "
+                        "category only, applied to the test category", "directions": directions}
+
+
 def run_anomaly_bench(
     root: str | Path,
     detectors: tuple[str, ...] = DETECTOR_NAMES,
     reference: str | Path | None = None,
+    leave_one_out: bool = False,
 ) -> dict:
     """The benchmark document: per detector, the set's window-based figures and NAB scores.
 
-    ``reference``: folder of NAB's published outputs (default :func:`default_reference_dir`).
+    ``reference``: folder of NAB's published outputs (default :func:`default_reference_dir`);
+    ``leave_one_out``: add the leave-one-category-out figures (key ``loco``, :func:`loco`).
     """
     from leadtime.data import read_anomaly_set
 
@@ -279,7 +420,7 @@ def run_anomaly_bench(
             per_series[key][name] = summarise([part])["f1"]
     samples = sum(len(s) for s in anomaly_set.series.values())
     nab = nab_set(anomaly_set.series, anomaly_set.windows)
-    return {
+    document = {
         "set": str(Path(root)),
         "series": len(anomaly_set.series),
         "samples": samples,
@@ -299,6 +440,9 @@ def run_anomaly_bench(
         "nab_reference": reference_rows(reference, nab),
         "per_series_f1": per_series,
     }
+    if leave_one_out:
+        document["loco"] = loco(anomaly_set.series, anomaly_set.windows, streams)
+    return document
 
 
 def format_table(document: dict) -> str:
@@ -330,4 +474,22 @@ def format_table(document: dict) -> str:
     lines.append("nab_*: NAB normalised score (0 = NAB's null detector, 100 = perfect) for the profiles "
                  "standard, reward_low_FP_rate, reward_low_FN_rate;\n"
                  "       threshold optimised over the whole set per profile, as NAB does")
+    if "loco" in document:
+        lines.append(format_loco(document["loco"]))
+    return "\n".join(lines)
+
+
+def format_loco(section: dict) -> str:
+    """The leave-one-category-out figures, one block per direction."""
+    head = (f"{'detector':<18} {'nab_std':>8} {'nab_lowFP':>9} {'nab_lowFN':>9} {'precision':>9} "
+            f"{'recall':>7} {'f1':>6} {'windows':>8} {'fa':>4}   {'train: std':>10} {'f1':>6}")
+    lines = ["", "leave one category out: " + section["protocol"]]
+    for direction in section["directions"]:
+        lines += ["", f"train {direction['train']} -> test {direction['test']}", head, "-" * len(head)]
+        for name, m in direction["detectors"].items():
+            lines.append(
+                f"{name:<18} {m['nab_standard']:>8.1f} {m['nab_low_fp']:>9.1f} {m['nab_low_fn']:>9.1f} "
+                f"{m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} "
+                f"{m['detected']:>3}/{m['windows']:<4} {m['false_alarms']:>4}   "
+                f"{m['train']['nab_standard']:>10.1f} {m['train']['f1']:>6.3f}")
     return "\n".join(lines)

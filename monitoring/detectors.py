@@ -2,16 +2,20 @@
 
 Every detector sees one sample at a time and returns, *before* learning from it, an anomaly score
 in ``[0, 1]`` (higher = more surprising); alert thresholds are calibrated on past scores
-(:func:`calibrate_threshold`), never on labels.
+(:func:`calibrate_threshold`), never on labels. Every window is a duration turned into samples
+with the series' sampling interval (``interval_s``), never a sample count fixed for 5 minutes.
 
-* :class:`ResidualDetector` (``leadtime``): forecast-residual detector. An online forecaster
-  (an exponentially weighted level plus, once enough history exists, a seasonal-naive term in the
-  spirit of Tier 1's ``seasonal_naive``) predicts each sample; the absolute residual is scaled by
-  its own running mean, and the *anomaly likelihood* of Numenta's NAB detectors turns the recent
-  average of those scaled residuals into a tail probability against their longer history.
+* :class:`~monitoring.knncad.KNNCADDetector` (``leadtime``): conformal k-nearest-neighbour
+  detector on lagged windows (KNN-CAD, Burnaev & Ishimtsev 2016; NAB's ``knncad``) with NAB's
+  rest period and HTM's "spatial" novelty rule; see :mod:`monitoring.knncad`.
+* :class:`ResidualDetector` (``residual``, leadtime's previous detector): forecast-residual
+  detector. An online forecaster (an exponentially weighted level plus, once enough history
+  exists, a seasonal-naive term) predicts each sample; the absolute residual is scaled by its own
+  running mean, and the *anomaly likelihood* of Numenta's NAB detectors turns the recent average
+  of those scaled residuals into a tail probability against their longer history.
 * :class:`RiverDetector` (``hst``): River's ``HalfSpaceTrees`` behind a ``MinMaxScaler`` (the
-  River documentation's recipe; defaults otherwise).
-* :class:`ZScoreDetector` (``zscore``): the rolling z-score baseline.
+  River documentation's recipe), its window one day of samples.
+* :class:`ZScoreDetector` (``zscore``): the rolling z-score baseline over one day of samples.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from monitoring.knncad import KNNCADDetector, samples_in
+
+DAY_S = 86400.0
 
 
 class Detector(Protocol):
@@ -50,14 +58,19 @@ def _log_likelihood(z: float, decades: float = 10.0) -> float:
 
 @dataclass
 class ZScoreDetector:
-    """Rolling z-score of the sample against the last ``window`` samples."""
+    """Rolling z-score of the sample against the samples of the last ``window_s`` seconds."""
 
-    window: int = 288
+    interval_s: float = 300.0  # sampling interval of the series, seconds
+    window_s: float = DAY_S
     min_periods: int = 12
     name: str = "zscore"
+    window: int = field(init=False)
     _buffer: deque = field(default_factory=deque, init=False, repr=False)
     _sum: float = field(default=0.0, init=False)
     _sumsq: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.window = samples_in(self.window_s, self.interval_s, self.min_periods)
 
     def score_learn(self, value: float) -> float:
         if not math.isfinite(value):
@@ -82,8 +95,13 @@ class ZScoreDetector:
 
 @dataclass
 class RiverDetector:
-    """River's ``HalfSpaceTrees`` (defaults) on the min-max scaled value."""
+    """River's ``HalfSpaceTrees`` on the min-max scaled value, its window ``window_s`` seconds.
 
+    ``window_s=None`` keeps River's default window of 250 samples.
+    """
+
+    interval_s: float = 300.0  # sampling interval of the series, seconds
+    window_s: float | None = DAY_S
     seed: int = 42
     name: str = "hst"
     _model: object = field(default=None, init=False, repr=False)
@@ -91,8 +109,10 @@ class RiverDetector:
     def __post_init__(self) -> None:
         from river import anomaly, compose, preprocessing
 
+        kwargs = {} if self.window_s is None else {
+            "window_size": samples_in(self.window_s, self.interval_s, 2)}
         self._model = compose.Pipeline(
-            preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=self.seed)
+            preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=self.seed, **kwargs)
         )
 
     def score_learn(self, value: float) -> float:
@@ -108,12 +128,13 @@ class RiverDetector:
 class ResidualDetector:
     """Forecast-residual detector with NAB's anomaly likelihood on the residuals.
 
-    ``season`` is the seasonal period in samples (e.g. 288 for a day of 5-minute samples; 0 turns
-    the seasonal term off). The forecast is ``level`` until a season of history exists, then the
+    ``season`` is the seasonal period in samples (0 turns the seasonal term off; ``None``, the
+    default: one day at the sampling interval ``interval_s``). The forecast is ``level`` until a season of history exists, then the
     average of ``level`` and the value one season ago (shifted by the level change since then).
     """
 
-    season: int = 288
+    season: int | None = None
+    interval_s: float = 300.0
     alpha: float = 0.3  # level smoothing
     scale_alpha: float = 0.01  # smoothing of the mean absolute residual
     short: int = 6  # samples averaged for the "recent" surprise
@@ -123,7 +144,7 @@ class ResidualDetector:
     tail_decades: float = 10.0
     # alert floor fixed a priori: NAB's published anomaly-likelihood threshold 1 - 1e-5 (tail 1e-5)
     min_threshold: float = 0.5
-    name: str = "leadtime"
+    name: str = "residual"
     _level: float | None = field(default=None, init=False)
     _scale: float | None = field(default=None, init=False)
     _past: deque = field(default_factory=deque, init=False, repr=False)
@@ -134,6 +155,10 @@ class ResidualDetector:
     _sum: float = field(default=0.0, init=False)
     _sumsq: float = field(default=0.0, init=False)
     last_forecast: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.season is None:
+            self.season = season_for(self.interval_s)
 
     def forecast(self) -> float | None:
         """The prediction for the next sample (None before the first one)."""
@@ -195,21 +220,38 @@ class ResidualDetector:
                 self._levels.popleft()
 
 
-DETECTORS = {"leadtime": ResidualDetector, "zscore": ZScoreDetector, "hst": RiverDetector}
+DETECTORS = {"leadtime": KNNCADDetector, "zscore": ZScoreDetector, "hst": RiverDetector,
+             "residual": ResidualDetector}
 
 
 def make_detector(name: str, **kwargs) -> Detector:
-    """A fresh detector by name: ``leadtime``, ``zscore`` or ``hst``."""
+    """A fresh detector by name: ``leadtime`` (KNN-CAD), ``zscore``, ``hst`` or ``residual``.
+
+    Every detector takes ``interval_s``, the series' sampling interval in seconds, from which it
+    derives its windows.
+    """
     try:
         return DETECTORS[name](**kwargs)
     except KeyError:
         raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}") from None
 
 
-def season_for(step_seconds: float) -> int:
-    """Samples in one day at this sampling step (0 when a day is under 4 samples)."""
-    per_day = round(86400 / step_seconds) if step_seconds > 0 else 0
-    return per_day if per_day >= 4 else 0
+def season_for(step_seconds: float, period_s: float = DAY_S) -> int:
+    """Samples in one seasonal period (a day) at this sampling step (0 when under 4 samples)."""
+    per_period = round(period_s / step_seconds) if step_seconds > 0 else 0
+    return per_period if per_period >= 4 else 0
+
+
+def interval_of(index, head: int = 20) -> float:
+    """The sampling interval in seconds: the median step of the series' first ``head`` rows.
+
+    Only the start of the stream is read (what a live detector knows when it starts).
+    """
+    steps = np.diff(np.asarray(index[: head + 1], dtype="datetime64[ns]").astype(np.int64))
+    steps = steps[steps > 0]
+    if not len(steps):
+        raise ValueError("the sampling interval needs at least two increasing timestamps")
+    return float(np.median(steps)) / 1e9
 
 
 def calibrate_threshold(scores: np.ndarray, margin: float = 0.0) -> float:

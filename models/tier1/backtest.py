@@ -257,19 +257,19 @@ def final_choice(frame: pd.DataFrame) -> dict[str, str]:
     return {str(p): best_model(rows) for p, rows in models.groupby("producer_id")}
 
 
-def recipe_score(frame: pd.DataFrame, recipe: dict[str, str]) -> float:
-    """Mean WIS the per-producer choice ``recipe`` earns on this backtest's scored cut-offs.
+def recipe_metrics(frame: pd.DataFrame, recipe: dict[str, str]) -> dict[str, float]:
+    """Each of :data:`METRICS` that the per-producer choice ``recipe`` earns on this backtest.
 
-    Used to compare a candidate with the registry's champion on the same backtest; producers the
-    recipe does not cover are scored with the seasonal naive.
+    Used to compare a candidate with the registry's champion on the same backtest (scored
+    cut-offs only); producers the recipe does not cover are scored with the seasonal naive.
     """
     rows = scored(frame)
     picks = [
-        rows[(rows["producer_id"] == p) & (rows["model"] == recipe.get(p, MODEL_NAMES[0]))]["wis"]
+        rows[(rows["producer_id"] == p) & (rows["model"] == recipe.get(p, MODEL_NAMES[0]))]
         for p in rows["producer_id"].unique()
     ]
-    values = pd.concat(picks) if picks else pd.Series(dtype=float)
-    return _mean(values)
+    chosen = pd.concat(picks) if picks else pd.DataFrame(columns=list(METRICS))
+    return {m: _mean(chosen[m]) if m in chosen else float("nan") for m in METRICS}
 
 
 def _mean(values: pd.Series) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.tier1.backtest import CHAMPION, METRICS, recipe_score, scored, summarise
+from models.tier1.backtest import CHAMPION, METRICS, recipe_metrics, scored, summarise
 from models.tier1.forecasters import BaseForecaster, make_forecaster
 
 BUNDLE_FILE = "baseline_bundle.joblib"
@@ -246,10 +246,36 @@ def log_and_register(
                                             experiment=experiment, params=params,
                                             plot_path=plot_path,
                                             tags={FLOW_RUN_TAG: flow_run_id} if flow_run_id else {})
-    champion_score = recipe_score(backtest, recipe) if recipe is not None else None
-    promotion = decide_alias(name, version, candidate, champion_score, metric="backtest WIS")
+    champion_metrics = recipe_metrics(backtest, recipe) if recipe is not None else {}
+    champion_score = champion_metrics.get("wis") if recipe is not None else None
+    promotion = decide_alias(name, version, candidate, champion_score, metric="backtest WIS",
+                             review=_review(summary.get(CHAMPION, {}), champion_metrics, bundle,
+                                            run_id, plot_path))
     return Registration(run_id, version, promotion.promoted, promotion.reason,
                         candidate, champion_score)
+
+
+REVIEWED_METRICS = {"mase": "backtest MASE", "coverage_80": "80 % coverage (target 0.80)",
+                    "coverage_95": "95 % coverage (target 0.95)", "width_80": "80 % width"}
+
+
+def _review(candidate: dict, champion: dict, bundle: BaselineBundle, run_id: str,
+            plot_path: Path | None):
+    """The version description's extra rows: the other backtest metrics, the recipe, the run."""
+    import mlflow
+
+    from models.registry import Review
+
+    recipe = ", ".join(f"{p}: {m}" for p, m in sorted(bundle.choices.items()))
+    artifacts = ["backtest.csv"]
+    if plot_path is not None and Path(plot_path).exists():
+        artifacts.append(f"plots/{Path(plot_path).name}")
+    return Review(
+        scores={label: (candidate.get(m), champion.get(m)) for m, label in REVIEWED_METRICS.items()},
+        run_id=run_id, experiment_id=mlflow.get_run(run_id).info.experiment_id,
+        artifacts=tuple(artifacts),
+        notes=("Both columns are scored on this version's backtest (same data, same cut-offs).",
+               f"Recipe (per producer): {recipe}." if recipe else "Recipe: none."))
 
 
 def _is_champion(name: str, version: str) -> bool:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from models.registry import (
     Promotion,
+    Review,
     champion_version,
     decide_alias,
     model_uri,
@@ -65,7 +66,8 @@ def log_and_register(
     from mlflow.models import infer_signature
 
     trace = str(model.meta.get("trace", ""))
-    champion_score = champion_mae(name, trace, holdout, y_holdout)
+    champion = champion_scores(name, trace, holdout, y_holdout)
+    champion_score = champion.get("mae")
     use_experiment(experiment)
     example = prepare(example.head(5), model.features, model.categorical)
     if model.group_column and model.group_column not in example.columns:
@@ -85,19 +87,35 @@ def log_and_register(
     mlflow_client = client()
     mlflow_client.set_model_version_tag(name, version, "trace", trace)
     mlflow_client.set_model_version_tag(name, version, "holdout_mae", str(metrics["mae"]))
-    promotion = decide_alias(name, version, float(metrics["mae"]), champion_score, "holdout MAE")
+    review = Review(
+        scores={"80 % coverage (target 0.80)": (metrics.get("coverage_80"),
+                                                champion.get("coverage_80")),
+                "80 % interval width": (metrics.get("interval_width"),
+                                        champion.get("interval_width"))},
+        run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+        notes=(f"Both columns are scored on this version's holdout of {trace or 'its trace'} "
+               f"({len(y_holdout):,} requests); a champion of another trace has no column.",
+               "Baselines on the same holdout, MAE: " + ", ".join(
+                   f"{k.removesuffix('_mae')} {v:.4g}" for k, v in sorted(metrics.items())
+                   if k.endswith("_mae") and v is not None) + "."))
+    promotion = decide_alias(name, version, float(metrics["mae"]), champion_score, "holdout MAE",
+                             review=review)
     return Registered(run.info.run_id, version, promotion)
 
 
-def champion_mae(name: str, trace: str, holdout: pd.DataFrame, y: np.ndarray) -> float | None:
-    """The champion's MAE on this holdout, or None (no champion, or one of another trace)."""
+def champion_scores(name: str, trace: str, holdout: pd.DataFrame, y: np.ndarray) -> dict:
+    """The champion's MAE, 80 % coverage and width on this holdout; empty when there is no
+    champion, or one of another trace (its scores are not comparable)."""
     champion = champion_version(name)
     if champion is None or champion.tags.get("trace") != trace:
-        return None
+        return {}
     try:
         model = load_pyfunc_model(model_uri(name))
-        point = model.predict(holdout)["point"].to_numpy()
+        predicted = model.predict(holdout)
     except (KeyError, ValueError) as exc:  # features changed: the scores are not comparable
         print(f"champion cannot score this holdout ({exc}); promoting the candidate")
-        return None
-    return float(np.mean(np.abs(y - point)))
+        return {}
+    point, lower, upper = (predicted[c].to_numpy(float) for c in ("point", "lower", "upper"))
+    return {"mae": float(np.mean(np.abs(y - point))),
+            "coverage_80": float(np.mean((y >= lower) & (y <= upper))),
+            "interval_width": float(np.mean(upper - lower))}

@@ -68,8 +68,10 @@ class Tier3Config:
     # closer in time than independent blips at the observed base rate explain, at level alpha
     coincidence_alpha: float = 0.05
     base_rate_prior_per_day: float = 1.0  # hit episodes per pair per day before any is seen
-    calibration_samples: int = 288  # metric samples whose scores set a detector's threshold
-    anomaly_season: int = 288
+    # a metric's detector (``monitoring.detectors``: KNN-CAD) takes its windows from the series'
+    # own sampling interval, read from its first two samples; its first day of scores sets its
+    # alert threshold (never below the detector's own floor)
+    calibration_s: float = 86400.0
 
 
 @dataclass
@@ -90,7 +92,8 @@ class MetricState:
     calibration: list[float] = field(default_factory=list)
     threshold: float | None = None
     last_value: float = math.nan
-    last_forecast: float | None = None
+    first: tuple[float, float] | None = None  # (at, value) until the interval is known
+    calibration_samples: int = 0
     alert: dict[str, Any] | None = None
 
 
@@ -258,26 +261,44 @@ class Tier3State:
         return is_late
 
     def _apply_metric(self, sample: MetricSample) -> bool:
-        """Score the sample with its series' detector; older-than-newest samples are skipped."""
-        from monitoring.detectors import ResidualDetector
+        """Score the sample with its series' detector; older-than-newest samples are skipped.
+
+        The detector is built at the series' second sample, when its sampling interval is known
+        (every window it keeps is a duration over that interval); the first sample is then
+        replayed into it.
+        """
+        from monitoring.detectors import make_detector, samples_in
 
         c = self.config
         t = _seconds(sample.timestamp)
         key = (sample.producer_id, sample.metric)
         state = self.metrics.get(key)
         if state is None:
-            state = self.metrics[key] = MetricState(ResidualDetector(season=c.anomaly_season))
+            state = self.metrics[key] = MetricState(detector=None)
         if t <= state.last_s:
             return False
         state.last_s = t
-        score = state.detector.score_learn(float(sample.value))
-        state.last_forecast = state.detector.last_forecast
-        state.last_value = float(sample.value)
+        value = float(sample.value)
+        if state.detector is None:
+            if state.first is None:
+                state.first = (t, value)
+            else:
+                interval = t - state.first[0]
+                state.detector = make_detector("leadtime", interval_s=interval)
+                state.calibration_samples = samples_in(getattr(c, "calibration_s", 86400.0),
+                                                       interval)
+                state.detector.score_learn(state.first[1])
+                state.first = None
+        score = state.detector.score_learn(value) if state.detector is not None else None
+        state.last_value = value
         if sample.metric == "load":
             self.nowcast(sample.producer_id).update(t, float(sample.value))
-        if state.threshold is None:
+        if score is None:
+            pass  # the series' first sample: nothing to score it against yet
+        elif state.threshold is None:
             state.calibration.append(score)
-            if len(state.calibration) >= c.calibration_samples:
+            # a checkpoint of an earlier version has no count: its detector's day at 5 minutes
+            if len(state.calibration) >= getattr(state, "calibration_samples", 288):
                 tail = state.calibration[len(state.calibration) // 3:]
                 state.threshold = max(state.detector.min_threshold, max(tail))
                 state.calibration = []
@@ -286,7 +307,7 @@ class Tier3State:
         else:
             state.alert = {"metric": sample.metric, "score": round(score, 4),
                            "threshold": round(state.threshold, 4), "value": sample.value,
-                           "expected": state.last_forecast, "at": sample.timestamp.isoformat()}
+                           "at": sample.timestamp.isoformat()}
         self.metrics_applied += 1
         return True
 

@@ -21,31 +21,63 @@ def test_required_history_follows_the_backtest_configuration():
     assert "p has 5 days of history (3 of 5 cut-offs)" in history_shortfall(short, config)
 
 
-class _FakeClient:
-    def __init__(self):
-        self.aliases, self.tags = {}, {}
+def _registered_version(name: str) -> str:
+    """A real (SQLite) registry version to promote: a logged run's tiny pyfunc."""
+    import mlflow
+    import mlflow.pyfunc
 
-    def set_registered_model_alias(self, name, alias, version):
-        self.aliases[alias] = version
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
 
-    def set_model_version_tag(self, name, version, key, value):
-        self.tags[key] = value
+    from models.registry import use_experiment
+
+    use_experiment("review")  # this test's store (not an experiment id left by another test)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(),
+                                       registered_model_name=name, pip_requirements=["mlflow"])
+    return str(info.registered_model_version)
 
 
 @pytest.mark.parametrize("candidate, champion", [(None, None), (math.nan, None), (math.nan, 0.5),
                                                   (0.4, math.nan)])
-def test_decide_alias_names_a_missing_score_instead_of_crashing(monkeypatch, candidate, champion):
+def test_decide_alias_names_a_missing_score_instead_of_crashing(state, candidate, champion):
     import models.registry as registry
 
-    fake = _FakeClient()
-    monkeypatch.setattr(registry, "client", lambda: fake)
-    promotion = registry.decide_alias("m", "3", candidate, champion, metric="backtest WIS")
+    version = _registered_version("m")
+    promotion = registry.decide_alias("m", version, candidate, champion, metric="backtest WIS")
+    written = registry.client().get_model_version("m", version)
     if candidate is None or math.isnan(candidate):
         assert not promotion.promoted and "no finite backtest WIS" in promotion.reason
-        assert fake.aliases == {"challenger": "3"}
+        assert registry.alias_snapshot("m") == {"champion": None, "challenger": version}
+        assert written.description.startswith("**Kept as challenger**")
     else:
         assert promotion.promoted and "no finite" in promotion.reason
-    assert fake.tags["promotion"] == promotion.reason
+        assert written.description.startswith("**Promoted to champion**")
+    assert written.tags["promotion"] == promotion.reason
+    assert promotion.reason in written.description
+
+
+def test_the_description_shows_the_scores_against_the_champion_and_the_run(state):
+    import models.registry as registry
+
+    first = _registered_version("m")
+    registry.decide_alias("m", first, 0.5, None, metric="holdout MAE")
+    second = _registered_version("m")
+    run_id = registry.client().get_model_version("m", second).run_id
+    review = registry.Review(scores={"80 % coverage": (0.81, 0.74)}, run_id=run_id,
+                             experiment_id="0", artifacts=("plots/forecast.png",),
+                             notes=("Scored on the same holdout.",))
+    promotion = registry.decide_alias("m", second, 0.6, 0.5, metric="holdout MAE", review=review)
+    assert not promotion.promoted
+    text = registry.client().get_model_version("m", second).description
+    assert text.startswith(f"**Kept as challenger**: the champion v{first} stays.")
+    assert "| **holdout MAE** (decides) | 0.6 | 0.5 |" in text
+    assert "| 80 % coverage | 0.81 | 0.74 |" in text
+    assert f"[{run_id}](#/experiments/0/runs/{run_id})" in text
+    assert f"(#/experiments/0/runs/{run_id}/artifacts/plots/forecast.png)" in text
+    assert "- Scored on the same holdout." in text
+    assert registry.alias_snapshot("m") == {"champion": first, "challenger": second}
 
 
 def _versions(state):
@@ -77,6 +109,9 @@ def test_a_retry_reuses_the_version_and_a_failed_run_leaves_none(state, tmp_path
     versions = _versions(state)
     assert [v.version for v in versions] == [1] and versions[0].tags.get("flow_run_id")
     assert first["registration"]["version"] == "1" and first["registration"]["promoted"]
+    review = versions[0].description  # what a reviewer reads on the version's page
+    assert review.startswith("**Promoted to champion**") and "| **backtest WIS** (decides) |" in review
+    assert f"Made by run [{versions[0].run_id}]" in review and "/artifacts/plots/" in review
 
     def always_fails(*args, **kwargs):
         raise ConnectionError("registry went away for good")

@@ -32,3 +32,17 @@ def test_intent_retrain_flow_registers_and_materializes(tmp_path, monkeypatch):
                             config=IntentConfig(iterations=60, depth=4, thread_count=1))
     assert result["version"] == "1" and result["promoted"]
     assert result["holdout"]["models"]["intent"]["coverage_80"] is not None
+
+    # a second version of the same trace: its description shows both versions on one holdout
+    again = intent_retrain(str(path), settings=settings,
+                           config=IntentConfig(iterations=60, depth=4, thread_count=1))
+    from mlflow import MlflowClient
+
+    review = MlflowClient(settings.tracking_uri).get_model_version(
+        "leadtime-intent", again["version"]).description
+    assert again["version"] == "2" and "champion (v1)" in review
+    rows = {line.split("|")[1].strip(): line for line in review.splitlines()
+            if line.startswith("| ")}
+    assert rows["**holdout MAE** (decides)"].count("–") == 0  # the champion has a score
+    assert rows["80 % coverage (target 0.80)"].count("–") == 0
+    assert "Baselines on the same holdout, MAE: " in review and "Made by run [" in review

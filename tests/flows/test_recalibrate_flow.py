@@ -54,10 +54,20 @@ def test_recalibrate_promotes_better_weights_and_reload_picks_them_up(state, tmp
     assert runtime.loop.weights == pytest.approx(weights)
     assert runtime.loop.weights_source == f"{state.weights_model_name} v1"
 
-    # the same data again: the new candidate is no better than the champion → not promoted
+    # the same data again: the candidate scores the same as the champion → the fresher wins
     again = recalibrate()
     assert again["current"] == pytest.approx(weights)
     assert again["registration"]["version"] == "2"
+    from mlflow import MlflowClient
+
+    version = MlflowClient().get_model_version(state.weights_model_name, "2")
+    review = version.description  # both weight sets and their errors, for the reviewer
+    assert review.startswith("**Promoted to champion** (replaces v1).")  # equal: the fresher
+    assert "| **scaled_mae_last_window** (decides) |" in review
+    assert f"| weight of tier1 | {weights['tier1']:.4g} |" in review
+    assert "/artifacts/plots/weights.png" in review
+    artifacts = [a.path for a in MlflowClient().list_artifacts(version.run_id, "plots")]
+    assert artifacts == ["plots/weights.png"]
 
 
 def test_a_drifting_tier_starts_its_retraining_deployment(state):

@@ -128,3 +128,26 @@ def test_load_metrics_teach_the_nowcast_that_answers_for_the_window():
     # the window's peak is above the level, and the bounds carry the noise (not a point)
     assert answer.lower < answer.point < answer.upper
     assert 190 < answer.point < 260 and answer.upper < 300
+
+
+def test_a_metric_detector_reads_the_series_own_interval_and_alerts_on_a_spike():
+    """KNN-CAD in the live state: built at the second sample from its interval, a day of scores
+    sets the threshold (never under the detector's floor), and once its two-day reference set is
+    full a spike far outside the past alerts."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    state = Tier3State()
+    steps = np.arange(3 * 24 * 30)  # three days at 2 minutes: a daily cycle and bounded noise
+    values = 100 + 5 * np.sin(2 * np.pi * steps / 720) + rng.uniform(-1, 1, steps.size)
+    samples = [MetricSample(timestamp=T0 + timedelta(minutes=2 * i), producer_id="p1",
+                            metric="latency_ms", value=float(v)) for i, v in enumerate(values)]
+    state.ingest(metrics=samples)
+    series = state.metrics[("p1", "latency_ms")]
+    assert series.detector.interval_s == 120.0 and series.calibration_samples == 720
+    assert series.threshold is not None and series.alert is None
+    end = T0 + timedelta(minutes=2 * len(values))
+    state.ingest(metrics=[MetricSample(timestamp=end, producer_id="p1", metric="latency_ms",
+                                       value=400.0)])
+    assert series.alert is not None and series.alert["value"] == 400.0
+    assert series.alert["score"] > series.alert["threshold"]

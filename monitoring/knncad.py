@@ -1,0 +1,166 @@
+"""KNN-CAD: conformal k-nearest-neighbour anomaly detection on lagged windows.
+
+What: Burnaev & Ishimtsev (2016), "Conformalized density- and distance-based anomaly detection
+in time-series data" (arXiv:1608.04585), the method behind NAB's ``knncad`` detector, written
+from the paper and NAB's description of it, made fully streaming and interval-aware, plus the
+"spatial" novelty rule of NAB's HTM detector (a value outside everything seen so far).
+Why: its score is a conformal p-value -- the share of recent nonconformity scores the current one
+exceeds -- so it is calibrated per series by construction, and one alert threshold transfers from
+one family of metrics to another (leave-one-category-out on NAB, see ``docs/tiers.md``).
+
+Each sample is embedded as the window of its last ``dim`` values. Its *nonconformity* is the sum
+of the squared Mahalanobis distances (metric ``(X'X)^-1`` of the reference windows ``X``) to its
+``k`` nearest reference windows. The score is the share of the last ``P`` nonconformity scores it
+exceeds (above all of them, ``1 - (max / s) / P``, so the top keeps resolution). The reference
+set slides: a window joins it ``P`` samples after it was scored. After an alert (score >=
+``alarm``) the detector rests for a fifth of ``P`` samples (score ``rest_score``), NAB's knncad
+rule, so that one incident is one alert. A value beyond the range of everything seen before
+scores 1.
+
+Every window is a *duration*, turned into samples with the series' sampling interval:
+``reference_s`` (2 days, NAB's probationary period on its 5-minute files) with a floor of
+``min_reference`` samples so the statistics are defined on coarse series, ``embed_s`` (95 min,
+i.e. NAB's 19 samples at 5 minutes) with a floor of ``min_dim`` samples.
+
+>>> import math
+>>> det = KNNCADDetector(interval_s=300)
+>>> calm = [det.score_learn(10 + math.sin(i / 5)) for i in range(1200)]
+>>> max(calm[-300:]) < det.alarm
+True
+>>> spike = det.score_learn(40.0)
+>>> spike
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def samples_in(duration_s: float, interval_s: float, minimum: int = 1) -> int:
+    """How many samples a duration spans at this sampling interval (at least ``minimum``)."""
+    if not interval_s or interval_s <= 0 or not math.isfinite(interval_s):
+        raise ValueError(f"sampling interval must be a positive number of seconds, not {interval_s!r}")
+    return max(round(duration_s / interval_s), minimum)
+
+
+@dataclass
+class KNNCADDetector:
+    """Conformal kNN anomaly detector (KNN-CAD) with NAB's rest period and spatial novelty."""
+
+    interval_s: float = 300.0  # sampling interval of the series, seconds
+    reference_s: float = 2 * 86400.0  # reference (training) and calibration span
+    embed_s: float = 95 * 60.0  # span of the lagged window each sample is embedded in
+    k: int = 27  # neighbours summed in the nonconformity measure (NAB's knncad)
+    min_reference: int = 200
+    min_dim: int = 3
+    alarm: float = 0.9965  # NAB's knncad alert level; starts the rest period
+    rest_share: float = 0.2  # rest period = this share of the reference span
+    rest_score: float = 0.5
+    spatial: bool = True  # a value outside the range of all past values scores 1
+    name: str = "leadtime"
+    dim: int = field(init=False)
+    reference: int = field(init=False)
+    rest: int = field(init=False)
+    _buf: deque = field(default_factory=deque, init=False, repr=False)
+    _collect: list = field(default_factory=list, init=False, repr=False)
+    _pending: deque = field(default_factory=deque, init=False, repr=False)
+    _train: np.ndarray | None = field(default=None, init=False, repr=False)
+    _z: np.ndarray | None = field(default=None, init=False, repr=False)
+    _zn: np.ndarray | None = field(default=None, init=False, repr=False)
+    _chol: np.ndarray | None = field(default=None, init=False, repr=False)
+    _scores: np.ndarray | None = field(default=None, init=False, repr=False)
+    _pos_score: int = field(default=0, init=False)
+    _pos_train: int = field(default=0, init=False)
+    _since: int = field(default=0, init=False)
+    _resting: int = field(default=0, init=False)
+    _lo: float = field(default=math.inf, init=False)
+    _hi: float = field(default=-math.inf, init=False)
+
+    def __post_init__(self) -> None:
+        self.dim = samples_in(self.embed_s, self.interval_s, self.min_dim)
+        self.reference = samples_in(self.reference_s, self.interval_s,
+                                    max(self.min_reference, 2 * self.k + 2))
+        self.rest = int(self.reference * self.rest_share)
+        self._buf = deque(maxlen=self.dim)
+
+    @property
+    def min_threshold(self) -> float:
+        """The a-priori alert floor: the published KNN-CAD alert level."""
+        return self.alarm
+
+    def _fit_metric(self) -> None:
+        """Mahalanobis metric ``(X'X)^-1`` of the reference windows, as a Cholesky factor."""
+        try:
+            self._chol = np.linalg.cholesky(np.linalg.inv(self._train.T @ self._train))
+        except np.linalg.LinAlgError:  # singular (e.g. a flat series): keep the previous metric
+            if self._chol is None:
+                self._chol = np.eye(self.dim)
+        self._z = self._train @ self._chol
+        self._zn = np.einsum("ij,ij->i", self._z, self._z)
+
+    def _distances(self, item: np.ndarray) -> np.ndarray:
+        z = item @ self._chol
+        return np.maximum(self._zn + z @ z - 2.0 * (self._z @ z), 0.0)
+
+    def _start(self) -> None:
+        self._train = np.array(self._collect)
+        self._collect = []
+        self._fit_metric()
+        gram = self._z @ self._z.T
+        d2 = np.maximum(self._zn[:, None] + self._zn[None, :] - 2.0 * gram, 0.0)
+        kk = self.k + 1  # each reference window is its own nearest neighbour
+        self._scores = np.partition(d2, kk, axis=1)[:, :kk].sum(axis=1)
+
+    def score_learn(self, value: float) -> float:
+        if not math.isfinite(value):
+            return 0.0
+        value = float(value)
+        novel = (self.spatial and self._train is not None
+                 and (value > self._hi or value < self._lo))
+        self._lo, self._hi = min(self._lo, value), max(self._hi, value)
+        self._buf.append(value)
+        if len(self._buf) < self.dim:
+            return 0.0
+        item = np.fromiter(self._buf, float, self.dim)
+        if self._train is None:
+            self._collect.append(item)
+            if len(self._collect) >= self.reference:
+                self._start()
+            return 0.0
+        score = self._conformal(item)
+        if self._resting > 0:
+            self._resting -= 1
+            return self.rest_score
+        if novel:
+            score = 1.0
+        if score >= self.alarm:
+            self._resting = self.rest
+        return score
+
+    def _conformal(self, item: np.ndarray) -> float:
+        """Score the window against the reference set, then learn it."""
+        self._since += 1
+        if self._since % max(self.reference // 2, 1) == 0:
+            self._fit_metric()
+        d = self._distances(item)
+        s = float(np.partition(d, self.k)[: self.k].sum())
+        n = len(self._scores)
+        top = float(self._scores.max())
+        # above every calibration score: 1 - (top / s) / n keeps resolution at the very top
+        score = 1.0 - top / s / n if s > top else float(np.count_nonzero(self._scores < s)) / n
+        self._scores[self._pos_score] = s
+        self._pos_score = (self._pos_score + 1) % n
+        self._pending.append(item)
+        if self._since >= self.reference:  # the window scored P samples ago joins the reference
+            new = self._pending.popleft()
+            z = new @ self._chol
+            self._train[self._pos_train] = new
+            self._z[self._pos_train] = z
+            self._zn[self._pos_train] = z @ z
+            self._pos_train = (self._pos_train + 1) % len(self._train)
+        return score
