@@ -137,19 +137,22 @@ def summarise(parts: list[SeriesScore]) -> dict[str, float | None]:
     false = sum(p.false_alarms for p in parts)
     days = sum(p.scored_days for p in parts)
     delays = [d for p in parts for d in p.delays_min]
-    precision = detected / (detected + false) if detected + false else 0.0
-    recall = detected / windows if windows else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
-        "precision": round(precision, 4),
-        "recall": round(recall, 4),
-        "f1": round(f1, 4),
+        **precision_recall_f1(windows, detected, false),
         "delay_minutes": round(float(np.mean(delays)), 1) if delays else None,
         "false_alarms_per_day": round(false / days, 4) if days else None,
         "windows": windows,
         "detected": detected,
         "false_alarms": false,
     }
+
+
+def precision_recall_f1(windows: int, detected: int, false_alarms: int) -> dict[str, float]:
+    """Window precision, recall and F1 from the counts (0 where undefined), rounded to 4 places."""
+    precision = detected / (detected + false_alarms) if detected + false_alarms else 0.0
+    recall = detected / windows if windows else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
 
 
 def default_reference_dir() -> Path:
@@ -313,10 +316,7 @@ def window_f1(streams: list[AlarmStream], floor: float) -> dict[str, float]:
     for stream in streams:
         w, d, f = window_counts(stream, floor)
         windows, detected, false = windows + w, detected + d, false + f
-    precision = detected / (detected + false) if detected + false else 0.0
-    recall = detected / windows if windows else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+    return {**precision_recall_f1(windows, detected, false),
             "detected": detected, "windows": windows, "false_alarms": false}
 
 
@@ -367,16 +367,18 @@ def loco(series: dict[str, pd.Series], windows: dict[str, list],
             for c in categories}
     train_nabs = {c: nab_set({k: s for k, s in series.items() if category_of(k) != c}, windows)
                   for c in categories}
+    alarms = {name: {k: alarm_stream(series[k], by_key[k], windows.get(k, [])) for k in series}
+              for name, by_key in streams.items()}  # the same in every direction
     directions = []
     for test in categories:
         train = [c for c in categories if c != test]
+        train_keys = [k for k in series if category_of(k) != test]
+        test_keys = [k for k in series if category_of(k) == test]
         rows = {}
         for name, by_key in streams.items():
-            train_keys = [k for k in series if category_of(k) != test]
-            test_keys = [k for k in series if category_of(k) == test]
             fitted = nab_figures(train_nabs[test], {k: by_key[k] for k in train_keys})
             tested = nab_at(nabs[test], {k: by_key[k] for k in test_keys}, fitted["nab_thresholds"])
-            alarm = {k: alarm_stream(series[k], by_key[k], windows.get(k, [])) for k in series}
+            alarm = alarms[name]
             floor, train_f1 = choose_floor([alarm[k] for k in train_keys])
             rows[name] = {
                 **tested, **window_f1([alarm[k] for k in test_keys], floor),

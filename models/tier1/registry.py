@@ -247,7 +247,7 @@ def log_and_register(
                                             plot_path=plot_path,
                                             tags={FLOW_RUN_TAG: flow_run_id} if flow_run_id else {})
     champion_metrics = recipe_metrics(backtest, recipe) if recipe is not None else {}
-    champion_score = champion_metrics.get("wis") if recipe is not None else None
+    champion_score = champion_metrics.get("wis")
     promotion = decide_alias(name, version, candidate, champion_score, metric="backtest WIS",
                              review=_review(summary.get(CHAMPION, {}), champion_metrics, bundle,
                                             run_id, plot_path))

@@ -285,17 +285,19 @@ class Tier3State:
             else:
                 interval = t - state.first[0]
                 state.detector = make_detector("leadtime", interval_s=interval)
-                state.calibration_samples = samples_in(getattr(c, "calibration_s", 86400.0),
-                                                       interval)
+                # a checkpoint of an earlier version has a config without calibration_s
+                calibration_s = getattr(c, "calibration_s", Tier3Config.calibration_s)
+                state.calibration_samples = samples_in(calibration_s, interval)
                 state.detector.score_learn(state.first[1])
                 state.first = None
         score = state.detector.score_learn(value) if state.detector is not None else None
         state.last_value = value
         if sample.metric == "load":
-            self.nowcast(sample.producer_id).update(t, float(sample.value))
-        if score is None:
-            pass  # the series' first sample: nothing to score it against yet
-        elif state.threshold is None:
+            self.nowcast(sample.producer_id).update(t, value)
+        if score is None:  # the series' first sample: nothing to score it against yet
+            self.metrics_applied += 1
+            return True
+        if state.threshold is None:
             state.calibration.append(score)
             # a checkpoint of an earlier version has no count: its detector's day at 5 minutes
             if len(state.calibration) >= getattr(state, "calibration_samples", 288):
