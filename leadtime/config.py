@@ -137,8 +137,12 @@ class EngineSpec(_Strict):
         "quantile of the window peak (the newsvendor rule; 49: the 98th percentile).")
     sizing_history_s: float = Field(
         default=3 * 86400.0, gt=0, description="Windows the sizing calibration learns from.")
+    sizing_min_history_s: float = Field(
+        default=7200.0, ge=0, description="How long a candidate's record of windows must span "
+        "before it may size (a duration, whatever the sampling interval).")
     sizing_min_windows: int = Field(
-        default=120, ge=1, description="Windows a candidate needs before it may size.")
+        default=30, ge=1, description="The fewest windows a candidate may size from (the "
+        "floor in samples under sizing_min_history_s: 15 hours at one sample per 30 minutes).")
 
     @property
     def sizing_quantile(self) -> float:

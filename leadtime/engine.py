@@ -418,7 +418,10 @@ def gate(decision: Decision, threshold: float) -> Decision:
     """Hold a pre-allocation whose load score is under the threshold, never below the floor.
 
     The threshold gates *pre*-allocation: a scale-out asked for by the predicted load. What the
-    current load needs (``decision.floor``) is not a prediction and is never held back.
+    current load needs (``decision.floor``) is not a prediction and is never held back, and
+    neither is a calibrated sizing (``decision.sizing``): its price already decided what a
+    window's headroom is worth, and the weighted point, an average, cannot see a burst that fires
+    at only some of its slots.
 
     2 instances of capacity 10 are 100 % busy (load 20) while Tier 1 predicts 5: the load score
     is 0.25, under the threshold, yet the current load needs 3 instances at 70 %:
@@ -432,6 +435,7 @@ def gate(decision: Decision, threshold: float) -> Decision:
     """
     if (
         threshold > 0
+        and decision.sizing is None
         and decision.action == "scale_out"
         and decision.load_score is not None
         and decision.load_score < threshold

@@ -45,7 +45,13 @@ from leadtime.engine import (
     decide_all,
 )
 from loop.clock import Clock
-from loop.sizing import COMBINED, REACTIVE, SizingConfig, WindowPeakCalibrator
+from loop.sizing import (
+    COMBINED,
+    REACTIVE,
+    SizingConfig,
+    WindowPeakCalibrator,
+    sample_quantile,
+)
 from loop.sources import TierSource
 from loop.state_sources import with_reasons
 
@@ -172,21 +178,24 @@ class DecisionLoop:
         return count
 
     def _sizer(self, producer_id: str) -> WindowPeakCalibrator | None:
-        """The producer's sizing calibration; rebuilt when its lead time or price changes."""
+        """The producer's sizing calibration, for windows of its lead time plus one decision
+        interval (``loop.sizing``); rebuilt when either or the price changes."""
         config = self._producers.get(producer_id)
         if config is None:
             return None
         engine = self.config.engine
         wanted = SizingConfig(quantile=engine.sizing_quantile, history_s=engine.sizing_history_s,
+                              min_history_s=engine.sizing_min_history_s,
                               min_windows=engine.sizing_min_windows)
+        horizon = config.spinup_lead_time_s + engine.decision_interval_s
         sizer = self._sizers.get(producer_id)
-        if sizer is None or sizer.lead_s != config.spinup_lead_time_s or sizer.config != wanted:
-            sizer = self._sizers[producer_id] = WindowPeakCalibrator(
-                config.spinup_lead_time_s, wanted)
+        if sizer is None or sizer.horizon_s != horizon or sizer.config != wanted:
+            sizer = self._sizers[producer_id] = WindowPeakCalibrator(horizon, wanted)
         return sizer
 
     def _sizing(self, now: float, pid: str, tiers: Mapping[str, TierPrediction | None],
-                state: ProducerState | None) -> Sizing | None:
+                state: ProducerState | None,
+                offered: Mapping[str, tuple] | None = None) -> Sizing | None:
         """Record this pass's candidates and return the calibrated sizing (None: not yet)."""
         sizer = self._sizer(pid)
         if sizer is None:
@@ -197,6 +206,10 @@ class DecisionLoop:
             combined = combine(tiers, self.weights)
             if combined is not None:
                 uppers[COMBINED] = combined.upper
+        for name, samples in (offered or {}).items():
+            value = sample_quantile(samples, sizer.config.quantile)
+            if value is not None:
+                uppers[name] = value
         if state is not None and state.current_load is not None:
             uppers[REACTIVE] = float(state.current_load)
         sizing = sizer.sizing(now, uppers)
@@ -226,6 +239,7 @@ class DecisionLoop:
             if self.recalibrate_weights:
                 self._maybe_recalibrate(now)
             tiers: dict[str, dict[str, TierPrediction | None]] = {p: {} for p in producers}
+            offered: dict[str, dict[str, tuple]] = {p: {} for p in producers}
             degraded: dict[str, str] = {}
             notes = self._pull_states(producers, now, degraded)
             for source in self.sources:
@@ -237,6 +251,10 @@ class DecisionLoop:
                 for pid, prediction in answers.predictions.items():
                     if pid in tiers:
                         tiers[pid][source.tier] = prediction
+                if self.weights.get(source.tier, 0) > 0:  # a tier without weight neither sizes
+                    for pid, named in answers.candidates.items():
+                        if pid in offered:
+                            offered[pid].update(named)
                 if answers.error:
                     degraded[source.tier] = answers.error
             for tier in TIERS:
@@ -246,7 +264,7 @@ class DecisionLoop:
                 instances=r.instances, current_load=r.current_load, now_s=now,
                 last_scale_out_s=self._last_scale_out(pid, r))
                 for pid, r in self.states.items() if pid in producers}
-            sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid))
+            sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid), offered[pid])
                       for pid in producers}
             fleet = decide_all(producers, tiers, states, config.pool_members(),
                                weights=self.weights, threshold=config.engine.threshold,

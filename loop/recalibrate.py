@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from leadtime.config import DEFAULT_WEIGHTS
+from loop.sizing import window_bounds
 from monitoring.accuracy import combined_error, drifted, tier_errors
 
 
@@ -39,9 +40,10 @@ def join_window_peaks(predictions: pd.DataFrame, observed: pd.DataFrame) -> pd.D
     ``predictions``: ``decided_at, producer_id, lead_s, tier, point``; ``observed``:
     ``producer_id, at, load`` (load known at ``at``: the end of its metric interval, or the
     moment an allocator reported it). A decision taken at ``s`` is for ``[s, s + lead]``: its
-    ``actual`` is the maximum load that became known in ``(s, s + lead]``, what the tiers predict
-    and what sizing pays for. Decisions whose window is not yet over (no observation at or after
-    ``s + lead``) or holds no observation are left out.
+    ``actual`` is the maximum of the loads that cover that window (stamped in ``(s, s + lead]``,
+    and the first one stamped after ``s + lead``: :func:`loop.sizing.window_bounds`), what the
+    tiers predict and what sizing pays for. Decisions whose window is not yet over (no
+    observation after ``s + lead``) are left out.
 
     >>> predictions = pd.DataFrame({"decided_at": [0.0, 60.0], "producer_id": "p",
     ...                             "lead_s": 120.0, "tier": "tier1", "point": [5.0, 6.0]})
@@ -60,12 +62,10 @@ def join_window_peaks(predictions: pd.DataFrame, observed: pd.DataFrame) -> pd.D
             continue
         at = seen["at"].to_numpy(float)
         load = seen["load"].to_numpy(float)
-        start = rows["decided_at"].to_numpy(float)
-        end = start + rows["lead_s"].to_numpy(float)
-        first = np.searchsorted(at, start, side="right")
-        last = np.searchsorted(at, end, side="right")
+        first, last = window_bounds(at, rows["decided_at"].to_numpy(float),
+                                    rows["lead_s"].to_numpy(float))
         actual = np.full(len(rows), np.nan)
-        over = (end <= at[-1]) & (last > first)
+        over = last > first
         # one window maximum per distinct (first, last): decisions of one pass share theirs
         cache: dict[tuple[int, int], float] = {}
         for i in np.flatnonzero(over):

@@ -35,6 +35,9 @@ class Answers:
 
     predictions: dict[str, TierPrediction | None] = field(default_factory=dict)
     error: str | None = None
+    # per producer, sizing candidates besides the tier's upper bound: name -> samples of
+    # plausible window peaks (one array per condition), read at the sizing quantile in force
+    candidates: dict[str, dict[str, tuple]] = field(default_factory=dict)
 
 
 class TierSource(Protocol):
@@ -149,6 +152,9 @@ class Tier2Announced:
         return Answers(dict(answered), error)
 
 
+PHASE = "tier3_phase"  # Tier 3's phase-conditioned window peaks, a sizing candidate
+
+
 class Tier3Assess:
     """Tier 3: the load nowcast raised by the risk similar consumers and anomalies signal.
 
@@ -167,13 +173,18 @@ class Tier3Assess:
                level: int) -> Answers:
         target = self.target()
         out: dict[str, TierPrediction | None] = {}
+        candidates: dict[str, dict[str, tuple]] = {}
         for pid, config in producers.items():
             wanted = (config.spinup_lead_time_s, level)
             if self._configured.get(pid) != wanted:
                 target.configure_producer(pid, *wanted)
                 self._configured[pid] = wanted
-            out[pid] = target.assess(pid).prediction
-        return Answers(out)
+            assessment = target.assess(pid)
+            out[pid] = assessment.prediction
+            phase = getattr(assessment, "phase", ())
+            if phase:
+                candidates[pid] = {PHASE: phase}
+        return Answers(out, candidates=candidates)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import pandas as pd
 
 from leadtime.config import EngineSpec
 from loop.decision_loop import Report
+from loop.hpa_twin import hpa_replicas  # re-exported: simulation.policies.hpa_replicas
 from loop.sources import TierSource
 from simulation.config import SimConfig
 from simulation.forecast import Tier1Schedule
@@ -68,51 +69,6 @@ class Policy(Protocol):
 
 def clamp(n: int, cfg: SimConfig) -> int:
     return min(max(n, cfg.min_instances), cfg.max_instances)
-
-
-def hpa_replicas(
-    current_replicas: int,
-    ready_with_metric: int,
-    metric_per_pod: float,
-    target_per_pod: float,
-    missing: int = 0,
-    unready: int = 0,
-    tolerance: float = 0.1,
-) -> int:
-    """Kubernetes ``calcPlainMetricReplicas``: the replica recommendation for a Pods metric.
-
-    ``ready_with_metric`` pods report ``metric_per_pod`` on average; ``missing`` ready pods have
-    no metric yet; ``unready`` pods are pending.
-    """
-    if ready_with_metric <= 0:
-        return current_replicas
-    usage_ratio = metric_per_pod / target_per_pod
-    scale_up_with_unready = unready > 0 and usage_ratio > 1.0
-    if not scale_up_with_unready and missing == 0:
-        if abs(1.0 - usage_ratio) <= tolerance:
-            return current_replicas
-        return math.ceil(usage_ratio * ready_with_metric - 1e-9)
-    total_usage = metric_per_pod * ready_with_metric
-    pods = ready_with_metric
-    if missing > 0:
-        if usage_ratio < 1.0:  # scale-down: missing pods assumed at the target
-            total_usage += target_per_pod * missing
-        pods += missing  # scale-up: missing pods at 0
-    if scale_up_with_unready:
-        pods += unready  # pending pods at 0
-    new_ratio = total_usage / pods / target_per_pod
-    if (
-        abs(1.0 - new_ratio) <= tolerance
-        or (usage_ratio < 1.0 < new_ratio)
-        or (usage_ratio > 1.0 > new_ratio)
-    ):
-        return current_replicas
-    new_replicas = math.ceil(new_ratio * pods - 1e-9)
-    if (new_ratio < 1.0 and new_replicas > current_replicas) or (
-        new_ratio > 1.0 and new_replicas < current_replicas
-    ):
-        return current_replicas
-    return new_replicas
 
 
 class HPA:

@@ -1,7 +1,8 @@
 """The scenario suite: documented load generators with fixed seeds, each after a real pattern.
 
-Each generator returns one producer's load per minute (requests per minute, Poisson counts, so
-the noise scales like real traffic) over ``days`` days. They are what ``leadtime bench suite``
+Each generator returns one producer's load (requests per sample interval, Poisson counts, so
+the noise scales like real traffic) over ``days`` days, per minute unless its name says
+otherwise. They are what ``leadtime bench suite``
 replays next to the visible real traces. What each one tests:
 
 * ``diurnal_weekly``: business-hours hump, quiet nights, lower weekends (web and API traffic).
@@ -18,6 +19,15 @@ replays next to the visible real traces. What each one tests:
 * ``noisy_cpu``: noise-dominated CPU-like series: AR(1) noise around a flat mean with short
   spikes and no seasonality. Nothing repeats; the fallback must hold.
 * ``demo``: the demo trace (:func:`simulation.generate.synthetic_load`), one producer.
+* ``intermittent_bursts``: jobs that *may* start at fixed minutes and start at only some of them
+  (a cron that skips when there is no work): each half-hourly slot fires with probability 0.35.
+  The median of past peaks at a slot is the base level; only the slot's distribution sees it.
+* ``intermittent_two_grids_5min``: at 5-minute samples, two slot grids at once: every half hour
+  (probability 0.3) and every two hours (probability 0.45), bursts of 10 to 20 minutes.
+* ``diurnal_weekly_30min``: ``diurnal_weekly`` summed to 30-minute samples (coarser than the
+  5-minute spin-up: one sample covers a whole window), four weeks.
+* ``weekly_30min``: 30-minute samples with a weekly pattern (electricity-like: morning and
+  evening peaks on weekdays, a late flat hump at weekends), six weeks.
 
 Seeds are fixed per scenario, so every run of the suite sees the same series.
 """
@@ -132,6 +142,70 @@ def noisy_cpu(days: int = 14, seed: int = 107) -> pd.Series:
     return _counts(rate, index, "noisy_cpu", seed)
 
 
+def _slot_bursts(rate: np.ndarray, index: pd.DatetimeIndex, rng: np.random.Generator,
+                 every_min: int, offset_min: int, probability: float, minutes: tuple[int, int],
+                 height: tuple[float, float]) -> np.ndarray:
+    """``rate`` with bursts at the slots ``offset + k * every`` minutes of the day, each slot
+    firing with ``probability``, lasting ``minutes`` and ``height`` times the rate (both drawn
+    uniformly between their bounds)."""
+    minute = (index - index[0]).total_seconds().to_numpy() // 60
+    slots = np.flatnonzero(minute % every_min == offset_min % every_min)
+    out = rate.copy()
+    for at in slots[rng.random(slots.size) < probability]:
+        length = int(rng.integers(minutes[0], minutes[1] + 1))
+        out[at:at + length] *= rng.uniform(*height)
+    return out
+
+
+def _sampled(series: pd.Series, every: str) -> pd.Series:
+    """Per-minute counts summed to coarser samples (what a coarser exporter reports)."""
+    out = series.resample(every).sum().rename(series.name)
+    out.index.freq = every
+    return out
+
+
+def intermittent_bursts(days: int = 14, seed: int = 108) -> pd.Series:
+    """A diurnal base; each slot at :00 and :30 fires with probability 0.35: 5-8 minutes at
+    3.5-4.5x the base."""
+    index = _index(days)
+    rng = np.random.default_rng(seed)
+    rate = _slot_bursts(200 * _diurnal(index, night=0.4), index, rng, 30, 0, 0.35, (5, 8),
+                        (3.5, 4.5))
+    return _counts(rate, index, "intermittent_bursts", seed)
+
+
+def intermittent_two_grids_5min(days: int = 14, seed: int = 109) -> pd.Series:
+    """Two slot grids at 5-minute samples: every half hour at :10 and :40 (probability 0.3,
+    10-15 minutes at 3x) and every two hours on the hour (probability 0.45, 15-20 minutes at
+    4x)."""
+    index = _index(days)
+    rng = np.random.default_rng(seed)
+    rate = 300 * _diurnal(index, night=0.5, weekend=0.8)
+    rate = _slot_bursts(rate, index, rng, 30, 10, 0.3, (10, 15), (2.7, 3.3))
+    rate = _slot_bursts(rate, index, rng, 120, 0, 0.45, (15, 20), (3.5, 4.5))
+    return _sampled(_counts(rate, index, "intermittent_two_grids_5min", seed), "5min")
+
+
+def diurnal_weekly_30min(days: int = 28, seed: int = 110) -> pd.Series:
+    """``diurnal_weekly``'s pattern summed to 30-minute samples, over four weeks."""
+    series = diurnal_weekly(days=days, seed=seed).rename("diurnal_weekly_30min")
+    return _sampled(series, "30min")
+
+
+def weekly_30min(days: int = 42, seed: int = 111) -> pd.Series:
+    """30-minute samples of a weekly pattern: weekdays peak at 08:00 and 19:00, weekends have
+    one flat hump around 13:00 at 70 %; 4 % week-to-week level noise."""
+    index = _index(days)
+    rng = np.random.default_rng(seed)
+    weekday = (0.35 + 0.65 * _diurnal(index, peak_hour=8.0, width_h=1.5, night=0.0, weekend=1.0)
+               + 0.8 * _diurnal(index, peak_hour=19.0, width_h=2.0, night=0.0, weekend=1.0))
+    weekend = 0.35 + 0.7 * _diurnal(index, peak_hour=13.0, width_h=4.0, night=0.0, weekend=1.0)
+    shape = np.where(index.dayofweek.to_numpy() >= 5, weekend, weekday)
+    week_level = np.repeat(rng.normal(1.0, 0.04, days // 7 + 1), 7 * 1440)[: len(index)]
+    series = _counts(40 * shape * week_level, index, "weekly_30min", seed)
+    return _sampled(series, "30min")
+
+
 def demo(days: int = 14, seed: int = 7) -> pd.Series:
     """The demo trace's first producer (5-minute requests, see :mod:`simulation.generate`)."""
     from simulation.generate import synthetic_load
@@ -151,12 +225,18 @@ SCENARIOS: dict[str, Callable[..., pd.Series]] = {
     "level_shift": level_shift,
     "noisy_cpu": noisy_cpu,
     "demo": demo,
+    "intermittent_bursts": intermittent_bursts,
+    "intermittent_two_grids_5min": intermittent_two_grids_5min,
+    "diurnal_weekly_30min": diurnal_weekly_30min,
+    "weekly_30min": weekly_30min,
 }
 BURSTS = ("scheduled_bursts", "periodic_drift")  # where leadtime must cut violations to 1/3
+INTERMITTENT = ("intermittent_bursts", "intermittent_two_grids_5min")  # at most half the HPA's
 
 
-def scenario(name: str, days: int = 14) -> pd.Series:
-    """One scenario's series by name (``KeyError`` with the known names otherwise)."""
+def scenario(name: str, days: int | None = None) -> pd.Series:
+    """One scenario's series by name, over its own default span unless ``days`` is given
+    (``KeyError`` with the known names otherwise)."""
     if name not in SCENARIOS:
         raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    return SCENARIOS[name](days=days)
+    return SCENARIOS[name]() if days is None else SCENARIOS[name](days=days)

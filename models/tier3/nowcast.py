@@ -61,6 +61,9 @@ class NowcastConfig:
     echo_history_s: float = 3 * 86400.0  # the stream the period is detected on
     echo_max_period_s: float = 86400.0  # longer periods are Tier 1's (daily, weekly models)
     echo_min_acf: float = 0.3  # a weaker autocorrelation peak is no period
+    phase_history_s: float = 7 * 86400.0  # the stream the phase samples read (a week of days)
+    phase_max_cycles: int = 12  # past cycles per period in a phase sample
+    phase_period_s: float = 86400.0  # a period always conditioned on, besides the detected one
 
     def __post_init__(self) -> None:
         if not 0 < self.level < 100:
@@ -158,7 +161,7 @@ class LoadNowcast:
 
     def _detect_period(self, now: float) -> None:
         c = self.config
-        keep = now - max(c.echo_history_s, 3.2 * c.echo_max_period_s) - c.lead_s
+        keep = now - max(c.echo_history_s, 3.2 * c.echo_max_period_s, c.phase_history_s) - c.lead_s
         cut = bisect_left(self.times, keep)
         if cut:
             del self.times[:cut], self.values[:cut]
@@ -225,6 +228,25 @@ class LoadNowcast:
         edges, table = self.tables[base]
         low, mid, high = table[int(np.searchsorted(edges, value))]
         return TierPrediction(point=value * mid, lower=value * low, upper=value * high)
+
+    def phase_samples(self) -> tuple[np.ndarray, ...]:
+        """Per period (the detected one and ``phase_period_s``), the window peaks at the
+        newest sample's phase in past cycles (:func:`models.tier3.phase.phase_sample`): the
+        conditional distribution a sizing quantile is read from. Empty before any cycle."""
+        from models.tier3.phase import phase_sample
+
+        c = self.config
+        if not self.times or not math.isfinite(self.step_s):
+            return ()
+        periods = {p for p in (self.period_s, c.phase_period_s) if p}
+        out = []
+        for period in sorted(periods):
+            cycles = min(c.phase_max_cycles, int(c.phase_history_s // period))
+            sample = phase_sample(self.times, self.values, self.last_t, c.lead_s, self.step_s,
+                                  period, cycles, c.level_window_s)
+            if sample.size:
+                out.append(sample)
+        return tuple(out)
 
     @property
     def known_ratios(self) -> int:

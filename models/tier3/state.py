@@ -118,6 +118,9 @@ class Assessment:
     risk: float
     flagged: bool
     evidence: dict[str, Any]
+    # the load nowcast's phase samples (window peaks at this phase in past cycles, one array per
+    # period): a sizing candidate, read at the quantile in force (``loop.sizing``)
+    phase: tuple = ()
 
 
 class ExperienceModel:
@@ -357,8 +360,10 @@ class Tier3State:
             "at_risk_demand_share": round(risk, 4),
             "anomalies": [s.alert for (p, _), s in self.metrics.items() if p == producer and s.alert],
         }
+        nowcast = (self.nowcasts or {}).get(producer)
         return Assessment(producer, self._predict(producer, risk, multiplier, alert),
-                          round(min(1.0, risk + (1 - risk) * anomaly_score * 0.5), 4), flagged, evidence)
+                          round(min(1.0, risk + (1 - risk) * anomaly_score * 0.5), 4), flagged,
+                          evidence, nowcast.phase_samples() if nowcast is not None else ())
 
     def base_rate(self) -> float:
         """Hit episodes per pair-second so far, shrunk towards the prior (one pair-day of it)."""

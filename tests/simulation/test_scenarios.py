@@ -39,3 +39,23 @@ def test_the_suite_row_compares_at_equal_cost_and_names_losses():
     assert set(row["reactive_at_leadtime_cost"]) == {"hpa", "forecast_scale_out"}
     assert doc["losses"] == ([] if not row["leadtime_loses_to"] else ["demo"])
     assert set(doc["totals"]["leadtime"]) == {"mean_slo_violation_pct", "mean_cost_vs_hpa"}
+
+
+def test_intermittent_slots_fire_only_sometimes_and_only_at_their_minutes():
+    series = scenario("intermittent_bursts", days=7)
+    base = series.rolling("3h", center=True).median()
+    burst = series > 2.5 * base
+    starts = burst & ~burst.shift(1, fill_value=False)
+    minutes = starts[starts].index.minute
+    assert set(minutes) <= {0, 1, 30, 31}  # bursts begin at their slots (a Poisson edge aside)
+    slots = 7 * 48
+    assert 0.2 <= starts.sum() / slots <= 0.5  # ... and fire at a share of them
+
+
+@pytest.mark.parametrize(("name", "step"), [("intermittent_two_grids_5min", "5min"),
+                                            ("diurnal_weekly_30min", "30min"),
+                                            ("weekly_30min", "30min")])
+def test_coarse_scenarios_are_sampled_at_their_interval(name, step):
+    series = scenario(name)
+    assert series.index.freq == pd.tseries.frequencies.to_offset(step)
+    assert (np.diff(series.index.asi8) == pd.Timedelta(step).value).all()
