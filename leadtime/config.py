@@ -132,9 +132,19 @@ class EngineSpec(_Strict):
     recalibration_window_s: float = Field(
         default=7 * 86400.0, gt=0, description="Decisions the recalibration learns from.")
     violation_cost: float = Field(
-        default=49.0, gt=0, description="Price of one window whose peak exceeds capacity, in "
-        "instance-intervals. Sizing provisions the violation_cost / (1 + violation_cost) "
-        "quantile of the window peak (the newsvendor rule; 49: the 98th percentile).")
+        default=199.0, gt=0, description="Price of one window whose peak exceeds capacity, in "
+        "instance-intervals: each pass holds the capacity of least expected cost (instances "
+        "plus price x the chance the peak exceeds them). The most the budget mode pays; what "
+        "the price mode always pays.")
+    sizing_budget: float | None = Field(
+        default=1.0, gt=0, description="The budget mode (the default): each producer's price "
+        "is the highest, up to violation_cost, whose sizing would have spent at most this "
+        "multiple of what reacting (the HPA twin run on the same load) spent over the last "
+        "sizing_budget_window_s. null: the price mode, violation_cost whatever it costs (for "
+        "users who choose to buy fewer violations).")
+    sizing_budget_window_s: float = Field(
+        default=86400.0, gt=0, description="The trailing window the budget compares spends "
+        "over.")
     sizing_history_s: float = Field(
         default=3 * 86400.0, gt=0, description="Windows the sizing calibration learns from.")
     sizing_min_history_s: float = Field(
@@ -143,11 +153,6 @@ class EngineSpec(_Strict):
     sizing_min_windows: int = Field(
         default=30, ge=1, description="The fewest windows a candidate may size from (the "
         "floor in samples under sizing_min_history_s: 15 hours at one sample per 30 minutes).")
-
-    @property
-    def sizing_quantile(self) -> float:
-        """The newsvendor quantile of the window peak that sizing provisions."""
-        return self.violation_cost / (1.0 + self.violation_cost)
 
     @field_validator("weights")
     @classmethod

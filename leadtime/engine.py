@@ -79,6 +79,12 @@ class Sizing:
     source: str
     factor: float
     loss: float = math.nan
+    price: float | None = None  # a violated window's price in force, in instance-intervals
+    # the budget mode: the multiple of reacting's spend allowed, and over the trailing window
+    # the HPA twin's spend and the loop's own (instance-seconds); None in the price mode
+    budget: float | None = None
+    reacting_spend: float | None = None
+    own_spend: float | None = None
 
     def usable(self) -> bool:
         return math.isfinite(self.value) and self.value >= 0
@@ -219,6 +225,10 @@ def instances_for(load: float, config: ProducerConfig, per_instance: float | Non
     return max(0, math.ceil(load / per - 1e-9))
 
 
+def _hours(instance_seconds: float | None) -> str:
+    return "n/a" if instance_seconds is None else f"{instance_seconds / 3600:.4g}"
+
+
 def allocate(
     config: ProducerConfig,
     prediction: CombinedPrediction | None,
@@ -268,6 +278,15 @@ def allocate(
             f"instance(s) at {config.max_utilisation:.0%} utilisation (from {sizing.source}: "
             f"upper bound x {sizing.factor:.3g}, calibrated on the loop's record)"
         )
+        if sizing.price is not None:
+            reasons.append(
+                f"q{100 * sizing.quantile:g} is the quantile of least expected cost at a "
+                f"violation price of {sizing.price:g} instance-intervals")
+        if sizing.budget is not None:
+            reasons.append(
+                f"budget: price {sizing.price:g} is the highest that spends at most "
+                f"{sizing.budget:g}x reacting (HPA twin {_hours(sizing.reacting_spend)}, "
+                f"leadtime {_hours(sizing.own_spend)} instance-hours over the trailing window)")
         if prediction is not None and prediction.missing:
             reasons.append(f"no answer from {', '.join(prediction.missing)}: weights renormalised")
     elif prediction is not None:

@@ -45,12 +45,13 @@ from leadtime.engine import (
     decide_all,
 )
 from loop.clock import Clock
+from loop.hpa_twin import HpaTwin, HpaTwinConfig
 from loop.sizing import (
     COMBINED,
     REACTIVE,
     SizingConfig,
     WindowPeakCalibrator,
-    sample_quantile,
+    candidate_values,
 )
 from loop.sources import TierSource
 from loop.state_sources import with_reasons
@@ -130,6 +131,7 @@ class DecisionLoop:
         self._producers = config.producers()
         self._max_lead = _max_lead(self._producers)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
+        self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -184,13 +186,21 @@ class DecisionLoop:
         if config is None:
             return None
         engine = self.config.engine
-        wanted = SizingConfig(quantile=engine.sizing_quantile, history_s=engine.sizing_history_s,
+        wanted = SizingConfig(price=engine.violation_cost, history_s=engine.sizing_history_s,
                               min_history_s=engine.sizing_min_history_s,
-                              min_windows=engine.sizing_min_windows)
+                              min_windows=engine.sizing_min_windows, budget=engine.sizing_budget,
+                              budget_window_s=engine.sizing_budget_window_s)
         horizon = config.spinup_lead_time_s + engine.decision_interval_s
+        capacity = (config.peak_capacity, config.min_instances, config.max_instances)
         sizer = self._sizers.get(producer_id)
-        if sizer is None or sizer.horizon_s != horizon or sizer.config != wanted:
-            sizer = self._sizers[producer_id] = WindowPeakCalibrator(horizon, wanted)
+        if (sizer is None or sizer.horizon_s != horizon or sizer.config != wanted
+                or sizer.capacity != capacity):
+            sizer = self._sizers[producer_id] = WindowPeakCalibrator(horizon, wanted, capacity)
+            self._twins[producer_id] = HpaTwin(HpaTwinConfig(
+                capacity_per_instance=config.capacity_per_instance,
+                target_utilisation=config.target_utilisation, min_instances=config.min_instances,
+                max_instances=config.max_instances, spinup_s=config.spinup_lead_time_s,
+                spend_window_s=engine.sizing_budget_window_s))
         return sizer
 
     def _sizing(self, now: float, pid: str, tiers: Mapping[str, TierPrediction | None],
@@ -206,14 +216,15 @@ class DecisionLoop:
             combined = combine(tiers, self.weights)
             if combined is not None:
                 uppers[COMBINED] = combined.upper
-        for name, samples in (offered or {}).items():
-            value = sample_quantile(samples, sizer.config.quantile)
-            if value is not None:
-                uppers[name] = value
-        if state is not None and state.current_load is not None:
-            uppers[REACTIVE] = float(state.current_load)
-        sizing = sizer.sizing(now, uppers)
-        sizer.record(now, uppers)
+        load = None if state is None else state.current_load
+        if load is not None:
+            uppers[REACTIVE] = float(load)
+        twin = self._twins[pid]
+        if twin.last_pass is None or now > twin.last_pass:
+            twin.step(now, load)
+        values = candidate_values(uppers, offered or {}, sizer.grid)
+        sizing = sizer.sizing(now, values)
+        sizer.record(now, values, reacting=twin.instances if twin.sized else None)
         return sizing
 
     def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
@@ -273,6 +284,8 @@ class DecisionLoop:
             for pid, decision in fleet.decisions.items():
                 if decision.action == "scale_out":
                     self.last_scale_out_s[pid] = now
+                if pid in self._sizers:
+                    self._sizers[pid].held(now, decision.target_instances)
                 self._remember(now, pid, producers[pid].spinup_lead_time_s, tiers[pid])
             if self.decision_log is not None:
                 try:

@@ -160,6 +160,11 @@ class HpaTwin:
         self.desired = 0
 
     @property
+    def last_pass(self) -> float | None:
+        """The time of the last :meth:`step` (None before the first)."""
+        return self._prev
+
+    @property
     def sized(self) -> bool:
         return self._ready is not None
 

@@ -1,30 +1,43 @@
-"""Sizing: the window peak to provision for, a calibrated quantile from the tier with skill.
+"""Sizing: the window peak to provision for, calibrated on the loop's record, bought at a price.
 
 The load score (the tiers' weighted average over current capacity) gates pre-allocation; how
-many instances to hold is a different question, with a price on each side (``docs/design.md``,
-"Sizing"):
+many instances to hold is a different question (``docs/design.md``, "Sizing"). An instance held
+for a pass costs one instance-interval; a window whose peak exceeds the capacity costs the
+**price** of a violation. Each pass holds the capacity of least expected cost: over the grid
+quantiles ``q`` of the window peak, the fewest instances ``n(q)`` holding it, plus the price times
+``1 - q``. Where the peak is narrow a high quantile costs little and is bought; where it is wide
+(a burst that may or may not come) it is bought only when the price is worth it. Two modes set
+the price:
 
-* an instance held and not needed costs one instance-interval; a window whose peak exceeds the
-  capacity costs a violation, priced ``engine.violation_cost`` instance-intervals;
-* the newsvendor rule: provision the ``q = violation_cost / (1 + violation_cost)`` quantile of
-  the window's peak (19 gives the 95th percentile).
+* **budget** (the default): the highest price, up to ``engine.violation_cost``, whose sizing
+  would have spent no more than ``budget`` times what reacting spent over the last
+  ``budget_window_s``, reacting being the HPA twin run beside the loop (:mod:`loop.hpa_twin`);
+  it moves one step of :data:`PRICES` per refit;
+* **price**: ``engine.violation_cost``, whatever it costs.
 
-No tier answers that quantile exactly, so it is calibrated on the loop's own record. For every
+No tier answers the peak's distribution, so it is calibrated on the loop's own record. For every
 pass and every **candidate** (each tier that answered with weight, their ``combined``
-prediction, and ``reactive``: the current load itself), the candidate's upper bound is kept; when
-the window ``[t0, t0 + horizon]`` has passed, its observed peak is known. Every ``refit_every_s``,
-per candidate over the last ``history_s`` of windows (never fewer than ``history_min_windows``):
+prediction, ``reactive``: the current load itself, and samples a tier offers such as Tier 3's
+phase samples), the candidate's value at every quantile of :data:`GRID` is kept (a tier's upper
+bound is one value for all; a sample is read at each ``q``); when the window
+``[t0, t0 + horizon]`` has passed, its observed peak is known. Every ``refit_every_s``, per
+candidate and grid quantile, over the last ``history_s`` of windows (never fewer than
+``history_min_windows``):
 
-* the **factor** ``k`` is the ``q`` quantile of ``peak / upper`` (split-conformal on a ratio);
-* the **loss** is the pinball loss at ``q`` of ``k x upper`` against the peaks, over the mean
-  peak.
+* the **factor** ``k`` is the ``q`` quantile of ``peak / value`` (split-conformal on a ratio),
+  per quintile of the value;
+* the **loss** is the pinball loss at ``q`` of ``k x value`` against the peaks, over the mean
+  peak;
+* the **spend** at each price: what sizing would have held over the last ``budget_window_s``
+  (the best-ranked candidate in each window), in instance-seconds.
 
-The candidate with the lowest loss sizes, as ``k x`` its upper bound now. ``reactive`` is always a
-candidate, so a producer whose tiers have no skill (a flash crowd, a noisy series) is sized like
-a reactive autoscaler with its measured headroom: the tiers step aside. Until a candidate's
-windows span ``min_history_s`` and number at least ``min_windows`` there is no calibrated sizing,
-and the engine uses its uncalibrated rule (point under the target utilisation, upper bound under
-the maximum).
+The candidate with the lowest loss at the price's own quantile ``price / (1 + price)`` sizes:
+``k x`` its value at each grid quantile is the window peak's calibrated quantile now.
+``reactive`` is always a candidate, so a producer whose tiers have no skill (a flash crowd, a
+noisy series) is sized like a reactive autoscaler with its measured headroom: the tiers step
+aside. Until a candidate's windows span ``min_history_s`` and number at least ``min_windows``
+there is no calibrated sizing, and the engine uses its uncalibrated rule (point under the
+target utilisation, upper bound under the maximum).
 
 **The window peak at any sampling interval.** A load sample is stamped when it is known, at the
 end of the interval it covers (from the previous sample's stamp to its own). A decision at
@@ -43,6 +56,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,18 +66,33 @@ from monitoring.accuracy import pinball
 
 REACTIVE = "reactive"
 COMBINED = "combined"
+# the quantiles every candidate is calibrated at, and the prices the budget mode moves between
+GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+PRICES = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 19.0, 49.0, 99.0, 199.0, 499.0, 999.0)
 
 
 @dataclass(frozen=True)
 class SizingConfig:
-    quantile: float = 0.95
+    price: float = 19.0  # a violated window, in instance-intervals (the highest price in force)
     history_s: float = 3 * 86400.0  # windows older than this are forgotten ...
     history_min_windows: int = 150  # ... unless fewer than this many would be left
     refit_every_s: float = 3600.0
     min_history_s: float = 7200.0  # a candidate sizes once its windows span this long ...
     min_windows: int = 30  # ... and number at least this many
-    buckets: int = 5  # factors per quintile of the candidate's upper bound
+    buckets: int = 5  # factors per quintile of the candidate's value
     min_per_bucket: int = 30  # a thinner quintile uses the candidate's overall factor
+    budget: float | None = None  # spend <= budget x reacting's (None: the price mode)
+    budget_window_s: float = 86400.0  # the trailing window both spends are compared over
+
+    @property
+    def quantile(self) -> float:
+        """The newsvendor quantile of the price: the quantile candidates are ranked at."""
+        return self.price / (1.0 + self.price)
+
+    @property
+    def prices(self) -> tuple[float, ...]:
+        """The prices the budget mode may move between: the grid under the price, and it."""
+        return (*(p for p in PRICES if p < self.price - 1e-12), self.price)
 
 
 def window_bounds(at: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray,
@@ -95,14 +124,62 @@ def sample_quantile(samples: tuple, q: float, min_size: int = 3) -> float | None
     return max(finite) if finite else None
 
 
+def candidate_values(uppers: Mapping[str, float], samples: Mapping[str, tuple],
+                     grid: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Every candidate's value at each grid quantile: a tier's upper bound at all of them, a
+    sample read at each (:func:`sample_quantile`). Non-finite or non-positive values are left
+    out."""
+    out = {name: np.full(len(grid), float(v)) for name, v in uppers.items()
+           if math.isfinite(v) and v > 0}
+    for name, sample in samples.items():
+        read = [np.quantile(s, grid) for s in sample if len(s) >= 3]  # as sample_quantile
+        if read:
+            value = np.max(read, axis=0)
+            if np.all(np.isfinite(value)) and np.all(value > 0):
+                out[name] = value
+    return out
+
+
+def _bucket_quantiles(x: np.ndarray, bucket: np.ndarray, buckets: int, q: float,
+                      min_size: int, fallback: np.ndarray) -> np.ndarray:
+    """Per bucket, the ``q`` quantile of ``x`` (numpy's "higher" method), or ``fallback``'s
+    value for a bucket with fewer than ``min_size`` members; one sort for all buckets.
+
+    >>> _bucket_quantiles(np.array([1.0, 5.0, 2.0, 9.0, 3.0]), np.array([0, 1, 0, 1, 0]), 3,
+    ...                   0.5, 2, np.array([-1.0, -1.0, -1.0]))
+    array([ 2.,  9., -1.])
+    """
+    order = np.lexsort((x, bucket))
+    counts = np.bincount(bucket, minlength=buckets)[:buckets]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    at = starts + np.ceil(q * np.maximum(counts - 1, 0) - 1e-12).astype(int)
+    picked = x[order[np.minimum(at, max(len(x) - 1, 0))]] if len(x) else fallback
+    return np.where(counts >= min_size, picked, fallback)
+
+
+@dataclass(slots=True)
+class _Window:
+    """One pass's record: its candidates' values, the price in force (its index in the
+    prices), what the HPA twin held then and what the loop decided to hold (instances), and,
+    once known, the window's peak."""
+
+    t0: float
+    values: dict[str, np.ndarray]
+    used: int
+    reacting: float = math.nan
+    held: float = math.nan
+    peak: float = math.nan
+
+
 class WindowPeakCalibrator:
-    """One producer's record of candidates' upper bounds against observed window peaks.
+    """One producer's record of candidates' values against observed window peaks.
 
     A window of 120 s decided at 0: the peak of the loads that cover it (known at 60 and 120 s)
     is 30, three times Tier 1's upper bound of 10, so Tier 1's factor is 3 (one window,
     ``min_windows=1``, no minimum span):
 
-    >>> c = WindowPeakCalibrator(120.0, SizingConfig(quantile=0.9, min_windows=1, min_history_s=0))
+    >>> config = SizingConfig(price=9.0, min_windows=1, min_history_s=0)
+    >>> c = WindowPeakCalibrator(120.0, config)
     >>> c.record(0.0, {"tier1": 10.0})
     >>> for t, load in [(60.0, 30.0), (120.0, 20.0), (180.0, 5.0)]:
     ...     c.observe(t, load)
@@ -112,7 +189,7 @@ class WindowPeakCalibrator:
 
     The same window sampled every 30 minutes: the one sample that covers it closes it.
 
-    >>> c = WindowPeakCalibrator(120.0, SizingConfig(quantile=0.9, min_windows=1, min_history_s=0))
+    >>> c = WindowPeakCalibrator(120.0, config)
     >>> c.record(0.0, {"tier1": 10.0})
     >>> c.observe(1800.0, 25.0)
     >>> c.refit(1800.0)
@@ -120,85 +197,186 @@ class WindowPeakCalibrator:
     2.5
     """
 
-    def __init__(self, horizon_s: float, config: SizingConfig) -> None:
+    def __init__(self, horizon_s: float, config: SizingConfig,
+                 capacity: tuple[float, int, int] = (1.0, 0, 2**31)) -> None:
         self.horizon_s = float(horizon_s)  # lead time + decision interval
         self.config = config
+        self.capacity = capacity  # (load one instance carries at most, min, max instances)
+        self.grid = GRID
+        self.quantiles = np.asarray(GRID)
+        self.rank_at = int(np.argmin(np.abs(self.quantiles - config.quantile)))
+        self.price = config.price  # in force: the budget mode moves it
         self.loads: deque[tuple[float, float]] = deque()  # (at, load) an open window needs
-        self.open: deque[tuple[float, dict[str, float]]] = deque()  # (t0, upper per candidate)
-        self.closed: deque[tuple[float, dict[str, float], float]] = deque()  # (t0, uppers, peak)
-        self.factors: dict[str, float] = {}
-        self.edges: dict[str, np.ndarray] = {}
-        self.bucket_factors: dict[str, np.ndarray] = {}
-        self.losses: dict[str, float] = {}
+        self.open: deque[_Window] = deque()
+        self.closed: deque[_Window] = deque()
+        self.factors: dict[str, float] = {}  # at the price's quantile, overall
+        self.edges: dict[str, np.ndarray] = {}  # per candidate: (grid, buckets - 1)
+        self.bucket_factors: dict[str, np.ndarray] = {}  # per candidate: (grid, buckets)
+        self.losses: dict[str, np.ndarray] = {}  # per candidate: (grid,)
         self.windows: dict[str, int] = {}
+        self.spend = np.zeros(len(config.prices))  # per price, sizing's, last budget window
+        self.spend_reacting = 0.0  # what the HPA twin held over the same windows
+        self.spend_held = 0.0  # what the loop held over them
+        self.spend_in_force = 0.0  # what sizing asked for at those passes
         self.fitted_at = -math.inf
+        self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
 
-    def record(self, t0: float, uppers: dict[str, float]) -> None:
-        """A pass at ``t0`` and its candidates' upper bounds (finite and positive only)."""
-        kept = {k: v for k, v in uppers.items() if math.isfinite(v) and v > 0}
-        if kept and (not self.open or t0 > self.open[-1][0]):
-            self.open.append((t0, kept))
+    def record(self, t0: float, values: Mapping[str, float | np.ndarray],
+               reacting: float | None = None, used: int | None = None) -> None:
+        """A pass at ``t0``: its candidates' values (one, or one per grid quantile), the
+        instances the HPA twin holds then, and the grid quantile sizing chose."""
+        kept = {}
+        for name, v in values.items():
+            arr = np.broadcast_to(np.asarray(v, dtype=float), (len(self.grid),))
+            if np.all(np.isfinite(arr)) and np.all(arr > 0):
+                kept[name] = arr
+        if used is None:  # the price in force at this pass (its index), if it sized
+            used = self._chosen[1] if self._chosen[0] == t0 else -1
+        if kept and (not self.open or t0 > self.open[-1].t0):
+            self.open.append(_Window(t0, kept, used,
+                                     math.nan if reacting is None else float(reacting)))
+
+    def held(self, t0: float, instances: int) -> None:
+        """What the loop decided to hold at the pass ``t0`` (after :meth:`record`)."""
+        if self.open and self.open[-1].t0 == t0:
+            self.open[-1].held = float(instances)
 
     def observe(self, at: float, load: float) -> None:
         """A load known at ``at``; closes the windows it completes."""
         if not math.isfinite(load) or (self.loads and at <= self.loads[-1][0]):
             return
         self.loads.append((at, float(load)))
-        while self.open and self.open[0][0] + self.horizon_s <= at:  # ``at`` covers its end
-            t0, uppers = self.open.popleft()
-            self.closed.append((t0, uppers, max(v for s, v in self.loads if s > t0)))
-        first_open = self.open[0][0] if self.open else at
+        while self.open and self.open[0].t0 + self.horizon_s <= at:  # ``at`` covers its end
+            window = self.open.popleft()
+            window.peak = max(v for s, v in self.loads if s > window.t0)
+            self.closed.append(window)
+        first_open = self.open[0].t0 if self.open else at
         while self.loads and self.loads[0][0] <= first_open and len(self.loads) > 1:
             self.loads.popleft()
         horizon = at - self.config.history_s
         floor = self.config.history_min_windows
-        while len(self.closed) > floor and self.closed[0][0] < horizon:
+        while len(self.closed) > floor and self.closed[0].t0 < horizon:
             self.closed.popleft()
 
     def refit(self, now: float) -> None:
-        """Each candidate's factor and loss over the windows known at ``now``."""
+        """Each candidate's factors and loss at every grid quantile from the windows known at
+        ``now``; in the budget mode, the price in force from here on."""
         self.fitted_at = now
-        q = self.config.quantile
-        columns: dict[str, tuple[list[float], list[float]]] = {}
-        since: dict[str, float] = {}
-        for t0, uppers, peak in self.closed:
-            for name, upper in uppers.items():
-                ups, peaks = columns.setdefault(name, ([], []))
-                since.setdefault(name, t0)
-                ups.append(upper)
-                peaks.append(peak)
-        last = self.closed[-1][0] if self.closed else -math.inf
+        c = self.config
+        grid = self.quantiles
         self.factors, self.losses, self.windows = {}, {}, {}
         self.edges, self.bucket_factors = {}, {}
-        for name, (ups, peaks) in columns.items():
-            if len(ups) < self.config.min_windows or last - since[name] < self.config.min_history_s:
+        if not self.closed:
+            return
+        windows = list(self.closed)
+        t0s = np.array([w.t0 for w in windows])
+        peaks = np.array([w.peak for w in windows])
+        rows: dict[str, list[int]] = {}
+        for i, w in enumerate(windows):
+            for name in w.values:
+                rows.setdefault(name, []).append(i)
+        sized: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (rows, (n, grid) sized)
+        for name, idx in rows.items():
+            if len(idx) < c.min_windows or t0s[idx[-1]] - t0s[idx[0]] < c.min_history_s:
                 continue
-            up, pk = np.asarray(ups), np.asarray(peaks)
-            ratio = pk / up
-            overall = float(np.quantile(ratio, q, method="higher"))
-            edges = np.quantile(up, np.linspace(0, 1, self.config.buckets + 1)[1:-1])
-            bucket = np.searchsorted(edges, up)
-            factors = np.full(self.config.buckets, overall)
-            for b in range(self.config.buckets):
-                mine = ratio[bucket == b]
-                if mine.size >= self.config.min_per_bucket:
-                    factors[b] = float(np.quantile(mine, q, method="higher"))
-            self.edges[name] = edges
-            self.bucket_factors[name] = factors
-            self.factors[name] = overall
-            self.losses[name] = pinball(pk, factors[bucket] * up, q) / max(float(pk.mean()), 1e-12)
-            self.windows[name] = len(ups)
+            index = np.asarray(idx)
+            values = np.array([windows[i].values[name] for i in idx])  # (n, grid)
+            pk = peaks[index]
+            ratio = pk[:, None] / values
+            at = np.ceil(grid * (len(idx) - 1) - 1e-12).astype(int)  # numpy's "higher"
+            overall = np.sort(ratio, axis=0)[at, np.arange(len(grid))]
+            edges = np.quantile(values, np.linspace(0, 1, c.buckets + 1)[1:-1], axis=0).T
+            factors = np.repeat(overall[:, None], c.buckets, axis=1)
+            out = np.empty_like(values)
+            loss = np.empty(len(grid))
+            for g, q in enumerate(grid):
+                bucket = np.searchsorted(edges[g], values[:, g])
+                factors[g] = _bucket_quantiles(ratio[:, g], bucket, c.buckets, q,
+                                               c.min_per_bucket, factors[g])
+                out[:, g] = factors[g][bucket] * values[:, g]
+                loss[g] = pinball(pk, out[:, g], q) / max(float(pk.mean()), 1e-12)
+            self.edges[name], self.bucket_factors[name] = edges, factors
+            self.losses[name], self.windows[name] = loss, len(idx)
+            self.factors[name] = float(overall[self.rank_at])
+            sized[name] = (index, out)
+        self._fit_spend(windows, t0s, now, sized)
+        if c.budget is not None:
+            self.price = self._within_budget(c.budget)
 
-    def sizing(self, now: float, uppers: dict[str, float]) -> Sizing | None:
-        """The calibrated window peak for a pass at ``now``, or None while uncalibrated."""
+    def _instances(self, sized: np.ndarray) -> np.ndarray:
+        unit, low, high = self.capacity
+        return np.clip(np.ceil(sized / unit - 1e-9), low, high)
+
+    def _choose(self, instances: np.ndarray, price: float) -> np.ndarray:
+        """Per row of instances at each grid quantile, the grid index of least expected cost:
+        the instances held, plus the price times the chance the window's peak exceeds them
+        (``1 - q``); the highest quantile among equals."""
+        cost = instances + price * (1.0 - self.quantiles)
+        flipped = cost[..., ::-1]
+        return len(self.grid) - 1 - np.argmin(flipped, axis=-1)
+
+    def _fit_spend(self, windows: list[_Window], t0s: np.ndarray, now: float,
+                   sized: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Over the last budget window's passes: what sizing at each price would have held (the
+        best-ranked candidate present at each pass), what it asked for at the prices then in
+        force, what the loop held and what the HPA twin held, each in instance-seconds."""
+        n = len(windows)
+        chosen = np.full((n, len(self.grid)), np.nan)
+        for name in sorted(sized, key=lambda k: self.losses[k][self.rank_at]):
+            index, out = sized[name]
+            free = np.isnan(chosen[index, 0])
+            chosen[index[free]] = out[free]
+        reacting = np.array([w.reacting for w in windows])
+        actual = np.array([w.held for w in windows])
+        used = np.array([w.used for w in windows])
+        mask = ((t0s >= now - self.config.budget_window_s) & ~np.isnan(chosen[:, 0])
+                & np.isfinite(reacting) & np.isfinite(actual) & (used >= 0))
+        spacing = np.diff(t0s, append=now)[mask]
+        held = self._instances(chosen[mask])
+        rows = np.arange(len(held))
+        at_price = np.stack([held[rows, self._choose(held, p)] * spacing
+                             for p in self.config.prices])  # (prices, windows)
+        self.spend = at_price.sum(axis=1)
+        self.spend_in_force = float(at_price[used[mask], rows].sum())
+        self.spend_reacting = float((reacting[mask] * spacing).sum())
+        self.spend_held = float((actual[mask] * spacing).sum())
+
+    def _within_budget(self, budget: float) -> float:
+        """The highest price whose sizing would have held at most ``budget`` times what the HPA
+        twin held, each estimate scaled by what the loop really held against what its sizing
+        asked (floors, scale-in steps); the price in force while nothing is known."""
+        if self.spend_reacting <= 0 or self.spend_in_force <= 0 or self.spend_held <= 0:
+            return self.price
+        scale = min(max(self.spend_held / self.spend_in_force, 0.8), 1.5)
+        fits = np.flatnonzero(self.spend * scale <= budget * self.spend_reacting)
+        target = int(fits[-1]) if fits.size else 0
+        now = self.config.prices.index(self.price)  # one step of the grid per refit
+        return self.config.prices[now + int(np.sign(target - now))]
+
+    def sizing(self, now: float, values: Mapping[str, float | np.ndarray]) -> Sizing | None:
+        """The calibrated window peak for a pass at ``now``, or None while uncalibrated: the
+        best-ranked candidate's calibrated peak at the grid quantile of least expected cost at
+        the price in force."""
         if now - self.fitted_at >= self.config.refit_every_s:
             self.refit(now)
-        usable = [(self.losses[n], n) for n, v in uppers.items()
-                  if n in self.losses and math.isfinite(v) and v > 0]
+        rank = self.rank_at
+        usable = []
+        for name, v in values.items():
+            arr = np.broadcast_to(np.asarray(v, dtype=float), (len(self.grid),))
+            if name in self.losses and np.all(np.isfinite(arr)) and np.all(arr > 0):
+                usable.append((float(self.losses[name][rank]), name, arr))
         if not usable:
             return None
-        loss, name = min(usable)
-        upper = uppers[name]
-        factor = float(self.bucket_factors[name][int(np.searchsorted(self.edges[name], upper))])
-        return Sizing(value=factor * upper, quantile=self.config.quantile, source=name,
-                      factor=factor, loss=loss)
+        loss, name, value = min(usable, key=lambda u: (u[0], u[1]))
+        edges, table = self.edges[name], self.bucket_factors[name]
+        factors = np.array([table[g][int(np.searchsorted(edges[g], value[g]))]
+                            for g in range(len(self.grid))])
+        peaks = factors * value
+        g = int(self._choose(self._instances(peaks), self.price))
+        self._chosen = (now, self.config.prices.index(self.price))
+        budget = self.config.budget
+        return Sizing(value=float(peaks[g]), quantile=self.grid[g], source=name,
+                      factor=float(factors[g]), loss=loss, price=self.price,
+                      budget=budget,
+                      reacting_spend=self.spend_reacting if budget is not None else None,
+                      own_spend=self.spend_held if budget is not None else None)

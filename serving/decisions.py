@@ -321,7 +321,9 @@ def decision_json(d: Decision, pool: str | None) -> dict[str, Any]:
         "sizing": None if d.sizing is None else {
             "value": _f(d.sizing.value), "quantile": d.sizing.quantile,
             "source": d.sizing.source, "factor": _f(d.sizing.factor),
-            "loss": _f(d.sizing.loss)},
+            "loss": _f(d.sizing.loss), "price": d.sizing.price, "budget": d.sizing.budget,
+            "reacting_spend_s": _f(d.sizing.reacting_spend),
+            "own_spend_s": _f(d.sizing.own_spend)},
         "reasons": list(d.reasons),
     }
 

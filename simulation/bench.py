@@ -355,7 +355,7 @@ def _plot_rule(interval: pd.Timedelta, steps: int) -> str:
 # --- the risk/cost frontier: every policy at several settings of its own risk knob ----------
 
 FRONTIER_TARGETS = (0.5, 0.6, 0.7, 0.8, 0.9)  # the peers: target utilisation
-FRONTIER_VIOLATION_COSTS = (4.0, 19.0, 99.0, 499.0)  # leadtime: the newsvendor price (q 0.8-0.998)
+FRONTIER_BUDGETS = (0.8, 0.9, 1.0, 1.1, 1.25, 1.5)  # leadtime: its spend over the HPA twin's
 
 
 def frontier(
@@ -364,16 +364,17 @@ def frontier(
     model: str = "champion",
     history: pd.Timedelta = HISTORY,
     targets: tuple[float, ...] = FRONTIER_TARGETS,
-    violation_costs: tuple[float, ...] = FRONTIER_VIOLATION_COSTS,
+    budgets: tuple[float, ...] = FRONTIER_BUDGETS,
     factory: ForecasterFactory = default_factory,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     """SLO violations against instance-hours for each policy across its risk knob.
 
     One operating point per policy says little: a reactive policy can buy fewer violations with
-    a lower target utilisation, leadtime with a higher price on a violation (the quantile of the
-    window peak it sizes for). Comparing the curves (same trace, simulator, scored intervals and
-    oracle) shows which policy gets fewer violations for the same instance-hours.
+    a lower target utilisation, leadtime with a larger budget (its spend against the HPA twin's,
+    ``engine.sizing_budget``), and in the price mode (no budget) at the default price. Comparing
+    the curves (same trace, simulator, scored intervals and oracle) shows which policy gets
+    fewer violations for the same instance-hours.
     """
     from dataclasses import replace
 
@@ -403,10 +404,14 @@ def frontier(
         add("knative_kpa", "target_utilisation", target, run_cfg, KnativeKPA(run_cfg),
             HPA(run_cfg))
     start = pd.DatetimeIndex(series.index)[0]
-    for cost in violation_costs:
+    base = engine_spec()
+    for budget in budgets:
         chosen = Leadtime(cfg, fitted, str(series.name), start,
-                          engine_spec(violation_cost=cost))
-        add("leadtime", "violation_cost", cost, cfg, chosen, HPA(cfg))
+                          base.model_copy(update={"sizing_budget": budget}))
+        add("leadtime", "sizing_budget", budget, cfg, chosen, HPA(cfg))
+    chosen = Leadtime(cfg, fitted, str(series.name), start,
+                      base.model_copy(update={"sizing_budget": None}))
+    add("leadtime", "violation_cost", base.violation_cost, cfg, chosen, HPA(cfg))
     return rows
 
 
@@ -436,6 +441,7 @@ def plot_frontier(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
         ax.plot(xs, ys, "o-", color=COLOURS[policy], label=policy)
         for r in mine:
             label = {"target_utilisation": f"{r['value']:g}",
+                     "sizing_budget": f"budget {r['value']:g}",
                      "violation_cost": f"price {r['value']:g}"}[r["knob"]]
             ax.annotate(label, (r["cost_vs_oracle"], r["slo_violation_pct"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 4))

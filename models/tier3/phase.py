@@ -9,14 +9,15 @@ this phase: how often the phase peaked, and how high.
 For a period ``P`` and a decision at ``t`` the sample is, for each past cycle ``k = 1..K``:
 
     peak_k  = max(load covering [t - kP - J, t - kP + lead + step + J])
-    level_k = mean(load stamped in (t - kP - level_window, t - kP])
-    sample_k = peak_k / level_k x level(t)
+    level_k = median(load stamped in (t - kP - level_window, t - kP])
+    sample_k = peak_k x clip(level(t) / level_k, 1/2, 2)
 
 the peak of the window a decision at ``t - kP`` answered for (its lead time and one interval;
 the samples whose intervals overlap it: ``loop.sizing``'s rule), with a phase tolerance ``J``
 (5 % of the period, at most one sample: a cron's minute does not wander; a phase that drifts
 is the echo's, :mod:`.nowcast`),
-taken relative to the level of its own cycle so that a diurnal rise or a level shift carries
+scaled by how the level moved since that cycle (at most halved or doubled, so that a cycle
+whose level was near zero does not explode), so that a diurnal rise or a level shift carries
 over. Its ``q`` quantile is how high this phase peaks in a share ``1 - q`` of cycles: a slot that
 fires in a third of them shows at any ``q`` above 0.67 and is ignored below.
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from statistics import median
 
 import numpy as np
 
@@ -48,7 +50,7 @@ def phase_sample(times: Sequence[float], values: Sequence[float], now: float, le
     """The window peaks at ``now``'s phase in up to ``cycles`` past cycles, each relative to its
     cycle's level and scaled to the level now (see the module docstring); empty when the stream
     holds no past cycle."""
-    level_now = _mean(times, values, now - level_window_s, now)
+    level_now = _median(times, values, now - level_window_s, now)
     if not math.isfinite(level_now):
         return np.empty(0)
     slack = min(0.05 * period_s, step_s)
@@ -59,14 +61,18 @@ def phase_sample(times: Sequence[float], values: Sequence[float], now: float, le
             break
         lo = bisect_right(times, t0 - slack)  # stamped after the window opens ...
         hi = bisect_left(times, t0 + lead_s + step_s + slack) + 1  # ... to the first at its end
-        level = _mean(times, values, t0 - level_window_s, t0)
-        if hi > lo and math.isfinite(level) and level > 0:
-            out.append(max(values[lo:hi]) / level * level_now)
+        level = _median(times, values, t0 - level_window_s, t0)
+        if hi > lo and math.isfinite(level):
+            scale = min(max(level_now / level, 0.5), 2.0) if level > 0 else 1.0
+            out.append(max(values[lo:hi]) * scale)
     return np.asarray(out, dtype=float)
 
 
-def _mean(times: Sequence[float], values: Sequence[float], after: float, until: float) -> float:
+def _median(times: Sequence[float], values: Sequence[float], after: float,
+            until: float) -> float:
+    """The level: the median of the samples in ``(after, until]`` (a burst inside does not move
+    it), or the latest sample before them."""
     lo, hi = bisect_right(times, after), bisect_right(times, until)
-    if hi <= lo:  # no sample in the window: the latest one before it, as the level
+    if hi <= lo:
         return float(values[hi - 1]) if hi > 0 else math.nan
-    return float(np.mean(values[lo:hi]))
+    return float(median(values[lo:hi]))  # the standard library's: fast on short windows

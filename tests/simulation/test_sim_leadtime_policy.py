@@ -71,19 +71,21 @@ def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
     series = daily_trace(days=5, seed=4)
     cfg = derive_config(series, pd.Timedelta("5min"))
     rows = frontier(series, cfg, factory=daily_naive_factory, targets=(0.5, 0.7),
-                    violation_costs=(4.0, 99.0))
+                    budgets=(0.8, 1.5))
     assert {(r["policy"], r["knob"], r["value"]) for r in rows} == {
         ("hpa", "target_utilisation", 0.5), ("hpa", "target_utilisation", 0.7),
         ("forecast_scale_out", "target_utilisation", 0.5),
         ("forecast_scale_out", "target_utilisation", 0.7),
         ("crane_ehpa", "target_utilisation", 0.5), ("crane_ehpa", "target_utilisation", 0.7),
         ("knative_kpa", "target_utilisation", 0.5), ("knative_kpa", "target_utilisation", 0.7),
-        ("leadtime", "violation_cost", 4.0), ("leadtime", "violation_cost", 99.0)}
+        ("leadtime", "sizing_budget", 0.8), ("leadtime", "sizing_budget", 1.5),
+        ("leadtime", "violation_cost", 199.0)}
     lead = {r["value"]: r for r in rows if r["policy"] == "leadtime"}
-    # a higher price on a violation sizes for a higher quantile: more instance-hours, fewer
-    # violations
-    assert lead[99.0]["instance_hours"] > lead[4.0]["instance_hours"]
-    assert lead[99.0]["slo_violation_pct"] <= lead[4.0]["slo_violation_pct"]
+    # a larger budget buys a higher price: more instance-hours, no more violations; the price
+    # mode pays the full price whatever it costs
+    assert lead[1.5]["instance_hours"] >= lead[0.8]["instance_hours"]
+    assert lead[1.5]["slo_violation_pct"] <= lead[0.8]["slo_violation_pct"]
+    assert lead[199.0]["instance_hours"] >= lead[0.8]["instance_hours"]
     hpa = sorted((r["cost_vs_oracle"], r["slo_violation_pct"]) for r in rows if r["policy"] == "hpa")
     assert hpa[0][0] < hpa[1][0] and hpa[0][1] >= hpa[1][1]  # more instances, fewer violations
     middle = (hpa[0][0] + hpa[1][0]) / 2

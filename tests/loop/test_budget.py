@@ -1,0 +1,52 @@
+"""The budget mode end to end: the loop's HPA twin, the price it moves, what decisions say."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from simulation.bench import HISTORY, engine_spec, replay_setup
+from simulation.config import derive_config
+from simulation.forecast import daily_tier1
+from simulation.metrics import score
+from simulation.policies import HPA, Leadtime
+from simulation.scenarios import scenario
+from simulation.simulator import simulate
+
+
+def replay(budget: float | None):
+    series = scenario("intermittent_bursts", days=5)
+    cfg = derive_config(series, pd.Timedelta(series.index.freq))
+    demand, lead, switch, scored, need = replay_setup(series, cfg)
+    tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY)
+    engine = engine_spec().model_copy(update={"sizing_budget": budget})
+    policy = Leadtime(cfg, tier1, "svc", series.index[0], engine)
+    run = simulate(demand, cfg, policy, HPA(cfg), switch)
+    hpa = HPA(cfg)
+    reacting = score(simulate(demand, cfg, hpa, hpa, switch), cfg, scored, need)
+    mine = score(run, cfg, scored, need)
+    return policy, mine["instance_hours"] / reacting["instance_hours"]
+
+
+@pytest.fixture(scope="module")
+def budget_run():
+    return replay(1.0)
+
+
+def test_decisions_show_the_budget_the_spends_and_the_price(budget_run):
+    policy, _ = budget_run
+    decision = policy.loop.latest.fleet.decisions["svc"]
+    sizing = decision.sizing
+    assert sizing is not None and sizing.budget == 1.0
+    assert sizing.reacting_spend > 0 and sizing.own_spend > 0
+    assert sizing.price <= engine_spec().violation_cost
+    assert any("budget: price" in r for r in decision.reasons)
+
+
+def test_the_budget_spends_about_what_reacting_spends_and_the_price_mode_more(budget_run):
+    _, budget_cost = budget_run
+    policy, price_cost = replay(None)
+    assert budget_cost <= 1.1  # the twin's spend, with the lag of a trailing day's control
+    assert price_cost > budget_cost  # every slot of the intermittent bursts covered
+    sizing = policy.loop.latest.fleet.decisions["svc"].sizing
+    assert sizing.budget is None and sizing.price == engine_spec().violation_cost
