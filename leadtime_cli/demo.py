@@ -64,12 +64,23 @@ def _env_prefix(settings) -> str:
     return "" if settings.home == Path(".leadtime") else f"LEADTIME_HOME={settings.home_dir} "
 
 
+def uv_command() -> str:
+    """The ``uv`` a printed command can run: the one on PATH, else the one ``make`` installed
+    into ``.tools/bin`` (which is not on PATH), else plain ``uv``."""
+    import shutil
+
+    if shutil.which("uv"):
+        return "uv"
+    local = Path(".tools/bin/uv")
+    return str(local) if local.exists() else "uv"
+
+
 def mlflow_ui_command(settings) -> str:
     """How to see this store's runs and registry in the MLflow UI."""
     uri = settings.tracking_uri
     if uri.startswith(("http://", "https://")):
         return f"open {uri}"
-    return (f"uv run mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    return (f"{uv_command()} run mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
             "   # then http://127.0.0.1:5000")
 
 
@@ -81,7 +92,8 @@ def prefect_ui_command(settings) -> str:
     db = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL",
                         f"sqlite+aiosqlite:///{settings.home_dir / 'prefect' / 'prefect.db'}")
     return (f"PREFECT_HOME={home} PREFECT_API_DATABASE_CONNECTION_URL={db} "
-            "PREFECT_SERVER_ANALYTICS_ENABLED=false uv run prefect server start --host 127.0.0.1 --port 4200   # then http://127.0.0.1:4200")
+            f"PREFECT_SERVER_ANALYTICS_ENABLED=false {uv_command()} run prefect server start "
+            "--host 127.0.0.1 --port 4200   # then http://127.0.0.1:4200")
 
 
 def _configured(settings, producers: list[str]) -> str | None:
@@ -188,7 +200,7 @@ def demo(
     say(f"1. open the report (one file, no network needed):\n   {report.as_uri()}")
     say("2. real decisions from the API, as of the end of the trace (the champion's own "
         "moment; by default the API runs on the wall clock):\n"
-        f"   {prefix}uv run leadtime serve --as-of {as_of}")
+        f"   {prefix}{uv_command()} run leadtime serve --as-of {as_of}")
     if producer is not None:
         say(f"   curl -s http://127.0.0.1:8000/v1/producers/{producer}"
             "   # its decision, each tier's answer and weight")

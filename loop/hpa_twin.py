@@ -68,6 +68,20 @@ def hpa_replicas(
     return new_replicas
 
 
+def stabilised(recommendations: list[tuple[float, int]], cutoff: float, current: int,
+               recommendation: int) -> tuple[int, list[tuple[float, int]]]:
+    """Kubernetes ``stabilizeRecommendationWithBehaviors`` with the default behaviour: scale up
+    to ``recommendation`` at once, scale down no lower than the highest recommendation stamped
+    after ``cutoff`` (the 5-minute window). Returns the count and the recommendations kept.
+
+    >>> stabilised([(10.0, 8), (70.0, 6)], cutoff=30.0, current=8, recommendation=2)
+    (6, [(70.0, 6)])
+    """
+    kept = [(ts, r) for ts, r in recommendations if ts > cutoff]
+    down = max([recommendation, *(r for _, r in kept)])
+    return min(max(current, recommendation), down), kept
+
+
 @dataclass(frozen=True, slots=True)
 class HpaTwinConfig:
     """The producer's settings the twin scales within, and the HPA's behaviour defaults."""
@@ -223,10 +237,8 @@ class HpaTwin:
                 unready=starting,
                 tolerance=cfg.tolerance,
             )
-        cutoff = now - cfg.scale_down_window_s
-        self._recs = [(ts, r) for ts, r in self._recs if ts > cutoff]
-        down = max([rec, *(r for _, r in self._recs)])
-        desired = cfg.clamp(min(max(current, rec), down))  # raise to rec, cap at the window max
+        desired, self._recs = stabilised(self._recs, now - cfg.scale_down_window_s, current, rec)
+        desired = cfg.clamp(desired)
         self._last_rec = rec
         if desired > current:
             if cfg.spinup_s <= tol:

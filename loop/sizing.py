@@ -111,32 +111,34 @@ def window_bounds(at: np.ndarray, start: np.ndarray, length: np.ndarray) -> tupl
     return first, last
 
 
-def sample_quantile(samples: tuple, q: float, min_size: int = 3) -> float | None:
+def sample_quantiles(samples: tuple, grid: tuple[float, ...],
+                     min_size: int = 3) -> np.ndarray | None:
     """A candidate offered as samples of plausible window peaks (one array per condition, e.g.
-    per period: ``models.tier3.phase``), read at ``q``: the highest of the samples' ``q``
-    quantiles. None when no sample holds ``min_size`` values.
+    per period: ``models.tier3.phase``), read at each grid quantile: the highest of the
+    samples' quantiles. None when no sample holds ``min_size`` values, or a reading is not
+    positive.
 
-    >>> round(sample_quantile((np.array([1.0, 1.0, 1.0, 5.0]), np.array([2.0, 2.0, 2.0])), 0.9), 6)
-    3.8
+    >>> sample_quantiles((np.array([1.0, 1.0, 1.0, 5.0]), np.array([2.0, 2.0, 2.0])), (0.5, 0.9))
+    array([2. , 3.8])
     """
-    values = [float(np.quantile(s, q)) for s in samples if len(s) >= min_size]
-    finite = [v for v in values if math.isfinite(v) and v > 0]
-    return max(finite) if finite else None
+    read = [np.quantile(s, grid) for s in samples if len(s) >= min_size]
+    if not read:
+        return None
+    value = np.max(read, axis=0)
+    return value if np.all(np.isfinite(value)) and np.all(value > 0) else None
 
 
 def candidate_values(uppers: Mapping[str, float], samples: Mapping[str, tuple],
                      grid: tuple[float, ...]) -> dict[str, np.ndarray]:
     """Every candidate's value at each grid quantile: a tier's upper bound at all of them, a
-    sample read at each (:func:`sample_quantile`). Non-finite or non-positive values are left
+    sample read at each (:func:`sample_quantiles`). Non-finite or non-positive values are left
     out."""
     out = {name: np.full(len(grid), float(v)) for name, v in uppers.items()
            if math.isfinite(v) and v > 0}
     for name, sample in samples.items():
-        read = [np.quantile(s, grid) for s in sample if len(s) >= 3]  # as sample_quantile
-        if read:
-            value = np.max(read, axis=0)
-            if np.all(np.isfinite(value)) and np.all(value > 0):
-                out[name] = value
+        value = sample_quantiles(sample, grid)
+        if value is not None:
+            out[name] = value
     return out
 
 
@@ -222,16 +224,15 @@ class WindowPeakCalibrator:
         self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
 
     def record(self, t0: float, values: Mapping[str, float | np.ndarray],
-               reacting: float | None = None, used: int | None = None) -> None:
-        """A pass at ``t0``: its candidates' values (one, or one per grid quantile), the
-        instances the HPA twin holds then, and the grid quantile sizing chose."""
+               reacting: float | None = None) -> None:
+        """A pass at ``t0``: its candidates' values (one, or one per grid quantile) and the
+        instances the HPA twin holds then."""
         kept = {}
         for name, v in values.items():
             arr = np.broadcast_to(np.asarray(v, dtype=float), (len(self.grid),))
             if np.all(np.isfinite(arr)) and np.all(arr > 0):
                 kept[name] = arr
-        if used is None:  # the price in force at this pass (its index), if it sized
-            used = self._chosen[1] if self._chosen[0] == t0 else -1
+        used = self._chosen[1] if self._chosen[0] == t0 else -1  # the price index, if it sized
         if kept and (not self.open or t0 > self.open[-1].t0):
             self.open.append(_Window(t0, kept, used,
                                      math.nan if reacting is None else float(reacting)))

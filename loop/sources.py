@@ -158,9 +158,9 @@ PHASE = "tier3_phase"  # Tier 3's phase-conditioned window peaks, a sizing candi
 class Tier3Assess:
     """Tier 3: the load nowcast raised by the risk similar consumers and anomalies signal.
 
-    ``target()`` returns anything with ``assess(producer)`` and ``configure_producer(producer,
-    lead_s, level)``: the ``Tier3Service`` in serving (restored lazily on first use), a
-    ``Tier3State`` in the replay.
+    ``target()`` returns anything with ``assess(producer)``, ``phase_samples(producer)`` (its
+    sizing candidate) and ``configure_producer(producer, lead_s, level)``: the ``Tier3Service``
+    in serving (restored lazily on first use), a ``Tier3State`` in the replay.
     """
 
     tier = "tier3"
@@ -179,9 +179,8 @@ class Tier3Assess:
             if self._configured.get(pid) != wanted:
                 target.configure_producer(pid, *wanted)
                 self._configured[pid] = wanted
-            assessment = target.assess(pid)
-            out[pid] = assessment.prediction
-            phase = getattr(assessment, "phase", ())
+            out[pid] = target.assess(pid).prediction
+            phase = target.phase_samples(pid)
             if phase:
                 candidates[pid] = {PHASE: phase}
         return Answers(out, candidates=candidates)

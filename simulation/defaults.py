@@ -149,10 +149,12 @@ def run_defaults(data_dir, alternatives: dict[str, dict[str, Any]] | None = None
         if progress:
             progress(name)
     names = list(alternatives)
-    summary = [{"alternative": n, "settings": alternatives[n],
-                "traces_met": -rank([r for _, r in rows], n)[0],
-                "mean_slo_violation_pct": rank([r for _, r in rows], n)[1],
-                "mean_cost_vs_hpa": rank([r for _, r in rows], n)[2]} for n in names]
+    results = [r for _, r in rows]
+    summary = []
+    for n in names:
+        met, violations, cost = rank(results, n)
+        summary.append({"alternative": n, "settings": alternatives[n], "traces_met": -met,
+                        "mean_slo_violation_pct": violations, "mean_cost_vs_hpa": cost})
     held_out = leave_one_trace_out(rows, names)
     return {"alternatives": summary, "traces": [{"trace": t, "results": r} for t, r in rows],
             "leave_one_trace_out": held_out,

@@ -36,7 +36,7 @@ import pandas as pd
 
 from leadtime.config import EngineSpec
 from loop.decision_loop import Report
-from loop.hpa_twin import hpa_replicas  # re-exported: simulation.policies.hpa_replicas
+from loop.hpa_twin import hpa_replicas, stabilised  # re-exported: simulation.policies.hpa_replicas
 from loop.sources import TierSource
 from simulation.config import SimConfig
 from simulation.forecast import Tier1Schedule
@@ -105,11 +105,8 @@ class HPA:
         interval, so one decision stands for all the syncs until the next one: it is stamped
         with the last of them (``now + interval - sync``) for the window test.
         """
-        cutoff = now_s - self.window_s
-        self.recommendations = [(ts, r) for ts, r in self.recommendations if ts > cutoff]
-        down = max([recommendation, *(r for _, r in self.recommendations)])
-        up = recommendation  # scale-up stabilisation window is 0
-        desired = min(max(current, up), down)  # raise to ``up``, then cap at ``down``
+        desired, self.recommendations = stabilised(self.recommendations, now_s - self.window_s,
+                                                   current, recommendation)
         self.recommendations.append((now_s + self.last_sync_s, recommendation))
         return desired
 

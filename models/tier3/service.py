@@ -242,6 +242,10 @@ class Tier3Service:
         with self.lock:
             return self.state.assess(producer)
 
+    def phase_samples(self, producer: str) -> tuple:
+        with self.lock:
+            return self.state.phase_samples(producer)
+
     def configure_producer(self, producer: str, lead_s: float, level: int = 80) -> None:
         with self.lock:
             self.state.configure_producer(producer, lead_s, level)

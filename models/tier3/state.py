@@ -118,9 +118,6 @@ class Assessment:
     risk: float
     flagged: bool
     evidence: dict[str, Any]
-    # the load nowcast's phase samples (window peaks at this phase in past cycles, one array per
-    # period): a sizing candidate, read at the quantile in force (``loop.sizing``)
-    phase: tuple = ()
 
 
 class ExperienceModel:
@@ -360,10 +357,16 @@ class Tier3State:
             "at_risk_demand_share": round(risk, 4),
             "anomalies": [s.alert for (p, _), s in self.metrics.items() if p == producer and s.alert],
         }
-        nowcast = (self.nowcasts or {}).get(producer)
         return Assessment(producer, self._predict(producer, risk, multiplier, alert),
                           round(min(1.0, risk + (1 - risk) * anomaly_score * 0.5), 4), flagged,
-                          evidence, nowcast.phase_samples() if nowcast is not None else ())
+                          evidence)
+
+    def phase_samples(self, producer: str) -> tuple:
+        """The load nowcast's phase samples (window peaks at this phase in past cycles, one
+        array per period): a sizing candidate the loop reads at its grid quantiles
+        (``loop.sizing``); empty for a producer without a load metric."""
+        nowcast = (self.nowcasts or {}).get(producer)
+        return nowcast.phase_samples() if nowcast is not None else ()
 
     def base_rate(self) -> float:
         """Hit episodes per pair-second so far, shrunk towards the prior (one pair-day of it)."""

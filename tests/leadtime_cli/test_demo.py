@@ -143,3 +143,21 @@ def test_demo_then_serve_as_of_the_end_of_the_trace_gives_a_tier1_decision(state
     with TestClient(create_app(get_settings())) as client:
         wall = client.get("/v1/producers/svc-1").json()
     assert "too stale" in wall["tiers"]["tier1"]["degraded"]
+
+
+def test_printed_uv_runs_as_printed(monkeypatch, tmp_path):
+    """The next steps name a ``uv`` that runs: the one on PATH, else ``make``'s .tools/bin/uv."""
+    import subprocess
+
+    from leadtime_cli.demo import uv_command
+
+    printed = uv_command()
+    assert subprocess.run([printed, "--version"], capture_output=True).returncode == 0
+    monkeypatch.setenv("PATH", str(tmp_path))  # uv not on PATH: the local one, if made
+    monkeypatch.chdir(tmp_path)
+    assert uv_command() == "uv"  # nothing installed here: the plain name
+    local = tmp_path / ".tools" / "bin" / "uv"
+    local.parent.mkdir(parents=True)
+    local.write_text("#!/bin/sh\necho uv-stub\n")
+    local.chmod(0o755)
+    assert uv_command() == ".tools/bin/uv"
