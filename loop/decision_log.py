@@ -8,7 +8,9 @@ loop can join what was predicted for a window with what arrived.
 Times are Unix seconds (UTC). A decision taken at ``decided_at`` is for the window
 ``[decided_at, window_start]``, ``window_start`` being decision time + the producer's spin-up
 lead time. ``loop_state`` holds the decision loop's own state as of the last pass, written in
-the same transaction as that pass (see ``loop.decision_loop``).
+the same transaction as that pass (see ``loop.decision_loop``). ``reported_states`` holds each
+producer's latest reported state, written before the report is acknowledged, so a report
+answered 200 survives the process being killed before the next pass.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ CREATE TABLE IF NOT EXISTS pool_decisions (
 );
 CREATE TABLE IF NOT EXISTS loop_state (
     id INTEGER PRIMARY KEY CHECK (id = 1), batch_id INTEGER NOT NULL, state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reported_states (
+    producer_id TEXT PRIMARY KEY, instances INTEGER NOT NULL, current_load REAL,
+    last_scale_out_s REAL, reported_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS observed_load (
     producer_id TEXT NOT NULL, window_start REAL NOT NULL, load REAL NOT NULL,
@@ -142,14 +148,21 @@ class DecisionLog:
                 raise
         return batch
 
-    def record_observed(self, rows: Iterable[tuple[str, float, float]]) -> int:
-        """Record observed load ``(producer_id, window_start, load)``; re-recording replaces."""
+    def record_observed(self, rows: Iterable[tuple[str, float, float]],
+                        states: Iterable[tuple[str, int, float | None, float | None, float]] = (),
+                        ) -> int:
+        """Record observed load ``(producer_id, window_start, load)`` (re-recording replaces)
+        and, in the same transaction, reported states ``(producer_id, instances, current_load,
+        last_scale_out_s, reported_at)`` (each replacing the producer's previous one)."""
         rows = list(rows)
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 cur.executemany("INSERT OR REPLACE INTO observed_load VALUES (?,?,?)", rows)
+                cur.executemany("INSERT OR REPLACE INTO reported_states VALUES (?,?,?,?,?)",
+                                [(p, n, _num(load), _num(last), at)
+                                 for p, n, load, last, at in states])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -157,10 +170,47 @@ class DecisionLog:
         return len(rows)
 
     def loop_state(self) -> dict | None:
-        """The decision loop's state as of the last logged pass (None before the first)."""
+        """The decision loop's state as of the last logged pass (None before the first), with
+        ``batch_id`` (that pass's batch) and ``reported`` (every producer's latest reported
+        state, which may be newer than the pass: ``producer → [instances, load, last]``)."""
         with self._lock:
-            row = self._conn.execute("SELECT state FROM loop_state WHERE id = 1").fetchone()
-        return json.loads(row[0]) if row else None
+            row = self._conn.execute("SELECT batch_id, state FROM loop_state WHERE id = 1"
+                                     ).fetchone()
+            reported = self._conn.execute(
+                "SELECT producer_id, instances, current_load, last_scale_out_s "
+                "FROM reported_states").fetchall()
+        if not row and not reported:
+            return None
+        state = json.loads(row[1]) if row else {}
+        state["batch_id"] = int(row[0]) if row else 0
+        state["reported"] = {p: [n, load, last] for p, n, load, last in reported}
+        return state
+
+    def history(self, producer_id: str | None = None, since: float | None = None,
+                until: float | None = None, after_id: int = 0, limit: int = 100,
+                ) -> list[dict]:
+        """Logged decisions in ``[since, until)`` of decision time, oldest first, after decision
+        ``after_id`` (the cursor of the previous page), at most ``limit``: each with its pass
+        (batch), times, action, instances, prediction and reasons."""
+        where = ["d.decision_id > ?", "b.decided_at >= ?", "b.decided_at < ?"]
+        params: list = [after_id, since if since is not None else float("-inf"),
+                        until if until is not None else float("inf")]
+        if producer_id is not None:
+            where.append("d.producer_id = ?")
+            params.append(producer_id)
+        sql = ("SELECT d.decision_id, d.batch_id, b.decided_at, d.window_start, d.producer_id, "
+               "d.pool, d.action, d.target_instances, d.current_instances, d.load_score, "
+               "d.point, d.lower, d.upper, d.act, d.dry_run, d.reasons FROM decisions d "
+               "JOIN batches b USING (batch_id) WHERE " + " AND ".join(where)
+               + " ORDER BY d.decision_id LIMIT ?")
+        with self._lock:
+            cursor = self._conn.execute(sql, (*params, limit))
+            names = [c[0] for c in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for row in rows:
+            row["act"], row["dry_run"] = bool(row["act"]), bool(row["dry_run"])
+            row["reasons"] = json.loads(row["reasons"])
+        return rows
 
     def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
         with self._lock:

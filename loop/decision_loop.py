@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 TIERS = ("tier1", "tier2", "tier3")
 
 
+class NotRecorded(RuntimeError):
+    """A durable state report that could not be written (nothing of it was applied)."""
+
+
 @dataclass(frozen=True)
 class Report:
     """What an allocator reports for one producer."""
@@ -74,7 +78,7 @@ class Report:
 class Pass:
     """One pass of the loop: when, what each tier said, what was decided, and what was missing."""
 
-    number: int  # passes since the loop was created (1, 2, ...)
+    number: int  # passes since the log began (1, 2, ...; continued after a restart)
     decided_at: float
     fleet: FleetDecisions
     tiers: dict[str, dict[str, TierPrediction | None]]
@@ -124,6 +128,7 @@ class DecisionLoop:
         self.states: dict[str, Report] = {}
         self.last_scale_out_s: dict[str, float] = {}
         self.latest: Pass | None = None
+        self.passes = 0  # the number of the latest pass (restored from the log on restart)
         self.last_recalibration_s: float | None = None
         self.weight_history: list[tuple[float, dict[str, float], bool]] = []
         self._observed_error: str | None = None  # the last failed observed-load append
@@ -155,29 +160,40 @@ class DecisionLoop:
 
     # --- inputs ----------------------------------------------------------------------------
 
-    def report(self, reports: Iterable[Report]) -> int:
+    def report(self, reports: Iterable[Report], *, durable: bool = False) -> int:
         """Record allocators' states; their current load is also the observed load (stamped
-        now) that recalibration joins with each decision's window (one log append per report)."""
+        now) that recalibration joins with each decision's window (one log append per report).
+
+        With ``durable`` (the API's state reports) the states are written to the decision log
+        before anything is applied, and a failed write raises :class:`NotRecorded` with nothing
+        applied: a report that returns was written. Otherwise (a state source's pull) a failed
+        write is reported as degraded and the pass goes on."""
+        reports = list(reports)
         now = self.clock.now()
-        observed: list[tuple[str, float, float]] = []
-        with self._lock:
-            count = 0
+        loads = {r.producer_id: float(r.current_load) for r in reports
+                 if r.current_load is not None and math.isfinite(r.current_load)}
+        with self._lock:  # written and applied in one order
+            if self.decision_log is not None:
+                try:
+                    self.decision_log.record_observed(
+                        [(p, now, load) for p, load in loads.items()],
+                        [(r.producer_id, r.instances, r.current_load, r.last_scale_out_s, now)
+                         for r in reports])
+                    self._observed_error = None
+                except Exception as exc:  # feedback data must not take decisions down
+                    self._observed_error = f"observed-load append failed: {exc}"
+                    if durable:
+                        raise NotRecorded(f"the decision log could not record the report "
+                                          f"({exc}); nothing was applied: retry") from exc
             for r in reports:
                 self.states[r.producer_id] = r
-                if r.current_load is not None and math.isfinite(r.current_load):
-                    self._remember_load(r.producer_id, now, float(r.current_load))
+                load = loads.get(r.producer_id)
+                if load is not None:
+                    self._remember_load(r.producer_id, now, load)
                     sizer = self._sizer(r.producer_id)
                     if sizer is not None:
-                        sizer.observe(now, float(r.current_load))
-                    observed.append((r.producer_id, now, float(r.current_load)))
-                count += 1
-        if observed and self.decision_log is not None:
-            try:
-                self.decision_log.record_observed(observed)
-                self._observed_error = None
-            except Exception as exc:  # feedback data must not take decisions down
-                self._observed_error = f"observed-load append failed: {exc}"
-        return count
+                        sizer.observe(now, load)
+        return len(reports)
 
     def _sizer(self, producer_id: str) -> WindowPeakCalibrator | None:
         """The producer's sizing calibration, for windows of its lead time plus one decision
@@ -296,8 +312,8 @@ class DecisionLoop:
                     degraded["decision_log"] = f"append failed: {exc}"
             if self._observed_error is not None:
                 degraded.setdefault("decision_log", self._observed_error)
-            number = self.latest.number + 1 if self.latest is not None else 1
-            self.latest = Pass(number, now, fleet, tiers, degraded, self.weights_source,
+            self.passes += 1
+            self.latest = Pass(self.passes, now, fleet, tiers, degraded, self.weights_source,
                                time.perf_counter() - began)
             if self.on_pass is not None:
                 self.on_pass(self.latest)
@@ -391,6 +407,7 @@ class DecisionLoop:
             "last_scale_out_s": dict(self.last_scale_out_s),
             "weights": dict(self.weights), "weights_source": self.weights_source,
             "decided_at": self.latest.decided_at if self.latest else None,
+            "pass": self.passes + 1,  # written with the pass it describes (not yet counted)
         }
 
     def restore(self) -> bool:
@@ -401,8 +418,9 @@ class DecisionLoop:
         if not saved:
             return False
         with self._lock:
-            self.states = {p: Report(p, int(v[0]), v[1], v[2])
-                           for p, v in saved.get("states", {}).items()}
+            states = {**saved.get("states", {}), **saved.get("reported", {})}  # newest wins
+            self.states = {p: Report(p, int(v[0]), v[1], v[2]) for p, v in states.items()}
+            self.passes = int(saved.get("pass") or saved.get("batch_id") or 0)
             self.last_scale_out_s = {p: float(t)
                                      for p, t in saved.get("last_scale_out_s", {}).items()}
         return True

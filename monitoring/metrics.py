@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -102,6 +102,35 @@ class PassCollector:
                                     value=float(decided_at))
 
 
+class CountRequests:
+    """Pure ASGI middleware counting each answer by route template, method and status, and
+    timing it (a ``BaseHTTPMiddleware`` would add a task and a stream per request)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500  # unless an answer starts
+
+        async def sending(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - began)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
@@ -135,15 +164,7 @@ class Metrics:
         self.latest_pass.set(fleet, tiers or {}, loads or {}, errors, sources or [], decided_at)
 
     def install(self, app: FastAPI, runtime: Any) -> None:
-        @app.middleware("http")
-        async def count(request: Request, call_next):
-            began = time.perf_counter()
-            response = await call_next(request)
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.requests.labels(path, request.method, str(response.status_code)).inc()
-            self.latency.labels(path).observe(time.perf_counter() - began)
-            return response
+        app.add_middleware(CountRequests, metrics=self)
 
         @app.get("/metrics", include_in_schema=False)
         def metrics() -> Response:

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from leadtime.settings import Settings, get_settings
-from loop.clock import Clock, WallClock
+from loop.clock import Clock
 from models.tier2.announced import AnnouncedDemand
 
 
@@ -55,7 +55,9 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
     """Build the API. ``load=False`` skips loading models at start-up (tests of routing);
     ``clock`` is the decision loop's clock (default: the wall clock)."""
     state = State(settings or get_settings())
-    clock = clock or WallClock()
+    from serving.decisions import loop_clock
+
+    clock = loop_clock(state.settings, clock)  # the wall clock, or --as-of's
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -82,9 +84,13 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
                               "Tier 2 request predictions, Tier 3 observations. Every error "
                               "answer is an `ErrorBody`; writes and admin need the bearer token.")
     app.state.leadtime = state
+    from serving.limits import RequestLimits
+
+    # the token and the body's size, before any route reads the body (inside /metrics' counter)
+    app.add_middleware(RequestLimits, settings=state.settings)
 
     @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:  # on the event loop: never queued behind workers
         intent = state.intent
         return {
             "status": "ok",
@@ -93,10 +99,22 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
 
     from serving.intent import router as intent_router
 
-    app.include_router(intent_router(state.get_intent, state.announced, clock))
+    known: dict[int, frozenset[str]] = {}
+
+    def fleet() -> frozenset[str]:  # the configured producers: the only ones Tier 2 records
+        config = state.decisions.config
+        if config is None:
+            return frozenset()
+        if id(config) not in known:
+            known.clear()
+            known[id(config)] = frozenset(config.producers())
+        return known[id(config)]
+
+    app.include_router(intent_router(state.get_intent, state.announced, clock,
+                                     settings=state.settings, producers=fleet))
     from serving.observations import router as observations_router
 
-    tier3_routes = observations_router(state.settings)
+    tier3_routes = observations_router(state.settings, clock)
     app.include_router(tier3_routes)
     from serving.decisions import mount as mount_decisions
 
@@ -113,10 +131,11 @@ def _contract(app: FastAPI, state: State) -> None:
     """The OpenAPI document's body schemas (the predict one follows the loaded Tier 2 champion,
     so the document is rebuilt when it changes) and 405 answers naming the right methods."""
     from serving import intent, observations
-    from serving.contract import install_allow_header, install_schemas
+    from serving.contract import install_allow_header, install_schemas, install_validation_answer
 
     def schemas() -> dict[str, Any]:
         return {**observations.schemas(), **intent.schemas(state.get_intent)}
 
     install_schemas(app, schemas, key=lambda: (id(state.intent), getattr(state.intent, "version", None)))
     install_allow_header(app)
+    install_validation_answer(app)

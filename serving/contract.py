@@ -47,13 +47,20 @@ DESCRIPTIONS = {
     403: "Not allowed.",
     404: "No such resource (the sentence names it).",
     409: "Conflicts with the current state.",
-    422: "The request is malformed; each item's `loc` names the field.",
+    413: "The body is larger than the route's limit (checked before it is parsed).",
+    422: "The request is malformed; each item's `loc` names the field (at most "
+         "10 items, nothing of the request echoed).",
+    429: "Too many requests of this kind are waiting; retry after `Retry-After` seconds.",
     503: "Not available now (no configuration, no champion, or writes disabled: "
          "LEADTIME_API_TOKEN unset); the sentence says which.",
 }
 
-#: What a write or admin route adds: auth (401) and writes disabled without a token (503).
-GUARDED = (401, 503)
+#: What a write or admin route adds: auth (401), its body limit (413) and writes disabled
+#: without a token (503).
+GUARDED = (401, 413, 503)
+
+#: At most this many items in a 422's ``detail``; the rest are counted in one more item.
+MAX_ITEMS = 10
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -68,9 +75,38 @@ def error_items(exc: ValidationError, root: str = "body") -> list[dict[str, Any]
             for err in exc.errors(include_url=False, include_context=False, include_input=False)]
 
 
+def _short(part: Any) -> str | int:
+    text = part if isinstance(part, int) and not isinstance(part, bool) else str(part)
+    return text if isinstance(text, int) or len(text) <= 64 else text[:61] + "..."
+
+
+def bounded(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most :data:`MAX_ITEMS` items, each ``loc`` part and message cut short: a 422 stays
+    small however large or hostile the body (a field name is the client's own text)."""
+    out = [{"loc": [_short(p) for p in item["loc"][:8]], "msg": str(item["msg"])[:200],
+            "type": str(item["type"])[:64]} for item in items[:MAX_ITEMS]]
+    if len(items) > MAX_ITEMS:
+        out.append({"loc": ["body"], "msg": f"and {len(items) - MAX_ITEMS:,} more errors",
+                    "type": "too_many_errors"})
+    return out
+
+
 def unprocessable(items: list[dict[str, Any]]) -> Response:
-    return Response(orjson.dumps({"detail": items}), status_code=422,
+    return Response(orjson.dumps({"detail": bounded(items)}), status_code=422,
                     media_type="application/json")
+
+
+def install_validation_answer(app: FastAPI) -> None:
+    """FastAPI's own 422 (bodies, queries and paths it validates) without the input echoed and
+    bounded (:func:`bounded`): the default answer copies the input back, and fails with a 500
+    when the input holds a number JSON cannot encode (``NaN``, ``1e400``)."""
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return unprocessable([{"loc": list(err.get("loc", ("body",))),
+                               "msg": err.get("msg", "invalid"), "type": err.get("type", "")}
+                              for err in exc.errors()])
 
 
 async def read_json(request: Request) -> tuple[Any, Response | None]:
@@ -86,12 +122,14 @@ async def read_json(request: Request) -> tuple[Any, Response | None]:
                                      "type": "json_invalid"}])
 
 
-async def validate_json(request: Request, model: type[BaseModel]) -> tuple[Any, Response | None]:
+async def validate_json(request: Request, model: type[BaseModel],
+                        context: dict[str, Any] | None = None) -> tuple[Any, Response | None]:
     """``model`` validated strictly from the raw body (JSON mode: ISO date-time strings and
-    integers for floats are accepted, nothing else is coerced), or the 422 answer."""
+    integers for floats are accepted, nothing else is coerced), or the 422 answer; ``context``
+    reaches the model's validators (e.g. ``now`` for timestamp ranges)."""
     raw = await request.body()
     try:
-        return model.model_validate_json(raw or b"null", strict=True), None
+        return model.model_validate_json(raw or b"null", strict=True, context=context), None
     except ValidationError as exc:
         items = error_items(exc)
         if raw and any(i["type"] == "json_invalid" for i in items):

@@ -16,20 +16,24 @@ back from the decision log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Response
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from leadtime.config import ConfigError, LeadtimeConfig, load_config
 from leadtime.engine import Decision, TierPrediction
 from loop.clock import Clock, WallClock
-from loop.decision_loop import TIERS, DecisionLoop, Pass, Report
+from loop.decision_loop import TIERS, DecisionLoop, NotRecorded, Pass, Report
 from loop.sources import Tier1Champion, Tier2Announced, Tier3Assess, TierSource, Unavailable
 from serving.auth import token_guard
 from serving.contract import GUARDED, responses
@@ -67,6 +71,45 @@ class StateBatch(BaseModel):
     producers: list[ProducerStateIn] = Field(min_length=1, max_length=100_000)
 
 
+#: Long polls (``after_pass``) that may wait at once; one more is answered 429.
+MAX_WAITING = 1000
+#: The most decisions one page of ``GET /v1/decisions/history`` holds.
+HISTORY_MAX = 1000
+
+
+class UnknownProducers(LookupError):
+    """A state report naming producers that are not in ``leadtime.yaml``."""
+
+    def __init__(self, unknown: list[str]) -> None:
+        shown = ", ".join(repr(p[:64]) for p in unknown[:5])
+        more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+        super().__init__(f"{len(unknown):,} producer id(s) are not in leadtime.yaml: {shown}"
+                         f"{more}; nothing of the report was recorded")
+
+
+class TooManyWaiting(RuntimeError):
+    """More long polls than :data:`MAX_WAITING` would wait at once."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One pass's ``GET /v1/decisions`` answer, serialised once: the bytes, their gzip and
+    their ETag."""
+
+    body: bytes
+    gzipped: bytes
+    etag: str
+
+    @classmethod
+    def of(cls, content: dict[str, Any]) -> Rendered:
+        import gzip
+        import hashlib
+
+        body = orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        return cls(body, gzip.compress(body, compresslevel=5, mtime=0), etag)
+
+
 class DecisionRuntime:
     """Loads the loop's inputs, owns the loop and the thread that runs it."""
 
@@ -99,6 +142,11 @@ class DecisionRuntime:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log = None
+        self._known: tuple[LeadtimeConfig, frozenset[str]] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None  # where long polls wait
+        self._new_pass: asyncio.Event | None = None
+        self._waiting = 0  # long polls waiting now (touched on the event loop only)
+        self.rendered: dict[tuple[int, str | None], Rendered] = {}  # the latest pass, as bytes
         self.actuators: list[Any] = self.build_actuators()  # loop.actuators
 
     # --- loading ----------------------------------------------------------------------------
@@ -207,8 +255,14 @@ class DecisionRuntime:
                 sources=[s.name for s in (loop.state_sources if loop else [])],
                 decided_at=result.decided_at)
         self._actuate(result)
+        self.rendered.clear()
         with self._passed:
             self._passed.notify_all()
+        if self._event_loop is not None:
+            try:
+                self._event_loop.call_soon_threadsafe(self._announce_pass)
+            except RuntimeError:  # the event loop has closed (the app stopped)
+                self._event_loop = None
 
     # --- the schedule ---------------------------------------------------------------------
 
@@ -247,14 +301,63 @@ class DecisionRuntime:
     # --- state reports ----------------------------------------------------------------------
 
     def report(self, batch: StateBatch) -> tuple[int, int]:
-        """Record the states and wake the loop; returns (accepted, the last pass before them)."""
-        if self.loop is None:
+        """Record the states durably and wake the loop; returns (accepted, the last pass before
+        them). A batch naming a producer not in ``leadtime.yaml`` is refused whole
+        (:class:`UnknownProducers`), and one the log cannot write raises
+        :class:`loop.decision_loop.NotRecorded`; either way nothing of it is applied."""
+        loop, config = self.loop, self.config
+        if loop is None or config is None:
             raise LookupError(self.config_error or "no configuration loaded")
-        before = self.loop.latest.number if self.loop.latest is not None else 0
-        count = self.loop.report(Report(p.producer_id, p.instances, p.current_load,
-                                        p.last_scale_out_s) for p in batch.producers)
+        known = self._known_producers(config)
+        unknown = sorted({p.producer_id for p in batch.producers} - known)
+        if unknown:
+            raise UnknownProducers(unknown)
+        before = loop.passes
+        count = loop.report((Report(p.producer_id, p.instances, p.current_load,
+                                    p.last_scale_out_s) for p in batch.producers), durable=True)
         self._wake.set()  # states reported: decide with them now
         return count, before
+
+    def _known_producers(self, config: LeadtimeConfig) -> frozenset[str]:
+        if self._known is None or self._known[0] is not config:
+            self._known = (config, frozenset(config.producers()))
+        return self._known[1]
+
+    async def wait_for(self, after_pass: int, wait_s: float = 2.0) -> Pass:
+        """The latest pass once it is newer than ``after_pass``, or after ``wait_s``: awaited on
+        the event loop, so long polls hold no worker thread and never delay ``/healthz``. At
+        most :data:`MAX_WAITING` wait at once; one more raises :class:`TooManyWaiting`."""
+        loop = self.loop
+        if loop is None or self.config is None:
+            raise LookupError(self.config_error or "no configuration loaded")
+        if self._waiting >= MAX_WAITING:
+            raise TooManyWaiting(f"{MAX_WAITING} long polls are already waiting; retry, or "
+                                 "read without after_pass")
+        self._event_loop = asyncio.get_running_loop()
+        if self._new_pass is None:
+            self._new_pass = asyncio.Event()
+        self._waiting += 1
+        try:
+            deadline = time.monotonic() + wait_s
+            while loop.latest is None or loop.latest.number <= after_pass:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._new_pass.wait(), remaining)
+                except TimeoutError:
+                    break
+        finally:
+            self._waiting -= 1
+        if loop.latest is None:
+            raise LookupError("no decision pass has run yet")
+        return loop.latest
+
+    def _announce_pass(self) -> None:
+        """On the event loop: wake every waiting long poll (and arm a new event)."""
+        if self._new_pass is not None:
+            self._new_pass.set()
+            self._new_pass = asyncio.Event()
 
     def latest(self, after_pass: int | None = None, wait_s: float = 2.0) -> Pass:
         """The latest pass; with ``after_pass``, wait up to ``wait_s`` for a newer one."""
@@ -337,9 +440,13 @@ def router(runtime: DecisionRuntime) -> APIRouter:
     api = APIRouter(tags=["decisions"])
     guard = [Depends(token_guard(settings))]
 
-    def current(after_pass: int | None = None) -> Pass:
+    async def current(after_pass: int | None = None) -> Pass:
         try:
-            return runtime.latest(after_pass)
+            if after_pass is None:
+                return runtime.latest()
+            return await runtime.wait_for(after_pass)
+        except TooManyWaiting as exc:
+            raise HTTPException(429, str(exc), headers={"Retry-After": "1"}) from None
         except LookupError as exc:
             raise HTTPException(503, str(exc)) from None
 
@@ -347,36 +454,80 @@ def router(runtime: DecisionRuntime) -> APIRouter:
                   description="Wait (up to 2 s) for a pass newer than this one: the `pass` a "
                               "state report answered with, to read the decisions it led to.")
 
-    @api.get("/v1/decisions", responses=responses(404, 422, 503))
-    def decisions(pool: str | None = Query(default=None, max_length=200),
-                  after_pass: int | None = after) -> dict[str, Any]:
-        """Allocate decisions for every producer (or one pool) and the pools' routing weights."""
-        result = current(after_pass)
+    def render(result: Pass, pool: str | None) -> Rendered:
+        """The pass's answer for ``pool`` (None: every pool), serialised once per pass."""
+        key = (result.number, pool)
+        found = runtime.rendered.get(key)
+        if found is not None:
+            return found
         config = runtime.config
         assert config is not None
         fleet = result.fleet
         pool_of = config.pool_of()
-        if pool is not None and pool not in config.pools:
-            raise HTTPException(404, f"no pool {pool!r}; pools: {sorted(config.pools)}")
         items = [decision_json(d, pool_of.get(pid)) for pid, d in fleet.decisions.items()
                  if pool is None or pool_of.get(pid) == pool]
         pools = {name: {"redirect": pd_.redirect, "current_share": pd_.current_share,
                         "act": pd_.act, "reasons": list(pd_.reasons)}
                  for name, pd_ in fleet.pools.items() if pool is None or name == pool}
-        return {"pass": result.number, "decided_at": result.decided_at,
-                "mode": config.engine.mode,
-                "threshold": fleet.threshold, "weights": fleet.weights,
-                "weights_source": result.weights_source,
-                "degraded": result.degraded, "decisions": items, "pools": pools}
+        rendered = Rendered.of({
+            "pass": result.number, "decided_at": result.decided_at, "mode": config.engine.mode,
+            "threshold": fleet.threshold, "weights": fleet.weights,
+            "weights_source": result.weights_source, "degraded": result.degraded,
+            "decisions": items, "pools": pools})
+        if runtime.loop is not None and result is runtime.loop.latest:
+            runtime.rendered[key] = rendered  # cleared at the next pass
+        return rendered
 
-    @api.get("/v1/producers/{producer_id}", responses=responses(404, 422, 503))
-    def producer(producer_id: str, after_pass: int | None = after) -> dict[str, Any]:
+    @api.get("/v1/decisions", responses={**responses(404, 422, 429, 503),
+                                         304: {"description": "Not modified: the pass the "
+                                                              "`If-None-Match` ETag names."}})
+    async def decisions(request: Request, pool: str | None = Query(default=None, max_length=200),
+                        after_pass: int | None = after) -> Response:
+        """Allocate decisions for every producer (or one pool) and the pools' routing weights.
+
+        The answer of a pass is serialised once and carries an ETag: `If-None-Match` with it
+        answers 304 until the next pass; `Accept-Encoding: gzip` gets it compressed."""
+        result = await current(after_pass)
+        config = runtime.config
+        assert config is not None
+        if pool is not None and pool not in config.pools:
+            shown = sorted(config.pools)[:20]
+            raise HTTPException(404, f"no pool {pool[:64]!r}; pools: {shown}")
+        key = (result.number, pool)
+        rendered = runtime.rendered.get(key) or await run_in_threadpool(render, result, pool)
+        headers = {"ETag": rendered.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        if request.headers.get("if-none-match") == rendered.etag:
+            return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(rendered.gzipped, media_type="application/json",
+                            headers={**headers, "Content-Encoding": "gzip"})
+        return Response(rendered.body, media_type="application/json", headers=headers)
+
+    @api.get("/v1/decisions/history", responses=responses(422))
+    def history(producer_id: str | None = Query(default=None, min_length=1, max_length=200),
+                since: float | None = Query(default=None, ge=0, le=1e11,
+                                            description="Unix seconds (decision time, from)."),
+                until: float | None = Query(default=None, ge=0, le=1e11,
+                                            description="Unix seconds (decision time, before)."),
+                cursor: int = Query(default=0, ge=0, le=2**62,
+                                    description="The `next` of the previous page."),
+                limit: int = Query(default=100, ge=1, le=HISTORY_MAX)) -> dict[str, Any]:
+        """Decisions read back from the decision log, oldest first: one producer's or every
+        one's, in a window of decision time, a page of at most `limit` (up to 1,000); `next`
+        is the cursor of the following page, null on the last."""
+        rows = runtime.decision_log.history(producer_id, since, until, cursor, limit)
+        return {"decisions": rows,
+                "next": rows[-1]["decision_id"] if len(rows) == limit else None}
+
+    @api.get("/v1/producers/{producer_id}", responses=responses(404, 422, 429, 503))
+    async def producer(producer_id: str, after_pass: int | None = after) -> dict[str, Any]:
         """One producer's decision with each tier's answer and the weight it got."""
-        result = current(after_pass)
+        result = await current(after_pass)
         fleet, tiers = result.fleet, result.tiers
         d = fleet.decisions.get(producer_id)
         if d is None:
-            raise HTTPException(404, f"producer {producer_id!r} is not in the configuration")
+            raise HTTPException(404, f"producer {producer_id[:64]!r} is not in the "
+                                     "configuration")
         used = d.prediction.weights if d.prediction else {}
         breakdown = {t: {"prediction": _tier_json(tiers.get(producer_id, {}).get(t)),
                          "configured_weight": fleet.weights.get(t, 0.0),
@@ -387,25 +538,31 @@ def router(runtime: DecisionRuntime) -> APIRouter:
                 "decision": decision_json(d, runtime.config.pool_of().get(producer_id))}
 
     @api.get("/v1/selection-weights", responses=responses(404, 422, 503))
-    def selection(pool: str | None = Query(default=None, max_length=200)) -> dict[str, Any]:
+    async def selection(pool: str | None = Query(default=None, max_length=200)
+                        ) -> dict[str, Any]:
         """Per pool, the share of new consumers the leasing agent should give each producer."""
-        result = current()
+        result = await current()
         fleet = result.fleet
         if pool is not None and pool not in fleet.pools:
-            raise HTTPException(404, f"no pool {pool!r}")
+            raise HTTPException(404, f"no pool {pool[:64]!r}")
         return {"decided_at": result.decided_at, "dry_run": fleet.dry_run,
                 "pools": {n: {"weights": p.selection, "act": not p.dry_run}
                           for n, p in fleet.pools.items() if pool is None or n == pool}}
 
     @api.post("/v1/producers/state", dependencies=guard,
-              responses=responses(400, 422, *GUARDED))
+              responses=responses(400, 404, 422, *GUARDED))
     def report_state(batch: StateBatch) -> dict[str, Any]:
-        """Allocators report instances and current load; the loop decides with them at once."""
+        """Allocators report instances and current load; the loop decides with them at once.
+
+        The states are written to the decision log before this answers: a 200 survives a
+        crash. A producer id not in leadtime.yaml refuses the whole batch (404)."""
         try:
             accepted, before = runtime.report(batch)
-        except LookupError as exc:
+        except UnknownProducers as exc:
+            raise HTTPException(404, str(exc)) from None
+        except (LookupError, NotRecorded) as exc:
             raise HTTPException(503, str(exc)) from None
-        return {"accepted": accepted, "pass": before}
+        return {"accepted": accepted, "pass": before, "durable": True}
 
     @api.post("/v1/admin/reload", dependencies=guard, responses=responses(*GUARDED))
     def reload() -> dict[str, Any]:
@@ -418,7 +575,7 @@ def router(runtime: DecisionRuntime) -> APIRouter:
 
     @api.get("/readyz", responses={503: {"description": "Not ready (no configuration): the "
                                                        "same body, saying why."}})
-    def readyz(response: Response) -> dict[str, Any]:
+    async def readyz(response: Response) -> dict[str, Any]:
         """Which champions are loaded and which tiers are degraded (503 without a config)."""
         body = runtime.readiness()
         if not body["ready"]:

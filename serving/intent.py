@@ -29,6 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from features.store import ENTITY_KEYS
 
 MAX_BATCH = 1000
+#: The largest magnitude a numeric request field may have (no request size is near it).
+MAX_QUANTITY = 1e12
 #: Component names of the predict body in the OpenAPI document.
 REQUEST, BODY = "IntentRequest", "IntentPredictBody"
 
@@ -136,6 +138,7 @@ def request_model(model) -> type[BaseModel]:
 
     history = {ref.split(":", 1)[1] for ref in feature_refs()} | {"consumer_known"}
     categorical = set(model.categorical) | set(model.meta.get("request_categorical", []))
+    ranges = {k: tuple(v) for k, v in model.meta.get("request_ranges", {}).items()}
     names = [*model.meta.get("request_categorical", []), *model.meta.get("request_numeric", []),
              *model.features]
     for name in names:
@@ -145,8 +148,11 @@ def request_model(model) -> type[BaseModel]:
             fields[name] = (str | None, Field(default=None, max_length=200, description=(
                 "Optional (a category as a string); absent: unknown to the model.")))
         else:
-            fields[name] = (float | None, Field(default=None, description=(
-                "Optional (a number); absent: missing to the model.")))
+            low = -MAX_QUANTITY if ranges.get(name, (-1.0,))[0] < 0 else 0.0
+            fields[name] = (float | None, Field(default=None, ge=low, le=MAX_QUANTITY,
+                                                description=(
+                "Optional (a number); absent: missing to the model. Never negative when the "
+                "champion's training data never was.")))
     config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
     doc = (f"One request to {model.meta.get('trace') or 'the trace'}'s producers: the fields of "
            "the loaded intent champion's signature; every one is optional and no other is "
@@ -188,12 +194,16 @@ def load_runtime(settings, name: str | None = None) -> IntentRuntime:
     return IntentRuntime(model, store, name, str(champion.version), trace, body_adapter(one))
 
 
-def router(get_runtime, announced=None, clock=None) -> APIRouter:
+def router(get_runtime, announced=None, clock=None, *, settings=None,
+           producers=None) -> APIRouter:
     """The intent routes; ``get_runtime()`` returns the process's runtime (or raises).
 
-    Predictions for requests naming a ``producer_id`` are recorded in ``announced``
-    (:class:`models.tier2.announced.AnnouncedDemand`) at the decision loop's ``clock`` time:
-    the demand Tier 2 feeds the engine.
+    Predicting is a read and needs no token. Announcing is a write: predictions for requests
+    naming a ``producer_id`` of ``producers()`` (the configured fleet) are recorded in
+    ``announced`` (:class:`models.tier2.announced.AnnouncedDemand`) at the decision loop's
+    ``clock`` time, the demand Tier 2 feeds the engine, only when the request carries the
+    bearer token (``settings.api_token``). The answer says how many were announced and, when
+    some were not, why.
 
     The route is ``async`` and reads the raw body (orjson, then pydantic). Predicting is CPU
     work of well under a millisecond once features are cached, so it runs on the event loop
@@ -203,20 +213,45 @@ def router(get_runtime, announced=None, clock=None) -> APIRouter:
     """
     api = APIRouter(tags=["intent"])
 
-    from serving.contract import raw_body, read_json, responses
+    from serving.auth import refusal
+    from serving.contract import raw_body, read_json, responses, unprocessable
 
-    @api.post("/v1/requests/predict", responses=responses(422, 503),
+    def announce(request: Request, rows, predictions) -> dict[str, Any]:
+        named = [(row["producer_id"], p) for row, p in zip(rows, predictions, strict=True)
+                 if row.get("producer_id")]
+        if not named or announced is None:
+            return {"announced": 0}
+        refused = refusal(settings, request.headers.get("authorization")) if settings else None
+        if refused is not None:
+            return {"announced": 0, "not_announced": (
+                f"{len(named)} request(s) name a producer but were not announced to the engine: "
+                f"announcing needs the bearer token ({refused[1]})")}
+        fleet = producers() if producers is not None else None
+        known = [(pid, p) for pid, p in named if fleet is None or pid in fleet]
+        count = announced.add(clock.now() if clock is not None else time.time(), (
+            (pid, p["demand"], p["lower"], p["upper"]) for pid, p in known))
+        out: dict[str, Any] = {"announced": count}
+        if count < len(named):
+            unknown = sorted({pid for pid, _ in named} - {pid for pid, _ in known})[:5]
+            out["not_announced"] = (f"{len(named) - count} request(s) name a producer that is "
+                                    f"not in leadtime.yaml (e.g. {', '.join(map(repr, unknown))})"
+                                    if unknown else f"{len(named) - count} request(s) were not "
+                                    "announced: the announced-demand record is full")
+        return out
+
+    @api.post("/v1/requests/predict", responses=responses(413, 422, 503),
               openapi_extra=raw_body(BODY, "One request or a list of them: the loaded "
                                            "champion's `IntentRequest`, else `GenericRequest`."))
     async def predict(request: Request) -> Response:
-        """Predicted demand of each request, with its 80 % interval and the features used."""
+        """Predicted demand of each request, with its 80 % interval and the features used;
+        with the bearer token, requests naming a configured producer are announced to the
+        engine as its Tier 2 demand."""
         payload, refused = await read_json(request)
         if refused is not None:
             return refused
         if isinstance(payload, list) and len(payload) > MAX_BATCH:
-            return _json(422, {"detail": [{
-                "loc": ["body"], "msg": f"at most {MAX_BATCH} requests per batch",
-                "type": "too_long"}]})
+            return unprocessable([{"loc": ["body"], "msg": f"at most {MAX_BATCH} requests per "
+                                   "batch", "type": "too_long"}])
         try:
             runtime, missing = get_runtime(), None
         except LookupError as exc:
@@ -224,24 +259,21 @@ def router(get_runtime, announced=None, clock=None) -> APIRouter:
         try:  # the body first: a malformed one is a 422 whether or not a champion is loaded
             parsed = (runtime.adapter if runtime is not None else GENERIC).validate_python(payload)
         except ValidationError as exc:
-            return _json(422, {"detail": _errors(exc, payload)})
+            return unprocessable(_errors(exc, payload))
         if runtime is None:
             raise HTTPException(status_code=503, detail=missing)
         batch = isinstance(parsed, list)
         rows = [item.model_dump() for item in (parsed if batch else [parsed])]
         if not rows:
-            return _json(200, {"model": runtime.model_info, "predictions": []})
+            return _json(200, {"model": runtime.model_info, "predictions": [], "announced": 0})
         if runtime.reader.cached(rows):
             predictions = runtime.predict(rows)
         else:
             predictions = await run_in_threadpool(runtime.predict, rows)
-        if announced is not None:
-            announced.add(clock.now() if clock is not None else time.time(), (
-                (row["producer_id"], p["demand"], p["lower"], p["upper"])
-                for row, p in zip(rows, predictions, strict=True) if row.get("producer_id")))
+        told = announce(request, rows, predictions)
         if batch:
-            return _json(200, {"model": runtime.model_info, "predictions": predictions})
-        return _json(200, {"model": runtime.model_info, **predictions[0]})
+            return _json(200, {"model": runtime.model_info, "predictions": predictions, **told})
+        return _json(200, {"model": runtime.model_info, **predictions[0], **told})
 
     return api
 

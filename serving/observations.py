@@ -15,6 +15,7 @@ process; the restore message (events lost since that checkpoint) is in every res
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -56,8 +57,9 @@ class _Lazy:
             return self.service
 
 
-def router(settings) -> APIRouter:
-    """The Tier 3 routes for ``settings`` (state under its home, checkpoints in its MLflow)."""
+def router(settings, clock=None) -> APIRouter:
+    """The Tier 3 routes for ``settings`` (state under its home, checkpoints in its MLflow);
+    timestamps are checked against ``clock`` (the decision loop's; default the wall clock)."""
     api = APIRouter(tags=["tier3"])
     runtime = _Lazy(settings)
 
@@ -67,7 +69,8 @@ def router(settings) -> APIRouter:
                                            "order (at most 10,000 of each)."))
     async def observations(request: Request) -> Any:
         """Ingest performance events and metric samples; each updates Tier 3 at once."""
-        batch, refused = await validate_json(request, ObservationBatch)
+        now = clock.now() if clock is not None else time.time()
+        batch, refused = await validate_json(request, ObservationBatch, context={"now": now})
         if refused is not None:
             return refused
         result = await run_in_threadpool(lambda: runtime.get().ingest_batch(batch))

@@ -27,11 +27,20 @@ class AnnouncedDemand:
     """Per-producer sums of predicted request demand per second, thread-safe, kept ``keep_s``.
 
     Requests are summed into one-second buckets, so memory is bounded by ``keep_s`` buckets per
-    producer whatever the request rate.
+    producer whatever the request rate, and by ``max_producers`` producers: announcements for a
+    new producer beyond it are not recorded (``add`` counts only what it recorded). The API
+    records only producers of ``leadtime.yaml``, so the bound is a second line of defence.
+
+    >>> demand = AnnouncedDemand(max_producers=1)
+    >>> demand.add(100.0, [("a", 2.0, 1.0, 3.0), ("b", 5.0, 4.0, 6.0)])
+    1
+    >>> demand.producers()
+    ['a']
     """
 
-    def __init__(self, keep_s: float = 3600.0) -> None:
+    def __init__(self, keep_s: float = 3600.0, max_producers: int = 100_000) -> None:
         self.keep_s = keep_s
+        self.max_producers = max_producers
         self._lock = threading.Lock()
         self._by_producer: dict[str, deque[list[float]]] = {}  # [second, point, lower, upper]
 
@@ -41,7 +50,11 @@ class AnnouncedDemand:
         added = 0
         with self._lock:
             for producer_id, point, lower, upper in items:
-                ring = self._by_producer.setdefault(producer_id, deque())
+                ring = self._by_producer.get(producer_id)
+                if ring is None:
+                    if len(self._by_producer) >= self.max_producers:
+                        continue
+                    ring = self._by_producer[producer_id] = deque()
                 if ring and ring[-1][0] == second:
                     bucket = ring[-1]
                     bucket[1] += point

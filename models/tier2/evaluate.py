@@ -109,7 +109,10 @@ def fit_models(data: Dataset, config: IntentConfig | None = None, **meta
     y = data.y[data.train]
     cats, numeric = intent_columns(data)
     pcats, pnumeric = request_columns(data.requests)
-    meta = {**meta, "request_categorical": pcats, "request_numeric": pnumeric}
+    ranges = {c: [float(train[c].min()), float(train[c].max())] for c in pnumeric
+              if c in train and train[c].notna().any()}
+    meta = {**meta, "request_categorical": pcats, "request_numeric": pnumeric,
+            "request_ranges": ranges}  # serving refuses negatives where training had none
     groups = {"group_column": GROUP_COLUMN, "type_column": TYPE_COLUMN}
     history = fit_intent(train, y, cats + numeric, cats, config, **groups, **meta)
     plain = fit_intent(train, y, pcats + pnumeric, pcats, config, **groups, **meta)

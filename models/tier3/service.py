@@ -11,11 +11,16 @@
 * A **checkpoint** is a new version of the registered model ``leadtime-tier3`` (a pyfunc whose
   artifact is the pickled state; ``predict`` takes ``producer_id`` rows and returns Tier 3's
   prediction). The newest checkpoint holds the ``champion`` alias.
-* A tiny **ledger** file under ``<home>/tier3/`` holds the number of events accepted so far
-  (rewritten per batch). On restart the champion checkpoint is loaded and
-  ``lost = ledger − events in the checkpoint`` is reported: the events accepted after the last
-  checkpoint *registered* (an upload still in flight at a crash does not count), which a restart
-  loses.
+* A **journal** (``<home>/tier3/journal.jsonl``) holds every batch accepted since the newest
+  registered checkpoint, one numbered line each, written before the batch is applied (so before
+  the API acknowledges it). A snapshot records the journal number it covers; once it is
+  registered, the lines it covers are dropped. On restart the champion checkpoint is loaded and
+  the journal lines after it are applied again (duplicates are ignored, as always): an
+  acknowledged batch survives the process being killed. A torn last line (killed mid-write, so
+  never acknowledged) is skipped.
+* A tiny **ledger** file beside it holds the number of events accepted so far (rewritten per
+  batch). After the replay, ``lost = ledger − events in the restored state`` is reported: zero
+  unless the journal was removed or damaged.
 """
 
 from __future__ import annotations
@@ -44,13 +49,17 @@ class RestoreInfo:
     events_in_checkpoint: int
     events_lost: int
 
+    events_replayed: int = 0  # from the journal, after the checkpoint
+
     def message(self) -> str:
+        replayed = (f"; {self.events_replayed} event(s) replayed from the journal"
+                    if self.events_replayed else "")
         if self.version is None:
-            return (f"no {MODEL_NAME} checkpoint: started empty"
+            return (f"no {MODEL_NAME} checkpoint: started empty{replayed}"
                     + (f"; {self.events_lost} event(s) accepted earlier are lost"
                        if self.events_lost else ""))
-        return (f"restored {MODEL_NAME} v{self.version} ({self.events_in_checkpoint} events); "
-                f"{self.events_lost} event(s) accepted since that checkpoint are lost")
+        return (f"restored {MODEL_NAME} v{self.version} ({self.events_in_checkpoint} events)"
+                f"{replayed}; {self.events_lost} event(s) accepted since then are lost")
 
 
 def _pyfunc_class():
@@ -147,48 +156,112 @@ class Tier3Service:
         self.version: str | None = None
         self.registered_events = self.state.events_applied  # events in the newest registered one
         self.last_error: str | None = None
-        self._pending: tuple[bytes, int] | None = None  # newest snapshot awaiting upload
+        self._pending: tuple[bytes, int, int] | None = None  # newest snapshot to upload
         self._worker: threading.Thread | None = None
         self._idle = threading.Event()
         self._idle.set()
+        self.journal_seq = getattr(self.state, "journal_seq", 0)  # the last line written
 
     @property
     def ledger(self) -> Path:
         return self.settings.home_dir / "tier3" / "ledger"
 
+    @property
+    def journal(self) -> Path:
+        return self.settings.home_dir / "tier3" / "journal.jsonl"
+
     @classmethod
     def restore(cls, settings, **kwargs) -> tuple[Tier3Service, RestoreInfo]:
-        """Start from the champion checkpoint (or empty) and count the events lost since it."""
+        """Start from the champion checkpoint (or empty), apply the journal after it again, and
+        count the events lost (accepted but in neither)."""
         settings.prepare()
         found = load_champion()
         state, version = found if found is not None else (Tier3State(), None)
         service = cls(settings, state, **kwargs)
         service.version = version
-        service.registered_events = state.events_applied
+        service.registered_events = in_checkpoint = state.events_applied
+        replayed = service._replay_journal()
         accepted = service._read_ledger()
         lost = max(0, accepted - state.events_applied)
         service._write_ledger(state.events_applied)
-        return service, RestoreInfo(version, state.events_applied, lost)
+        return service, RestoreInfo(version, in_checkpoint, lost, replayed)
+
+    def _replay_journal(self) -> int:
+        """Apply the journal's lines after the state's ``journal_seq``; returns the events."""
+        import orjson
+
+        if not self.journal.is_file():
+            return 0
+        before = self.state.events_applied
+        covered = getattr(self.state, "journal_seq", 0)
+        with self.journal.open("rb") as lines:
+            for line in lines:
+                try:
+                    entry = orjson.loads(line)
+                    seq, batch = int(entry["seq"]), ObservationBatch.model_validate(entry["batch"])
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    log.warning("tier3 journal: skipped a torn or unreadable line")
+                    continue
+                self.journal_seq = max(self.journal_seq, seq)
+                if seq > covered:
+                    self.state.ingest(list(batch.events), list(batch.metrics))
+        return self.state.events_applied - before
+
+    def _append_journal(self, events: list[PerformanceEvent],
+                        metrics: list[MetricSample]) -> None:
+        """Write the batch as the journal's next line (under ``lock``, before it is applied)."""
+        self.journal_seq += 1
+        batch = ObservationBatch(events=events, metrics=metrics).model_dump_json()
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        with self.journal.open("ab") as out:  # closed: in the OS's hands, a kill keeps it
+            out.write(b'{"seq":%d,"batch":%s}\n' % (self.journal_seq, batch.encode()))
+
+    def _trim_journal(self, covered: int) -> None:
+        """Drop the journal lines a registered checkpoint covers (numbers up to ``covered``)."""
+        import orjson
+
+        with self.lock:
+            if not self.journal.is_file():
+                return
+            kept = []
+            for line in self.journal.read_bytes().splitlines(keepends=True):
+                try:
+                    if int(orjson.loads(line)["seq"]) > covered:
+                        kept.append(line)
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+            tmp = self.journal.with_suffix(".tmp")
+            tmp.write_bytes(b"".join(kept))
+            tmp.replace(self.journal)
 
     def ingest(self, events: list[PerformanceEvent] | None = None,
                metrics: list[MetricSample] | None = None) -> dict[str, Any]:
-        """Apply a batch at once; checkpoint when one is due. Returns the batch's counts."""
+        """Journal a batch, then apply it at once; checkpoint when one is due. Returns the
+        batch's counts (``durable``: the batch is in the journal, so a restart keeps it)."""
+        events, metrics = list(events or []), list(metrics or [])
         with self.lock:
-            result = self.state.ingest(events or [], metrics or [])
+            self._append_journal(events, metrics)
+            result = self.state.ingest(events, metrics)
             total = self.state.events_applied
             self._write_ledger(total)
             due = (total - self.last_checkpoint_events >= self.every_events
                    or (total > self.last_checkpoint_events
                        and time.monotonic() - self.last_checkpoint_at >= self.every_seconds))
             if due:  # snapshot under the lock; the upload runs in the background
-                self._schedule(pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL), total)
+                self._schedule(*self._snapshot(), total)
                 self.last_checkpoint_events, self.last_checkpoint_at = total, time.monotonic()
-        return {**result.as_dict(), "events_total": total,
+        return {**result.as_dict(), "events_total": total, "durable": True,
                 "checkpoint": {"scheduled_at_events": total} if due else None}
 
-    def _schedule(self, snapshot: bytes, total: int) -> None:
+    def _snapshot(self) -> tuple[bytes, int]:
+        """The pickled state, marked with the journal line it covers, and that line's number.
+        Under ``lock``."""
+        self.state.journal_seq = self.journal_seq
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL), self.journal_seq
+
+    def _schedule(self, snapshot: bytes, covered: int, total: int) -> None:
         """Queue ``snapshot`` (replacing an older queued one); start the uploader. Under ``lock``."""
-        self._pending = (snapshot, total)
+        self._pending = (snapshot, total, covered)
         self._idle.clear()
         if self._worker is None or not self._worker.is_alive():
             self._worker = threading.Thread(target=self._drain, name="tier3-checkpoint",
@@ -226,16 +299,17 @@ class Tier3Service:
         """Checkpoint now; returns the new ``leadtime-tier3`` version."""
         with self.lock:
             total = self.state.events_applied
-            snapshot = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+            snapshot, covered = self._snapshot()
             self.last_checkpoint_events, self.last_checkpoint_at = total, time.monotonic()
-        return self._register(snapshot, total)
+        return self._register(snapshot, total, covered)
 
-    def _register(self, snapshot: bytes, total: int) -> str:
+    def _register(self, snapshot: bytes, total: int, covered: int) -> str:
         with self.checkpoint_lock:
             if total < self.registered_events and self.version is not None:
                 return self.version  # a newer checkpoint is registered already
             self.version = register_checkpoint(snapshot, total, self.settings.experiment)
             self.registered_events = total
+            self._trim_journal(covered)
         return self.version
 
     def assess(self, producer: str) -> Assessment:

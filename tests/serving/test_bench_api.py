@@ -69,4 +69,14 @@ def test_bench_api_end_to_end_prints_one_json_document():
         assert figures["throughput_rps"] > 0
     assert report["paced"]["target_rps"] == 200
     assert report["closed_loop"]["connections"] == 4
-    assert {"p99_ms", "rate_rps", "producers", "met"} <= set(report["target"])
+    assert [r["connections"] for r in report["closed_loops"]] == [4, 32]
+    assert report["scaling"] == pytest.approx(report["closed_loops"][1]["throughput_rps"]
+                                              / report["closed_loops"][0]["throughput_rps"])
+    assert {"p99_ms", "rate_rps", "producers", "scaling", "met"} <= set(report["target"])
+
+
+def test_connections_must_be_counts():
+    from leadtime_cli.app import app
+
+    result = CliRunner().invoke(app, ["bench", "api", "--connections", "4,x"])
+    assert result.exit_code != 0 and "--connections takes counts" in result.output

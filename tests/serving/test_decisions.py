@@ -124,3 +124,59 @@ def test_act_mode_flags_changes_to_act(tmp_path):
         body = c.get("/v1/decisions").json()
         hot = next(d for d in body["decisions"] if d["producer_id"] == "hot")
         assert hot["action"] == "scale_out" and hot["act"] is True
+
+
+def test_decisions_carry_an_etag_and_gzip(client):
+    c, _ = client
+    first = c.get("/v1/decisions")
+    etag = first.headers["etag"]
+    assert c.get("/v1/decisions", headers={"If-None-Match": etag}).status_code == 304
+    zipped = c.get("/v1/decisions", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.json() == first.json()
+    # a new pass is a new answer, and a new ETag
+    reported = c.post("/v1/producers/state", headers=AUTH,
+                      json={"producers": [{"producer_id": "cool", "instances": 2}]}).json()
+    newer = c.get("/v1/decisions", params={"after_pass": reported["pass"]},
+                  headers={"If-None-Match": etag})
+    assert newer.status_code == 200 and newer.headers["etag"] != etag
+
+
+def test_unknown_producers_refuse_the_whole_report(client):
+    c, runtime = client
+    body = {"producers": [{"producer_id": "hot", "instances": 7},
+                          {"producer_id": "ghost", "instances": 1}]}
+    r = c.post("/v1/producers/state", headers=AUTH, json=body)
+    assert r.status_code == 404 and "'ghost'" in r.json()["detail"]
+    assert "ghost" not in runtime.loop.states and runtime.loop.states.get("hot") is None
+    ok = c.post("/v1/producers/state", headers=AUTH, json={"producers": body["producers"][:1]})
+    assert ok.json()["accepted"] == 1 and ok.json()["durable"] is True
+
+
+def test_history_pages_through_the_log(client):
+    c, _ = client
+    for n in (1, 2, 3):
+        reported = c.post("/v1/producers/state", headers=AUTH,
+                          json={"producers": [{"producer_id": "solo", "instances": n}]}).json()
+        c.get("/v1/decisions", params={"after_pass": reported["pass"]})
+    page = c.get("/v1/decisions/history", params={"producer_id": "solo", "limit": 2}).json()
+    assert len(page["decisions"]) == 2 and page["next"] is not None
+    rest = c.get("/v1/decisions/history", params={"producer_id": "solo", "limit": 2,
+                                                  "cursor": page["next"]}).json()
+    rows = page["decisions"] + rest["decisions"]
+    assert {r["producer_id"] for r in rows} == {"solo"}
+    assert [r["current_instances"] for r in rows][-3:] == [1, 2, 3]
+    assert all(isinstance(r["reasons"], list) and r["reasons"] for r in rows)
+    later = c.get("/v1/decisions/history",
+                  params={"since": rows[-1]["decided_at"] + 1}).json()
+    assert later == {"decisions": [], "next": None}
+    assert c.get("/v1/decisions/history", params={"limit": 5000}).status_code == 422
+
+
+def test_long_polls_beyond_the_bound_get_429(client, monkeypatch):
+    import serving.decisions as decisions
+
+    c, _ = client
+    monkeypatch.setattr(decisions, "MAX_WAITING", 0)
+    r = c.get("/v1/decisions", params={"after_pass": 10**9})
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    assert c.get("/v1/decisions").status_code == 200  # a plain read never waits

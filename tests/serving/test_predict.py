@@ -89,6 +89,15 @@ def test_malformed_request_gets_422_naming_the_field(client, body, field):
     assert any(field in map(str, err["loc"]) for err in response.json()["detail"])
 
 
+@pytest.mark.parametrize("steps", [-1e300, -1, 1e13])
+def test_a_request_field_outside_its_range_is_a_422(client, steps):
+    """The champion never saw a negative step count, so none is served; nothing is near 1e12."""
+    body = {"consumer_id": "C001", "request_type": "TXT_2_IMG", "steps": steps, "images": 2}
+    response = client.post("/v1/requests/predict", json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "steps"]
+
+
 def test_healthz(client):
     assert client.get("/healthz").json()["intent"]["version"] == "1"
 
@@ -100,7 +109,17 @@ def test_announced_demand_feeds_the_engine_as_tier2(client):
     assert before["prediction"] is None and before["degraded"]
     body = [{"consumer_id": c, "producer_id": "P9", "request_type": "TXT_2_IMG", "steps": 30,
              "images": 2} for c in ("C001", "C002", "stranger")]
-    predictions = client.post("/v1/requests/predict", json=body).json()["predictions"]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    # predicting is a read: without the token the answer comes, and says nothing was announced
+    open_read = client.post("/v1/requests/predict", json=body).json()
+    assert open_read["announced"] == 0 and "bearer token" in open_read["not_announced"]
+    # a producer that is not in leadtime.yaml is never recorded (bounded memory)
+    stranger = client.post("/v1/requests/predict", headers=auth,
+                           json=[{**body[0], "producer_id": "not-configured"}]).json()
+    assert stranger["announced"] == 0 and "not-configured" in stranger["not_announced"]
+    answer = client.post("/v1/requests/predict", headers=auth, json=body).json()
+    assert answer["announced"] == 3 and "not_announced" not in answer
+    predictions = answer["predictions"]
     # the loop decides on its own schedule or when states are reported: report, then read the
     # pass the report woke
     ack = client.post("/v1/producers/state", headers={"Authorization": f"Bearer {TOKEN}"},

@@ -26,14 +26,26 @@ def test_checkpoint_restore_round_trip_and_lost_events(state):
     service.ingest(events(0, 50))
     version = service.checkpoint()
     expected = service.state.experience.expected("c1", "p1")
-    service.ingest(events(50, 7))  # accepted after the checkpoint: lost by a restart
+    assert service.journal.read_bytes().count(b"\n") == 0  # the checkpoint covers it all
+    service.ingest(events(50, 7))  # accepted after the checkpoint: in the journal only
+    expected_after = service.state.experience.expected("c1", "p1")
 
     restored, info = Tier3Service.restore(state)
-    assert info.version == version and info.events_in_checkpoint == 50 and info.events_lost == 7
-    assert "7 event(s)" in info.message()
-    assert restored.state.experience.expected("c1", "p1") == pytest.approx(expected)
+    assert info.version == version and info.events_in_checkpoint == 50
+    assert info.events_replayed == 7 and info.events_lost == 0
+    assert "7 event(s) replayed from the journal" in info.message()
+    assert restored.state.experience.expected("c1", "p1") == pytest.approx(expected_after)
     # the duplicate memory survives too
     assert restored.ingest(events(0, 5))["duplicates"] == 5
+
+    # without the journal, what came after the checkpoint is lost, and said
+    restored.journal.unlink()
+    restored.ingest(events(100, 3))
+    restored.journal.unlink()
+    again, info = Tier3Service.restore(state)
+    assert info.events_in_checkpoint == 50 and info.events_lost == 10
+    assert "10 event(s)" in info.message()
+    assert again.state.experience.expected("c1", "p1") == pytest.approx(expected)
 
     from models.registry import champion_version
 
