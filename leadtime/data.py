@@ -90,13 +90,36 @@ class LoadTrace:
         return values.reindex(grid).rename(producer_id)
 
 
+SECONDS_UNITS = frozenset({"s", "sec", "secs", "second", "seconds"})
+
+
 @dataclass(frozen=True)
 class RequestSchema:
+    """A request trace's sidecar. Besides the required keys, three optional ones describe how
+    each request occupies its producer: ``duration`` (the column of its run time in seconds;
+    default: the target when its unit is seconds), ``wait`` (seconds between its arrival at the
+    front end and its start; default 0) and ``units`` (the capacity it holds while it runs;
+    default 1)."""
+
     target: str
     categorical: list[str]
     numeric: list[str]
     time: str = "timestamp"
     target_unit: str = ""
+    duration: str | None = None
+    wait: str | None = None
+    units: str | None = None
+
+    @property
+    def duration_column(self) -> str | None:
+        """The column holding each request's run time in seconds, if the trace has one."""
+        if self.duration is not None:
+            return self.duration
+        return self.target if self.target_unit.strip().lower() in SECONDS_UNITS else None
+
+    @property
+    def occupancy_columns(self) -> list[str]:
+        return [c for c in (self.duration, self.wait, self.units) if c is not None]
 
     @classmethod
     def from_yaml(cls, path: Path) -> RequestSchema:
@@ -113,6 +136,8 @@ class RequestSchema:
             numeric=[str(c) for c in raw.get("numeric") or []],
             time=str(raw.get("time", "timestamp")),
             target_unit=str(raw.get("target_unit", "")),
+            **{key: str(raw[key]) for key in ("duration", "wait", "units")
+               if raw.get(key) is not None},
         )
 
 
@@ -336,7 +361,8 @@ def read_request_trace(path: str | Path, schema_path: str | Path | None = None) 
         raise TraceError(f"{path.name}: no schema file {schema_file.name} beside it")
     schema = RequestSchema.from_yaml(schema_file)
     raw = _read_text_csv(path)
-    required = [schema.time, schema.target, *schema.categorical, *schema.numeric]
+    occupancy = [c for c in schema.occupancy_columns if c != schema.target]
+    required = [schema.time, schema.target, *schema.categorical, *schema.numeric, *occupancy]
     _require_columns(path, raw, list(dict.fromkeys(required)))
     numeric_re = r"^\s*$|" + NUMBER_RE  # blank numeric features are allowed (unknown)
     validate(
@@ -344,12 +370,15 @@ def read_request_trace(path: str | Path, schema_path: str | Path | None = None) 
         raw,
         [Check.regex(schema.time, TIMESTAMP_RE, "is not an ISO 8601 date-time")]
         + [Check.regex(schema.target, NUMBER_RE, "is not a number")]
-        + [Check.regex(col, numeric_re, "is not a number") for col in schema.numeric],
+        + [Check.regex(col, numeric_re, "is not a number") for col in schema.numeric]
+        + [Check.regex(col, NUMBER_RE, "is not a number") for col in occupancy],
     )
     frame = raw.copy()
     frame[schema.time] = pd.to_datetime(_local_times(raw[schema.time])[0], format="mixed")
-    for col in [schema.target, *schema.numeric]:
+    for col in dict.fromkeys([schema.target, *schema.numeric, *occupancy]):
         frame[col] = pd.to_numeric(raw[col].replace("", np.nan), errors="coerce")
+    validate(path, frame, [Check.at_least(col, 0, "is negative (a duration, a wait or units "
+                                                  "cannot be)") for col in occupancy])
     for col in schema.categorical:
         frame[col] = raw[col].replace("", "unknown")
     unordered = frame[schema.time].diff() < pd.Timedelta(0)

@@ -26,7 +26,13 @@ ModelOption = Annotated[
                            "chooses, on the past only), or seasonal_naive, prophet, mstl.")
 ]
 IntervalOption = Annotated[
-    str | None, typer.Option(help="Bin width for request traces (default 5m).")
+    str | None, typer.Option(help="Sampling interval for request traces (default 5m).")
+]
+ReadingOption = Annotated[
+    str | None, typer.Option(help="How a request trace becomes load: occupancy (each request "
+                                  "holds capacity for its run time; the default when the "
+                                  "schema gives run times) or binned (each request's demand "
+                                  "in its arrival interval).")
 ]
 
 
@@ -70,6 +76,7 @@ def autoscale(
                                     "engine's, 0.6): higher saves instances, risks more."),
     ] = None,
     interval: IntervalOption = None,
+    reading: ReadingOption = None,
     warmup: Annotated[
         str | None,
         typer.Option(help="Reactive warm-up, not scored (default 7d, less on short traces)."),
@@ -162,7 +169,7 @@ def autoscale(
                 model=model,
                 level=level,
                 threshold=threshold,
-                interval=bins,
+                interval=bins, reading=reading,
                 overrides=overrides,
                 workers=workers if workers is not None else get_settings().workers,
                 on_total=lambda n: bar.update(task, total=n, description="simulating"),
@@ -262,6 +269,7 @@ def frontier(
     spinup: SpinupOption = "5m",
     model: ModelOption = DEFAULT_MODEL,
     interval: IntervalOption = None,
+    reading: ReadingOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     plot: Annotated[bool, typer.Option(help="Save a PNG of the frontiers.")] = True,
 ) -> None:
@@ -281,7 +289,7 @@ def frontier(
     began = time.perf_counter()
     err = Console(stderr=True)
     try:
-        demand = read_demand(trace, producer, _duration(interval, "--interval"))
+        demand = read_demand(trace, producer, _duration(interval, "--interval"), reading)
         if len(demand.series) != 1:
             fail(f"{trace.name} has {len(demand.series)} producers: choose one with --producer "
                  f"({', '.join(list(demand.series)[:5])}...)")

@@ -123,43 +123,76 @@ def ablation(
         "--trace", help="Load trace CSV (default: a --scenario).")] = None,
     producer: Annotated[str | None, typer.Option(
         help="The producer (needed when the trace has several).")] = None,
-    scenario: Annotated[str, typer.Option(help="A suite scenario, when no --trace.")] =
-        "periodic_drift",
+    scenario: Annotated[str, typer.Option(
+        help="A suite scenario, or the generated request scenario consumer_jobs, when no "
+             "--trace.")] = "periodic_drift",
+    tier2_every: Annotated[str, typer.Option(
+        "--tier2-every", help="How often Tier 2's intent model is refitted in the replay "
+                              "(on the requests finished before), e.g. 1d, 7d.")] = "1d",
     violation_cost: ViolationCostOption = None,
     budget: BudgetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """leadtime with parts switched off on one trace: Tier 1 only, Tier 3 only, Tier 1+3 at
-    fixed weights, Tier 1+3 recalibrated (the default)."""
+    """leadtime with parts switched off on one trace, the peers beside it: Tier 1 only, Tier 3
+    only, Tier 1+3 at fixed weights, Tier 1+3 recalibrated (the default), and on a request trace
+    with run times (replayed as occupancy) Tier 2 only and Tier 1+2+3 fixed and recalibrated,
+    Tier 2 fitted daily on the requests finished before each day."""
+    import tempfile
+
+    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
     from leadtime.validation import TraceError
     from leadtime_cli.common import fail
+    from simulation.request_scenarios import REQUEST_SCENARIOS
     from simulation.suite import ablation as run_ablation
 
+    err = Console(stderr=True)
+    requests = None
+    try:
+        every = pd.Timedelta(tier2_every)
+    except ValueError:
+        fail(f"--tier2-every takes a duration like 1d or 12h; got {tier2_every!r}")
+    scratch = tempfile.TemporaryDirectory(prefix="leadtime-ablation-")
+    if trace is None and scenario in REQUEST_SCENARIOS:
+        trace = REQUEST_SCENARIOS[scenario](Path(scratch.name))
     try:
         if trace is not None:
-            from simulation.traces import read_demand
+            from simulation.traces import is_request_trace, read_demand
 
             demand = read_demand(trace, producer)
             if len(demand.series) != 1:
                 fail(f"{trace.name} has {len(demand.series)} producers: choose one with "
                      f"--producer ({', '.join(list(demand.series)[:5])}...)")
             series = next(iter(demand.series.values()))
+            if is_request_trace(trace) and "occupancy" in demand.notes[0]:
+                from simulation.intent_replay import predict_requests
+
+                with err.status("Tier 2: daily fits on the requests finished before") as status:
+                    requests = predict_requests(trace, every=every,
+                                                progress=status.update).frame
         else:
             from simulation.scenarios import scenario as make
 
             series = make(scenario)
-        err = Console(stderr=True)
-        with err.status("replaying the variants") as status:
+        with err.status("replaying the peers and the variants") as status:
             rows = run_ablation(series, _engine(violation_cost, budget),
-                                progress=lambda v: status.update(v))
+                                progress=lambda v: status.update(v), requests=requests)
     except (TraceError, KeyError, ValueError) as exc:
         fail(str(exc).strip("'\""))
-    label = str(trace) if trace is not None else f"scenario {scenario}"
+    finally:
+        scratch.cleanup()
+    label = (f"scenario {scenario}" if trace is None or (scenario in REQUEST_SCENARIOS
+             and Path(trace).parent == Path(scratch.name)) else str(trace))
     if as_json:
-        typer.echo(json.dumps({"trace": label, "variants": rows}, indent=2))
+        keys = ("name", "tiers", "slo_violation_pct", "instance_hours", "cost_vs_hpa",
+                "sizing_sources")
+        typer.echo(json.dumps({
+            "trace": label,
+            "variants": [{k: r[k] for k in keys} for r in rows if r["kind"] == "leadtime"],
+            "policies": {r["name"].split(" ")[0]: {k: r[k] for k in keys[2:5]}
+                         for r in rows if r["kind"] == "peer"}}, indent=2))
         return
     table = Table(title=f"bench ablation on {label}")
     for header in ("variant", "SLO viol %", "inst-hours / hpa", "sized by (share of passes)"):

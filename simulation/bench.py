@@ -230,10 +230,12 @@ def run_bench(
     progress: Progress | None = None,
     workers: int = 1,
     engine: EngineSpec | None = None,
+    reading: str | None = None,
 ) -> BenchResult:
-    """Read the trace, derive the settings and replay every producer (or the chosen one)."""
+    """Read the trace, derive the settings and replay every producer (or the chosen one);
+    ``reading`` is how a request trace becomes load (:func:`simulation.traces.read_demand`)."""
     began = time.perf_counter()
-    demand = read_demand(path, producer, interval)
+    demand = read_demand(path, producer, interval, reading)
     if history is None:
         from leadtime.settings import get_settings
 

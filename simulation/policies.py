@@ -195,12 +195,13 @@ class Leadtime:
         start: pd.Timestamp | None = None,
         engine: EngineSpec | None = None,
         recalibrate: bool = True,
+        requests: pd.DataFrame | None = None,
     ) -> None:
         from collections import Counter
 
         from loop.clock import ReplayClock
         from loop.decision_loop import DecisionLoop
-        from loop.sources import Tier1Bundles, Tier3Assess, Unavailable
+        from loop.sources import Tier1Bundles, Tier2Announced, Tier3Assess, Unavailable
         from models.tier3.state import Tier3State
 
         self.producer_id = producer_id
@@ -215,11 +216,12 @@ class Leadtime:
         else:  # any other Tier 1 source (tests give one whose skill they know)
             bundles = tier1
         self.tier3 = Tier3State()
-        self.loop = DecisionLoop(
-            self.config,
-            [bundles, Unavailable("tier2", "a load trace announces no requests"),
-             Tier3Assess(lambda: self.tier3)],
-            self.clock, recalibrate=recalibrate)
+        self.feed = RequestFeed(requests, producer_id) if requests is not None else None
+        tier2 = (Tier2Announced(self.feed.ledger, lambda: {producer_id: 1.0})
+                 if self.feed is not None
+                 else Unavailable("tier2", "a load trace announces no requests"))
+        self.loop = DecisionLoop(self.config, [bundles, tier2, Tier3Assess(lambda: self.tier3)],
+                                 self.clock, recalibrate=recalibrate)
         self.sizing_sources: Counter[str] = Counter()  # which candidate sized, per pass
 
     @property
@@ -239,10 +241,48 @@ class Leadtime:
                 timestamp=pd.Timestamp(now, unit="s", tz="UTC").to_pydatetime(),
                 producer_id=self.producer_id, metric="load", value=obs.last_load)])
         self.clock.set(now)
+        if self.feed is not None:
+            self.feed.until(now)
         self.loop.report([Report(self.producer_id, obs.current, obs.last_load)])
         decision = self.loop.step().fleet.decisions[self.producer_id]
         self.sizing_sources[decision.sizing.source if decision.sizing else "uncalibrated"] += 1
         return decision.target_instances
+
+
+class RequestFeed:
+    """A request trace told to Tier 2 as a front end and a scheduler would tell it: each request
+    announced at its arrival with its predicted run time (:mod:`simulation.intent_replay`),
+    started when it starts, finished when it ends, into the in-flight ledger
+    (:class:`models.tier2.inflight.InFlight`) the loop's Tier 2 reads. Requests without a
+    prediction (before Tier 2's first fit) are not announced."""
+
+    def __init__(self, requests: pd.DataFrame, producer_id: str) -> None:
+        from models.tier2.inflight import InFlight
+
+        mine = requests[requests["producer_id"] == producer_id]
+        self.ledger = InFlight()
+        self.events = sorted(
+            [(r.arrival_s, 0, i) for i, r in enumerate(mine.itertuples()) if r.point == r.point]
+            + [(r.start_s, 1, i) for i, r in enumerate(mine.itertuples())
+               if r.point == r.point and r.start_s > r.arrival_s]
+            + [(r.end_s, 2, i) for i, r in enumerate(mine.itertuples()) if r.point == r.point])
+        self.rows = list(mine.itertuples())
+        self.producer_id = producer_id
+        self._next = 0
+
+    def until(self, now: float) -> None:
+        """Tell the ledger every arrival, start and finish before ``now``."""
+        events, ledger, pid = self.events, self.ledger, self.producer_id
+        while self._next < len(events) and events[self._next][0] < now:
+            at, kind, i = events[self._next]
+            r = self.rows[i]
+            if kind == 0:
+                ledger.announce(pid, at, (r.point, r.lower, r.upper), r.units, job=str(i))
+            elif kind == 1:
+                ledger.started(pid, str(i), at)
+            else:
+                ledger.finished(pid, str(i))
+            self._next += 1
 
 
 class Oracle:

@@ -146,30 +146,46 @@ ABLATION = {
     "tier1+3 fixed weights": ({"tier1": 0.4, "tier3": 0.3}, False),
     "tier1+3 recalibrated (default)": ({"tier1": 0.4, "tier3": 0.3}, True),
 }
+#: The variants a request trace adds: Tier 2 alone and with the others.
+WITH_TIER2 = {
+    "tier2 only": ({"tier2": 1.0}, False),
+    "tier1+2+3 fixed weights": ({"tier1": 0.4, "tier2": 0.3, "tier3": 0.3}, False),
+    "tier1+2+3 recalibrated": ({"tier1": 0.4, "tier2": 0.3, "tier3": 0.3}, True),
+}
+PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 
 
 def ablation(series: pd.Series, engine: EngineSpec | None = None,
              history: pd.Timedelta = HISTORY,
-             progress: Progress | None = None) -> list[dict[str, Any]]:
-    """leadtime with parts switched off, on one load series (same fits, simulator, scoring)."""
-    from simulation.forecast import daily_tier1
-
+             progress: Progress | None = None,
+             requests: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """leadtime with parts switched off, on one load series (same fits, simulator, scoring),
+    and the peers beside it. With ``requests`` (the trace's requests with Tier 2's predicted
+    run times, :func:`simulation.intent_replay.predict_requests`) the Tier 2 variants too."""
     engine = engine or engine_spec()
     cfg = derive_config(series, pd.Timedelta(series.index.freq))
-    demand, lead, switch, scored, need = replay_setup(series, cfg)
-    tier1 = daily_tier1(series, lead, switch, "champion", engine.level, history)
-    hpa = HPA(cfg)
-    base = score(simulate(demand, cfg, hpa, hpa, switch), cfg, scored, need)
-    rows = [{"variant": "hpa (reference)", "slo_violation_pct": base["slo_violation_pct"],
-             "cost_vs_hpa": 1.0}]
+    demand, _, switch, scored, need = replay_setup(series, cfg)
+    result = bench_producer(series, cfg, engine=engine, history=history)
+    peers, tier1 = result.metrics, result.tier1  # the same daily Tier 1 fits for every variant
+    base = peers["hpa"]
+
+    def row(name: str, kind: str, m: dict[str, float], tiers: list[str]) -> dict[str, Any]:
+        return {"variant": name, "name": name, "kind": kind, "tiers": tiers,
+                "slo_violation_pct": m["slo_violation_pct"],
+                "instance_hours": m["instance_hours"],
+                "cost_vs_hpa": m["instance_hours"] / base["instance_hours"]}
+
+    rows = [row(p + (" (reference)" if p == "hpa" else ""), "peer", peers[p], [])
+            for p in PEERS]
     start = pd.DatetimeIndex(series.index)[0]
-    for variant, (weights, recalibrate) in ABLATION.items():
+    variants = {**ABLATION, **(WITH_TIER2 if requests is not None else {})}
+    for variant, (weights, recalibrate) in variants.items():
         spec = engine.model_copy(update={"weights": EngineSpec.model_validate(
             {"weights": weights}).weights})
-        policy = Leadtime(cfg, tier1, str(series.name), start, spec, recalibrate=recalibrate)
+        policy = Leadtime(cfg, tier1, str(series.name), start, spec, recalibrate=recalibrate,
+                          requests=requests if "tier2" in weights else None)
         m = score(simulate(demand, cfg, policy, HPA(cfg), switch), cfg, scored, need)
-        rows.append({"variant": variant, "slo_violation_pct": m["slo_violation_pct"],
-                     "cost_vs_hpa": m["instance_hours"] / base["instance_hours"],
+        rows.append({**row(variant, "leadtime", m, sorted(weights)),
                      "sizing_sources": dict(policy.sizing_sources)})
         if progress:
             progress(variant)

@@ -120,3 +120,41 @@ def test_bench_on_two_nab_producers_prints_one_json_document(shared_data: Path):
             "scaling_actions",
         }
     assert doc["policies"]["oracle"]["cost_vs_oracle"] == 1.0
+
+
+def test_request_trace_as_occupancy_on_a_hand_checked_case(tmp_path: Path):
+    """Three requests on one producer, one-minute intervals from 00:00:
+    - r1 arrives 00:00:30, waits 60 s, runs 90 s with 2 units: busy 00:01:30-00:03:00;
+    - r2 arrives 00:01:00, runs 30 s with 1 unit: busy 00:01:00-00:01:30;
+    - r3 arrives 00:02:00, runs 120 s with 1 unit: busy 00:02:00-00:04:00.
+    Mean units held per minute: [0, (30 x 1 + 30 x 2)/60, 2 + 1, 1, 0] -> the last interval is
+    the one where the last request ends (00:04:00)."""
+    write(tmp_path / "jobs.schema.yaml",
+          "target: runtime\ntarget_unit: seconds\ncategorical: [producer_id]\nnumeric: []\n"
+          "wait: queued_s\nunits: gpus\n")
+    csv = write(tmp_path / "jobs.csv",
+                "timestamp,producer_id,queued_s,gpus,runtime\n"
+                "2024-01-01 00:00:30,a,60,2,90\n2024-01-01 00:01:00,a,0,1,30\n"
+                "2024-01-01 00:02:00,a,0,1,120\n")
+    demand = read_demand(csv, interval=pd.Timedelta("1min"))
+    load = demand.series["a"]
+    assert list(load.index.strftime("%H:%M")) == ["00:00", "00:01", "00:02", "00:03", "00:04"]
+    assert list(load) == pytest.approx([0.0, 1.5, 3.0, 1.0, 0.0])
+    assert "occupancy" in demand.notes[0] and "queued_s" in demand.notes[0]
+    # the binned reading stays an option: each request's runtime in its arrival interval
+    binned = read_demand(csv, interval=pd.Timedelta("1min"), reading="binned").series["a"]
+    assert list(binned) == [90.0, 30.0, 120.0]
+
+
+def test_occupancy_needs_run_times_and_refuses_negative_ones(tmp_path: Path):
+    write(tmp_path / "tok.schema.yaml",
+          "target: demand\ntarget_unit: tokens\ncategorical: []\nnumeric: []\n")
+    tokens = write(tmp_path / "tok.csv", "timestamp,demand\n2024-01-01 00:00:00,5\n")
+    assert read_demand(tokens).notes[0].startswith("request trace binned")
+    with pytest.raises(TraceError, match="needs each request's run time"):
+        read_demand(tokens, reading="occupancy")
+    write(tmp_path / "neg.schema.yaml",
+          "target: demand\ntarget_unit: s\ncategorical: []\nnumeric: []\nwait: w\n")
+    negative = write(tmp_path / "neg.csv", "timestamp,w,demand\n2024-01-01 00:00:00,-1,5\n")
+    with pytest.raises(TraceError, match="negative"):
+        read_demand(negative)

@@ -1,0 +1,167 @@
+"""Tier 2's window answer from work in flight: what announced requests will hold, and when.
+
+Each request announced to a producer holds its units from its start for its predicted run time,
+with bounds from the intent model's interval: ``[start, start + lower]``, ``[start, start +
+point]`` and ``[start, start + upper]``. A request is announced at its arrival (its start is
+then taken to be its arrival, or a later moment a queue has told), told when it actually starts
+(:meth:`InFlight.started`), and leaves the ledger when it is seen to finish
+(:meth:`InFlight.finished`). A request still running past its predicted end is known to be
+running, so it counts until the next moment asked.
+
+Tier 2's answer for the window ``[now, now + w]`` is the window peak of the held units, for each
+bound, plus the projected arrivals of new work: the units that arrived per second over the last
+``w`` (the recent rate), each holding for the mean predicted run time of those arrivals, so that
+new work adds ``rate x min(t - now, mean run time)`` at ``now + t``. The peak is read where it can
+occur: now, each start inside the window, just before each end inside it, and the window's end.
+
+Two requests in flight at 20 s, asked about ``[20, 80]``: "a" (2 units, from 0 s, predicted
+100 s, 50-200 s) and "b" (1 unit, from 10 s, predicted 30 s, 20-40 s). At the point both hold 3
+units until "b" ends at 40 s; then "a" holds 2 to the window's end, where the recent arrivals'
+rate (3 units in the last 60 s: 0.05 per second) adds 0.05 x 60 = 3 units of new work:
+
+>>> ledger = InFlight()
+>>> ledger.announce("p", at_s=0.0, duration=(100.0, 50.0, 200.0), units=2.0, job="a")
+'a'
+>>> ledger.announce("p", at_s=10.0, duration=(30.0, 20.0, 40.0), job="b")
+'b'
+>>> answer = ledger.predict({"p": 60.0}, {"p": 1.0}, now=20.0)["p"]
+>>> round(answer.lower, 2), round(answer.point, 2), round(answer.upper, 2)
+(3.5, 5.0, 5.0)
+>>> ledger.finished("p", "b"), ledger.in_flight("p")
+(True, 1)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from leadtime.engine import TierPrediction
+
+
+@dataclass
+class _Job:
+    arrived: float
+    start: float
+    durations: tuple[float, float, float]  # point, lower, upper (seconds)
+    units: float
+
+
+class InFlight:
+    """Per producer, the announced requests not yet seen to finish (thread-safe).
+
+    ``forget_after_s`` drops a request whose finish is never reported (a lost report), once its
+    upper end lies that far in the past; ``max_jobs`` bounds each producer's ledger (the oldest
+    goes first). Unknown finishes and dropped requests are counted (``late``, ``dropped``).
+    """
+
+    def __init__(self, forget_after_s: float = 86_400.0, max_jobs: int = 100_000) -> None:
+        self.forget_after_s = forget_after_s
+        self.max_jobs = max_jobs
+        self._lock = threading.Lock()
+        self._jobs: dict[str, dict[str, _Job]] = {}
+        self._seen: set[str] = set()  # producers with at least one announcement
+        self._arrivals: dict[str, deque] = {}  # (at, units, durations): the recent rate
+        self._next = 0
+        self.late = 0  # finishes or starts reported for a request the ledger does not hold
+        self.dropped = 0  # requests forgotten (no finish within forget_after_s) or over max_jobs
+
+    def announce(self, producer: str, at_s: float, duration: tuple[float, float, float],
+                 units: float = 1.0, start_s: float | None = None, job: str | None = None) -> str:
+        """Record a request announced at ``at_s`` with its predicted run time
+        ``(point, lower, upper)``; returns its job id (``job``, or a new one)."""
+        point, lower, upper = (max(0.0, float(d)) for d in duration)
+        with self._lock:
+            if job is None:
+                self._next += 1
+                job = f"#{self._next}"
+            jobs = self._jobs.setdefault(producer, {})
+            self._seen.add(producer)
+            durations = (point, min(lower, point), max(upper, point))
+            jobs[job] = _Job(at_s, at_s if start_s is None else start_s, durations, float(units))
+            arrivals = self._arrivals.setdefault(producer, deque(maxlen=self.max_jobs))
+            arrivals.append((at_s, float(units), durations))
+            while arrivals and arrivals[0][0] < at_s - self.forget_after_s:
+                arrivals.popleft()
+            while len(jobs) > self.max_jobs:
+                jobs.pop(next(iter(jobs)))
+                self.dropped += 1
+        return job
+
+    def started(self, producer: str, job: str, at_s: float) -> bool:
+        """The request has started at ``at_s`` (a queue held it until then)."""
+        with self._lock:
+            found = self._jobs.get(producer, {}).get(job)
+            if found is None:
+                self.late += 1
+                return False
+            found.start = at_s
+            return True
+
+    def finished(self, producer: str, job: str) -> bool:
+        """The request is seen to finish: it leaves the ledger."""
+        with self._lock:
+            if self._jobs.get(producer, {}).pop(job, None) is None:
+                self.late += 1
+                return False
+            return True
+
+    def producers(self) -> list[str]:
+        with self._lock:
+            return sorted(self._seen)
+
+    def in_flight(self, producer: str) -> int:
+        with self._lock:
+            return len(self._jobs.get(producer, {}))
+
+    def predict(self, windows_s: Mapping[str, float], scales: Mapping[str, float],
+                now: float) -> dict[str, TierPrediction]:
+        """Tier 2 for every producer with a scale and an announcement since start: the window
+        peak of the units its work holds, times its scale (see the module docstring)."""
+        out: dict[str, TierPrediction] = {}
+        with self._lock:
+            for producer, scale in scales.items():
+                if producer not in self._seen:
+                    continue
+                jobs = self._prune(producer, now)
+                window = max(float(windows_s.get(producer, 300.0)), 1.0)
+                recent = [a for a in self._arrivals.get(producer, ()) if now - window < a[0] <= now]
+                bounds = [self._peak(jobs, recent, now, window, k)
+                          for k in (1, 0, 2)]  # lower, point, upper
+                out[producer] = TierPrediction(bounds[1] * scale, bounds[0] * scale,
+                                               bounds[2] * scale)
+        return out
+
+    def _prune(self, producer: str, now: float) -> list[_Job]:
+        jobs = self._jobs.get(producer, {})
+        stale = [k for k, j in jobs.items()
+                 if j.start + j.durations[2] + self.forget_after_s < now]
+        for key in stale:
+            del jobs[key]
+        self.dropped += len(stale)
+        return list(jobs.values())
+
+    @staticmethod
+    def _peak(jobs: list[_Job], recent: list, now: float, window: float, k: int) -> float:
+        """The most units held at once in ``[now, now + window]`` with run times ``k``
+        (0 point, 1 lower, 2 upper), projected arrivals (from ``recent``) included."""
+        rate = sum(a[1] for a in recent) / window
+        mean_run = float(np.mean([a[2][k] for a in recent])) if recent else 0.0
+        horizon = now + window
+        if not jobs:
+            return rate * min(window, mean_run)
+        starts = np.array([j.start for j in jobs])
+        units = np.array([j.units for j in jobs])
+        ends = starts + np.array([j.durations[k] for j in jobs])
+        running = starts <= now
+        ends = np.where(running, np.maximum(ends, now + 1e-6), ends)  # known to be running
+        moments = np.concatenate([[now, horizon], starts[(starts > now) & (starts <= horizon)],
+                                  ends[(ends > now) & (ends <= horizon)] - 1e-6])
+        held = ((starts[None, :] <= moments[:, None]) & (moments[:, None] < ends[None, :])
+                ) @ units
+        projected = rate * np.minimum(moments - now, mean_run)
+        return float((held + projected).max())

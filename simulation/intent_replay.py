@@ -1,0 +1,92 @@
+"""Tier 2 in the replay: every request's predicted run time, as the served champion of its day
+would have predicted it at the request's arrival.
+
+The trace's requests get their point-in-time features from Feast (each consumer's profile as of
+the request's arrival, outcomes counted only once known: ``features.profiles.known_at``), as
+``/v1/requests/predict`` reads them online. Then, day by day as the ``intent-retrain`` flow runs,
+the intent model (:func:`models.tier2.evaluate.fit_models`, the same candidates and choice) is
+fitted on the requests that had *finished* before that day began, and predicts the run time of
+the requests arriving that day. Requests before the first day with enough finished history get
+no prediction (Tier 2 says nothing for them).
+
+This needs a run time per request, i.e. a trace whose target is in seconds or whose schema
+names a ``duration`` column (:class:`leadtime.data.RequestSchema`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Finished requests needed before a day's fit (fewer: no Tier 2 prediction that day).
+MIN_TRAINING_REQUESTS = 500
+
+
+@dataclass(frozen=True)
+class RequestPredictions:
+    """One row per request: ``producer_id``, ``arrival_s``, ``start_s``, ``end_s`` (what
+    happened) and ``point``, ``lower``, ``upper`` (the predicted run time; NaN when no fit yet);
+    ``units`` held while running."""
+
+    frame: pd.DataFrame
+    fits: int  # daily fits made
+    seconds: float  # wall time
+
+
+def predict_requests(path: str | Path, settings=None, every: pd.Timedelta = pd.Timedelta(days=1),
+                     config=None, progress: Callable[[str], None] | None = None,
+                     ) -> RequestPredictions:
+    """Each request's run time predicted by the intent model fitted, every ``every``, on the
+    requests finished before (see the module docstring)."""
+    import time
+
+    from leadtime.data import read_request_trace
+    from leadtime.settings import get_settings
+    from leadtime.validation import TraceError
+    from models.tier2.evaluate import fit_models
+    from models.tier2.intent import IntentConfig
+    from models.tier2.train import training_set
+
+    began = time.perf_counter()
+    trace = read_request_trace(path)
+    schema = trace.schema
+    duration_column = schema.duration_column
+    if duration_column is None:
+        raise TraceError(f"{Path(path).name}: Tier 2's replay needs each request's run time "
+                         "(a target in seconds, or a `duration` column in the schema)")
+    config = config or IntentConfig()
+    settings = (settings or get_settings()).prepare()
+    if progress:
+        progress("point-in-time features from Feast")
+    _, data = training_set(settings, trace, config)
+    raw = trace.frame
+    arrival = (pd.to_datetime(raw[schema.time]) - pd.Timestamp(0)).dt.total_seconds().to_numpy()
+    wait = raw[schema.wait].fillna(0.0).to_numpy(float) if schema.wait else 0.0
+    run = raw[duration_column].fillna(0.0).to_numpy(float)
+    units = raw[schema.units].fillna(0.0).to_numpy(float) if schema.units else 1.0
+    keys = (raw["producer_id"].astype(str) if "producer_id" in raw.columns
+            else pd.Series(Path(path).stem, index=raw.index))
+    out = pd.DataFrame({"producer_id": keys.to_numpy(), "arrival_s": arrival,
+                        "start_s": arrival + wait, "end_s": arrival + wait + run,
+                        "units": units, "point": np.nan, "lower": np.nan, "upper": np.nan})
+    assert np.allclose(data.frame["event_timestamp"].astype("int64") / 1e9, arrival), \
+        "the feature rows must follow the trace's order"
+    step = every.total_seconds()
+    fits = 0
+    for day in np.arange(np.floor(arrival.min() / step) * step, arrival.max() + step, step):
+        today = (arrival >= day) & (arrival < day + step)
+        finished = out["end_s"].to_numpy() < day
+        if not today.any() or finished.sum() < MIN_TRAINING_REQUESTS:
+            continue
+        models = fit_models(replace(data, train=finished, test=today), config)
+        predicted = models["intent"].predict(data.frame[today])
+        out.loc[today, ["point", "lower", "upper"]] = predicted[["point", "lower",
+                                                                "upper"]].to_numpy()
+        fits += 1
+        if progress:
+            progress(f"Tier 2 fit {fits}: {pd.Timestamp(day, unit='s').date()}")
+    return RequestPredictions(out, fits, time.perf_counter() - began)

@@ -1,0 +1,86 @@
+"""Generated request traces where consumers drive the load: what Tier 2 is for.
+
+``consumer_jobs`` writes a request trace (CSV and ``*.schema.yaml``, the input contract) of one
+GPU pool serving 36 consumers in three groups:
+
+* **interactive** consumers send short requests (seconds to a few minutes) through the day;
+* **batch** consumers submit jobs of 10-60 minutes, mostly in the evening and at night, that
+  wait in a front-end queue (up to 20 minutes) before they start, holding 1-4 GPUs;
+* **mixed** consumers send both, and from the second week one of their groups moves its mix
+  towards long jobs (a change the first week's fit has not seen).
+
+Each request's run time follows its size (a numeric field known at submission), its type and
+its consumer's own speed factor, with noise; so the consumer's profile and the request's fields
+predict it, and the work already admitted is the most certain part of the next window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCHEMA = """\
+target: runtime
+target_unit: seconds
+categorical: [consumer_id, producer_id, request_type]
+numeric: [size]
+time: timestamp
+wait: queue_s
+units: gpus
+"""
+
+
+def consumer_jobs(folder: Path, days: int = 14, seed: int = 0) -> Path:
+    """Write ``consumer_jobs.csv`` and its schema under ``folder``; returns the CSV's path."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-05-06")  # a Monday
+    groups = {"interactive": 16, "batch": 10, "mixed": 10}
+    rows = []
+    for group, count in groups.items():
+        for k in range(count):
+            consumer = f"{group[:3]}-{k:02d}"
+            speed = rng.lognormal(0.0, 0.35)  # the consumer's own factor on every run time
+            shifts = group == "mixed" and k < count // 2  # this half moves to long jobs
+            rows.extend(_requests(rng, consumer, group, speed, shifts, start, days))
+    frame = pd.DataFrame(rows).sort_values("timestamp", kind="stable")
+    frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "consumer_jobs.csv"
+    frame[["timestamp", "consumer_id", "producer_id", "request_type", "size", "queue_s", "gpus",
+           "runtime"]].to_csv(path, index=False)
+    path.with_suffix(".schema.yaml").write_text(SCHEMA)
+    return path
+
+
+def _requests(rng, consumer: str, group: str, speed: float, shifts: bool,
+              start: pd.Timestamp, days: int) -> list[dict]:
+    out = []
+    for day in range(days):
+        weekend = (start + pd.Timedelta(days=day)).dayofweek >= 5
+        long_share = {"interactive": 0.0, "batch": 1.0, "mixed": 0.25}[group]
+        if shifts and day >= 7:
+            long_share = 0.7
+        n = rng.poisson({"interactive": 40, "batch": 5, "mixed": 14}[group]
+                        * (0.5 if weekend else 1.0))
+        for _ in range(n):
+            long = rng.random() < long_share
+            # interactive work by day (peak 14:00), long jobs in the evening and at night
+            hour = (rng.normal(21.0, 3.0) if long else rng.normal(14.0, 3.0)) % 24
+            at = start + pd.Timedelta(days=day, hours=float(hour))
+            size = float(rng.integers(10, 120)) if long else float(rng.integers(1, 20))
+            if long:
+                kind, runtime = "train", size * 25.0  # 250 s per 10 units: 4-50 minutes
+                queue, gpus = float(rng.uniform(0, 1200)), int(rng.choice([1, 2, 4]))
+            else:
+                kind, runtime = "infer", 3.0 + size * 6.0
+                queue, gpus = 0.0, 1
+            runtime *= speed * rng.lognormal(0.0, 0.2)
+            out.append({"timestamp": at, "consumer_id": consumer, "producer_id": "gpu-pool",
+                        "request_type": kind, "size": size, "queue_s": round(queue, 1),
+                        "gpus": gpus, "runtime": round(float(runtime), 1)})
+    return out
+
+
+REQUEST_SCENARIOS = {"consumer_jobs": consumer_jobs}

@@ -1,0 +1,90 @@
+"""Tier 2 in the replay: requests told to the in-flight ledger at arrival, start and finish, and
+the loop's Tier 2 answer read from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulation.bench import engine_spec
+from simulation.config import derive_config
+from simulation.occupancy import occupancy
+from simulation.policies import HPA, Leadtime
+from simulation.simulator import simulate
+
+
+def long_jobs(days: int = 3, seed: int = 0) -> tuple[pd.Series, pd.DataFrame]:
+    """Jobs of 10-60 minutes arriving through a daily cycle; the load is their occupancy at 5
+    minutes; Tier 2's predictions are the true run times, with a +-20 % interval."""
+    rng = np.random.default_rng(seed)
+    t0 = pd.Timestamp("2024-03-01").timestamp()
+    arrivals, t = [], t0
+    while t < t0 + days * 86400:
+        hour = (t - t0) / 3600 % 24
+        t += rng.exponential(600 / (1.5 + np.sin(2 * np.pi * (hour - 6) / 24)))
+        arrivals.append(t)
+    arrivals = np.array(arrivals)
+    run = rng.uniform(600, 3600, arrivals.size)
+    edges = np.arange(t0, t0 + days * 86400 + 1, 300.0)
+    series = pd.Series(occupancy(arrivals, run, edges),
+                       index=pd.DatetimeIndex(pd.to_datetime(edges[:-1], unit="s"), freq="5min"),
+                       name="jobs")
+    requests = pd.DataFrame({"producer_id": "jobs", "arrival_s": arrivals, "start_s": arrivals,
+                             "end_s": arrivals + run, "units": 1.0, "point": run,
+                             "lower": 0.8 * run, "upper": 1.2 * run})
+    return series, requests
+
+
+def test_the_loop_reads_tier2_from_the_work_in_flight():
+    series, requests = long_jobs()
+    cfg = derive_config(series, pd.Timedelta("5min"))
+    spec = engine_spec().model_copy(update={"weights": {"tier1": 0.0, "tier2": 1.0, "tier3": 0.0}})
+    policy = Leadtime(cfg, _NoTier1(), "jobs", series.index[0], spec, recalibrate=False,
+                      requests=requests)
+    simulate(series.to_numpy(float), cfg, policy, HPA(cfg), 20)
+    last = policy.loop.latest
+    now = last.decided_at
+    tier2 = last.tiers["jobs"]["tier2"]
+    assert tier2 is not None and "tier2" not in last.degraded
+    running = ((requests.start_s < now) & (requests.end_s >= now)).sum()
+    assert policy.feed.ledger.in_flight("jobs") == running  # finished ones have left
+    # a perfect run-time prediction: at least what runs now, never more than what runs now
+    # plus every arrival of the window (the projection adds the recent arrival rate)
+    lead = cfg.spinup.total_seconds()
+    arriving = ((requests.arrival_s >= now) & (requests.arrival_s < now + lead)).sum()
+    assert running <= tier2.point <= running + 3 * max(arriving, 1)
+    assert tier2.lower <= tier2.point <= tier2.upper
+    assert last.fleet.decisions["jobs"].prediction.weights == {"tier2": 1.0}
+
+
+class _NoTier1:
+    tier = "tier1"
+
+    def answer(self, producers, now_s, level):
+        from loop.sources import Answers
+
+        return Answers({}, "no Tier 1 in this test")
+
+
+def test_requests_without_a_prediction_are_not_announced():
+    _, requests = long_jobs(days=1)
+    requests.loc[requests.index[: len(requests) // 2], ["point", "lower", "upper"]] = np.nan
+    from simulation.policies import RequestFeed
+
+    feed = RequestFeed(requests, "jobs")
+    feed.until(requests.end_s.max() + 1)
+    assert feed.ledger.in_flight("jobs") == 0 and feed.ledger.late == 0
+    announced = requests.point.notna().sum()
+    assert len([e for e in feed.events if e[1] == 0]) == announced
+
+
+@pytest.mark.parametrize("wait", [0.0, 900.0])
+def test_a_queued_request_counts_from_its_start(wait):
+    from models.tier2.inflight import InFlight
+
+    ledger = InFlight()
+    ledger.announce("p", 0.0, (600.0, 600.0, 600.0), job="a", start_s=wait)
+    held = ledger.predict({"p": 300.0}, {"p": 1.0}, now=1.0)["p"].point
+    # arrivals of the last window project one more unit over its mean run time (300 s of 600)
+    assert held == pytest.approx((1.0 if wait == 0 else 0.0) + 300.0 / 300.0 * 1.0)
