@@ -88,3 +88,35 @@ def test_a_queued_request_counts_from_its_start(wait):
     held = ledger.predict({"p": 300.0}, {"p": 1.0}, now=1.0)["p"].point
     # arrivals of the last window project one more unit over its mean run time (300 s of 600)
     assert held == pytest.approx((1.0 if wait == 0 else 0.0) + 300.0 / 300.0 * 1.0)
+
+
+@pytest.mark.slow
+def test_tier2_predictions_come_from_fits_on_finished_requests_only(state, tmp_path,
+                                                                      monkeypatch):
+    """Each day's fit sees only requests that had finished before the day began, and predicts
+    only that day's arrivals (real Feast features and CatBoost fits on a generated trace)."""
+    from models.tier2 import evaluate
+    from models.tier2.intent import IntentConfig
+    from simulation.intent_replay import predict_requests
+    from simulation.request_scenarios import consumer_jobs
+
+    path = consumer_jobs(tmp_path / "trace", days=3)
+    fits = []
+    real = evaluate.fit_models
+
+    def spy(data, config=None, **meta):  # the real fit, its training rows recorded
+        train = data.frame[data.train]
+        ends = train["event_timestamp"] + pd.to_timedelta(data.y[data.train], unit="s")
+        fits.append((ends.max(), data.frame.loc[data.test, "event_timestamp"].min()))
+        return real(data, config, **meta)
+
+    monkeypatch.setattr(evaluate, "fit_models", spy)
+    result = predict_requests(path, settings=state,
+                              config=IntentConfig(iterations=30, depth=3, thread_count=1))
+    assert result.fits == len(fits) >= 1
+    for last_end, first_predicted in fits:
+        assert last_end < first_predicted.floor("D")
+    predicted = result.frame.dropna()
+    first_day = pd.Timestamp(result.frame.arrival_s.min(), unit="s").floor("D").timestamp()
+    assert (predicted.arrival_s >= first_day + 86400).all()  # nothing before the first fit
+    assert (predicted.lower <= predicted.point).all() and (predicted.point <= predicted.upper).all()
