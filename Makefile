@@ -15,7 +15,7 @@ setup: $(UV)
 demo: setup  ## baseline-daily, the replay, the report (leadtime_cli/demo.py)
 	$(UV) run leadtime demo
 
-test: setup  ## run every test, the slow integration ones included
+test: setup  ## run the tests this machine can run (servers absent: those tests skip, saying why)
 	$(UV) run pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: setup

@@ -491,9 +491,16 @@ def decide_all(
     """
     decisions: dict[str, Decision] = {}
     for pid, config in configs.items():
-        state = states.get(pid) or ProducerState(instances=max(1, config.min_instances))
+        state = states.get(pid)
+        assumed = state is None
+        if assumed:
+            state = ProducerState(instances=max(1, config.min_instances))
         decision = gate(allocate(config, combine(predictions.get(pid, {}), weights), state,
                                  (sizing or {}).get(pid)), threshold)
+        if assumed:  # say it: the current count is an assumption, not a report
+            decision = replace(decision, reasons=(
+                f"no state reported: assumed {state.instances} instance(s) running, load "
+                "unknown (report it with POST /v1/producers/state)", *decision.reasons))
         if dry_run:
             decision = replace(decision, dry_run=True,
                                reasons=(*decision.reasons, "dry run: not acted on"))

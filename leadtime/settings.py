@@ -26,12 +26,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: a first start, which creates its SQLite database, on a busy machine).
 PREFECT_STARTUP_TIMEOUT_SECONDS = 180
 
-#: Prefect 3's switches for what it would send out: the server's usage analytics (also read by
-#: the client's analytics service), the client's opt-out standard, and Cloud run telemetry.
-PREFECT_NO_TELEMETRY = {
+#: The switches for what the stack would send out: Prefect 3's server usage analytics (also
+#: read by the client's analytics service) and Cloud run telemetry, MLflow 3's usage telemetry
+#: (MLflow honours only ``MLFLOW_DISABLE_TELEMETRY`` or ``DO_NOT_TRACK=true``, not ``1``), and
+#: the opt-out standard both read.
+NO_TELEMETRY = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
+    "DO_NOT_TRACK": "true",
     "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 
 
@@ -163,7 +166,7 @@ class Settings(BaseSettings):
             # a busy 2-core machine can need more than Prefect's default 20 s to start the API
             os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
                                   str(PREFECT_STARTUP_TIMEOUT_SECONDS))
-        for key, value in PREFECT_NO_TELEMETRY.items():  # nothing leaves the machine by default
+        for key, value in NO_TELEMETRY.items():  # nothing leaves the machine by default
             os.environ.setdefault(key, value)
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

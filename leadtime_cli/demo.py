@@ -122,10 +122,7 @@ def demo(
     from leadtime.settings import get_settings
 
     settings = get_settings().prepare()  # before Prefect is imported: it reads the environment
-    import flows.baseline as baseline_flow
     from leadtime.validation import TraceError
-    from leadtime_cli.autoscale import _print_table
-    from leadtime_cli.baseline import _progress, score_table
     from leadtime_cli.common import fail, quiet_refusals, verbose
 
     began = time.perf_counter()
@@ -138,6 +135,14 @@ def demo(
         trace, notice = demo_trace(settings.data_dir, settings.home_dir)
         if notice:
             console.print(f"[yellow]notice:[/] {notice}")
+    try:  # the trace and --days are checked before any service starts
+        window = replay_window(trace, days)
+    except (TraceError, ValueError) as exc:
+        fail(str(exc))
+    import flows.baseline as baseline_flow
+    from leadtime_cli.autoscale import _print_table
+    from leadtime_cli.baseline import _progress, score_table
+
     console.print(f"[bold]leadtime demo[/]: Prefect flow [cyan]baseline-daily[/] on {trace}\n"
                   f"state folder: {settings.home_dir}  (MLflow: {settings.tracking_uri})")
     with _progress() as progress:
@@ -168,10 +173,7 @@ def demo(
     from simulation.bench import run_bench
     from simulation.report import write_report
 
-    try:
-        warmup, end, producers = replay_window(trace, days)
-    except (TraceError, ValueError) as exc:
-        fail(str(exc))
+    warmup, end, producers = window
     console.print(f"[bold]replay[/]: the last {days} day(s) of {trace.name} through the decision "
                   f"loop and its peers (the {warmup.days} days before: warm-up and refit history)")
     bench_began = time.perf_counter()

@@ -183,7 +183,11 @@ class Tier3Assess:
             phase = target.phase_samples(pid)
             if phase:
                 candidates[pid] = {PHASE: phase}
-        return Answers(out, candidates=candidates)
+        silent = [pid for pid, p in out.items() if p is None]
+        error = (f"no Tier 3 answer yet for {', '.join(silent[:5])}"
+                 f"{f' and {len(silent) - 5} more' if len(silent) > 5 else ''} (too few "
+                 "observations of their load through POST /v1/observations)" if silent else None)
+        return Answers(out, error, candidates=candidates)
 
 
 @dataclass(frozen=True)

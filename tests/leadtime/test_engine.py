@@ -195,3 +195,14 @@ def test_a_calibrated_sizing_is_held_under_the_maximum_utilisation_only():
     # without a sizing the uncalibrated rule stands, and the floor is at the target utilisation
     plain = allocate(web, prediction, ProducerState(instances=4, current_load=80))
     assert plain.floor == 12 and plain.sizing is None
+
+
+def test_a_producer_without_a_reported_state_says_its_count_is_assumed():
+    cfg = config(min_instances=2)
+    tiers = {"tier1": TierPrediction(30.0, 25.0, 35.0)}
+    fleet = decide_all({"p": cfg}, {"p": tiers}, {}, weights=DEFAULT_WEIGHTS, threshold=0.0)
+    decision = fleet.decisions["p"]
+    assert decision.current_instances == 2
+    assert decision.reasons[0].startswith("no state reported: assumed 2 instance(s)")
+    reported = decide(cfg, tiers, ProducerState(instances=2))
+    assert not any("no state reported" in r for r in reported.reasons)

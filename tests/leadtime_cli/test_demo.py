@@ -161,3 +161,19 @@ def test_printed_uv_runs_as_printed(monkeypatch, tmp_path):
     local.write_text("#!/bin/sh\necho uv-stub\n")
     local.chmod(0o755)
     assert uv_command() == ".tools/bin/uv"
+
+
+@pytest.mark.parametrize("content", [None, "timestamp,producer_id,value\nnot a time,p,1\n"])
+def test_a_missing_or_malformed_trace_is_refused_before_any_service_starts(tmp_path, content):
+    """Refused in one line, exit 2, and Prefect never imported (so its server never starts)."""
+    trace = tmp_path / "trace.csv"
+    if content is not None:
+        trace.write_text(content)
+    script = ("import sys; from typer.testing import CliRunner; from leadtime_cli.app import app; "
+              f"r = CliRunner().invoke(app, ['demo', '--trace', {str(trace)!r}]); "
+              "print(r.exit_code, 'prefect' in sys.modules); print(r.output)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "LEADTIME_HOME": str(tmp_path / "home")})
+    first, *rest = out.stdout.splitlines()
+    assert first == "2 False", out.stdout + out.stderr
+    assert "trace.csv" in "\n".join(rest) and "Traceback" not in out.stdout

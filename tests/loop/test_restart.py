@@ -46,3 +46,14 @@ def test_a_report_the_log_cannot_write_is_refused_and_not_applied(tmp_path):
     loop.report([Report("a", 9, 1.0)])  # a state source's pull: applied, said degraded
     assert loop.states["a"].instances == 9
     assert "decision_log" in loop.step().degraded
+
+
+def test_tier3_without_observations_is_reported_degraded_with_the_reason(tmp_path):
+    from loop.sources import Tier3Assess
+    from models.tier3.state import Tier3State
+
+    state = Tier3State()
+    loop = DecisionLoop(parse_config(CONFIG), [Tier3Assess(lambda: state)],
+                        ReplayClock(1_700_000_000.0))
+    degraded = loop.step().degraded
+    assert "no Tier 3 answer yet for a, b" in degraded["tier3"]
