@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from leadtime.settings import Settings, get_settings
 from loop.clock import Clock
 from models.tier2.announced import AnnouncedDemand
+from models.tier2.inflight import AnnouncedWork, InFlight
 
 
 class State:
@@ -25,6 +26,8 @@ class State:
         self.intent: Any = None
         self.intent_error: str | None = None
         self.announced = AnnouncedDemand()  # Tier 2 for the engine, fed by /v1/requests/predict
+        self.inflight = InFlight()  # requests tracked by id, from predict to their finish
+        self.work = AnnouncedWork(self.announced, self.inflight)  # what the loop's Tier 2 reads
 
     def load_intent(self) -> None:
         """Load the Tier 2 champion and swap it in; on failure keep the last one, and say so."""
@@ -111,7 +114,8 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
         return known[id(config)]
 
     app.include_router(intent_router(state.get_intent, state.announced, clock,
-                                     settings=state.settings, producers=fleet))
+                                     settings=state.settings, producers=fleet,
+                                     inflight=state.inflight))
     from serving.observations import router as observations_router
 
     tier3_routes = observations_router(state.settings, clock)
@@ -119,7 +123,10 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
     from serving.decisions import mount as mount_decisions
 
     state.decisions = mount_decisions(app, state.settings, tier3=tier3_routes.tier3_service,
-                                      tier2=state.announced, clock=clock)
+                                      tier2=state.work, clock=clock)
+    from serving.intent import InFlightCollector
+
+    state.decisions.metrics.registry.register(InFlightCollector(state.inflight))
     # POST /v1/admin/reload re-reads the Tier 2 champion too; /readyz reports it
     state.decisions.reload_hooks.append(state.load_intent)
     state.decisions.champion_status["leadtime-intent"] = state.intent_status  # models.tier2.registry.MODEL_NAME
@@ -134,7 +141,8 @@ def _contract(app: FastAPI, state: State) -> None:
     from serving.contract import install_allow_header, install_schemas, install_validation_answer
 
     def schemas() -> dict[str, Any]:
-        return {**observations.schemas(), **intent.schemas(state.get_intent)}
+        return {**observations.schemas(), **intent.schemas(state.get_intent),
+                **intent.progress_schemas()}
 
     install_schemas(app, schemas, key=lambda: (id(state.intent), getattr(state.intent, "version", None)))
     install_allow_header(app)

@@ -39,7 +39,7 @@ from serving.auth import token_guard
 from serving.contract import GUARDED, responses
 
 if TYPE_CHECKING:
-    from models.tier2.announced import AnnouncedDemand
+    from models.tier2.inflight import AnnouncedWork
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,12 @@ class DecisionRuntime:
         self,
         settings,
         tier3: Callable[[], Any] | None = None,
-        tier2: AnnouncedDemand | None = None,
+        tier2: AnnouncedWork | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.tier3 = tier3  # () -> Tier3Service (restored lazily)
-        self.tier2 = tier2  # models.tier2.announced.AnnouncedDemand
+        self.tier2 = tier2  # models.tier2.inflight.AnnouncedWork (or anything with its predict)
         self.clock = clock or WallClock()
         self.loop: DecisionLoop | None = None
         self.config: LeadtimeConfig | None = None
@@ -611,7 +611,7 @@ def loop_clock(settings, clock: Clock | None = None) -> Clock:
 
 
 def mount(app: FastAPI, settings, *, tier3: Callable[[], Any] | None = None,
-          tier2: AnnouncedDemand | None = None, clock: Clock | None = None) -> DecisionRuntime:
+          tier2: AnnouncedWork | None = None, clock: Clock | None = None) -> DecisionRuntime:
     """Create the runtime, mount its routes and ``/metrics``; the caller loads and starts it."""
     from monitoring.metrics import Metrics
 

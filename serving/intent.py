@@ -40,6 +40,9 @@ _KEYS = {
     "producer_id": "Optional. When given, the predicted demand is announced to the decision "
                    "engine as this producer's Tier 2 demand.",
     "request_type": "Optional. The kind of request (a category of the trace).",
+    "request_id": "Optional. With a producer_id and the token, the request is tracked in flight "
+                  "(when the champion predicts a run time): it holds capacity from now for its "
+                  "predicted run time until POST /v1/requests/progress reports it finished.",
 }
 
 
@@ -60,6 +63,7 @@ class GenericRequest(BaseModel):
     producer_id: str | None = Field(default=None, max_length=200, description=_KEYS["producer_id"])
     request_type: str | None = Field(default=None, max_length=200,
                                      description=_KEYS["request_type"])
+    request_id: str | None = Field(default=None, max_length=200, description=_KEYS["request_id"])
 
 
 def body_adapter(one: type[BaseModel]) -> TypeAdapter:
@@ -194,8 +198,58 @@ def load_runtime(settings, name: str | None = None) -> IntentRuntime:
     return IntentRuntime(model, store, name, str(champion.version), trace, body_adapter(one))
 
 
+class RequestProgress(BaseModel):
+    """One tracked request's progress: which, and when (Unix seconds; default: now)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    producer_id: str = Field(min_length=1, max_length=200)
+    request_id: str = Field(min_length=1, max_length=200)
+    at_s: float | None = Field(default=None, ge=0, le=1e11)
+
+
+class ProgressBatch(BaseModel):
+    """The body of ``POST /v1/requests/progress``: requests that started (a queue held them
+    until then) and requests that finished (they leave the in-flight ledger)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    started: list[RequestProgress] = Field(default_factory=list, max_length=10_000)
+    finished: list[RequestProgress] = Field(default_factory=list, max_length=10_000)
+
+
+#: Target units that are run times: a prediction in them is how long a request holds capacity.
+SECONDS = frozenset({"s", "sec", "secs", "second", "seconds"})
+
+
+class InFlightCollector:
+    """``/metrics``: requests tracked in flight, progress reports for requests the ledger does
+    not hold (late, or never announced), and requests dropped unfinished."""
+
+    def __init__(self, ledger) -> None:
+        self.ledger = ledger
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        ledger = self.ledger
+        held = sum(ledger.in_flight(p) for p in ledger.producers())
+        yield GaugeMetricFamily("leadtime_tier2_in_flight_requests",
+                                "Requests Tier 2 tracks as running or queued.", value=held)
+        yield CounterMetricFamily("leadtime_tier2_unknown_progress",
+                                  "Progress reports for a request the ledger does not hold "
+                                  "(late, unknown producer, or never announced).",
+                                  value=ledger.late)
+        yield CounterMetricFamily("leadtime_tier2_dropped_requests",
+                                  "Tracked requests dropped without a finish report.",
+                                  value=ledger.dropped)
+
+
 def router(get_runtime, announced=None, clock=None, *, settings=None,
-           producers=None) -> APIRouter:
+           producers=None, inflight=None) -> APIRouter:
     """The intent routes; ``get_runtime()`` returns the process's runtime (or raises).
 
     Predicting is a read and needs no token. Announcing is a write: predictions for requests
@@ -217,7 +271,9 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
     from serving.contract import raw_body, read_json, responses, unprocessable
 
     def announce(request: Request, rows, predictions) -> dict[str, Any]:
-        named = [(row["producer_id"], p) for row, p in zip(rows, predictions, strict=True)
+        """Record the predictions of requests naming a producer as Tier 2's demand (and, with a
+        ``request_id`` and a run-time champion, in the in-flight ledger); say what was not."""
+        named = [(row, p) for row, p in zip(rows, predictions, strict=True)
                  if row.get("producer_id")]
         if not named or announced is None:
             return {"announced": 0}
@@ -227,12 +283,26 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
                 f"{len(named)} request(s) name a producer but were not announced to the engine: "
                 f"announcing needs the bearer token ({refused[1]})")}
         fleet = producers() if producers is not None else None
-        known = [(pid, p) for pid, p in named if fleet is None or pid in fleet]
-        count = announced.add(clock.now() if clock is not None else time.time(), (
-            (pid, p["demand"], p["lower"], p["upper"]) for pid, p in known))
+        known = [(row, p) for row, p in named if fleet is None or row["producer_id"] in fleet]
+        now = clock.now() if clock is not None else time.time()
+        count = announced.add(now, ((row["producer_id"], p["demand"], p["lower"], p["upper"])
+                                    for row, p in known))
         out: dict[str, Any] = {"announced": count}
+        tracked = [(row, p) for row, p in known if row.get("request_id")]
+        if tracked and inflight is not None:
+            unit = str(predictions[0]["unit"])
+            if unit.strip().lower() in SECONDS:
+                for row, p in tracked:
+                    inflight.announce(row["producer_id"], now,
+                                      (p["demand"], p["lower"], p["upper"]),
+                                      job=row["request_id"])
+                out["in_flight"] = len(tracked)
+            else:
+                out["not_in_flight"] = (f"the champion predicts {unit!r}, not a run time in "
+                                        "seconds: requests are not tracked in flight")
         if count < len(named):
-            unknown = sorted({pid for pid, _ in named} - {pid for pid, _ in known})[:5]
+            unknown = sorted({row["producer_id"] for row, _ in named}
+                             - {row["producer_id"] for row, _ in known})[:5]
             out["not_announced"] = (f"{len(named) - count} request(s) name a producer that is "
                                     f"not in leadtime.yaml (e.g. {', '.join(map(repr, unknown))})"
                                     if unknown else f"{len(named) - count} request(s) were not "
@@ -275,7 +345,40 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
             return _json(200, {"model": runtime.model_info, "predictions": predictions, **told})
         return _json(200, {"model": runtime.model_info, **predictions[0], **told})
 
+    from fastapi import Depends
+
+    from serving.auth import token_guard
+    from serving.contract import GUARDED, validate_json
+
+    @api.post("/v1/requests/progress", responses=responses(422, *GUARDED),
+              dependencies=[Depends(token_guard(settings))] if settings is not None else [],
+              openapi_extra=raw_body("ProgressBatch", "Tracked requests that started or "
+                                                      "finished (at most 10,000 of each)."))
+    async def progress(request: Request) -> Response:
+        """Tracked requests that started (a queue held them) or finished (they leave Tier 2's
+        in-flight ledger); a report for a request it does not hold is counted, not an error."""
+        batch, refused = await validate_json(request, ProgressBatch)
+        if refused is not None:
+            return refused
+        now = clock.now() if clock is not None else time.time()
+        ledger = inflight
+        if ledger is None:
+            raise HTTPException(503, "no in-flight ledger is wired in this process")
+        started = sum(ledger.started(e.producer_id, e.request_id,
+                                     e.at_s if e.at_s is not None else now)
+                      for e in batch.started)
+        finished = sum(ledger.finished(e.producer_id, e.request_id) for e in batch.finished)
+        unknown = len(batch.started) + len(batch.finished) - started - finished
+        return _json(200, {"started": started, "finished": finished, "unknown": unknown})
+
     return api
+
+
+def progress_schemas() -> dict[str, Any]:
+    """The OpenAPI components of ``POST /v1/requests/progress``'s body."""
+    from serving.contract import component_schemas
+
+    return component_schemas("ProgressBatch", TypeAdapter(ProgressBatch))
 
 
 def _json(status: int, content: Any) -> Response:

@@ -45,6 +45,7 @@ ROUTES: dict[tuple[str, str], Limit] = {
     ("POST", "/v1/observations"): Limit(12 * MiB, token=True),
     ("POST", "/v1/admin/reload"): Limit(64 * 1024, token=True),
     ("POST", "/v1/requests/predict"): Limit(2 * MiB, token=False),
+    ("POST", "/v1/requests/progress"): Limit(4 * MiB, token=True),
 }
 OTHER_MAX_BYTES = 64 * 1024
 

@@ -165,3 +165,28 @@ class InFlight:
                 ) @ units
         projected = rate * np.minimum(moments - now, mean_run)
         return float((held + projected).max())
+
+
+class AnnouncedWork:
+    """Tier 2's one answer from its two records: the in-flight ledger for the producers whose
+    requests are tracked by id (announced with a ``request_id``, their start and finish
+    reported), the announced demand rate (:class:`models.tier2.announced.AnnouncedDemand`) for
+    the others. Both are in demand per second (busy seconds per second for run times), so one
+    ``tier2_load_per_demand`` scales either."""
+
+    def __init__(self, demand, inflight: InFlight) -> None:
+        self.demand = demand
+        self.inflight = inflight
+
+    def add(self, now: float, items) -> int:
+        """Record predicted demand ``(producer_id, point, lower, upper)`` announced at ``now``
+        (:meth:`models.tier2.announced.AnnouncedDemand.add`)."""
+        return self.demand.add(now, items)
+
+    def predict(self, windows_s: Mapping[str, float], scales: Mapping[str, float],
+                now: float) -> dict[str, TierPrediction]:
+        out = self.demand.predict(windows_s, scales, now)
+        tracked = set(self.inflight.producers())
+        out.update(self.inflight.predict(
+            windows_s, {p: s for p, s in scales.items() if p in tracked}, now))
+        return out

@@ -169,3 +169,27 @@ def test_without_a_champion_the_body_is_validated_before_the_503(state):
         assert refused.status_code == 503 and "intent retrain" in refused.json()["detail"]
         schemas = client.get("/openapi.json").json()["components"]["schemas"]
         assert "GenericRequest" in schemas and "IntentRequest" not in schemas
+
+
+def test_tracked_requests_hold_tier2_until_reported_finished(client):
+    """A request with a request_id is tracked in flight (the champion predicts seconds): Tier 2
+    holds it from now for its predicted run time, until progress reports it finished."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = [{"consumer_id": "C001", "producer_id": "P1", "request_type": "TXT_2_IMG",
+             "steps": 30, "images": 2, "request_id": f"r{i}"} for i in range(3)]
+    answer = client.post("/v1/requests/predict", headers=auth, json=body).json()
+    assert answer["announced"] == 3 and answer["in_flight"] == 3
+    assert "leadtime_tier2_in_flight_requests 3.0" in client.get("/metrics").text
+    ack = client.post("/v1/producers/state", headers=auth,
+                      json={"producers": [{"producer_id": "P1", "instances": 2}]}).json()
+    tier2 = client.get("/v1/producers/P1",
+                       params={"after_pass": ack["pass"]}).json()["tiers"]["tier2"]
+    # three requests running now, each 300 load units (tier2_load_per_demand) while it runs
+    assert tier2["prediction"]["point"] >= 3 * 300.0
+    done = client.post("/v1/requests/progress", headers=auth, json={"finished": [
+        {"producer_id": "P1", "request_id": "r0"}, {"producer_id": "P1", "request_id": "gone"}]})
+    assert done.json() == {"started": 0, "finished": 1, "unknown": 1}
+    text = client.get("/metrics").text
+    assert "leadtime_tier2_in_flight_requests 2.0" in text
+    assert "leadtime_tier2_unknown_progress_total 1.0" in text
+    assert client.post("/v1/requests/progress", json={"finished": []}).status_code == 401
