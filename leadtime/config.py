@@ -153,6 +153,10 @@ class EngineSpec(_Strict):
     sizing_min_windows: int = Field(
         default=30, ge=1, description="The fewest windows a candidate may size from (the "
         "floor in samples under sizing_min_history_s: 15 hours at one sample per 30 minutes).")
+    log_retention_s: float = Field(
+        default=14 * 86400.0, ge=3600, description="The decision log keeps every decision and "
+        "tier prediction this long (at least recalibration_window_s is sensible); older ones "
+        "are folded into hourly aggregates per producer and their space reused.")
 
     @field_validator("weights")
     @classmethod

@@ -57,6 +57,14 @@ CREATE TABLE IF NOT EXISTS reported_states (
     producer_id TEXT PRIMARY KEY, instances INTEGER NOT NULL, current_load REAL,
     last_scale_out_s REAL, reported_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS decisions_hourly (
+    producer_id TEXT NOT NULL, hour REAL NOT NULL, passes INTEGER NOT NULL,
+    scale_outs INTEGER NOT NULL, scale_ins INTEGER NOT NULL,
+    mean_target REAL NOT NULL, max_target INTEGER NOT NULL, mean_current REAL NOT NULL,
+    max_point REAL, max_upper REAL, max_load_score REAL, max_observed REAL,
+    PRIMARY KEY (producer_id, hour)
+);
+CREATE INDEX IF NOT EXISTS batches_decided_at ON batches(decided_at);
 CREATE TABLE IF NOT EXISTS observed_load (
     producer_id TEXT NOT NULL, window_start REAL NOT NULL, load REAL NOT NULL,
     PRIMARY KEY (producer_id, window_start)
@@ -79,6 +87,7 @@ class DecisionLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # a new file: pages reusable
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint/commit
         self._conn.execute("PRAGMA busy_timeout=5000")
@@ -186,6 +195,58 @@ class DecisionLog:
         state["reported"] = {p: [n, load, last] for p, n, load, last in reported}
         return state
 
+    def prune(self, before: float) -> dict[str, int]:
+        """Fold everything decided before ``before`` (Unix seconds) into ``decisions_hourly``
+        (per producer and hour: passes, scale-outs and -ins, mean and max target, mean current,
+        the largest predicted point and upper bound, load score and observed load), then delete
+        those batches with their decisions, tier predictions and pool decisions, and the observed
+        load, in one transaction; then hand the freed pages back (incremental vacuum). Returns
+        the rows deleted per table. ``before`` should fall on an hour, so that each hour is
+        folded once, whole."""
+        hour = "CAST(b.decided_at / 3600 AS INTEGER) * 3600.0"
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "INSERT OR REPLACE INTO decisions_hourly "
+                    f"SELECT d.producer_id, {hour} AS h, COUNT(*), "
+                    "SUM(d.action = 'scale_out'), SUM(d.action = 'scale_in'), "
+                    "AVG(d.target_instances), MAX(d.target_instances), AVG(d.current_instances), "
+                    "MAX(d.point), MAX(d.upper), MAX(d.load_score), "
+                    "(SELECT MAX(o.load) FROM observed_load o WHERE o.producer_id = d.producer_id"
+                    f" AND o.window_start >= {hour} AND o.window_start < {hour} + 3600) "
+                    "FROM decisions d JOIN batches b USING (batch_id) WHERE b.decided_at < ? "
+                    "GROUP BY d.producer_id, h", (before,))
+                old = "SELECT batch_id FROM batches WHERE decided_at < ?"
+                deleted = {
+                    "tier_predictions": cur.execute(
+                        "DELETE FROM tier_predictions WHERE decision_id IN (SELECT decision_id "
+                        f"FROM decisions WHERE batch_id IN ({old}))", (before,)).rowcount,
+                    "decisions": cur.execute(f"DELETE FROM decisions WHERE batch_id IN ({old})",
+                                             (before,)).rowcount,
+                    "pool_decisions": cur.execute(
+                        f"DELETE FROM pool_decisions WHERE batch_id IN ({old})",
+                        (before,)).rowcount,
+                    "batches": cur.execute("DELETE FROM batches WHERE decided_at < ?",
+                                           (before,)).rowcount,  # ids are never reused
+                    "observed_load": cur.execute("DELETE FROM observed_load WHERE "
+                                                 "window_start < ?", (before,)).rowcount,
+                }
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            self._conn.execute("PRAGMA incremental_vacuum")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
+    def hourly(self, producer_id: str | None = None) -> pd.DataFrame:
+        """The hourly aggregates of pruned decisions (see :meth:`prune`)."""
+        where, params = ("WHERE producer_id = ?", (producer_id,)) if producer_id else ("", ())
+        return self.query(f"SELECT * FROM decisions_hourly {where} ORDER BY producer_id, hour",
+                          params)
+
     def history(self, producer_id: str | None = None, since: float | None = None,
                 until: float | None = None, after_id: int = 0, limit: int = 100,
                 ) -> list[dict]:
@@ -234,6 +295,7 @@ class DecisionLog:
 
     def counts(self) -> dict[str, int]:
         out = {}
-        for table in ("batches", "decisions", "tier_predictions", "observed_load"):
+        for table in ("batches", "decisions", "tier_predictions", "observed_load",
+                      "decisions_hourly"):
             out[table] = int(self.query(f"SELECT COUNT(*) AS n FROM {table}")["n"].iloc[0])
         return out

@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 TIERS = ("tier1", "tier2", "tier3")
 
 
+#: How often the loop applies the decision log's retention (loop-clock seconds).
+PRUNE_EVERY_S = 3600.0
+
+
 class NotRecorded(RuntimeError):
     """A durable state report that could not be written (nothing of it was applied)."""
 
@@ -129,6 +133,7 @@ class DecisionLoop:
         self.last_scale_out_s: dict[str, float] = {}
         self.latest: Pass | None = None
         self.passes = 0  # the number of the latest pass (restored from the log on restart)
+        self._last_prune: float | None = None
         self.last_recalibration_s: float | None = None
         self.weight_history: list[tuple[float, dict[str, float], bool]] = []
         self._observed_error: str | None = None  # the last failed observed-load append
@@ -312,12 +317,28 @@ class DecisionLoop:
                     degraded["decision_log"] = f"append failed: {exc}"
             if self._observed_error is not None:
                 degraded.setdefault("decision_log", self._observed_error)
+            self._maybe_prune(now, degraded)
             self.passes += 1
             self.latest = Pass(self.passes, now, fleet, tiers, degraded, self.weights_source,
                                time.perf_counter() - began)
             if self.on_pass is not None:
                 self.on_pass(self.latest)
             return self.latest
+
+    def _maybe_prune(self, now: float, degraded: dict[str, str]) -> None:
+        """Once an hour (loop clock), fold the log's decisions older than
+        ``engine.log_retention_s`` into hourly aggregates and reuse their space."""
+        if self.decision_log is None or not hasattr(self.decision_log, "prune"):
+            return
+        if self._last_prune is not None and now - self._last_prune < PRUNE_EVERY_S:
+            return
+        self._last_prune = now
+        try:
+            cut = now - self.config.engine.log_retention_s
+            self.decision_log.prune(math.floor(cut / 3600.0) * 3600.0)  # whole hours only
+        except Exception as exc:  # retention must not take decisions down; say so
+            log.error("decision log retention failed: %s", exc)
+            degraded["decision_log"] = f"retention failed: {exc}"
 
     def _pull_states(self, producers: Mapping[str, Any], now: float,
                      degraded: dict[str, str]) -> dict[str, str]:
