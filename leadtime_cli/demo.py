@@ -39,13 +39,12 @@ def demo_trace(data_dir: Path, state_dir: Path) -> tuple[Path, str | None]:
                   "cycles, trend and noise instead.")
 
 
-def replay_window(trace: Path, days: int):
-    """(warm-up, end of the trace, its producers) for replaying the last ``days`` whole days."""
+def replay_window(demand, days: int):
+    """(warm-up, end of the trace, its producers) for replaying the last ``days`` whole days of
+    ``demand`` (:func:`simulation.traces.read_demand`)."""
     import pandas as pd
 
-    from simulation.traces import read_demand
-
-    demand = read_demand(trace)
+    trace = demand.path
     spans, ends = [], []
     for series in demand.series.values():
         step = pd.Timedelta(series.index.freq or series.index[1] - series.index[0])
@@ -135,9 +134,11 @@ def demo(
         trace, notice = demo_trace(settings.data_dir, settings.home_dir)
         if notice:
             console.print(f"[yellow]notice:[/] {notice}")
-    try:  # the trace and --days are checked before any service starts
-        window = replay_window(trace, days)
-    except (TraceError, ValueError) as exc:
+    from simulation.traces import read_demand
+
+    try:  # a missing or malformed trace is refused before any service starts
+        demand = read_demand(trace)
+    except TraceError as exc:
         fail(str(exc))
     import flows.baseline as baseline_flow
     from leadtime_cli.autoscale import _print_table
@@ -173,7 +174,10 @@ def demo(
     from simulation.bench import run_bench
     from simulation.report import write_report
 
-    warmup, end, producers = window
+    try:
+        warmup, end, producers = replay_window(demand, days)
+    except ValueError as exc:
+        fail(str(exc))
     console.print(f"[bold]replay[/]: the last {days} day(s) of {trace.name} through the decision "
                   f"loop and its peers (the {warmup.days} days before: warm-up and refit history)")
     bench_began = time.perf_counter()

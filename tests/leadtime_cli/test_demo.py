@@ -53,13 +53,14 @@ def test_the_replay_window_leaves_a_warm_up_and_names_the_end(tmp_path):
 
     from leadtime_cli.demo import replay_window
     from simulation.generate import write_load_trace
+    from simulation.traces import read_demand
 
-    trace = write_load_trace(tmp_path / "load.csv", producers=2, days=10)
-    warmup, end, producers = replay_window(trace, 3)
+    demand = read_demand(write_load_trace(tmp_path / "load.csv", producers=2, days=10))
+    warmup, end, producers = replay_window(demand, 3)
     assert warmup == pd.Timedelta(days=7) and producers == ["svc-1", "svc-2"]
     assert end == pd.Timestamp("2024-03-14")  # the interval after the last one
     with pytest.raises(ValueError, match="choose --days 9 or fewer"):
-        replay_window(trace, 10)
+        replay_window(demand, 10)
 
 
 def _free_port() -> int:

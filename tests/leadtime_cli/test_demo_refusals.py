@@ -50,16 +50,17 @@ def test_demo_refuses_short_traces_cleanly(state, tmp_path, make, says):
 
 @pytest.mark.slow
 def test_demo_prints_no_prefect_traceback_for_a_refusal(state, tmp_path):
-    """Prefect's own console logs bypass CliRunner, so this one runs the real command."""
+    """Prefect's own console logs bypass CliRunner, so this one runs the real command (a
+    well-formed trace the flow refuses: a malformed one is refused before Prefect starts)."""
     import subprocess
 
-    trace = _header_only(tmp_path)
+    trace = _three_days(tmp_path)
     done = subprocess.run([sys.executable, "-c", "from leadtime_cli.app import app; app()",
                            "demo", "--trace", str(trace)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stdout + done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("error: header.csv")
+    assert done.stderr.strip().splitlines()[-1].startswith("error: three.csv")
     loud = subprocess.run([sys.executable, "-c", "from leadtime_cli.app import app; app()",
                            "--verbose", "demo", "--trace", str(trace)],
                           capture_output=True, text=True, timeout=600)
