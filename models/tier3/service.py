@@ -86,15 +86,6 @@ def _pyfunc_class():
     return Tier3Pyfunc
 
 
-def save_state(state: Tier3State, path: Path) -> Path:
-    """Pickle the state atomically (write beside, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
-    tmp.replace(path)
-    return path
-
-
 def load_state(path: Path) -> Tier3State:
     return pickle.loads(Path(path).read_bytes())
 
