@@ -24,6 +24,7 @@ from models.tier1.backtest import (
     CHAMPION,
     BacktestConfig,
     backtest_producer,
+    choice_basis,
     final_choice,
     history_requirement,
     history_shortfall,
@@ -189,6 +190,7 @@ def baseline_daily(
         "producers": len(choices),
         "summary": summary,
         "choices": choices,
+        "choice_wis": choice_basis(backtest),  # what chose them: WIS over every cut-off
         "champion": summary.get(CHAMPION, {}),
         "registration": asdict(registration),
         "plot": str(plot),

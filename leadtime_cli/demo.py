@@ -58,6 +58,26 @@ def replay_window(demand, days: int):
     return pd.Timedelta(days=whole - days), max(ends), list(demand.series)
 
 
+def why_these_models(choices: dict[str, str], basis: dict[str, dict[str, float]],
+                     shown: int = 3) -> str:
+    """One line on how the production models were chosen, with the figures that chose them:
+    the table scores the later cut-offs only, the choice ranks every cut-off.
+
+    >>> why_these_models({"web": "prophet"}, {"web": {"prophet": 0.31, "mstl": 0.33}})
+    'chosen by the lowest mean WIS over every backtest cut-off, the warm-up ones the table does not score included: web prophet 0.310 (mstl 0.330)'
+    """
+    parts = []
+    for producer, model in list(choices.items())[:shown]:
+        scores = basis.get(producer, {})
+        others = ", ".join(f"{m} {w:.3f}" for m, w in sorted(scores.items(), key=lambda kv: kv[1])
+                           if m != model)
+        parts.append(f"{producer} {model} {scores.get(model, float('nan')):.3f}"
+                     + (f" ({others})" if others else ""))
+    more = f"; {len(choices) - shown} more" if len(choices) > shown else ""
+    return ("chosen by the lowest mean WIS over every backtest cut-off, the warm-up ones the "
+            f"table does not score included: {'; '.join(parts)}{more}")
+
+
 def _env_prefix(settings) -> str:
     """``LEADTIME_HOME=...`` when the state folder is not the default one (for printed commands)."""
     return "" if settings.home == Path(".leadtime") else f"LEADTIME_HOME={settings.home_dir} "
@@ -169,6 +189,7 @@ def demo(
     console.print(f"registered [bold]{settings.baseline_model_name}[/] version "
                   f"{registration['version']}: {verdict} ({registration['reason']})")
     console.print(f"per-producer models: {result['choices']}")
+    console.print(why_these_models(result["choices"], result.get("choice_wis", {})))
     console.print(f"forecast plot: {result['plot']}\n")
 
     from simulation.bench import run_bench

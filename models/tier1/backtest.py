@@ -257,6 +257,16 @@ def final_choice(frame: pd.DataFrame) -> dict[str, str]:
     return {str(p): best_model(rows) for p, rows in models.groupby("producer_id")}
 
 
+def choice_basis(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per producer, each model's mean WIS over all cut-offs, the warm-up ones included: what
+    :func:`final_choice` ranks (the scored table covers the later cut-offs only, so it can
+    rank the models differently)."""
+    models = frame[frame["model"] != CHAMPION]
+    return {str(p): {str(m): round(float(w), 4)
+                     for m, w in rows.groupby("model", sort=False)["wis"].mean().dropna().items()}
+            for p, rows in models.groupby("producer_id")}
+
+
 def recipe_metrics(frame: pd.DataFrame, recipe: dict[str, str]) -> dict[str, float]:
     """Each of :data:`METRICS` that the per-producer choice ``recipe`` earns on this backtest.
 

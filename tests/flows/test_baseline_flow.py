@@ -24,6 +24,9 @@ def test_baseline_daily_flow_registers_a_champion(state, tmp_path):
         module.progress_hook = None
 
     assert result["producers"] == 2 and set(result["choices"]) == {"svc-1", "svc-2"}
+    for producer, model in result["choices"].items():  # the choice is what its figures say
+        basis = result["choice_wis"][producer]
+        assert basis[model] == min(basis.values())
     assert {"seasonal_naive", "prophet", "mstl", "champion"} <= set(result["summary"])
     assert result["registration"]["promoted"] and result["registration"]["version"] == "1"
     assert ("backtest", 2, 2) in seen and ("fit", 2, 2) in seen
