@@ -155,18 +155,19 @@ def ablation(
     except ValueError:
         fail(f"--tier2-every takes a duration like 1d or 12h; got {tier2_every!r}")
     scratch = tempfile.TemporaryDirectory(prefix="leadtime-ablation-")
+    label = str(trace) if trace is not None else f"scenario {scenario}"
     if trace is None and scenario in REQUEST_SCENARIOS:
         trace = REQUEST_SCENARIOS[scenario](Path(scratch.name))
     try:
         if trace is not None:
-            from simulation.traces import is_request_trace, read_demand
+            from simulation.traces import read_demand
 
             demand = read_demand(trace, producer)
             if len(demand.series) != 1:
                 fail(f"{trace.name} has {len(demand.series)} producers: choose one with "
                      f"--producer ({', '.join(list(demand.series)[:5])}...)")
             series = next(iter(demand.series.values()))
-            if is_request_trace(trace) and "occupancy" in demand.notes[0]:
+            if demand.reading == "occupancy":  # requests with run times: Tier 2 can hold them
                 from simulation.intent_replay import predict_requests
 
                 with err.status("Tier 2: daily fits on the requests finished before") as status:
@@ -183,15 +184,13 @@ def ablation(
         fail(str(exc).strip("'\""))
     finally:
         scratch.cleanup()
-    label = (f"scenario {scenario}" if trace is None or (scenario in REQUEST_SCENARIOS
-             and Path(trace).parent == Path(scratch.name)) else str(trace))
     if as_json:
         keys = ("name", "tiers", "slo_violation_pct", "instance_hours", "cost_vs_hpa",
                 "sizing_sources")
         typer.echo(json.dumps({
             "trace": label,
             "variants": [{k: r[k] for k in keys} for r in rows if r["kind"] == "leadtime"],
-            "policies": {r["name"].split(" ")[0]: {k: r[k] for k in keys[2:5]}
+            "policies": {r["name"]: {k: r[k] for k in keys[2:5]}
                          for r in rows if r["kind"] == "peer"}}, indent=2))
         return
     table = Table(title=f"bench ablation on {label}")
@@ -203,7 +202,7 @@ def ablation(
         total = sum(sources.values()) or 1
         shares = ", ".join(f"{k} {v / total:.0%}" for k, v in
                            sorted(sources.items(), key=lambda kv: -kv[1]))
-        table.add_row(r["variant"], f"{r['slo_violation_pct']:.2f}", f"{r['cost_vs_hpa']:.2f}",
+        table.add_row(r["name"], f"{r['slo_violation_pct']:.2f}", f"{r['cost_vs_hpa']:.2f}",
                       shares or "-")
     Console().print(table)
 

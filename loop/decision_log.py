@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -97,6 +98,19 @@ class DecisionLog:
         with self._lock:
             self._conn.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction under the lock: committed whole, or rolled back whole."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
     def append(
         self,
         fleet: FleetDecisions,
@@ -112,49 +126,42 @@ class DecisionLog:
         ``loop_state`` (the decision loop's own state) is replaced in the same transaction, so
         after a crash the state read back is the one of the last pass logged."""
         pool_of = pool_of or {}
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO batches(decided_at, mode, threshold, weights, weights_version) "
+                "VALUES (?,?,?,?,?)",
+                (decided_at, "dry_run" if fleet.dry_run else "act", fleet.threshold,
+                 json.dumps(fleet.weights), weights_version))
+            batch = int(cur.lastrowid)
+            tier_rows = []
+            for pid, d in fleet.decisions.items():
+                p = d.prediction
+                lead = configs[pid].spinup_lead_time_s if pid in configs else 0.0
                 cur.execute(
-                    "INSERT INTO batches(decided_at, mode, threshold, weights, weights_version) "
-                    "VALUES (?,?,?,?,?)",
-                    (decided_at, "dry_run" if fleet.dry_run else "act", fleet.threshold,
-                     json.dumps(fleet.weights), weights_version))
-                batch = int(cur.lastrowid)
-                tier_rows = []
-                for pid, d in fleet.decisions.items():
-                    p = d.prediction
-                    lead = configs[pid].spinup_lead_time_s if pid in configs else 0.0
-                    cur.execute(
-                        "INSERT INTO decisions(batch_id, producer_id, pool, window_start, action, "
-                        "target_instances, current_instances, load_score, point, lower, upper, "
-                        "act, dry_run, reasons) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (batch, pid, pool_of.get(pid), decided_at + lead, d.action,
-                         d.target_instances, d.current_instances, _num(d.load_score),
-                         _num(p.point) if p else None, _num(p.lower) if p else None,
-                         _num(p.upper) if p else None, int(d.act), int(d.dry_run),
-                         json.dumps(list(d.reasons))))
-                    did = int(cur.lastrowid)
-                    used = p.weights if p else {}
-                    for tier, t in (tiers.get(pid) or {}).items():
-                        if t is None:
-                            continue
-                        tier_rows.append((did, tier, _num(t.point), _num(t.lower), _num(t.upper),
-                                          used.get(tier)))
-                cur.executemany("INSERT INTO tier_predictions VALUES (?,?,?,?,?,?)", tier_rows)
-                cur.executemany(
-                    "INSERT INTO pool_decisions VALUES (?,?,?,?,?,?)",
-                    [(batch, name, json.dumps(pd_.redirect), json.dumps(pd_.selection),
-                      int(pd_.act), json.dumps(list(pd_.reasons)))
-                     for name, pd_ in fleet.pools.items()])
-                if loop_state is not None:
-                    cur.execute("INSERT OR REPLACE INTO loop_state VALUES (1, ?, ?)",
-                                (batch, json.dumps(loop_state)))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+                    "INSERT INTO decisions(batch_id, producer_id, pool, window_start, action, "
+                    "target_instances, current_instances, load_score, point, lower, upper, "
+                    "act, dry_run, reasons) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (batch, pid, pool_of.get(pid), decided_at + lead, d.action,
+                     d.target_instances, d.current_instances, _num(d.load_score),
+                     _num(p.point) if p else None, _num(p.lower) if p else None,
+                     _num(p.upper) if p else None, int(d.act), int(d.dry_run),
+                     json.dumps(list(d.reasons))))
+                did = int(cur.lastrowid)
+                used = p.weights if p else {}
+                for tier, t in (tiers.get(pid) or {}).items():
+                    if t is None:
+                        continue
+                    tier_rows.append((did, tier, _num(t.point), _num(t.lower), _num(t.upper),
+                                      used.get(tier)))
+            cur.executemany("INSERT INTO tier_predictions VALUES (?,?,?,?,?,?)", tier_rows)
+            cur.executemany(
+                "INSERT INTO pool_decisions VALUES (?,?,?,?,?,?)",
+                [(batch, name, json.dumps(pd_.redirect), json.dumps(pd_.selection),
+                  int(pd_.act), json.dumps(list(pd_.reasons)))
+                 for name, pd_ in fleet.pools.items()])
+            if loop_state is not None:
+                cur.execute("INSERT OR REPLACE INTO loop_state VALUES (1, ?, ?)",
+                            (batch, json.dumps(loop_state)))
         return batch
 
     def record_observed(self, rows: Iterable[tuple[str, float, float]],
@@ -164,18 +171,10 @@ class DecisionLog:
         and, in the same transaction, reported states ``(producer_id, instances, current_load,
         last_scale_out_s, reported_at)`` (each replacing the producer's previous one)."""
         rows = list(rows)
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.executemany("INSERT OR REPLACE INTO observed_load VALUES (?,?,?)", rows)
-                cur.executemany("INSERT OR REPLACE INTO reported_states VALUES (?,?,?,?,?)",
-                                [(p, n, _num(load), _num(last), at)
-                                 for p, n, load, last, at in states])
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._transaction() as cur:
+            cur.executemany("INSERT OR REPLACE INTO observed_load VALUES (?,?,?)", rows)
+            cur.executemany("INSERT OR REPLACE INTO reported_states VALUES (?,?,?,?,?)",
+                            [(p, n, _num(load), _num(last), at) for p, n, load, last, at in states])
         return len(rows)
 
     def loop_state(self) -> dict | None:
@@ -204,39 +203,33 @@ class DecisionLog:
         the rows deleted per table. ``before`` should fall on an hour, so that each hour is
         folded once, whole."""
         hour = "CAST(b.decided_at / 3600 AS INTEGER) * 3600.0"
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO decisions_hourly "
+                f"SELECT d.producer_id, {hour} AS h, COUNT(*), "
+                "SUM(d.action = 'scale_out'), SUM(d.action = 'scale_in'), "
+                "AVG(d.target_instances), MAX(d.target_instances), AVG(d.current_instances), "
+                "MAX(d.point), MAX(d.upper), MAX(d.load_score), "
+                "(SELECT MAX(o.load) FROM observed_load o WHERE o.producer_id = d.producer_id"
+                f" AND o.window_start >= {hour} AND o.window_start < {hour} + 3600) "
+                "FROM decisions d JOIN batches b USING (batch_id) WHERE b.decided_at < ? "
+                "GROUP BY d.producer_id, h", (before,))
+            old = "SELECT batch_id FROM batches WHERE decided_at < ?"
+            deleted = {
+                "tier_predictions": cur.execute(
+                    "DELETE FROM tier_predictions WHERE decision_id IN (SELECT decision_id "
+                    f"FROM decisions WHERE batch_id IN ({old}))", (before,)).rowcount,
+                "decisions": cur.execute(f"DELETE FROM decisions WHERE batch_id IN ({old})",
+                                         (before,)).rowcount,
+                "pool_decisions": cur.execute(
+                    f"DELETE FROM pool_decisions WHERE batch_id IN ({old})",
+                    (before,)).rowcount,
+                "batches": cur.execute("DELETE FROM batches WHERE decided_at < ?",
+                                       (before,)).rowcount,  # ids are never reused
+                "observed_load": cur.execute("DELETE FROM observed_load WHERE "
+                                             "window_start < ?", (before,)).rowcount,
+            }
         with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.execute(
-                    "INSERT OR REPLACE INTO decisions_hourly "
-                    f"SELECT d.producer_id, {hour} AS h, COUNT(*), "
-                    "SUM(d.action = 'scale_out'), SUM(d.action = 'scale_in'), "
-                    "AVG(d.target_instances), MAX(d.target_instances), AVG(d.current_instances), "
-                    "MAX(d.point), MAX(d.upper), MAX(d.load_score), "
-                    "(SELECT MAX(o.load) FROM observed_load o WHERE o.producer_id = d.producer_id"
-                    f" AND o.window_start >= {hour} AND o.window_start < {hour} + 3600) "
-                    "FROM decisions d JOIN batches b USING (batch_id) WHERE b.decided_at < ? "
-                    "GROUP BY d.producer_id, h", (before,))
-                old = "SELECT batch_id FROM batches WHERE decided_at < ?"
-                deleted = {
-                    "tier_predictions": cur.execute(
-                        "DELETE FROM tier_predictions WHERE decision_id IN (SELECT decision_id "
-                        f"FROM decisions WHERE batch_id IN ({old}))", (before,)).rowcount,
-                    "decisions": cur.execute(f"DELETE FROM decisions WHERE batch_id IN ({old})",
-                                             (before,)).rowcount,
-                    "pool_decisions": cur.execute(
-                        f"DELETE FROM pool_decisions WHERE batch_id IN ({old})",
-                        (before,)).rowcount,
-                    "batches": cur.execute("DELETE FROM batches WHERE decided_at < ?",
-                                           (before,)).rowcount,  # ids are never reused
-                    "observed_load": cur.execute("DELETE FROM observed_load WHERE "
-                                                 "window_start < ?", (before,)).rowcount,
-                }
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
             self._conn.execute("PRAGMA incremental_vacuum")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted

@@ -102,19 +102,10 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
 
     from serving.intent import router as intent_router
 
-    known: dict[int, frozenset[str]] = {}
-
-    def fleet() -> frozenset[str]:  # the configured producers: the only ones Tier 2 records
-        config = state.decisions.config
-        if config is None:
-            return frozenset()
-        if id(config) not in known:
-            known.clear()
-            known[id(config)] = frozenset(config.producers())
-        return known[id(config)]
-
+    # the configured producers (the only ones Tier 2 records), as the decision runtime knows them
     app.include_router(intent_router(state.get_intent, state.announced, clock,
-                                     settings=state.settings, producers=fleet,
+                                     settings=state.settings,
+                                     producers=lambda: state.decisions.known_producers(),
                                      inflight=state.inflight))
     from serving.observations import router as observations_router
 

@@ -308,7 +308,7 @@ class DecisionRuntime:
         loop, config = self.loop, self.config
         if loop is None or config is None:
             raise LookupError(self.config_error or "no configuration loaded")
-        known = self._known_producers(config)
+        known = self.known_producers(config)
         unknown = sorted({p.producer_id for p in batch.producers} - known)
         if unknown:
             raise UnknownProducers(unknown)
@@ -318,7 +318,11 @@ class DecisionRuntime:
         self._wake.set()  # states reported: decide with them now
         return count, before
 
-    def _known_producers(self, config: LeadtimeConfig) -> frozenset[str]:
+    def known_producers(self, config: LeadtimeConfig | None = None) -> frozenset[str]:
+        """The producer ids of ``config`` (default: the loaded one), computed once per config."""
+        config = config or self.config
+        if config is None:
+            return frozenset()
         if self._known is None or self._known[0] is not config:
             self._known = (config, frozenset(config.producers()))
         return self._known[1]

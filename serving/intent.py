@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from features.store import ENTITY_KEYS
+from leadtime.data import SECONDS_UNITS
 
 MAX_BATCH = 1000
 #: The largest magnitude a numeric request field may have (no request size is near it).
@@ -218,10 +219,6 @@ class ProgressBatch(BaseModel):
     finished: list[RequestProgress] = Field(default_factory=list, max_length=10_000)
 
 
-#: Target units that are run times: a prediction in them is how long a request holds capacity.
-SECONDS = frozenset({"s", "sec", "secs", "second", "seconds"})
-
-
 class InFlightCollector:
     """``/metrics``: requests tracked in flight, progress reports for requests the ledger does
     not hold (late, or never announced), and requests dropped unfinished."""
@@ -291,7 +288,7 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
         tracked = [(row, p) for row, p in known if row.get("request_id")]
         if tracked and inflight is not None:
             unit = str(predictions[0]["unit"])
-            if unit.strip().lower() in SECONDS:
+            if unit.strip().lower() in SECONDS_UNITS:  # a run time: how long it holds
                 for row, p in tracked:
                     inflight.announce(row["producer_id"], now,
                                       (p["demand"], p["lower"], p["upper"]),

@@ -50,12 +50,11 @@ def predict_requests(path: str | Path, settings=None, every: pd.Timedelta = pd.T
     from models.tier2.evaluate import fit_models
     from models.tier2.intent import IntentConfig
     from models.tier2.train import training_set
+    from simulation.traces import request_runs
 
     began = time.perf_counter()
     trace = read_request_trace(path)
-    schema = trace.schema
-    duration_column = schema.duration_column
-    if duration_column is None:
+    if trace.schema.duration_column is None:
         raise TraceError(f"{Path(path).name}: Tier 2's replay needs each request's run time "
                          "(a target in seconds, or a `duration` column in the schema)")
     config = config or IntentConfig()
@@ -63,23 +62,15 @@ def predict_requests(path: str | Path, settings=None, every: pd.Timedelta = pd.T
     if progress:
         progress("point-in-time features from Feast")
     _, data = training_set(settings, trace, config)
-    raw = trace.frame
-    arrival = (pd.to_datetime(raw[schema.time]) - pd.Timestamp(0)).dt.total_seconds().to_numpy()
-    wait = raw[schema.wait].fillna(0.0).to_numpy(float) if schema.wait else 0.0
-    run = raw[duration_column].fillna(0.0).to_numpy(float)
-    units = raw[schema.units].fillna(0.0).to_numpy(float) if schema.units else 1.0
-    keys = (raw["producer_id"].astype(str) if "producer_id" in raw.columns
-            else pd.Series(Path(path).stem, index=raw.index))
-    out = pd.DataFrame({"producer_id": keys.to_numpy(), "arrival_s": arrival,
-                        "start_s": arrival + wait, "end_s": arrival + wait + run,
-                        "units": units, "point": np.nan, "lower": np.nan, "upper": np.nan})
-    assert np.allclose(data.frame["event_timestamp"].astype("int64") / 1e9, arrival), \
-        "the feature rows must follow the trace's order"
+    out = request_runs(trace).assign(point=np.nan, lower=np.nan, upper=np.nan)
+    arrival, end = out["arrival_s"].to_numpy(), out["end_s"].to_numpy()
+    if not np.allclose(data.frame["event_timestamp"].astype("int64") / 1e9, arrival):
+        raise RuntimeError("the feature rows do not follow the trace's order")
     step = every.total_seconds()
     fits = 0
     for day in np.arange(np.floor(arrival.min() / step) * step, arrival.max() + step, step):
         today = (arrival >= day) & (arrival < day + step)
-        finished = out["end_s"].to_numpy() < day
+        finished = end < day
         if not today.any() or finished.sum() < MIN_TRAINING_REQUESTS:
             continue
         models = fit_models(replace(data, train=finished, test=today), config)

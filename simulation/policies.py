@@ -259,14 +259,13 @@ class RequestFeed:
     def __init__(self, requests: pd.DataFrame, producer_id: str) -> None:
         from models.tier2.inflight import InFlight
 
-        mine = requests[requests["producer_id"] == producer_id]
+        mine = requests[(requests["producer_id"] == producer_id) & requests["point"].notna()]
         self.ledger = InFlight()
-        self.events = sorted(
-            [(r.arrival_s, 0, i) for i, r in enumerate(mine.itertuples()) if r.point == r.point]
-            + [(r.start_s, 1, i) for i, r in enumerate(mine.itertuples())
-               if r.point == r.point and r.start_s > r.arrival_s]
-            + [(r.end_s, 2, i) for i, r in enumerate(mine.itertuples()) if r.point == r.point])
         self.rows = list(mine.itertuples())
+        self.events = sorted(  # (when, 0 announce / 1 start / 2 finish, row)
+            [(r.arrival_s, 0, i) for i, r in enumerate(self.rows)]
+            + [(r.start_s, 1, i) for i, r in enumerate(self.rows) if r.start_s > r.arrival_s]
+            + [(r.end_s, 2, i) for i, r in enumerate(self.rows)])
         self.producer_id = producer_id
         self._next = 0
 

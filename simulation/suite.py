@@ -170,13 +170,12 @@ def ablation(series: pd.Series, engine: EngineSpec | None = None,
     base = peers["hpa"]
 
     def row(name: str, kind: str, m: dict[str, float], tiers: list[str]) -> dict[str, Any]:
-        return {"variant": name, "name": name, "kind": kind, "tiers": tiers,
+        return {"name": name, "kind": kind, "tiers": tiers,
                 "slo_violation_pct": m["slo_violation_pct"],
                 "instance_hours": m["instance_hours"],
                 "cost_vs_hpa": m["instance_hours"] / base["instance_hours"]}
 
-    rows = [row(p + (" (reference)" if p == "hpa" else ""), "peer", peers[p], [])
-            for p in PEERS]
+    rows = [row(p, "peer", peers[p], []) for p in PEERS]
     start = pd.DatetimeIndex(series.index)[0]
     variants = {**ABLATION, **(WITH_TIER2 if requests is not None else {})}
     for variant, (weights, recalibrate) in variants.items():

@@ -39,6 +39,7 @@ class Demand:
     kind: str  # "load" | "requests"
     series: dict[str, pd.Series]
     notes: list[str] = field(default_factory=list)
+    reading: str | None = None  # a request trace's: "occupancy" or "binned"
 
     @property
     def producers(self) -> list[str]:
@@ -113,7 +114,7 @@ def _from_requests(path: Path, producer: str | None, interval: pd.Timedelta,
         series[name] = values.reindex(grid, fill_value=0.0).astype(float).rename(name)
     unit = schema.target_unit or schema.target
     note = f"request trace binned to {short_duration(interval)}: demand = sum of {schema.target} ({unit})"
-    return Demand(path, "requests", series, [note])
+    return Demand(path, "requests", series, [note], "binned")
 
 
 def _keys(trace) -> pd.Series:
@@ -123,20 +124,35 @@ def _keys(trace) -> pd.Series:
     return pd.Series(trace.path.stem, index=frame.index)
 
 
+def request_runs(trace) -> pd.DataFrame:
+    """Per request, in the trace's order: ``producer_id``, ``arrival_s`` (Unix seconds),
+    ``start_s`` (after its wait), ``end_s`` (after its run time) and the ``units`` it holds.
+    Needs a run time (:attr:`leadtime.data.RequestSchema.duration_column`)."""
+    frame, schema = trace.frame, trace.schema
+    arrival = (pd.to_datetime(frame[schema.time]) - pd.Timestamp(0)).dt.total_seconds().to_numpy()
+    run = frame[schema.duration_column].fillna(0.0).to_numpy(float)
+    wait = frame[schema.wait].fillna(0.0).to_numpy(float) if schema.wait else 0.0
+    units = frame[schema.units].fillna(0.0).to_numpy(float) if schema.units else 1.0
+    return pd.DataFrame({"producer_id": _keys(trace).to_numpy(), "arrival_s": arrival,
+                         "start_s": arrival + wait, "end_s": arrival + wait + run,
+                         "units": units})
+
+
 def _occupancy(trace, producer: str | None, interval: pd.Timedelta) -> Demand:
     """Each producer's mean units held per interval (:func:`simulation.occupancy.occupancy`),
     on a grid from the first arrival's interval to the interval of the last request's end."""
     from simulation.occupancy import occupancy
 
-    frame, schema, path = trace.frame, trace.schema, trace.path
-    keys = _keys(trace)
+    schema, path = trace.schema, trace.path
+    runs = request_runs(trace)
+    keys = runs["producer_id"]
     if producer is not None and producer not in set(keys):
         raise TraceError(f"{path.name}: no producer {producer!r}; producers are: "
                          f"{', '.join(sorted(set(keys))[:10])}")
-    arrivals = (frame[schema.time] - pd.Timestamp(0)).dt.total_seconds().to_numpy()
-    duration = frame[schema.duration_column].fillna(0.0).to_numpy(float)
-    wait = frame[schema.wait].fillna(0.0).to_numpy(float) if schema.wait else np.zeros_like(arrivals)
-    units = frame[schema.units].fillna(0.0).to_numpy(float) if schema.units else np.ones_like(arrivals)
+    arrivals = runs["arrival_s"].to_numpy()
+    wait = runs["start_s"].to_numpy() - arrivals
+    duration = runs["end_s"].to_numpy() - runs["start_s"].to_numpy()
+    units = runs["units"].to_numpy(float)
     step = interval.total_seconds()
     first = np.floor(arrivals.min() / step) * step
     last = np.floor((arrivals + wait + duration).max() / step) * step
@@ -153,4 +169,4 @@ def _occupancy(trace, producer: str | None, interval: pd.Timedelta) -> Demand:
     note = (f"request trace replayed as occupancy at {short_duration(interval)}: each request "
             f"holds {held} from its arrival{waited} for its {schema.duration_column} (s); "
             "load = mean units held per interval")
-    return Demand(path, "requests", series, [note])
+    return Demand(path, "requests", series, [note], "occupancy")
