@@ -1,7 +1,7 @@
 """leadtime plugged into real Prometheus, KEDA's protocol and HAProxy (`.ci/services start`).
 
 `.ci/services` backfills Prometheus with the NASA trace (shifted by whole weeks so that its
-first 35 days end now), scrapes an exporter that replays the rest live, and starts HAProxy in
+first 42 days or more end now), scrapes an exporter that replays the rest live, and starts HAProxy in
 front of three loopback HTTP backends. In order, on one state folder:
 
 1. `leadtime demo --from-prometheus 21d` trains `baseline-daily` from range queries (PromQL of
