@@ -26,6 +26,7 @@ COPY features ./features
 COPY serving ./serving
 COPY monitoring ./monitoring
 COPY simulation ./simulation
+COPY evaluation ./evaluation
 COPY loop ./loop
 COPY connectors ./connectors
 COPY leadtime_cli ./leadtime_cli

@@ -45,12 +45,12 @@ def intent_retrain(requests: str, settings: Settings | None = None,
     result = train_evaluate(settings, trace, config or IntentConfig())
     registered = register_promote(result, settings)
     until = materialize_online(result.ingested.repo)
-    from models.tier2.train import bench_json
+    from models.tier2.train import holdout_report
 
     return {
         "version": registered.version,
         "promoted": registered.promotion.promoted,
         "reason": registered.promotion.reason,
-        "holdout": bench_json(result),
+        "holdout": holdout_report(result),
         "materialized_until": until,
     }

@@ -28,8 +28,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
         """Time-based holdout: the intent model side by side with its baselines."""
+        from evaluation.intent_bench import format_table, run_bench
         from leadtime.settings import get_settings
-        from models.tier2.train import format_table, run_bench
 
         try:
             document = run_bench(get_settings().prepare(), requests)
@@ -47,8 +47,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Predict latency/throughput on loopback vs `mlflow models serve` vs in-process."""
+        from evaluation.api_bench import format_report, run
         from leadtime.settings import get_settings
-        from serving.bench import format_report, run
 
         try:
             report = run(get_settings(), requests, seconds=seconds, rate=rate, clients=clients)

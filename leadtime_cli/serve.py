@@ -82,8 +82,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         """
         import json
 
+        from evaluation.api_bench import LoadGeneratorMissing, api_run, find_wrk, format_api_report
         from leadtime_cli.common import fail
-        from serving.bench import LoadGeneratorMissing, api_run, find_wrk, format_api_report
 
         try:
             counts = tuple(int(n) for n in connections.split(","))

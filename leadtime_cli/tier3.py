@@ -36,7 +36,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         set; beneath them, NAB's published numenta, windowedGaussian and null on the same files.
         With --loco, the same detectors with every threshold chosen on the other categories only.
         """
-        from monitoring.bench import format_table, run_anomaly_bench
+        from evaluation.anomaly_bench import format_table, run_anomaly_bench
 
         try:
             document = run_anomaly_bench(set_dir, reference=reference, leave_one_out=leave_one_out)
@@ -55,12 +55,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     ) -> None:
         """(a) online (consumer, producer) demand MAE; (b) early warning on a degradation scenario."""
+        from evaluation.similarity_bench import format_table, run_similarity_bench
         from leadtime.settings import get_settings
-        from models.tier3.bench import format_table, run_similarity_bench
         from models.tier3.degradation import ScenarioParams
 
         if seeds is not None:
-            from models.tier3.bench import degradation_seeds, format_seeds_table
+            from evaluation.similarity_bench import degradation_seeds, format_seeds_table
 
             try:
                 chosen = _parse_seeds(seeds)

@@ -3,7 +3,7 @@
 What: the application-profile score of Lavin & Ahmad (2015), "Evaluating Real-time Anomaly
 Detection Algorithms - the Numenta Anomaly Benchmark", computed exactly as NAB's own code does,
 so that a detector of this project can be placed on NAB's published scoreboard.
-Why: the window F1 of :mod:`monitoring.bench` is ours; this score is theirs, and only a faithful
+Why: the window F1 of :mod:`evaluation.anomaly_bench` is ours; this score is theirs, and only a faithful
 copy of it makes a comparison with NAB's published detectors meaningful.
 
 It follows github.com/numenta/NAB:

@@ -105,7 +105,7 @@ def test_reference_rows_are_nab_scores_of_the_published_outputs(nab_document):
     assert rows["numenta"]["nab_standard"] == pytest.approx(66.5, abs=0.1)
     assert all(rows["null"][field] == pytest.approx(0.0, abs=1e-9) for field in NAB_FIELDS)
 
-    from monitoring.bench import format_table
+    from evaluation.anomaly_bench import format_table
 
     table = format_table(nab_document)
     assert "NAB's published detectors" in table
@@ -152,8 +152,8 @@ def test_tiny_set_json_has_nab_fields_and_says_reference_is_absent(tiny_set, tmp
 def test_tiny_set_nab_scores_equal_the_scorer_and_reference_rows_are_scored(tiny_set, tmp_path):
     """Our detectors' and a published detector's NAB figures are nab_scores' own; a published
     detector lacking the set's files is skipped with a note."""
+    from evaluation.anomaly_bench import run_anomaly_bench, stream_scores
     from leadtime.data import read_anomaly_set
-    from monitoring.bench import run_anomaly_bench, stream_scores
 
     anomaly_set = read_anomaly_set(tiny_set)
     reference = tmp_path / "reference"
@@ -227,7 +227,7 @@ def test_loco_end_to_end_on_a_generated_set(two_category_set, tmp_path):
 
 def test_loco_thresholds_never_read_the_test_labels(two_category_set, tmp_path):
     """Dropping a test series' labels changes the test figures, never the thresholds."""
-    from monitoring.bench import run_anomaly_bench
+    from evaluation.anomaly_bench import run_anomaly_bench
 
     def direction(root):
         document = run_anomaly_bench(root, detectors=("leadtime", "zscore"),

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation.anomaly_bench import alarm_stream, score_series, summarise, window_counts
 from monitoring import knncad
-from monitoring.bench import alarm_stream, score_series, summarise, window_counts
 from monitoring.detectors import (
     KNNCADDetector,
     ResidualDetector,

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 
 def test_generated_fleet_is_valid_config_in_pools_with_mixed_states(tmp_path):
+    from evaluation.api_bench import fleet_states, write_fleet_config
     from leadtime.config import load_config
-    from serving.bench import fleet_states, write_fleet_config
 
     config = write_fleet_config(tmp_path / "leadtime.yaml", 100)
     assert len(config.producers()) == 100

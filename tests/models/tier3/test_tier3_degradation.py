@@ -36,7 +36,7 @@ def test_incidents_have_first_wave_then_the_rest_of_the_group():
 
 @pytest.mark.slow
 def test_similarity_bench_flags_before_the_rest_of_the_group():
-    from models.tier3.bench import degradation_bench
+    from evaluation.similarity_bench import degradation_bench
 
     methods = degradation_bench()["methods"]
     ours = methods["leadtime"]
@@ -45,7 +45,7 @@ def test_similarity_bench_flags_before_the_rest_of_the_group():
 
 
 def test_bench_over_several_seeds_reports_each_and_the_summary():
-    from models.tier3.bench import degradation_seeds
+    from evaluation.similarity_bench import degradation_seeds
 
     document = degradation_seeds([1, 2], SMALL)
     assert document["seeds"] == [1, 2] and set(document["per_seed"]) == {"1", "2"}
