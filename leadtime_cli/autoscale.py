@@ -212,18 +212,13 @@ def _print_table(doc: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=None if sys.stdout.isatty() else 120)  # piped: do not cut columns
+    from simulation.report import COLUMNS
+
+    console = Console(width=None if sys.stdout.isatty() else 140)  # piped: do not cut columns
     who = doc["producer"] or f"all {doc['settings']['producers_simulated']} producers (totals)"
     table = Table(title=f"autoscale on {Path(doc['trace']).name}: {who}")
     table.add_column("policy", no_wrap=True)
-    columns = [
-        ("slo_violation_pct", "SLO viol %", "{:.3f}"),
-        ("underprovisioned_pct", "short %", "{:.2f}"),
-        ("instance_hours", "inst-hours", "{:,.1f}"),
-        ("cost_vs_oracle", "vs oracle", "{:.2f}"),
-        ("p99_latency_ms", "p99 ms", "{:,.0f}"),
-        ("scaling_actions", "actions", "{:,}"),
-    ]
+    columns = COLUMNS
     for _, header, _ in columns:
         table.add_column(header, justify="right", no_wrap=True)
     for policy in POLICY_ORDER:
@@ -255,8 +250,8 @@ HELP = (
     "knative_kpa (Knative's KPA), leadtime and a perfect-knowledge oracle.\n\n"
     "Predictive policies refit their Tier 1 model daily on data before the simulated day; the "
     "warm-up days are reactive for every policy and not scored. Metrics: slo_violation_pct, "
-    "underprovisioned_pct, instance_hours, cost_vs_oracle, p99_latency_ms, scaling_actions "
-    "(definitions in simulation/metrics.py and the README)."
+    "underprovisioned_pct, instance_hours, cost_vs_oracle, p99_latency_ms, scaling_actions, "
+    "slo_misses, slo_miss_minutes (definitions in simulation/metrics.py and the README)."
 )
 
 

@@ -12,8 +12,10 @@
   distribution (service + fluid wait + M/M/N wait), weighted by its arrivals, dropped demand at
   the timeout.
 * ``scaling_actions``: intervals in which the policy launched or terminated instances.
+* ``slo_misses``: runs of consecutive scored intervals that missed the SLO (one outage, however
+  long, is one miss); ``slo_miss_minutes``: how long they lasted in all, in minutes.
 
-Totals over several producers: ``instance_hours`` and ``scaling_actions`` are summed,
+Totals over several producers: ``instance_hours``, ``scaling_actions`` and the misses are summed,
 ``cost_vs_oracle`` is the ratio of the sums; the percentages and ``p99_latency_ms`` are the
 unweighted means over producers (their load units differ, so demand-weighting would mix units).
 """
@@ -33,6 +35,8 @@ METRICS = (
     "cost_vs_oracle",
     "p99_latency_ms",
     "scaling_actions",
+    "slo_misses",
+    "slo_miss_minutes",
 )
 
 
@@ -43,6 +47,7 @@ def score(run: Run, cfg: SimConfig, scored: np.ndarray, need: np.ndarray) -> dic
     total = float(weights.sum())
     late = float(weights[run.violated].sum())
     intervals = int(scored.sum())
+    missed = run.violated & scored
     short = int((scored & (run.ready < need)).sum())
     hours = float((run.ready + run.starting)[scored].sum()) * cfg.dt_s / 3600.0
     servers = run.ready * cfg.servers_per_instance
@@ -63,6 +68,8 @@ def score(run: Run, cfg: SimConfig, scored: np.ndarray, need: np.ndarray) -> dic
         "cost_vs_oracle": float("nan"),
         "p99_latency_ms": p99,
         "scaling_actions": int(run.actions[scored].sum()),
+        "slo_misses": int(np.count_nonzero(np.diff(missed.astype(np.int8), prepend=0) == 1)),
+        "slo_miss_minutes": float(missed.sum()) * cfg.dt_s / 60.0,
     }
 
 
@@ -88,6 +95,8 @@ def totals(per_producer: dict[str, dict[str, dict[str, float]]]) -> dict[str, di
             "cost_vs_oracle": float("nan"),
             "p99_latency_ms": float(np.nanmean([r["p99_latency_ms"] for r in rows])),
             "scaling_actions": int(sum(r["scaling_actions"] for r in rows)),
+            "slo_misses": int(sum(r["slo_misses"] for r in rows)),
+            "slo_miss_minutes": float(sum(r["slo_miss_minutes"] for r in rows)),
         }
     add_cost_vs_oracle(out)
     return out

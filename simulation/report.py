@@ -46,6 +46,10 @@ TAB = {"tab:blue": "#1f77b4", "tab:orange": "#ff7f0e", "tab:green": "#2ca02c",
        "tab:pink": "#e377c2", "tab:gray": "#7f7f7f", "tab:olive": "#bcbd22",
        "tab:cyan": "#17becf"}
 
+# capacity lines that would hide one another (predictive scale-out often equals the HPA)
+DASHES = {"forecast_scale_out": "dash", "crane_ehpa": "dot", "knative_kpa": "dashdot",
+          "static_peak": "longdash", "oracle": "longdashdot"}
+
 # the columns of ``leadtime bench autoscale``'s table
 COLUMNS = (
     ("slo_violation_pct", "SLO viol %", "{:.3f}"),
@@ -54,6 +58,8 @@ COLUMNS = (
     ("cost_vs_oracle", "vs oracle", "{:.2f}"),
     ("p99_latency_ms", "p99 ms", "{:,.0f}"),
     ("scaling_actions", "actions", "{:,}"),
+    ("slo_misses", "misses", "{:,}"),
+    ("slo_miss_minutes", "miss min", "{:,.0f}"),
 )
 
 
@@ -228,9 +234,8 @@ def producer_figure(res: ProducerResult, replayed: Replayed | None, max_points: 
     for name in sorted(names, key=lambda n: n == "leadtime"):  # leadtime's line on top
         run = res.runs[name]
         fig.add_trace(line(run.ready[start:] * usable, name=f"{name} capacity",
-                           line={"color": TAB[COLOURS[name]], "width": 1.1},
-                           visible=True if name in ("hpa", "forecast_scale_out", "leadtime")
-                           else "legendonly"), 1, 1)
+                           line={"color": TAB[COLOURS[name]], "width": 2.2 if name == "leadtime"
+                                 else 1.1, "dash": DASHES.get(name, "solid")}), 1, 1)
 
     if replayed is not None and replayed.marks:
         shown = thin([m for m in replayed.marks if m.step >= start], MAX_MARKERS)
@@ -249,33 +254,47 @@ def producer_figure(res: ProducerResult, replayed: Replayed | None, max_points: 
                 hovertemplate="%{text}<extra></extra>"), 1, 1)
 
     scored = res.scored[start:]
-    resolution = 1
+    ticks = []
+    ms = _ms(idx)
+    step_ms = cfg.interval.total_seconds() * 1000
     for row, name in enumerate(names):
-        found, grid = coarse_spans(res.runs[name].violated[start:] & scored)
-        resolution = max(resolution, grid)
+        missed = res.runs[name].violated[start:] & scored
+        found, grid = coarse_spans(missed)
+        exact = len(spans(missed))
+        minutes = float(missed.sum()) * cfg.interval.total_seconds() / 60
+        label = f"{name}: {exact:,} misses, {minutes:,.0f} min"
+        ticks.append(label + (f" ({_minutes(cfg.interval * grid)} grid)" if grid > 1 else ""))
+        colour = TAB[COLOURS[name]]
+        starts = np.array([ms[a] for a, _ in found])
+        ends = np.array([ms[b - 1] + step_ms for _, b in found])
         xs = np.full(3 * len(found), np.nan)
-        if found:
-            ms = _ms(idx)
-            step_ms = cfg.interval.total_seconds() * 1000
-            xs[0::3] = [ms[a] for a, _ in found]
-            xs[1::3] = [ms[b - 1] + step_ms for _, b in found]
+        xs[0::3], xs[1::3] = starts, ends
         ys = np.where(np.isnan(xs), np.nan, row).astype(np.float32)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} SLO misses",
-                                 line={"color": TAB[COLOURS[name]], "width": 7},
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} SLO miss spans",
+                                 line={"color": colour, "width": 7},
                                  showlegend=False, hoverinfo="skip"), 2, 1)
-
+        # a tick per miss, a few pixels wide at any zoom: a one-interval miss in a month of
+        # data is narrower than a pixel as a span
+        lasted = (ends - starts) / 60000.0
+        fig.add_trace(go.Scatter(
+            x=(starts + ends) / 2, y=np.full(len(found), row, dtype=np.float32), mode="markers",
+            name=f"{name} SLO misses", showlegend=False,
+            marker={"symbol": "line-ns", "size": 14, "line": {"width": 3, "color": colour}},
+            text=[f"{name}: missed {pd.Timestamp(a, unit='ms'):%Y-%m-%d %H:%M} for "
+                  f"{m:g} min" for a, m in zip(starts, lasted)],
+            hovertemplate="%{text}<extra></extra>"), 2, 1)
     fig.update_xaxes(type="date", row=1, col=1)
     fig.update_xaxes(type="date", row=2, col=1)
     fig.update_yaxes(title_text=f"load per {_minutes(cfg.interval)}", row=1, col=1)
-    fig.update_yaxes(tickvals=list(range(len(names))), ticktext=names, range=[len(names) - 0.5, -0.5],
-                     row=2, col=1)
-    misses = ("intervals that missed the SLO" if resolution == 1
-              else f"intervals that missed the SLO (merged on a {_minutes(cfg.interval * resolution)} grid)")
+    fig.update_yaxes(tickvals=list(range(len(names))), ticktext=ticks, automargin=True,
+                     range=[len(names) - 0.5, -0.5], row=2, col=1)
+    misses = ("every SLO miss, a tick each (more than "
+              f"{MAX_SPANS} in a row: merged on the grid its label names)")
     fig.update_layout(
         title={"text": f"{html.escape(res.producer)}: load and ready capacity at "
                        f"{cfg.max_utilisation:.0%} utilisation (means per {bin_label}); "
                        f"bottom: {misses}", "font": {"size": 13}},
-        height=640, margin={"l": 70, "r": 20, "t": 60, "b": 40}, hovermode="closest",
+        height=680, margin={"l": 70, "r": 20, "t": 60, "b": 40}, hovermode="closest",
         legend={"orientation": "h", "y": -0.08}, template="plotly_white")
     return fig
 

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 TOKEN = "demo-token"
+NET_GUARD = Path(__file__).parent / "net_guard"
 AS_OF = datetime(1995, 9, 1)  # the end of the NASA demo trace
 
 
@@ -69,6 +71,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _passes(base: str) -> float:
+    found = re.search(r"^leadtime_engine_pass_seconds_count (\S+)$", _get(f"{base}/metrics").text,
+                      re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def _get(url: str):
     import httpx
 
@@ -79,17 +87,27 @@ def _get(url: str):
 def test_demo_then_serve_as_of_the_end_of_the_trace_gives_a_tier1_decision(state, tmp_path):
     """The demo on a generated trace (svc-1, declared in leadtime.yaml): the table, the report
     and the next steps; then the printed ``leadtime serve --as-of`` decides with Tier 1, where
-    the wall clock finds the champion too stale."""
-    from typer.testing import CliRunner
+    the wall clock finds the champion too stale.
 
-    from leadtime_cli.app import app
+    Both run as their own processes under a network guard (``net_guard/sitecustomize.py``,
+    inherited by Prefect's and MLflow's servers) with pytest's markers removed from the
+    environment, since MLflow, for one, turns its telemetry off under pytest: nothing may
+    connect to, or look up, anything beyond loopback."""
     from simulation.generate import write_load_trace
 
     trace = write_load_trace(tmp_path / "load.csv", producers=1, days=10)
-    result = CliRunner().invoke(app, ["demo", "--trace", str(trace), "--cutoffs", "2",
-                                      "--days", "2"])
-    out = result.output
-    assert result.exit_code == 0, out
+    guard_log = tmp_path / "net_guard.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env |= {"PYTHONPATH": os.pathsep.join([str(NET_GUARD), env.get("PYTHONPATH", "")]),
+            "LEADTIME_NET_GUARD_LOG": str(guard_log), "NO_PROXY": "*"}
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        env.pop(key, None)
+    demo = subprocess.run(
+        [sys.executable, "-c", "from leadtime_cli.app import app; app()", "demo", "--trace",
+         str(trace), "--cutoffs", "2", "--days", "2"],
+        env=env | {"COLUMNS": "200"}, capture_output=True, text=True, timeout=1200)
+    out = demo.stdout
+    assert demo.returncode == 0, out + demo.stderr
     for policy in ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime"):
         assert re.search(rf"│ {policy}\s+│", out), policy
     report = state.home_dir / "reports" / "demo_load.html"
@@ -100,8 +118,8 @@ def test_demo_then_serve_as_of_the_end_of_the_trace_gives_a_tier1_decision(state
     assert "curl -s http://127.0.0.1:8000/v1/producers/svc-1" in out
 
     port = _free_port()
-    env = os.environ | {"LEADTIME_HOME": str(state.home_dir), "LEADTIME_API_TOKEN": TOKEN,
-                        "MLFLOW_TRACKING_URI": state.tracking_uri}
+    env |= {"LEADTIME_HOME": str(state.home_dir), "LEADTIME_API_TOKEN": TOKEN,
+            "MLFLOW_TRACKING_URI": state.tracking_uri}
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-c", "from leadtime_cli.app import app; app()", "serve",
@@ -121,10 +139,13 @@ def test_demo_then_serve_as_of_the_end_of_the_trace_gives_a_tier1_decision(state
                 pass
             time.sleep(1)
         assert body is not None, (tmp_path / "serve.log").read_text()
+        while time.monotonic() < deadline + 120 and _passes(base) < 2:  # a second pass
+            time.sleep(2)
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+    assert not guard_log.exists(), guard_log.read_text()[:2000]
     start = datetime.fromisoformat(as_of).replace(tzinfo=UTC).timestamp()
     assert start <= body["decided_at"] < start + 600
     decision = body["decision"]

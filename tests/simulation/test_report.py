@@ -105,9 +105,11 @@ def _artifacts(tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_report_renders_offline_in_headless_chromium(report, tmp_path):
+def test_the_report_renders_offline_in_headless_chromium(report, bench, tmp_path):
     """Debian's chromium through playwright: no console error, no request leaves the file, the
-    charts draw, a hover shows a decision's reasons; the screenshot is kept as an artefact."""
+    charts draw, a hover shows a decision's reasons, every miss of every policy is drawn as a
+    visible tick (counted in the page against the data and the table); the screenshot is kept
+    as an artefact."""
     if not CHROMIUM.is_file() and not shutil.which("chromium"):
         pytest.skip("chromium is not installed (apt-get install chromium): the browser test "
                     "needs Debian's headless chromium")
@@ -146,8 +148,32 @@ def test_the_report_renders_offline_in_headless_chromium(report, tmp_path):
                 return box ? box.textContent : '';
             }""")
             assert hover and "scale_out" in hover and "instances" in hover and "weights" in hover
+            drawn = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+                .map(gd => Object.fromEntries(gd._fullData
+                    .filter(t => t.name.endsWith(' SLO misses'))
+                    .map(t => [t.name.replace(' SLO misses', ''),
+                               gd.querySelectorAll('g.trace' + t.uid + ' path.point').length])))""")
+            widths = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+                .flatMap(gd => gd._fullData.filter(t => t.name.endsWith(' SLO misses'))
+                    .flatMap(t => [...gd.querySelectorAll('g.trace' + t.uid + ' path.point')]
+                        .map(p => [parseFloat(getComputedStyle(p).strokeWidth),
+                                    p.getBoundingClientRect().height])))""")
             page.screenshot(path=str(_artifacts(tmp_path) / "autoscale_report.png"),
                             full_page=True)
         finally:
             browser.close()
     assert errors == [] and outside == []
+    # every miss of every policy is drawn: one tick per miss (the data's runs of missed
+    # intervals; this trace has far fewer than the merge limit), each a few pixels wide
+    from simulation.report import spans
+
+    for shown, res in zip(drawn, bench.producers.values()):
+        start = int(np.argmax(res.scored))
+        expected = {name: len(spans(run.violated[start:] & res.scored[start:]))
+                    for name, run in res.runs.items()}
+        assert shown == expected
+        assert sum(expected.values()) > 0  # the check is not vacuous on this trace
+        for name, count in expected.items():
+            assert res.metrics[name]["slo_misses"] == count  # the table's column
+    assert widths and min(w for w, _ in widths) >= 2.0  # a tick's stroke, in pixels
+    assert min(h for _, h in widths) >= 8.0

@@ -118,6 +118,8 @@ def test_bench_on_two_nab_producers_prints_one_json_document(shared_data: Path):
             "cost_vs_oracle",
             "p99_latency_ms",
             "scaling_actions",
+            "slo_misses",
+            "slo_miss_minutes",
         }
     assert doc["policies"]["oracle"]["cost_vs_oracle"] == 1.0
 
