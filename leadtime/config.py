@@ -142,6 +142,12 @@ class EngineSpec(_Strict):
         "multiple of what reacting (the HPA twin run on the same load) spent over the last "
         "sizing_budget_window_s. null: the price mode, violation_cost whatever it costs (for "
         "users who choose to buy fewer violations).")
+    reacting_floor: bool = Field(
+        default=True, description="Never hold fewer instances than reacting would now: what "
+        "the current load needs at the target utilisation is a floor under every decision, "
+        "and scale-in goes down to the decision at once (the floor holds the present, the "
+        "sizing the window ahead). false: the floor is the current load at the maximum "
+        "utilisation, and scale-in waits its cool-down and steps.")
     sizing_budget_window_s: float = Field(
         default=86400.0, gt=0, description="The trailing window the budget compares spends "
         "over.")

@@ -141,6 +141,10 @@ class ProducerState:
     current_load: float | None = None  # latest observed load; None when unknown
     now_s: float = 0.0
     last_scale_out_s: float | None = None
+    # the reacting floor: what the current load needs at the target utilisation, as a
+    # reactive autoscaler would hold it; never held below, and scale-in goes down to the
+    # target at once (None: no floor, scale-in waits its cool-down and steps)
+    reacting_instances: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,9 +249,14 @@ def allocate(
       load needs, i.e. reactive);
     * never below what the current load needs (``current_load`` at the target utilisation; at
       the maximum utilisation with a calibrated sizing, whose quantile covers the window);
+    * never below ``reacting_instances`` when given (the reacting floor: what the current load
+      needs at the target utilisation, as reacting holds it; leadtime adds to it);
     * clamped to ``[min_instances, max_instances]``;
-    * scale-out is applied at once; scale-in waits ``scale_in_cooldown_s`` after the last
-      scale-out and removes at most ``scale_in_max_fraction`` of the instances (at least one).
+    * scale-out is applied at once; without the reacting floor, scale-in waits
+      ``scale_in_cooldown_s`` after the last scale-out and removes at most
+      ``scale_in_max_fraction`` of the instances (at least one); with it, scale-in is at once,
+      since the floor already holds what the load needs now and the sizing what the window
+      may need.
 
     Capacity 10 per instance: an upper bound of 60 needs 7 instances at 90 %, a point of 40
     needs 6 at 70 %, so 7:
@@ -308,6 +317,11 @@ def allocate(
     if need_now > wanted:
         reasons.append(f"current load needs {need_now}: raised from {wanted}")
         wanted = need_now
+    reacting = state.reacting_instances
+    if reacting is not None and reacting > wanted:
+        reasons.append(f"reacting floor: the current load needs {reacting} at the target "
+                       f"utilisation: raised from {wanted}")
+        wanted = reacting
 
     bounded = min(max(wanted, config.min_instances), config.max_instances)
     if bounded != wanted:
@@ -315,7 +329,10 @@ def allocate(
         reasons.append(f"clamped to {side}_instances={bounded}")
 
     target = bounded
-    if bounded < current:
+    if bounded < current and reacting is not None:
+        reasons.append(f"scale-in to {bounded} at once: the reacting floor holds what the "
+                       "current load needs")
+    elif bounded < current:
         since = math.inf if state.last_scale_out_s is None else state.now_s - state.last_scale_out_s
         if since < config.scale_in_cooldown_s:
             target = current
@@ -329,7 +346,7 @@ def allocate(
             if target > bounded:
                 reasons.append(f"scale-in limited to {current - target} instance(s) this step")
     action = "scale_out" if target > current else "scale_in" if target < current else "hold"
-    floor = min(max(need_now, config.min_instances), config.max_instances)
+    floor = min(max(need_now, reacting or 0, config.min_instances), config.max_instances)
     return Decision(config.producer_id, target, current, action, score, prediction,
                     tuple(reasons), floor=floor, sizing=sizing if calibrated else None)
 

@@ -31,18 +31,20 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from leadtime.config import LeadtimeConfig
 from leadtime.engine import (
     FleetDecisions,
+    ProducerConfig,
     ProducerState,
     Sizing,
     TierPrediction,
     combine,
     decide_all,
+    instances_for,
 )
 from loop.clock import Clock
 from loop.hpa_twin import HpaTwin, HpaTwinConfig
@@ -54,7 +56,10 @@ from loop.sizing import (
     candidate_values,
 )
 from loop.sources import TierSource
-from loop.state_sources import with_reasons
+from loop.state_sources import StateSource, with_reasons
+
+if TYPE_CHECKING:  # the replay runs without a log; pandas is not needed to type it
+    from loop.decision_log import DecisionLog
 
 log = logging.getLogger(__name__)
 TIERS = ("tier1", "tier2", "tier3")
@@ -99,7 +104,7 @@ class _History:
     observed: dict[str, deque] = field(default_factory=dict)  # producer → deque[(at, load)]
 
 
-def _max_lead(producers: Mapping[str, Any]) -> float:
+def _max_lead(producers: Mapping[str, ProducerConfig]) -> float:
     return max((c.spinup_lead_time_s for c in producers.values()), default=0.0)
 
 
@@ -112,12 +117,12 @@ class DecisionLoop:
         sources: Sequence[TierSource],
         clock: Clock,
         *,
-        decision_log: Any = None,  # loop.decision_log.DecisionLog, or None (the replay)
+        decision_log: DecisionLog | None = None,  # None: the replay keeps no log
         weights: Mapping[str, float] | None = None,
         weights_source: str = "config",
         recalibrate: bool = False,
-        on_pass: Any = None,  # callable(Pass), e.g. the Prometheus metrics
-        state_sources: Sequence[Any] = (),  # loop.state_sources, e.g. PrometheusStates
+        on_pass: Callable[[Pass], None] | None = None,  # e.g. the Prometheus metrics
+        state_sources: Sequence[StateSource] = (),  # e.g. connectors' PrometheusStates
     ) -> None:
         self.state_sources = list(state_sources)
         self.clock = clock
@@ -142,6 +147,7 @@ class DecisionLoop:
         self._max_lead = _max_lead(self._producers)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
         self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
+        self._floors: dict[str, int | None] = {}  # per producer, this pass's reacting floor
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -207,10 +213,7 @@ class DecisionLoop:
         if config is None:
             return None
         engine = self.config.engine
-        wanted = SizingConfig(price=engine.violation_cost, history_s=engine.sizing_history_s,
-                              min_history_s=engine.sizing_min_history_s,
-                              min_windows=engine.sizing_min_windows, budget=engine.sizing_budget,
-                              budget_window_s=engine.sizing_budget_window_s)
+        wanted = SizingConfig.from_engine(engine)
         horizon = config.spinup_lead_time_s + engine.decision_interval_s
         capacity = (config.peak_capacity, config.min_instances, config.max_instances)
         sizer = self._sizers.get(producer_id)
@@ -244,9 +247,19 @@ class DecisionLoop:
         if twin.last_pass is None or now > twin.last_pass:
             twin.step(now, load)
         values = candidate_values(uppers, offered or {}, sizer.grid)
-        sizing = sizer.sizing(now, values)
-        sizer.record(now, values, reacting=twin.instances if twin.sized else None)
+        floor = self._reacting_floor(pid, load)
+        self._floors[pid] = floor
+        sizing = sizer.sizing(now, values, floor)
+        sizer.record(now, values, reacting=twin.instances if twin.sized else None, floor=floor)
         return sizing
+
+    def _reacting_floor(self, pid: str, load: float | None) -> int | None:
+        """What the current load needs at the target utilisation, within ``[min, max]``: the
+        floor no decision goes under (``engine.reacting_floor``; None when off or no load)."""
+        if not self.config.engine.reacting_floor or load is None or not math.isfinite(load):
+            return None
+        config = self._producers[pid]
+        return min(max(instances_for(load, config), config.min_instances), config.max_instances)
 
     def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
         ring = self._history.observed.setdefault(producer_id, deque())
@@ -298,6 +311,8 @@ class DecisionLoop:
                 for pid, r in self.states.items() if pid in producers}
             sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid), offered[pid])
                       for pid in producers}
+            states = {pid: replace(s, reacting_instances=self._floors.get(pid))
+                      for pid, s in states.items()}
             fleet = decide_all(producers, tiers, states, config.pool_members(),
                                weights=self.weights, threshold=config.engine.threshold,
                                dry_run=config.dry_run, sizing=sizing)
@@ -340,7 +355,7 @@ class DecisionLoop:
             log.error("decision log retention failed: %s", exc)
             degraded["decision_log"] = f"retention failed: {exc}"
 
-    def _pull_states(self, producers: Mapping[str, Any], now: float,
+    def _pull_states(self, producers: Mapping[str, ProducerConfig], now: float,
                      degraded: dict[str, str]) -> dict[str, str]:
         """Read the state sources (e.g. Prometheus) as reports; their failures as degraded."""
         notes: dict[str, str] = {}

@@ -10,8 +10,8 @@ quantiles ``q`` of the window peak, the fewest instances ``n(q)`` holding it, pl
 the price:
 
 * **budget** (the default): the highest price, up to ``engine.violation_cost``, whose sizing
-  would have spent no more than ``budget`` times what reacting spent over the last
-  ``budget_window_s``, reacting being the HPA twin run beside the loop (:mod:`loop.hpa_twin`);
+  would have spent no more than ``sizing_budget`` times what reacting spent over the last
+  ``sizing_budget_window_s``, reacting being the HPA twin run beside the loop (:mod:`loop.hpa_twin`);
   it moves one step of :data:`PRICES` per refit;
 * **price**: ``engine.violation_cost``, whatever it costs.
 
@@ -21,21 +21,22 @@ prediction, ``reactive``: the current load itself, and samples a tier offers suc
 phase samples), the candidate's value at every quantile of :data:`GRID` is kept (a tier's upper
 bound is one value for all; a sample is read at each ``q``); when the window
 ``[t0, t0 + horizon]`` has passed, its observed peak is known. Every ``refit_every_s``, per
-candidate and grid quantile, over the last ``history_s`` of windows (never fewer than
-``history_min_windows``):
+candidate and grid quantile, over the last ``sizing_history_s`` of windows (never fewer than
+``sizing_history_min_windows``):
 
 * the **factor** ``k`` is the ``q`` quantile of ``peak / value`` (split-conformal on a ratio),
   per quintile of the value;
 * the **loss** is the pinball loss at ``q`` of ``k x value`` against the peaks, over the mean
   peak;
-* the **spend** at each price: what sizing would have held over the last ``budget_window_s``
+* the **spend** at each price: what sizing would have held over the last ``sizing_budget_window_s``
   (the best-ranked candidate in each window), in instance-seconds.
 
 The candidate with the lowest loss at the price's own quantile ``price / (1 + price)`` sizes:
 ``k x`` its value at each grid quantile is the window peak's calibrated quantile now.
 ``reactive`` is always a candidate, so a producer whose tiers have no skill (a flash crowd, a
 noisy series) is sized like a reactive autoscaler with its measured headroom: the tiers step
-aside. Until a candidate's windows span ``min_history_s`` and number at least ``min_windows``
+aside. Until a candidate's windows span ``sizing_min_history_s`` and number at least
+``sizing_min_windows``
 there is no calibrated sizing, and the engine uses its uncalibrated rule (point under the
 target utilisation, upper bound under the maximum).
 
@@ -61,6 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from leadtime.config import ENGINE_DEFAULTS, EngineSpec
 from leadtime.engine import Sizing
 from monitoring.accuracy import pinball
 
@@ -73,26 +75,36 @@ PRICES = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 19.0, 49.0, 99.0, 199.0, 499.0, 999.0)
 
 @dataclass(frozen=True)
 class SizingConfig:
-    price: float = 19.0  # a violated window, in instance-intervals (the highest price in force)
-    history_s: float = 3 * 86400.0  # windows older than this are forgotten ...
-    history_min_windows: int = 150  # ... unless fewer than this many would be left
+    """The sizing's settings: the engine's (``leadtime.yaml``, :class:`leadtime.config.EngineSpec`)
+    under the same names and defaults, and the statistics' own floors."""
+
+    violation_cost: float = ENGINE_DEFAULTS.violation_cost  # the highest price in force
+    sizing_history_s: float = ENGINE_DEFAULTS.sizing_history_s  # older windows forgotten ...
+    sizing_history_min_windows: int = 150  # ... unless fewer than this many would be left
     refit_every_s: float = 3600.0
-    min_history_s: float = 7200.0  # a candidate sizes once its windows span this long ...
-    min_windows: int = 30  # ... and number at least this many
+    sizing_min_history_s: float = ENGINE_DEFAULTS.sizing_min_history_s  # a candidate sizes
+    sizing_min_windows: int = ENGINE_DEFAULTS.sizing_min_windows  # ... once both are reached
     buckets: int = 5  # factors per quintile of the candidate's value
     min_per_bucket: int = 30  # a thinner quintile uses the candidate's overall factor
-    budget: float | None = None  # spend <= budget x reacting's (None: the price mode)
-    budget_window_s: float = 86400.0  # the trailing window both spends are compared over
+    sizing_budget: float | None = None  # spend <= budget x reacting's (None: the price mode)
+    sizing_budget_window_s: float = ENGINE_DEFAULTS.sizing_budget_window_s
+
+    @classmethod
+    def from_engine(cls, engine: EngineSpec) -> SizingConfig:
+        """The sizing of ``leadtime.yaml``'s engine section, every value under its own name."""
+        return cls(**{name: getattr(engine, name) for name in (
+            "violation_cost", "sizing_history_s", "sizing_min_history_s", "sizing_min_windows",
+            "sizing_budget", "sizing_budget_window_s")})
 
     @property
     def quantile(self) -> float:
         """The newsvendor quantile of the price: the quantile candidates are ranked at."""
-        return self.price / (1.0 + self.price)
+        return self.violation_cost / (1.0 + self.violation_cost)
 
     @property
     def prices(self) -> tuple[float, ...]:
         """The prices the budget mode may move between: the grid under the price, and it."""
-        return (*(p for p in PRICES if p < self.price - 1e-12), self.price)
+        return (*(p for p in PRICES if p < self.violation_cost - 1e-12), self.violation_cost)
 
 
 def window_bounds(at: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray,
@@ -169,6 +181,7 @@ class _Window:
     values: dict[str, np.ndarray]
     used: int
     reacting: float = math.nan
+    floor: float = math.nan  # the reacting floor in force (nan: none)
     held: float = math.nan
     peak: float = math.nan
 
@@ -178,9 +191,9 @@ class WindowPeakCalibrator:
 
     A window of 120 s decided at 0: the peak of the loads that cover it (known at 60 and 120 s)
     is 30, three times Tier 1's upper bound of 10, so Tier 1's factor is 3 (one window,
-    ``min_windows=1``, no minimum span):
+    ``sizing_min_windows=1``, no minimum span):
 
-    >>> config = SizingConfig(price=9.0, min_windows=1, min_history_s=0)
+    >>> config = SizingConfig(violation_cost=9.0, sizing_min_windows=1, sizing_min_history_s=0)
     >>> c = WindowPeakCalibrator(120.0, config)
     >>> c.record(0.0, {"tier1": 10.0})
     >>> for t, load in [(60.0, 30.0), (120.0, 20.0), (180.0, 5.0)]:
@@ -207,7 +220,7 @@ class WindowPeakCalibrator:
         self.grid = GRID
         self.quantiles = np.asarray(GRID)
         self.rank_at = int(np.argmin(np.abs(self.quantiles - config.quantile)))
-        self.price = config.price  # in force: the budget mode moves it
+        self.price = config.violation_cost  # in force: the budget mode moves it
         self.loads: deque[tuple[float, float]] = deque()  # (at, load) an open window needs
         self.open: deque[_Window] = deque()
         self.closed: deque[_Window] = deque()
@@ -224,9 +237,9 @@ class WindowPeakCalibrator:
         self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
 
     def record(self, t0: float, values: Mapping[str, float | np.ndarray],
-               reacting: float | None = None) -> None:
-        """A pass at ``t0``: its candidates' values (one, or one per grid quantile) and the
-        instances the HPA twin holds then."""
+               reacting: float | None = None, floor: int | None = None) -> None:
+        """A pass at ``t0``: its candidates' values (one, or one per grid quantile), the
+        instances the HPA twin holds then and the reacting floor in force (None: none)."""
         kept = {}
         for name, v in values.items():
             arr = np.broadcast_to(np.asarray(v, dtype=float), (len(self.grid),))
@@ -235,7 +248,8 @@ class WindowPeakCalibrator:
         used = self._chosen[1] if self._chosen[0] == t0 else -1  # the price index, if it sized
         if kept and (not self.open or t0 > self.open[-1].t0):
             self.open.append(_Window(t0, kept, used,
-                                     math.nan if reacting is None else float(reacting)))
+                                     math.nan if reacting is None else float(reacting),
+                                     math.nan if floor is None else float(floor)))
 
     def held(self, t0: float, instances: int) -> None:
         """What the loop decided to hold at the pass ``t0`` (after :meth:`record`)."""
@@ -254,8 +268,8 @@ class WindowPeakCalibrator:
         first_open = self.open[0].t0 if self.open else at
         while self.loads and self.loads[0][0] <= first_open and len(self.loads) > 1:
             self.loads.popleft()
-        horizon = at - self.config.history_s
-        floor = self.config.history_min_windows
+        horizon = at - self.config.sizing_history_s
+        floor = self.config.sizing_history_min_windows
         while len(self.closed) > floor and self.closed[0].t0 < horizon:
             self.closed.popleft()
 
@@ -278,7 +292,7 @@ class WindowPeakCalibrator:
                 rows.setdefault(name, []).append(i)
         sized: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (rows, (n, grid) sized)
         for name, idx in rows.items():
-            if len(idx) < c.min_windows or t0s[idx[-1]] - t0s[idx[0]] < c.min_history_s:
+            if len(idx) < c.sizing_min_windows or t0s[idx[-1]] - t0s[idx[0]] < c.sizing_min_history_s:
                 continue
             index = np.asarray(idx)
             values = np.array([windows[i].values[name] for i in idx])  # (n, grid)
@@ -301,8 +315,8 @@ class WindowPeakCalibrator:
             self.factors[name] = float(overall[self.rank_at])
             sized[name] = (index, out)
         self._fit_spend(windows, t0s, now, sized)
-        if c.budget is not None:
-            self.price = self._within_budget(c.budget)
+        if c.sizing_budget is not None:
+            self.price = self._within_budget(c.sizing_budget)
 
     def _instances(self, sized: np.ndarray) -> np.ndarray:
         unit, low, high = self.capacity
@@ -328,12 +342,14 @@ class WindowPeakCalibrator:
             free = np.isnan(chosen[index, 0])
             chosen[index[free]] = out[free]
         reacting = np.array([w.reacting for w in windows])
+        floors = np.array([w.floor for w in windows])
         actual = np.array([w.held for w in windows])
         used = np.array([w.used for w in windows])
-        mask = ((t0s >= now - self.config.budget_window_s) & ~np.isnan(chosen[:, 0])
+        mask = ((t0s >= now - self.config.sizing_budget_window_s) & ~np.isnan(chosen[:, 0])
                 & np.isfinite(reacting) & np.isfinite(actual) & (used >= 0))
         spacing = np.diff(t0s, append=now)[mask]
         held = self._instances(chosen[mask])
+        held = np.fmax(held, floors[mask][:, None])  # never below the reacting floor
         rows = np.arange(len(held))
         at_price = np.stack([held[rows, self._choose(held, p)] * spacing
                              for p in self.config.prices])  # (prices, windows)
@@ -354,10 +370,12 @@ class WindowPeakCalibrator:
         now = self.config.prices.index(self.price)  # one step of the grid per refit
         return self.config.prices[now + int(np.sign(target - now))]
 
-    def sizing(self, now: float, values: Mapping[str, float | np.ndarray]) -> Sizing | None:
+    def sizing(self, now: float, values: Mapping[str, float | np.ndarray],
+               floor: int | None = None) -> Sizing | None:
         """The calibrated window peak for a pass at ``now``, or None while uncalibrated: the
         best-ranked candidate's calibrated peak at the grid quantile of least expected cost at
-        the price in force."""
+        the price in force; with a ``floor`` (the reacting floor) instances under it cost the
+        floor, so the highest quantile it already holds is free."""
         if now - self.fitted_at >= self.config.refit_every_s:
             self.refit(now)
         rank = self.rank_at
@@ -373,9 +391,12 @@ class WindowPeakCalibrator:
         factors = np.array([table[g][int(np.searchsorted(edges[g], value[g]))]
                             for g in range(len(self.grid))])
         peaks = factors * value
-        g = int(self._choose(self._instances(peaks), self.price))
+        instances = self._instances(peaks)
+        if floor is not None:
+            instances = np.maximum(instances, floor)
+        g = int(self._choose(instances, self.price))
         self._chosen = (now, self.config.prices.index(self.price))
-        budget = self.config.budget
+        budget = self.config.sizing_budget
         return Sizing(value=float(peaks[g]), quantile=self.grid[g], source=name,
                       factor=float(factors[g]), loss=loss, price=self.price,
                       budget=budget,

@@ -206,3 +206,22 @@ def test_a_producer_without_a_reported_state_says_its_count_is_assumed():
     assert decision.reasons[0].startswith("no state reported: assumed 2 instance(s)")
     reported = decide(cfg, tiers, ProducerState(instances=2))
     assert not any("no state reported" in r for r in reported.reasons)
+
+
+def test_the_reacting_floor_holds_what_reacting_would_and_lets_scale_in_go_at_once():
+    """With the reacting floor (the loop passes what the current load needs at the target
+    utilisation), a decision never goes under it, says so, and scales in at once to its target
+    instead of waiting the cool-down: the floor already holds what the present needs."""
+    cfg = config()
+    small = {"tier1": TierPrediction(4, 2, 5)}  # needs 1 instance
+    raised = decide(cfg, small, ProducerState(instances=3, current_load=20.0,
+                                              reacting_instances=6))
+    assert raised.target_instances == 6 and raised.floor == 6
+    assert any("reacting floor: the current load needs 6" in r for r in raised.reasons)
+    just_after = ProducerState(instances=20, now_s=1000, last_scale_out_s=900,
+                               reacting_instances=6)
+    fast = decide(cfg, small, just_after)
+    assert fast.target_instances == 6 and fast.action == "scale_in"
+    assert any("at once" in r for r in fast.reasons)
+    slow = decide(cfg, small, ProducerState(instances=20, now_s=1000, last_scale_out_s=900))
+    assert slow.target_instances == 20  # without the floor: the cool-down holds

@@ -25,7 +25,7 @@ def replay(budget: float | None):
     hpa = HPA(cfg)
     reacting = score(simulate(demand, cfg, hpa, hpa, switch), cfg, scored, need)
     mine = score(run, cfg, scored, need)
-    return policy, mine["instance_hours"] / reacting["instance_hours"]
+    return policy, mine["instance_hours"] / reacting["instance_hours"], cfg
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def budget_run():
 
 
 def test_decisions_show_the_budget_the_spends_and_the_price(budget_run):
-    policy, _ = budget_run
+    policy, _, _ = budget_run
     decision = policy.loop.latest.fleet.decisions["svc"]
     sizing = decision.sizing
     assert sizing is not None and sizing.budget == 1.0
@@ -44,9 +44,23 @@ def test_decisions_show_the_budget_the_spends_and_the_price(budget_run):
 
 
 def test_the_budget_spends_about_what_reacting_spends_and_the_price_mode_more(budget_run):
-    _, budget_cost = budget_run
-    policy, price_cost = replay(None)
+    _, budget_cost, _ = budget_run
+    policy, price_cost, _ = replay(None)
     assert budget_cost <= 1.1  # the twin's spend, with the lag of a trailing day's control
     assert price_cost > budget_cost  # every slot of the intermittent bursts covered
     sizing = policy.loop.latest.fleet.decisions["svc"].sizing
     assert sizing.budget is None and sizing.price == engine_spec().violation_cost
+
+
+def test_no_decision_goes_under_the_reacting_floor(budget_run):
+    """The loop's decisions hold at least what the current load needs at the target
+    utilisation (engine.reacting_floor, the default)."""
+    import math
+
+    policy, _, cfg = budget_run
+    loop = policy.loop
+    load = loop.states["svc"].current_load
+    floor = max(1, math.ceil(load / (cfg.capacity_per_instance * cfg.target_utilisation) - 1e-9))
+    decision = loop.latest.fleet.decisions["svc"]
+    assert decision.floor >= min(floor, cfg.max_instances)
+    assert decision.target_instances >= decision.floor

@@ -53,7 +53,7 @@ def test_the_candidate_that_knows_the_future_sizes_with_a_factor_near_one(step):
         return {"tier1": float(loads[i + 1:i + 1 + width].max()), REACTIVE: float(loads[i])}
 
     days = 3 if step < 1800 else 12
-    calibrator, out = replay(poisson, candidates, days, SizingConfig(price=19.0), step)
+    calibrator, out = replay(poisson, candidates, days, SizingConfig(violation_cost=19.0), step)
     sources = {s.source for s, _ in out if s is not None}
     assert sources == {"tier1"}
     assert calibrator.factors["tier1"] == pytest.approx(1.0)
@@ -66,7 +66,7 @@ def test_without_skill_the_tiers_step_aside_and_the_quantile_covers(step):
         return {"tier1": float(rng.uniform(60, 160)), REACTIVE: float(loads[i])}
 
     days = 4 if step < 1800 else 40
-    _, out = replay(poisson, candidates, days, SizingConfig(price=9.0), step, seed=1,
+    _, out = replay(poisson, candidates, days, SizingConfig(violation_cost=9.0), step, seed=1,
                     capacity=(1e-6, 0, 2**31))  # instances so fine that cost is the load
     sized = [(s, peak) for s, peak in out if s is not None]
     assert len(sized) > 0.9 * len(out)  # calibrated at every interval, coarse ones included
@@ -86,7 +86,7 @@ def test_the_price_buys_the_quantile_of_least_expected_cost():
 
     coverage = {}
     for price in (0.5, 49.0):
-        _, out = replay(poisson, candidates, 3, SizingConfig(price=price), 60.0,
+        _, out = replay(poisson, candidates, 3, SizingConfig(violation_cost=price), 60.0,
                         capacity=(10.0, 1, 100))
         sized = [(s, peak) for s, peak in out if s is not None]
         assert {s.price for s, _ in sized} == {price}
@@ -98,7 +98,7 @@ def test_the_price_buys_the_quantile_of_least_expected_cost():
 
 @pytest.mark.parametrize("step", INTERVALS)
 def test_calibration_waits_a_duration_floored_in_windows(step):
-    config = SizingConfig(min_history_s=7200.0, min_windows=30, refit_every_s=0.0)
+    config = SizingConfig(sizing_min_history_s=7200.0, sizing_min_windows=30, refit_every_s=0.0)
     calibrator = WindowPeakCalibrator(LEAD + step, config)
     first_sized = None
     for i in range(400):
@@ -114,7 +114,7 @@ def test_calibration_waits_a_duration_floored_in_windows(step):
 
 
 def test_a_coarse_history_keeps_its_floor_of_windows():
-    config = SizingConfig(history_s=86400.0, history_min_windows=150)
+    config = SizingConfig(sizing_history_s=86400.0, sizing_history_min_windows=150)
     calibrator = WindowPeakCalibrator(LEAD + 3600.0, config)
     for i in range(400):  # hourly: 400 windows, a day is only 24
         calibrator.observe(3600.0 * i, 10.0)
@@ -123,7 +123,7 @@ def test_a_coarse_history_keeps_its_floor_of_windows():
 
 
 def test_no_sizing_until_enough_windows_and_bad_values_are_ignored():
-    calibrator = WindowPeakCalibrator(LEAD + 60.0, SizingConfig(min_windows=50, min_history_s=0))
+    calibrator = WindowPeakCalibrator(LEAD + 60.0, SizingConfig(sizing_min_windows=50, sizing_min_history_s=0))
     for i in range(30):
         calibrator.observe(60.0 * i, 10.0)
         calibrator.record(60.0 * i, {REACTIVE: 10.0, "tier1": float("nan"), "tier3": -1.0})
@@ -140,7 +140,7 @@ def budget_replay(budget: float | None, reacting: int, days: float = 2.0):
     rng = np.random.default_rng(3)
     steps = int(days * 1440)
     loads = rng.poisson(100, steps + 10).astype(float)
-    config = SizingConfig(price=49.0, budget=budget)
+    config = SizingConfig(violation_cost=49.0, sizing_budget=budget)
     calibrator = WindowPeakCalibrator(LEAD + 60.0, config, capacity=(10.0, 1, 100))
     prices = []
     for i in range(steps):
