@@ -64,7 +64,6 @@ import numpy as np
 
 from leadtime.config import ENGINE_DEFAULTS, EngineSpec
 from leadtime.engine import Sizing
-from monitoring.accuracy import pinball
 
 REACTIVE = "reactive"
 COMBINED = "combined"
@@ -154,17 +153,19 @@ def candidate_values(uppers: Mapping[str, float], samples: Mapping[str, tuple],
     return out
 
 
-def _bucket_quantiles(x: np.ndarray, bucket: np.ndarray, buckets: int, q: float,
-                      min_size: int, fallback: np.ndarray) -> np.ndarray:
-    """Per bucket, the ``q`` quantile of ``x`` (numpy's "higher" method), or ``fallback``'s
-    value for a bucket with fewer than ``min_size`` members; one sort for all buckets.
+def _group_quantiles(x: np.ndarray, group: np.ndarray, q: np.ndarray, min_size: int,
+                     fallback: np.ndarray) -> np.ndarray:
+    """Per group ``0 .. len(q) - 1``, the ``q[group]`` quantile of its members of ``x`` (numpy's
+    "higher" method), or ``fallback[group]`` for a group with fewer than ``min_size`` members;
+    one sort for all groups.
 
-    >>> _bucket_quantiles(np.array([1.0, 5.0, 2.0, 9.0, 3.0]), np.array([0, 1, 0, 1, 0]), 3,
-    ...                   0.5, 2, np.array([-1.0, -1.0, -1.0]))
+    >>> _group_quantiles(np.array([1.0, 5.0, 2.0, 9.0, 3.0]), np.array([0, 1, 0, 1, 0]),
+    ...                  np.array([0.5, 0.5, 0.5]), 2, np.array([-1.0, -1.0, -1.0]))
     array([ 2.,  9., -1.])
     """
-    order = np.lexsort((x, bucket))
-    counts = np.bincount(bucket, minlength=buckets)[:buckets]
+    groups = len(q)
+    order = np.lexsort((x, group))
+    counts = np.bincount(group, minlength=groups)[:groups]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     at = starts + np.ceil(q * np.maximum(counts - 1, 0) - 1e-12).astype(int)
     picked = x[order[np.minimum(at, max(len(x) - 1, 0))]] if len(x) else fallback
@@ -301,15 +302,17 @@ class WindowPeakCalibrator:
             at = np.ceil(grid * (len(idx) - 1) - 1e-12).astype(int)  # numpy's "higher"
             overall = np.sort(ratio, axis=0)[at, np.arange(len(grid))]
             edges = np.quantile(values, np.linspace(0, 1, c.buckets + 1)[1:-1], axis=0).T
-            factors = np.repeat(overall[:, None], c.buckets, axis=1)
-            out = np.empty_like(values)
-            loss = np.empty(len(grid))
-            for g, q in enumerate(grid):
-                bucket = np.searchsorted(edges[g], values[:, g])
-                factors[g] = _bucket_quantiles(ratio[:, g], bucket, c.buckets, q,
-                                               c.min_per_bucket, factors[g])
-                out[:, g] = factors[g][bucket] * values[:, g]
-                loss[g] = pinball(pk, out[:, g], q) / max(float(pk.mean()), 1e-12)
+            # per (grid quantile, quintile of the value): the quantile's factor, in one sort
+            bucket = (edges[None, :, :] < values[:, :, None]).sum(axis=2)  # searchsorted, left
+            columns = np.arange(len(grid))
+            group = (columns[None, :] * c.buckets + bucket).ravel()
+            factors = _group_quantiles(
+                ratio.ravel(), group, np.repeat(grid, c.buckets), c.min_per_bucket,
+                np.repeat(overall, c.buckets)).reshape(len(grid), c.buckets)
+            out = factors[columns[None, :], bucket] * values
+            diff = pk[:, None] - out
+            loss = (np.maximum(grid * diff, (grid - 1) * diff).mean(axis=0)
+                    / max(float(pk.mean()), 1e-12))  # pinball at each grid quantile
             self.edges[name], self.bucket_factors[name] = edges, factors
             self.losses[name], self.windows[name] = loss, len(idx)
             self.factors[name] = float(overall[self.rank_at])

@@ -251,13 +251,8 @@ def run_bench(
         work += count_days(series.index, switch) + len(POLICIES)
     if on_total:
         on_total(work)
-    results = {
-        name: bench_producer(
-            series, configs[name], model, level, history, factory, progress, workers, threshold,
-            engine,
-        )
-        for name, series in demand.series.items()
-    }
+    results = _bench_producers(demand.series, configs, model, level, history, factory, progress,
+                               workers, threshold, engine)
     if len(results) == 1:
         policies = next(iter(results.values())).metrics
     else:
@@ -279,6 +274,35 @@ def run_bench(
             if producer is None or "producer '" not in n or f"'{producer}'" in n
         ],
     )
+
+
+def _bench_producers(series: dict[str, pd.Series], configs: dict[str, SimConfig], model: str,
+                     level: int | None, history: pd.Timedelta, factory: ForecasterFactory,
+                     progress: Progress | None, workers: int, threshold: float | None,
+                     engine: EngineSpec | None) -> dict[str, ProducerResult]:
+    """Every producer's replay: one after another (its daily fits in ``workers`` processes),
+    or, with several producers and ``workers > 1``, whole producers in ``workers`` processes,
+    which keeps both cores busy through the replays as well as the fits. Results keep the
+    trace's order; progress advances as each producer finishes."""
+    names = list(series)
+    if workers <= 1 or len(names) < 2 or factory is not default_factory:
+        return {name: bench_producer(series[name], configs[name], model, level, history,
+                                     factory, progress, workers, threshold, engine)
+                for name in names}
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done: dict[str, ProducerResult] = {}
+    with ProcessPoolExecutor(max_workers=min(workers, len(names))) as pool:
+        futures = {pool.submit(bench_producer, series[name], configs[name], model, level,
+                               history, factory, None, 1, threshold, engine): name
+                   for name in names}
+        for future in as_completed(futures):
+            name = futures[future]
+            result = done[name] = future.result()
+            if progress:
+                for _ in range(result.tier1.fits + len(POLICIES)):
+                    progress(f"{name}: done")
+    return {name: done[name] for name in names}
 
 
 COLOURS = {
