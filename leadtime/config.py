@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from leadtime.engine import ProducerConfig
 
@@ -85,23 +94,18 @@ PRODUCER_DEFAULTS = ProducerSettings()
 DEFAULT_MAX_UTILISATION = PRODUCER_DEFAULTS.resolved_max_utilisation()
 
 
-class ProducerDefaults(_Strict):
-    """A pool's or a producer's overrides: any field of :class:`ProducerSettings`, or none."""
+def _overrides_of(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
+    """A model with every field of ``model``, each optional (None: not overridden) under the
+    same constraints: the overrides can never drift from the settings they override."""
+    fields: dict[str, Any] = {}
+    for key, info in model.model_fields.items():
+        fields[key] = (info.annotation | None, FieldInfo.merge_field_infos(info, default=None))
+    return create_model(name, __base__=_Strict, __doc__=doc, __module__=__name__, **fields)
 
-    capacity_per_instance: float | None = Field(default=None, gt=0)
-    min_instances: int | None = Field(default=None, ge=0)
-    max_instances: int | None = Field(default=None, ge=1)
-    spinup_lead_time_s: float | None = Field(default=None, gt=0)
-    target_utilisation: float | None = Field(default=None, gt=0, le=1)
-    max_utilisation: float | None = Field(default=None, gt=0, le=1)
-    slo_ms: float | None = Field(default=None, gt=0)
-    scale_in_cooldown_s: float | None = Field(default=None, ge=0)
-    scale_in_max_fraction: float | None = Field(default=None, gt=0, le=1)
-    tier2_load_per_demand: float | None = Field(default=None, gt=0)
-    load_query: str | None = Field(default=None, min_length=1, max_length=4000)
-    instances_query: str | None = Field(default=None, min_length=1, max_length=4000)
-    haproxy_server: str | None = Field(default=None,
-                                       pattern=r"^[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+$")
+
+ProducerDefaults = _overrides_of(
+    ProducerSettings, "ProducerDefaults",
+    "A pool's or a producer's overrides: any field of :class:`ProducerSettings`, or none.")
 
 
 class ProducerSpec(ProducerDefaults):

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from leadtime.config import PRODUCER_DEFAULTS
+
 POLICY_ORDER = ("static_peak", "hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa",
                 "leadtime", "oracle")  # simulation.policies.POLICIES, without importing it
 PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")  # what leadtime must beat
@@ -20,7 +22,10 @@ DEFAULT_MODEL = "champion"
 TraceOption = Annotated[
     Path, typer.Option("--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml.")
 ]
-SpinupOption = Annotated[str, typer.Option(help="Instance spin-up delay, e.g. 5m, 90s.")]
+SpinupOption = Annotated[str, typer.Option(
+    help="Instance spin-up delay, e.g. 5m, 90s (default: leadtime.yaml's spinup_lead_time_s).")]
+# the producers' default spin-up, as the CLI writes durations
+DEFAULT_SPINUP = f"{PRODUCER_DEFAULTS.spinup_lead_time_s:g}s"
 ModelOption = Annotated[
     str, typer.Option(help="Tier 1 refit daily: champion (the model baseline-daily's backtest "
                            "chooses, on the past only), or seasonal_naive, prophet, mstl.")
@@ -61,7 +66,7 @@ def autoscale(
         str | None,
         typer.Option(help="Simulate only this producer (default: all, totals reported)."),
     ] = None,
-    spinup: SpinupOption = "5m",
+    spinup: SpinupOption = DEFAULT_SPINUP,
     model: ModelOption = DEFAULT_MODEL,
     level: Annotated[
         int | None,
@@ -261,7 +266,7 @@ def frontier(
         str | None,
         typer.Option(help="The producer to sweep (needed when the trace has several)."),
     ] = None,
-    spinup: SpinupOption = "5m",
+    spinup: SpinupOption = DEFAULT_SPINUP,
     model: ModelOption = DEFAULT_MODEL,
     interval: IntervalOption = None,
     reading: ReadingOption = None,

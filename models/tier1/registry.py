@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leadtime.config import ENGINE_DEFAULTS
 from models.tier1.backtest import CHAMPION, METRICS, recipe_metrics, scored, summarise
 from models.tier1.forecasters import BaseForecaster, make_forecaster
 
@@ -44,7 +45,8 @@ class BaselineBundle:
         state.setdefault("steps", {})
         self.__dict__.update(state)
 
-    def window_peak(self, producer: str, start: pd.Timestamp, window_s: float, level: int = 80,
+    def window_peak(self, producer: str, start: pd.Timestamp, window_s: float,
+                    level: int = ENGINE_DEFAULTS.level,
                     max_ahead_hours: float = 48.0) -> tuple[float, float, float] | str:
         """Tier 1's one question: the peak of (point, lower, upper) over ``[start, start + window]``.
 
@@ -95,7 +97,8 @@ class BaselineBundle:
         return cached
 
     def predict_window(self, producer_ids: pd.Series, starts: pd.Series, window_s: float,
-                       level: int = 80, max_ahead_hours: float = 48.0) -> pd.DataFrame:
+                       level: int = ENGINE_DEFAULTS.level,
+                       max_ahead_hours: float = 48.0) -> pd.DataFrame:
         """:meth:`window_peak` for each (producer, window start) row, in input order."""
         rows = []
         for producer, start in zip(producer_ids.astype(str), pd.to_datetime(starts)):
@@ -108,7 +111,8 @@ class BaselineBundle:
         return pd.DataFrame(rows, columns=["producer_id", "timestamp", "point", "lower", "upper",
                                            "model"])
 
-    def predict(self, producer_ids: pd.Series, timestamps: pd.Series, level: int = 80,
+    def predict(self, producer_ids: pd.Series, timestamps: pd.Series,
+                level: int = ENGINE_DEFAULTS.level,
                 max_ahead_hours: float = 48.0) -> pd.DataFrame:
         """Point and ``level``% bounds for each (producer, timestamp) row, in input order.
 

@@ -42,6 +42,7 @@ from itertools import chain
 
 import numpy as np
 
+from leadtime.config import ENGINE_DEFAULTS, PRODUCER_DEFAULTS
 from leadtime.engine import TierPrediction
 from monitoring.accuracy import pinball
 
@@ -50,11 +51,11 @@ from monitoring.accuracy import pinball
 class NowcastConfig:
     """Knobs of the load nowcast (one set for every producer and trace)."""
 
-    lead_s: float = 300.0  # the spin-up lead time the answer is for
+    lead_s: float = PRODUCER_DEFAULTS.spinup_lead_time_s  # the lead time the answer is for
     level_window_s: float = 1800.0  # trailing window of the current level
     history_s: float = 7 * 86400.0  # ratios older than this are forgotten
     refit_every_s: float = 3600.0  # how often the quantile tables (and the period) are refitted
-    level: int = 80  # central interval, in percent
+    level: int = ENGINE_DEFAULTS.level  # central interval, in percent
     buckets: int = 5  # base quantiles (quintiles) the ratios are conditioned on
     min_ratios: int = 100  # fewer known ratios: no answer
     min_per_bucket: int = 30  # a thinner bucket uses all ratios

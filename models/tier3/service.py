@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from leadtime.config import ENGINE_DEFAULTS
 from models.tier3.events import MetricSample, ObservationBatch, PerformanceEvent
 from models.tier3.state import Assessment, Tier3State
 
@@ -311,7 +312,8 @@ class Tier3Service:
         with self.lock:
             return self.state.phase_samples(producer)
 
-    def configure_producer(self, producer: str, lead_s: float, level: int = 80) -> None:
+    def configure_producer(self, producer: str, lead_s: float,
+                           level: int = ENGINE_DEFAULTS.level) -> None:
         with self.lock:
             self.state.configure_producer(producer, lead_s, level)
 

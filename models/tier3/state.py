@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from leadtime.config import ENGINE_DEFAULTS, PRODUCER_DEFAULTS
 from models.tier3.events import MetricSample, PerformanceEvent
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -61,7 +62,7 @@ class Tier3Config:
     similarity: float = 0.6  # cosine above which two consumers are "alike"
     min_history: int = 15  # events before a consumer's latent vector is trusted
     load_window_s: float = 300.0
-    lead_s: float = 300.0  # spin-up lead time the load nowcast answers for
+    lead_s: float = PRODUCER_DEFAULTS.spinup_lead_time_s  # the load nowcast answers for it
     stale_s: float = 300.0  # a pair event older than its pair's newest by this much: learn only
     dedup_capacity: int = 500_000
     # common-cause test (see ``Tier3State.coincidence``): hit onsets of similar consumers that are
@@ -439,7 +440,8 @@ class Tier3State:
         rates = np.array([buckets.get(m, 0.0) / 60.0 for m in range(end - minutes + 1, end + 1)])
         return float(rates.mean()), float(rates.std())
 
-    def configure_producer(self, producer: str, lead_s: float, level: int = 80) -> None:
+    def configure_producer(self, producer: str, lead_s: float,
+                           level: int = ENGINE_DEFAULTS.level) -> None:
         """Answer for ``producer``'s own spin-up lead time and interval level (the decision
         loop sets them from ``leadtime.yaml``). A nowcast built for another lead starts again:
         its ratios were peaks of windows of another length."""
