@@ -107,6 +107,11 @@ class Settings(BaseSettings):
                               description="Pools, producers and engine settings (leadtime.yaml).")
     decision_log_path: Path | None = Field(
         default=None, description="SQLite decision log; default: home/decisions.sqlite.")
+    metrics_detail: Literal["auto", "full", "decisions"] = Field(
+        default="auto", description="Per-producer series on /metrics: 'decisions' (8 per "
+        "producer: the combined prediction, score, instances, load, redirect), 'full' (up to "
+        "21: also each tier's prediction, the weights and the action), 'auto': full up to 200 "
+        "producers (monitoring.metrics).")
     workers: int = Field(default=max(1, os.cpu_count() or 1), description="Parallel fit workers.")
     task_runner: Literal["threads", "dask"] = Field(
         default="threads", description="Where the flows' mapped tasks run: a thread pool, or Dask."

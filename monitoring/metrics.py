@@ -7,6 +7,17 @@ current instances, the tier weights used, the current load, the pools' redirect 
 whether each state source (Prometheus) answered. These are built at scrape time from one pass,
 so a scrape never sees half of one pass and half of another, and a producer removed from
 ``leadtime.yaml`` disappears with the next pass.
+
+**Cardinality.** Prometheus advises against many series per entity at fleet size, so the
+per-producer series come in two levels (``LEADTIME_METRICS_DETAIL``):
+
+* ``decisions``: what a dashboard, ``prometheus-adapter`` or an alert needs: the combined
+  prediction's point, lower and upper bounds, the load score, target and current instances,
+  the current load, and the pool's redirect weight: :data:`DECISION_SERIES` (8) per producer;
+* ``full``: also each tier's prediction (three bounds each), the tier weights and the decision's
+  action: up to :data:`FULL_SERIES` (21) per producer;
+* ``auto`` (the default): ``full`` for a fleet of up to :data:`AUTO_FULL_UP_TO` producers,
+  ``decisions`` beyond.
 """
 
 from __future__ import annotations
@@ -27,12 +38,28 @@ from prometheus_client import (
 from leadtime.engine import FleetDecisions
 
 TIERS = ("tier1", "tier2", "tier3")
+DECISION_SERIES = 8  # combined point/lower/upper, score, target, current, load, redirect
+FULL_SERIES = DECISION_SERIES + 3 * len(TIERS) + len(TIERS) + 1  # tiers, weights, action
+AUTO_FULL_UP_TO = 200  # producers: ``auto`` exports the full detail up to this fleet size
+
+
+def full_detail(detail: str, producers: int) -> bool:
+    """Whether the per-tier series are exported for a fleet of ``producers``.
+
+    >>> full_detail("auto", 200), full_detail("auto", 201), full_detail("full", 10_000)
+    (True, False, True)
+    """
+    if detail not in ("auto", "full", "decisions"):
+        raise ValueError(f"metrics detail must be auto, full or decisions, not {detail!r}")
+    return detail == "full" or (detail == "auto" and producers <= AUTO_FULL_UP_TO)
 
 
 class PassCollector:
     """Gauges of the latest pass, produced at scrape time (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, detail: str = "auto") -> None:
+        full_detail(detail, 0)  # a bad level fails here, not at the first scrape
+        self.detail = detail
         self.latest: tuple[Any, ...] | None = None  # (fleet, tiers, loads, degraded, sources, at)
 
     def set(self, fleet: FleetDecisions, tiers: Any, loads: dict[str, float],
@@ -71,8 +98,9 @@ class PassCollector:
                                      "each producer should receive.", labels=["pool", "producer_id"])
         up = GaugeMetricFamily("leadtime_state_source_up", "1 when the state source answered "
                                "at the last pass.", labels=["source"])
+        full = full_detail(self.detail, len(fleet.decisions))
         for pid, d in fleet.decisions.items():
-            for tier in TIERS:
+            for tier in TIERS if full else ():
                 t = tiers.get(pid, {}).get(tier) if tiers else None
                 if t is not None:
                     for bound in ("point", "lower", "upper"):
@@ -81,13 +109,14 @@ class PassCollector:
             if p is not None:
                 for bound in ("point", "lower", "upper"):
                     predicted.add_metric([pid, "combined", bound], float(getattr(p, bound)))
-                for tier in TIERS:
+                for tier in TIERS if full else ():
                     weight.add_metric([pid, tier], float(p.weights.get(tier, 0.0)))
             if d.load_score is not None:
                 score.add_metric([pid], float(d.load_score))
             target.add_metric([pid], d.target_instances)
             current.add_metric([pid], d.current_instances)
-            action.add_metric([pid, d.action], 1.0 if d.act else 0.0)
+            if full:
+                action.add_metric([pid, d.action], 1.0 if d.act else 0.0)
             if pid in loads:
                 observed.add_metric([pid], loads[pid])
         for name, pool in fleet.pools.items():
@@ -132,7 +161,7 @@ class CountRequests:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, detail: str = "auto") -> None:
         self.registry = r = CollectorRegistry()
         self.requests = Counter("leadtime_http_requests", "HTTP requests.",
                                 ["route", "method", "status"], registry=r)
@@ -144,7 +173,7 @@ class Metrics:
                                 buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
         self.decisions = Counter("leadtime_decisions", "Decisions made, by action.",
                                  ["action", "act"], registry=r)
-        self.latest_pass = PassCollector()
+        self.latest_pass = PassCollector(detail)
         r.register(self.latest_pass)
         self.degraded = Gauge("leadtime_tier_degraded", "1 when a tier is degraded.", ["tier"],
                               registry=r)

@@ -620,7 +620,7 @@ def mount(app: FastAPI, settings, *, tier3: Callable[[], Any] | None = None,
     from monitoring.metrics import Metrics
 
     runtime = DecisionRuntime(settings, tier3=tier3, tier2=tier2, clock=loop_clock(settings, clock))
-    runtime.metrics = Metrics()
+    runtime.metrics = Metrics(settings.metrics_detail)
     app.include_router(router(runtime))
     runtime.metrics.install(app, runtime)
     return runtime
