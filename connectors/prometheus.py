@@ -3,7 +3,11 @@
 The client speaks Prometheus' HTTP API (``/api/v1/query``, ``/api/v1/query_range``) with httpx.
 Queries come from ``leadtime.yaml``: a producer's (or its pool's) ``load_query`` and optional
 ``instances_query``, each a PromQL expression answering one series, in which ``$producer_id`` is
-replaced by the producer's id.
+replaced by the producer's id. With ``producer_label`` set they are **fleet queries**: the
+expression answers one series per producer, labelled with the producer's id under that label,
+and ``$producer_ids`` is replaced by a regular expression matching exactly the ids that share
+the query (a pool, usually), so one instant query reads them all
+(``sum by (service) (rate(http_requests_total{service=~"$producer_ids"}[1m]))``).
 
 * :func:`history` turns range queries into the load-trace contract (``timestamp, producer_id,
   value``: naive UTC timestamps, one row per step that has a sample) and reads it back through
@@ -26,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 PLACEHOLDER = "$producer_id"
+FLEET_PLACEHOLDER = "$producer_ids"
 MAX_POINTS = 10_000  # Prometheus refuses range queries above 11,000 points per series
 
 
@@ -40,6 +45,19 @@ def render(query: str, producer_id: str) -> str:
     'sum(rate(http_requests_total{job="web-1"}[1m]))'
     """
     return query.replace(PLACEHOLDER, producer_id)
+
+
+def id_regex(producer_ids: Iterable[str]) -> str:
+    r"""A PromQL string literal's content matching exactly ``producer_ids`` (RE2 alternation,
+    each id's regex metacharacters escaped, backslashes and quotes escaped for the literal).
+
+    >>> print(id_regex(["web-1", "api.v2"]))
+    web-1|api\\.v2
+    """
+    special = set(".+*?()|[]{}^$\\")
+    regex = "|".join("".join("\\" + c if c in special else c for c in pid)
+                     for pid in producer_ids)
+    return regex.replace("\\", "\\\\").replace('"', '\\"')
 
 
 class PrometheusClient:
@@ -181,14 +199,42 @@ class Current:
 
 
 def current(client: PrometheusClient, queries: Mapping[str, tuple[str | None, str | None]],
-            at_s: float | None = None) -> Current:
-    """Instant queries for ``{producer: (load_query, instances_query)}``.
+            at_s: float | None = None, labels: Mapping[str, str] | None = None) -> Current:
+    """Instant queries for ``{producer: (load_query, instances_query)}``; a producer with a
+    label in ``labels`` has fleet queries, asked once for every producer sharing them.
 
     The first connection failure stops the round (Prometheus is down: no point waiting one
     timeout per producer) and is reported in ``down``.
     """
     out = Current()
+    labels = labels or {}
+    fleets: dict[tuple[str, str, str], list[str]] = {}
+    for pid, pair in queries.items():
+        if pid in labels:
+            for kind, query in zip(("load", "instances"), pair, strict=True):
+                if query is not None:
+                    fleets.setdefault((kind, query, labels[pid]), []).append(pid)
+    for (kind, query, label), ids in fleets.items():
+        promql = query.replace(FLEET_PLACEHOLDER, id_regex(ids))
+        try:
+            found = client.query(promql, at_s)
+        except PrometheusError as exc:
+            if "unreachable" in str(exc) or "not JSON" in str(exc):
+                return Current(out.load, out.instances, out.sampled_at, out.errors, str(exc))
+            out.errors.update((pid, str(exc)) for pid in ids)
+            continue
+        by_id = {series.get(label): (t, v) for series, t, v in found}
+        for pid in ids:
+            t, v = by_id.get(pid, (None, math.nan))
+            if t is None or not math.isfinite(v):
+                out.errors[pid] = f"{kind}: no series with {label}={pid!r} now in {query!r}"
+            elif kind == "load":
+                out.load[pid], out.sampled_at[pid] = max(0.0, v), t
+            else:
+                out.instances[pid] = max(0, round(v))
     for pid, (load_q, instances_q) in queries.items():
+        if pid in labels:
+            continue
         for kind, query in (("load", load_q), ("instances", instances_q)):
             if query is None:
                 continue

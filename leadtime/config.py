@@ -79,6 +79,12 @@ class ProducerSettings(_Strict):
         default=None, min_length=1, max_length=4000,
         description="PromQL of the producer's running plus starting instances (one series; "
                     "``$producer_id`` replaced). Unset: instances come from state reports.")
+    producer_label: str | None = Field(
+        default=None, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+        description="Makes load_query and instances_query fleet queries: they answer one series "
+                    "per producer, carrying its id under this label, and ``$producer_ids`` is "
+                    "replaced by a regex of every id sharing the query, so one query per pool "
+                    "reads them all. Unset: one query per producer.")
     haproxy_server: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+$",
         description="``backend/server`` in HAProxy that serves this producer: in ``act`` mode "
@@ -220,6 +226,24 @@ def _engine_config(producer_id: str, s: ProducerSettings,
         scale_in_max_fraction=scale_in_fraction(s.scale_in_max_fraction, decision_interval_s))
 
 
+def _fleet_queries(merged: dict[str, Any]) -> list[str]:
+    """A producer's queries against its ``producer_label``: a fleet query matches its producers
+    with ``$producer_ids``, a single query does not."""
+    problems = []
+    for name in ("load_query", "instances_query"):
+        query = merged.get(name)
+        if query is None:
+            continue
+        fleet = "$producer_ids" in query
+        if merged.get("producer_label") is not None and not fleet:
+            problems.append(f"{name}: must match its producers with $producer_ids when "
+                            "producer_label is set (a fleet query)")
+        elif merged.get("producer_label") is None and fleet:
+            problems.append(f"{name}: uses $producer_ids: set producer_label, the label its "
+                            "series carry the producer's id under")
+    return problems
+
+
 class LeadtimeConfig(_Strict):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     pools: dict[str, PoolSpec] = Field(min_length=1)
@@ -242,6 +266,7 @@ class LeadtimeConfig(_Strict):
                         merged["max_utilisation"] < merged["target_utilisation"]):
                     problems.append(f"{where}.max_utilisation: must be >= target_utilisation "
                                     f"({merged['target_utilisation']})")
+                problems.extend(f"{where}.{problem}" for problem in _fleet_queries(merged))
                 if (merged["capacity_per_instance"] is not None
                         and merged["max_instances"] < merged["min_instances"]):
                     problems.append(f"{where}.max_instances: must be >= min_instances "

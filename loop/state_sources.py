@@ -45,18 +45,29 @@ class PrometheusStates:
 
         self.client = PrometheusClient(url, timeout_s)
         self.last_read_s: dict[str, float] = {}  # producer -> when Prometheus last answered
-        self._queries: tuple[int, dict[str, tuple[str | None, str | None]]] | None = None
+        self._queries: tuple[int, dict[str, tuple[str | None, str | None]],
+                             dict[str, str]] | None = None
 
     def queries(self, config: Any) -> dict[str, tuple[str | None, str | None]]:
         """``{producer: (load_query, instances_query)}``, cached per configuration object."""
+        return self._cached(config)[0]
+
+    def labels(self, config: Any) -> dict[str, str]:
+        """``{producer: producer_label}`` of the producers whose queries are fleet queries."""
+        return self._cached(config)[1]
+
+    def _cached(self, config: Any) -> tuple[dict[str, tuple[str | None, str | None]],
+                                            dict[str, str]]:
         if self._queries is None or self._queries[0] != id(config):
-            found = {}
+            found, labels = {}, {}
             for pid in config.producers():
                 s = config.settings_of(pid)
                 if s.load_query or s.instances_query:
                     found[pid] = (s.load_query, s.instances_query)
-            self._queries = (id(config), found)
-        return self._queries[1]
+                    if s.producer_label:
+                        labels[pid] = s.producer_label
+            self._queries = (id(config), found, labels)
+        return self._queries[1], self._queries[2]
 
     def pull(self, config: Any, producers: Mapping[str, ProducerConfig],
              states: Mapping[str, Any], now_s: float) -> Pulled:
@@ -65,7 +76,7 @@ class PrometheusStates:
         queries = {p: q for p, q in self.queries(config).items() if p in producers}
         if not queries:
             return Pulled()
-        got = current(self.client, queries)
+        got = current(self.client, queries, labels=self.labels(config))
         rows: list[tuple[str, int, float | None]] = []
         notes: dict[str, str] = {}
         for pid, (_, instances_q) in queries.items():
