@@ -60,5 +60,35 @@ def bench_engine(
                f"({verdict} the {result['budget_ms']:.0f} ms budget)")
 
 
+def bench_loop(
+    producers: Annotated[str, typer.Option(
+        help="Fleet sizes, comma-separated (e.g. 1000,10000,50000).")] = "1000,10000",
+    pools: Annotated[int, typer.Option(help="Pools the producers are dealt into.")] = 100,
+    passes: Annotated[int, typer.Option(help="Timed passes per size, after the warm-up.")] = 10,
+    interval: Annotated[float, typer.Option(
+        "--interval-s", help="The loop's decision interval (seconds of its replay clock).")] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Time whole passes of the decision loop at fleet size: every tier source, sizing, the HPA
+    twins, the decision log on disk and the /metrics export (evaluation/loop_bench.py)."""
+    from rich.console import Console
+
+    from evaluation.loop_bench import format_table, run_loop_bench
+    from leadtime_cli.common import fail
+
+    try:
+        sizes = [int(x) for x in producers.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--producers {producers!r}: give fleet sizes like 1000,10000")
+    if not sizes or min(sizes) < 1:
+        fail(f"--producers {producers!r}: give fleet sizes like 1000,10000")
+    err = Console(stderr=True)
+    with err.status("building the loop") as status:
+        document = run_loop_bench(sizes, pools, passes, interval,
+                                  progress=lambda m: status.update(m))
+    typer.echo(json.dumps(document, indent=2) if as_json else format_table(document))
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     bench.command("engine")(bench_engine)
+    bench.command("loop")(bench_loop)
