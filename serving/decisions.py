@@ -422,6 +422,7 @@ def decision_json(d: Decision, pool: str | None) -> dict[str, Any]:
         "producer_id": d.producer_id, "pool": pool, "action": d.action, "act": d.act,
         "dry_run": d.dry_run, "target_instances": d.target_instances,
         "current_instances": d.current_instances, "load_score": _f(d.load_score),
+        "floor": d.floor,
         "prediction": None if p is None else {
             "point": _f(p.point), "lower": _f(p.lower), "upper": _f(p.upper),
             "weights": p.weights, "missing": list(p.missing)},

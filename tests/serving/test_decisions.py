@@ -68,6 +68,10 @@ def test_decisions_all_and_by_pool(client):
     assert "tier1" in body["degraded"]  # no champion loaded (load=False): said, not hidden
     hot = next(d for d in body["decisions"] if d["producer_id"] == "hot")
     assert hot["prediction"]["weights"] == {"tier2": 1.0}  # only Tier 2 answered
+    # the reacting floor: 25 needs ceil(25 / (10 x 0.7)) = 4 at the target, within max 3
+    assert hot["floor"] == 3 and hot["target_instances"] >= hot["floor"]
+    cool = next(d for d in body["decisions"] if d["producer_id"] == "cool")
+    assert cool["floor"] == 1  # 3 needs one instance
     web = body["pools"]["web"]
     assert sum(web["redirect"].values()) == pytest.approx(1)
     assert web["redirect"]["hot"] < web["current_share"]["hot"] and web["act"] is False
