@@ -118,14 +118,7 @@ def paced(port: int, path: str, bodies: list[bytes | None], rate: float, seconds
         with lock:
             latencies.extend(mine)
 
-    began = time.perf_counter()
-    workers = [threading.Thread(target=sender, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - began
-    return _summary(latencies, elapsed)
+    return _summary(latencies, _in_threads(sender, threads))
 
 
 def closed_loop(port: int, path: str, bodies: list[bytes | None], seconds: float,
@@ -144,13 +137,18 @@ def closed_loop(port: int, path: str, bodies: list[bytes | None], seconds: float
         with lock:
             latencies.extend(mine)
 
+    return _summary(latencies, _in_threads(client, clients))
+
+
+def _in_threads(target: Callable[[int], None], n: int) -> float:
+    """Run ``target(0) .. target(n - 1)`` on ``n`` threads; the seconds until all are done."""
     began = time.perf_counter()
-    workers = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    workers = [threading.Thread(target=target, args=(k,)) for k in range(n)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return _summary(latencies, time.perf_counter() - began)
+    return time.perf_counter() - began
 
 
 def in_process(call: Callable[[int], Any], n: int) -> dict[str, float]:
@@ -211,14 +209,8 @@ def run(settings, requests_path: str | Path, seconds: float = 10.0, rate: float 
     server = start([sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app",
                     "--host", HOST, "--port", str(port), "--workers", "1", "--log-level",
                     "warning", "--no-access-log"], port, "/healthz", logs / "leadtime.log")
-    try:
-        _post(http.client.HTTPConnection(HOST, port), "/v1/requests/predict", ours[0])
-        report["leadtime_serve"] = {
-            "paced": paced(port, "/v1/requests/predict", ours, rate, seconds),
-            "max_throughput": closed_loop(port, "/v1/requests/predict", ours, seconds, clients),
-        }
-    finally:
-        server.stop()
+    report["leadtime_serve"] = _served(server, port, "/v1/requests/predict", ours, rate, seconds,
+                                       clients)
 
     theirs = [json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split"))}).encode()
               for frame in single]
@@ -229,15 +221,20 @@ def run(settings, requests_path: str | Path, seconds: float = 10.0, rate: float 
     server = start([mlflow_bin, "models", "serve", "-m", model_uri(runtime.name), "-h", HOST,
                     "-p", str(port), "--env-manager", "local", "-w", "1"], port, "/ping",
                    logs / "mlflow.log")
+    report["mlflow_models_serve"] = _served(server, port, "/invocations", theirs, rate, seconds,
+                                            clients)
+    return report
+
+
+def _served(server: Server, port: int, path: str, bodies: list[bytes | None], rate: float,
+            seconds: float, clients: int) -> dict[str, Any]:
+    """One warm-up request, then paced and closed-loop load on ``path``; the server stops."""
     try:
-        _post(http.client.HTTPConnection(HOST, port), "/invocations", theirs[0])
-        report["mlflow_models_serve"] = {
-            "paced": paced(port, "/invocations", theirs, rate, seconds),
-            "max_throughput": closed_loop(port, "/invocations", theirs, seconds, clients),
-        }
+        _post(http.client.HTTPConnection(HOST, port), path, bodies[0])
+        return {"paced": paced(port, path, bodies, rate, seconds),
+                "max_throughput": closed_loop(port, path, bodies, seconds, clients)}
     finally:
         server.stop()
-    return report
 
 
 def _request_fields(runtime) -> list[str]:
