@@ -33,12 +33,16 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from leadtime.config import ENGINE_DEFAULTS, PRODUCER_DEFAULTS
 from models.tier3.events import MetricSample, PerformanceEvent
+
+# the metrics a producer may report (MetricSample.metric): a producer's states are looked up by
+# name, never found by scanning every producer's (which made each pass quadratic in the fleet)
+METRIC_NAMES: tuple[str, ...] = get_args(MetricSample.model_fields["metric"].annotation)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -345,9 +349,9 @@ class Tier3State:
         excess = [math.exp(self.pairs[(h, producer)].ewma) for h in hit]
         multiplier = float(np.mean(excess)) if excess else 1.0
         alert = self._load_alert(producer)
-        anomaly_score = max((s.alert or {}).get("score", 0.0)
-                            for (p, _), s in self.metrics.items() if p == producer) \
-            if any(p == producer for p, _ in self.metrics) else 0.0
+        mine = [state for metric in METRIC_NAMES
+                if (state := self.metrics.get((producer, metric))) is not None]
+        anomaly_score = max(((m.alert or {}).get("score", 0.0) for m in mine), default=0.0)
         flagged = bool(coherent and at_risk)
         evidence = {
             "hit": [{"consumer_id": h, "latency_vs_expected": round(math.exp(self.pairs[(h, producer)].ewma), 2),
@@ -356,7 +360,7 @@ class Tier3State:
             "coincidence": test,
             "at_risk": sorted(at_risk, key=lambda a: -a["similarity"]),
             "at_risk_demand_share": round(risk, 4),
-            "anomalies": [s.alert for (p, _), s in self.metrics.items() if p == producer and s.alert],
+            "anomalies": [m.alert for m in mine if m.alert],
         }
         return Assessment(producer, self._predict(producer, risk, multiplier, alert),
                           round(min(1.0, risk + (1 - risk) * anomaly_score * 0.5), 4), flagged,
