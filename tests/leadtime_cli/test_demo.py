@@ -105,7 +105,7 @@ def test_demo_then_serve_as_of_the_end_of_the_trace_gives_a_tier1_decision(state
     demo = subprocess.run(
         [sys.executable, "-c", "from leadtime_cli.app import app; app()", "demo", "--trace",
          str(trace), "--cutoffs", "2", "--days", "2"],
-        env=env | {"COLUMNS": "200"}, capture_output=True, text=True, timeout=1200)
+        env=env | {"COLUMNS": "1000"}, capture_output=True, text=True, timeout=1200)
     out = demo.stdout
     assert demo.returncode == 0, out + demo.stderr
     for policy in ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime"):
