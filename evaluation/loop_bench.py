@@ -65,16 +65,11 @@ def synthetic_loads(producers: int, steps: int, step_s: float, seed: int = 7) ->
 
 
 class InMemoryChampion:
-    """The Tier 1 pyfunc's ``predict`` (``models/tier1/pyfunc.py``) over a bundle in memory."""
+    """The registered Tier 1 pyfunc over a bundle in memory: its ``predict`` is the bundle's
+    :meth:`~models.tier1.registry.BaselineBundle.serve`, as ``models/tier1/pyfunc.py``'s is."""
 
     def __init__(self, bundle: Any) -> None:
-        self.bundle = bundle
-
-    def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        params = params or {}
-        return self.bundle.predict_window(model_input["producer_id"], model_input["timestamp"],
-                                          float(params["window_s"]),
-                                          level=int(params.get("level", 80)))
+        self.predict = bundle.serve
 
 
 def _tier1(ids: list[str], history: np.ndarray, step_s: float) -> Any:

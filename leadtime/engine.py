@@ -229,6 +229,19 @@ def instances_for(load: float, config: ProducerConfig, per_instance: float | Non
     return max(0, math.ceil(load / per - 1e-9))
 
 
+def reacting_floor(load: float | None, config: ProducerConfig) -> int | None:
+    """What the current ``load`` needs at the target utilisation, within ``[min, max]``: the
+    instances a reactive autoscaler holds now, the reacting floor (None without a load).
+
+    >>> from leadtime.config import producer_config
+    >>> reacting_floor(25.0, producer_config("web", 10)), reacting_floor(None, producer_config("web", 10))
+    (4, None)
+    """
+    if load is None or not math.isfinite(load):
+        return None
+    return min(max(instances_for(load, config), config.min_instances), config.max_instances)
+
+
 def _hours(instance_seconds: float | None) -> str:
     return "n/a" if instance_seconds is None else f"{instance_seconds / 3600:.4g}"
 

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from leadtime.config import LeadtimeConfig
@@ -44,7 +44,7 @@ from leadtime.engine import (
     TierPrediction,
     combine,
     decide_all,
-    instances_for,
+    reacting_floor,
 )
 from loop.clock import Clock
 from loop.hpa_twin import HpaTwin, HpaTwinConfig
@@ -147,7 +147,6 @@ class DecisionLoop:
         self._max_lead = _max_lead(self._producers)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
         self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
-        self._floors: dict[str, int | None] = {}  # per producer, this pass's reacting floor
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -247,19 +246,10 @@ class DecisionLoop:
         if twin.last_pass is None or now > twin.last_pass:
             twin.step(now, load)
         values = candidate_values(uppers, offered or {}, sizer.grid)
-        floor = self._reacting_floor(pid, load)
-        self._floors[pid] = floor
+        floor = None if state is None else state.reacting_instances
         sizing = sizer.sizing(now, values, floor)
         sizer.record(now, values, reacting=twin.instances if twin.sized else None, floor=floor)
         return sizing
-
-    def _reacting_floor(self, pid: str, load: float | None) -> int | None:
-        """What the current load needs at the target utilisation, within ``[min, max]``: the
-        floor no decision goes under (``engine.reacting_floor``; None when off or no load)."""
-        if not self.config.engine.reacting_floor or load is None or not math.isfinite(load):
-            return None
-        config = self._producers[pid]
-        return min(max(instances_for(load, config), config.min_instances), config.max_instances)
 
     def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
         ring = self._history.observed.setdefault(producer_id, deque())
@@ -305,14 +295,15 @@ class DecisionLoop:
             for tier in TIERS:
                 if self.weights.get(tier, 0) > 0 and not any(tier in t for t in tiers.values()):
                     degraded.setdefault(tier, f"no {tier} source wired")
+            floor_on = config.engine.reacting_floor
             states = {pid: ProducerState(
                 instances=r.instances, current_load=r.current_load, now_s=now,
-                last_scale_out_s=self._last_scale_out(pid, r))
+                last_scale_out_s=self._last_scale_out(pid, r),
+                reacting_instances=reacting_floor(r.current_load, producers[pid])
+                if floor_on else None)
                 for pid, r in self.states.items() if pid in producers}
             sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid), offered[pid])
                       for pid in producers}
-            states = {pid: replace(s, reacting_instances=self._floors.get(pid))
-                      for pid, s in states.items()}
             fleet = decide_all(producers, tiers, states, config.pool_members(),
                                weights=self.weights, threshold=config.engine.threshold,
                                dry_run=config.dry_run, sizing=sizing)

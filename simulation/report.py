@@ -258,11 +258,9 @@ def producer_figure(res: ProducerResult, replayed: Replayed | None, max_points: 
     ms = _ms(idx)
     step_ms = cfg.interval.total_seconds() * 1000
     for row, name in enumerate(names):
-        missed = res.runs[name].violated[start:] & scored
-        found, grid = coarse_spans(missed)
-        exact = len(spans(missed))
-        minutes = float(missed.sum()) * cfg.interval.total_seconds() / 60
-        label = f"{name}: {exact:,} misses, {minutes:,.0f} min"
+        found, grid = coarse_spans(res.runs[name].violated[start:] & scored)
+        scores = res.metrics[name]  # the table's counts (simulation.metrics.score)
+        label = f"{name}: {scores['slo_misses']:,} misses, {scores['slo_miss_minutes']:,.0f} min"
         ticks.append(label + (f" ({_minutes(cfg.interval * grid)} grid)" if grid > 1 else ""))
         colour = TAB[COLOURS[name]]
         starts = np.array([ms[a] for a, _ in found])

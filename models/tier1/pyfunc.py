@@ -20,15 +20,7 @@ class BaselinePyfunc(PythonModel):
         self.bundle = joblib.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
-        params = params or {}
-        level = int(params.get("level", 80))
-        ahead = float(params.get("max_ahead_hours", 48.0))
-        window_s = float(params.get("window_s", 0.0))
-        if window_s > 0:  # the decision loop's question: the peak over [timestamp, + window_s]
-            return self.bundle.predict_window(model_input["producer_id"], model_input["timestamp"],
-                                              window_s, level=level, max_ahead_hours=ahead)
-        return self.bundle.predict(model_input["producer_id"], model_input["timestamp"],
-                                   level=level, max_ahead_hours=ahead)
+        return self.bundle.serve(model_input, params)
 
 
 mlflow.models.set_model(BaselinePyfunc())

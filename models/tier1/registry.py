@@ -96,6 +96,21 @@ class BaselineBundle:
             cached = self._tables[key] = (grid.asi8.view("M8[ns]"), values)
         return cached
 
+    def serve(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        """The registered pyfunc's ``predict`` (``models/tier1/pyfunc.py``): rows of
+        (producer_id, timestamp) in; with ``params["window_s"] > 0`` each row's answer is the
+        peak over ``[timestamp, timestamp + window_s]`` (the decision loop's question), else
+        the forecast at the timestamp; ``level`` and ``max_ahead_hours`` from ``params``."""
+        params = params or {}
+        level = int(params.get("level", ENGINE_DEFAULTS.level))
+        ahead = float(params.get("max_ahead_hours", 48.0))
+        window_s = float(params.get("window_s", 0.0))
+        if window_s > 0:
+            return self.predict_window(model_input["producer_id"], model_input["timestamp"],
+                                       window_s, level=level, max_ahead_hours=ahead)
+        return self.predict(model_input["producer_id"], model_input["timestamp"], level=level,
+                            max_ahead_hours=ahead)
+
     def predict_window(self, producer_ids: pd.Series, starts: pd.Series, window_s: float,
                        level: int = ENGINE_DEFAULTS.level,
                        max_ahead_hours: float = 48.0) -> pd.DataFrame:
