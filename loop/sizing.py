@@ -122,6 +122,26 @@ def window_bounds(at: np.ndarray, start: np.ndarray, length: np.ndarray) -> tupl
     return first, last
 
 
+def linear_quantiles(sample: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.quantile(sample, q)`` (its default, linear method) to the last bit, without its
+    per-call overhead: the sizing reads every sample of every pass.
+
+    >>> linear_quantiles(np.array([3.0, 1.0, 2.0, 10.0]), np.array([0.5, 0.9, 1.0]))
+    array([ 2.5,  7.9, 10. ])
+    """
+    ranked = np.sort(np.asarray(sample, dtype=float))
+    n = ranked.size
+    virtual = (n - 1) * q
+    below = np.floor(virtual)
+    low = np.minimum(below.astype(np.intp), n - 1)
+    high = np.minimum(low + 1, n - 1)
+    a, b = ranked[low], ranked[high]
+    gamma = virtual - below
+    diff = b - a
+    # numpy's _lerp: from the nearer end, so the top of the range is exact
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+
+
 def sample_quantiles(samples: tuple, grid: tuple[float, ...],
                      min_size: int = 3) -> np.ndarray | None:
     """A candidate offered as samples of plausible window peaks (one array per condition, e.g.
@@ -132,7 +152,8 @@ def sample_quantiles(samples: tuple, grid: tuple[float, ...],
     >>> sample_quantiles((np.array([1.0, 1.0, 1.0, 5.0]), np.array([2.0, 2.0, 2.0])), (0.5, 0.9))
     array([2. , 3.8])
     """
-    read = [np.quantile(s, grid) for s in samples if len(s) >= min_size]
+    at = np.asarray(grid, dtype=float)
+    read = [linear_quantiles(s, at) for s in samples if len(s) >= min_size]
     if not read:
         return None
     value = np.max(read, axis=0)
@@ -153,23 +174,31 @@ def candidate_values(uppers: Mapping[str, float], samples: Mapping[str, tuple],
     return out
 
 
-def _group_quantiles(x: np.ndarray, group: np.ndarray, q: np.ndarray, min_size: int,
-                     fallback: np.ndarray) -> np.ndarray:
-    """Per group ``0 .. len(q) - 1``, the ``q[group]`` quantile of its members of ``x`` (numpy's
-    "higher" method), or ``fallback[group]`` for a group with fewer than ``min_size`` members;
-    one sort for all groups.
+def _bucket_quantiles(ratio: np.ndarray, bucket: np.ndarray, q: np.ndarray, buckets: int,
+                      min_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per column ``g`` of ``ratio`` (windows, grid): its ``q[g]`` quantile overall, and per
+    bucket ``0 .. buckets - 1`` of ``bucket`` (same shape) over the bucket's members, numpy's
+    "higher" method; a bucket with fewer than ``min_size`` members takes the overall one. Two
+    sorts for all columns, no loop over windows.
 
-    >>> _group_quantiles(np.array([1.0, 5.0, 2.0, 9.0, 3.0]), np.array([0, 1, 0, 1, 0]),
-    ...                  np.array([0.5, 0.5, 0.5]), 2, np.array([-1.0, -1.0, -1.0]))
-    array([ 2.,  9., -1.])
+    >>> ratio = np.array([[1.0], [5.0], [2.0], [9.0], [3.0]])
+    >>> _bucket_quantiles(ratio, np.array([[0], [1], [0], [1], [0]]), np.array([0.5]), 3, 2)
+    (array([3.]), array([[2., 9., 3.]]))
     """
-    groups = len(q)
-    order = np.lexsort((x, group))
-    counts = np.bincount(group, minlength=groups)[:groups]
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    at = starts + np.ceil(q * np.maximum(counts - 1, 0) - 1e-12).astype(int)
-    picked = x[order[np.minimum(at, max(len(x) - 1, 0))]] if len(x) else fallback
-    return np.where(counts >= min_size, picked, fallback)
+    n, width = ratio.shape
+    rows = np.arange(width)
+    by_row, bucket = np.ascontiguousarray(ratio.T), np.ascontiguousarray(bucket.T)  # row sorts
+    order = np.argsort(by_row, axis=1)
+    ranked = np.take_along_axis(by_row, order, axis=1)
+    overall = ranked[rows, np.ceil(q * (n - 1) - 1e-12).astype(int)]
+    # within each row, grouped by bucket, ascending within a bucket (a stable sort keeps it)
+    grouped = np.take_along_axis(ranked, np.argsort(np.take_along_axis(bucket, order, axis=1),
+                                                    axis=1, kind="stable"), axis=1)
+    counts = (bucket[:, :, None] == np.arange(buckets)).sum(axis=1)  # (grid, buckets)
+    starts = np.cumsum(counts, axis=1) - counts
+    at = starts + np.ceil(q[:, None] * np.maximum(counts - 1, 0) - 1e-12).astype(int)
+    picked = grouped[rows[:, None], np.minimum(at, n - 1)]
+    return overall, np.where(counts >= min_size, picked, overall[:, None])
 
 
 @dataclass(slots=True)
@@ -185,6 +214,74 @@ class _Window:
     floor: float = math.nan  # the reacting floor in force (nan: none)
     held: float = math.nan
     peak: float = math.nan
+
+
+class _ClosedWindows:
+    """The closed windows, oldest first, as columns: appended one at a time as they close and
+    dropped from the front as they age, so a refit reads arrays instead of walking windows.
+    A candidate's column is NaN in the windows it did not answer.
+
+    >>> closed = _ClosedWindows(2)
+    >>> closed.append(_Window(0.0, {"tier1": np.array([1.0, 2.0])}, 0, peak=3.0))
+    >>> closed.append(_Window(60.0, {"reactive": np.array([4.0, 4.0])}, 0, peak=5.0))
+    >>> closed.popleft()
+    >>> len(closed), closed.column("peak"), closed.candidates()["reactive"]
+    (1, array([5.]), array([[4., 4.]]))
+    """
+
+    SCALARS = ("t0", "peak", "reacting", "floor", "held", "used")
+
+    def __init__(self, grid_size: int, capacity: int = 256) -> None:
+        self.grid_size = grid_size
+        self.start = self.end = 0
+        self.scalars = np.full((len(self.SCALARS), capacity), np.nan)
+        self.values: dict[str, np.ndarray] = {}  # name: (capacity, grid)
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def append(self, window: _Window) -> None:
+        if self.end == self.scalars.shape[1]:
+            self._make_room()
+        row = self.end
+        self.scalars[:, row] = (window.t0, window.peak, window.reacting, window.floor,
+                                window.held, window.used)
+        for name, value in window.values.items():
+            column = self.values.get(name)
+            if column is None:
+                column = self.values[name] = np.full((self.scalars.shape[1], self.grid_size),
+                                                     np.nan)
+            column[row] = value
+        self.end += 1
+
+    def popleft(self) -> None:
+        self.start += 1
+
+    def first_t0(self) -> float:
+        return float(self.scalars[0, self.start])
+
+    def column(self, name: str) -> np.ndarray:
+        return self.scalars[self.SCALARS.index(name), self.start:self.end]
+
+    def candidates(self) -> dict[str, np.ndarray]:
+        """Each candidate's values over the closed windows, in the order it first answered
+        among them (the rows of windows it did not answer are NaN)."""
+        live = {name: column[self.start:self.end] for name, column in self.values.items()}
+        first = {name: int(np.argmax(~np.isnan(v[:, 0]))) for name, v in live.items()
+                 if v.size and not np.isnan(v[:, 0]).all()}
+        return {name: live[name] for name in sorted(first, key=first.__getitem__)}
+
+    def _make_room(self) -> None:
+        """Move the live rows to the front, doubling the columns when more than half are live."""
+        live, capacity = len(self), self.scalars.shape[1]
+        size = capacity * 2 if live > capacity // 2 else capacity
+        scalars = np.full((len(self.SCALARS), size), np.nan)
+        scalars[:, :live] = self.scalars[:, self.start:self.end]
+        for name, column in self.values.items():
+            moved = np.full((size, self.grid_size), np.nan)
+            moved[:live] = column[self.start:self.end]
+            self.values[name] = moved
+        self.scalars, self.start, self.end = scalars, 0, live
 
 
 class WindowPeakCalibrator:
@@ -224,7 +321,7 @@ class WindowPeakCalibrator:
         self.price = config.violation_cost  # in force: the budget mode moves it
         self.loads: deque[tuple[float, float]] = deque()  # (at, load) an open window needs
         self.open: deque[_Window] = deque()
-        self.closed: deque[_Window] = deque()
+        self.closed = _ClosedWindows(len(GRID))
         self.factors: dict[str, float] = {}  # at the price's quantile, overall
         self.edges: dict[str, np.ndarray] = {}  # per candidate: (grid, buckets - 1)
         self.bucket_factors: dict[str, np.ndarray] = {}  # per candidate: (grid, buckets)
@@ -271,7 +368,7 @@ class WindowPeakCalibrator:
             self.loads.popleft()
         horizon = at - self.config.sizing_history_s
         floor = self.config.sizing_history_min_windows
-        while len(self.closed) > floor and self.closed[0].t0 < horizon:
+        while len(self.closed) > floor and self.closed.first_t0() < horizon:
             self.closed.popleft()
 
     def refit(self, now: float) -> None:
@@ -282,42 +379,32 @@ class WindowPeakCalibrator:
         grid = self.quantiles
         self.factors, self.losses, self.windows = {}, {}, {}
         self.edges, self.bucket_factors = {}, {}
-        if not self.closed:
+        if not len(self.closed):
             return
-        windows = list(self.closed)
-        t0s = np.array([w.t0 for w in windows])
-        peaks = np.array([w.peak for w in windows])
-        rows: dict[str, list[int]] = {}
-        for i, w in enumerate(windows):
-            for name in w.values:
-                rows.setdefault(name, []).append(i)
+        closed = self.closed
+        t0s, peaks = closed.column("t0"), closed.column("peak")
         sized: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (rows, (n, grid) sized)
-        for name, idx in rows.items():
-            if len(idx) < c.sizing_min_windows or t0s[idx[-1]] - t0s[idx[0]] < c.sizing_min_history_s:
+        for name, column in closed.candidates().items():
+            index = np.flatnonzero(~np.isnan(column[:, 0]))
+            if len(index) < c.sizing_min_windows or t0s[index[-1]] - t0s[index[0]] < c.sizing_min_history_s:
                 continue
-            index = np.asarray(idx)
-            values = np.array([windows[i].values[name] for i in idx])  # (n, grid)
+            values = column[index]  # (n, grid)
             pk = peaks[index]
             ratio = pk[:, None] / values
-            at = np.ceil(grid * (len(idx) - 1) - 1e-12).astype(int)  # numpy's "higher"
-            overall = np.sort(ratio, axis=0)[at, np.arange(len(grid))]
             edges = np.quantile(values, np.linspace(0, 1, c.buckets + 1)[1:-1], axis=0).T
-            # per (grid quantile, quintile of the value): the quantile's factor, in one sort
+            # per (grid quantile, quintile of the value): the quantile's factor
             bucket = (edges[None, :, :] < values[:, :, None]).sum(axis=2)  # searchsorted, left
             columns = np.arange(len(grid))
-            group = (columns[None, :] * c.buckets + bucket).ravel()
-            factors = _group_quantiles(
-                ratio.ravel(), group, np.repeat(grid, c.buckets), c.min_per_bucket,
-                np.repeat(overall, c.buckets)).reshape(len(grid), c.buckets)
+            overall, factors = _bucket_quantiles(ratio, bucket, grid, c.buckets, c.min_per_bucket)
             out = factors[columns[None, :], bucket] * values
             diff = pk[:, None] - out
             loss = (np.maximum(grid * diff, (grid - 1) * diff).mean(axis=0)
                     / max(float(pk.mean()), 1e-12))  # pinball at each grid quantile
             self.edges[name], self.bucket_factors[name] = edges, factors
-            self.losses[name], self.windows[name] = loss, len(idx)
+            self.losses[name], self.windows[name] = loss, len(index)
             self.factors[name] = float(overall[self.rank_at])
             sized[name] = (index, out)
-        self._fit_spend(windows, t0s, now, sized)
+        self._fit_spend(now, sized)
         if c.sizing_budget is not None:
             self.price = self._within_budget(c.sizing_budget)
 
@@ -333,21 +420,19 @@ class WindowPeakCalibrator:
         flipped = cost[..., ::-1]
         return len(self.grid) - 1 - np.argmin(flipped, axis=-1)
 
-    def _fit_spend(self, windows: list[_Window], t0s: np.ndarray, now: float,
-                   sized: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    def _fit_spend(self, now: float, sized: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """Over the last budget window's passes: what sizing at each price would have held (the
         best-ranked candidate present at each pass), what it asked for at the prices then in
         force, what the loop held and what the HPA twin held, each in instance-seconds."""
-        n = len(windows)
-        chosen = np.full((n, len(self.grid)), np.nan)
+        closed = self.closed
+        t0s = closed.column("t0")
+        chosen = np.full((len(closed), len(self.grid)), np.nan)
         for name in sorted(sized, key=lambda k: self.losses[k][self.rank_at]):
             index, out = sized[name]
             free = np.isnan(chosen[index, 0])
             chosen[index[free]] = out[free]
-        reacting = np.array([w.reacting for w in windows])
-        floors = np.array([w.floor for w in windows])
-        actual = np.array([w.held for w in windows])
-        used = np.array([w.used for w in windows])
+        reacting, floors = closed.column("reacting"), closed.column("floor")
+        actual, used = closed.column("held"), closed.column("used").astype(int)
         mask = ((t0s >= now - self.config.sizing_budget_window_s) & ~np.isnan(chosen[:, 0])
                 & np.isfinite(reacting) & np.isfinite(actual) & (used >= 0))
         spacing = np.diff(t0s, append=now)[mask]
@@ -391,8 +476,8 @@ class WindowPeakCalibrator:
             return None
         loss, name, value = min(usable, key=lambda u: (u[0], u[1]))
         edges, table = self.edges[name], self.bucket_factors[name]
-        factors = np.array([table[g][int(np.searchsorted(edges[g], value[g]))]
-                            for g in range(len(self.grid))])
+        bucket = (edges < value[:, None]).sum(axis=1)  # per grid quantile, searchsorted left
+        factors = table[np.arange(len(self.grid)), bucket]
         peaks = factors * value
         instances = self._instances(peaks)
         if floor is not None:

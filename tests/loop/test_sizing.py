@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from loop.sizing import REACTIVE, SizingConfig, WindowPeakCalibrator
+from loop.sizing import GRID, REACTIVE, SizingConfig, WindowPeakCalibrator, linear_quantiles
 
 LEAD = 300.0
 INTERVALS = (60.0, 300.0, 1800.0, 3600.0)  # 1, 5, 30 and 60 minutes
@@ -176,3 +176,11 @@ def test_every_candidate_is_read_at_every_quantile():
     assert set(values) == {"tier1", "tier3_phase"}
     assert (values["tier1"] == 10.0).all()
     assert values["tier3_phase"][0] == 1.0 and values["tier3_phase"][-1] > 7.0  # rare peak
+
+
+def test_linear_quantiles_are_numpys_to_the_bit():
+    rng = np.random.default_rng(11)
+    grid = np.asarray(GRID)
+    for size in (1, 2, 3, 7, 30, 101):
+        for sample in (rng.gamma(2.0, 3.0, size), rng.integers(0, 4, size).astype(float)):
+            assert np.array_equal(linear_quantiles(sample, grid), np.quantile(sample, grid))
