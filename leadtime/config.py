@@ -158,6 +158,10 @@ class EngineSpec(_Strict):
         "and scale-in goes down to the decision at once (the floor holds the present, the "
         "sizing the window ahead). false: the floor is the current load at the maximum "
         "utilisation, and scale-in waits its cool-down and steps.")
+    reacting_tolerance: float = Field(
+        default=0.1, ge=0, lt=1, description="The reacting floor leaves a fleet whose "
+        "utilisation is within this fraction of the target as it is, as the Kubernetes HPA's "
+        "tolerance does (0: the floor is exactly what the load needs).")
     sizing_budget_window_s: float = Field(
         default=86400.0, gt=0, description="The trailing window the budget compares spends "
         "over.")

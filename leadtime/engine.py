@@ -229,17 +229,28 @@ def instances_for(load: float, config: ProducerConfig, per_instance: float | Non
     return max(0, math.ceil(load / per - 1e-9))
 
 
-def reacting_floor(load: float | None, config: ProducerConfig) -> int | None:
+def reacting_floor(load: float | None, config: ProducerConfig, instances: int | None = None,
+                   tolerance: float = 0.0) -> int | None:
     """What the current ``load`` needs at the target utilisation, within ``[min, max]``: the
-    instances a reactive autoscaler holds now, the reacting floor (None without a load).
+    instances a reactive autoscaler holds now, the reacting floor (None without a load). With a
+    ``tolerance``, as the Kubernetes HPA's: a fleet of ``instances`` whose utilisation is within
+    that fraction of the target is left as it is.
 
     >>> from leadtime.config import producer_config
-    >>> reacting_floor(25.0, producer_config("web", 10)), reacting_floor(None, producer_config("web", 10))
+    >>> web = producer_config("web", 10)  # 7 a instance at the target utilisation
+    >>> reacting_floor(25.0, web), reacting_floor(None, web)
     (4, None)
+    >>> reacting_floor(22.0, web, instances=3, tolerance=0.1)  # 1.05 of the target: as it is
+    3
     """
     if load is None or not math.isfinite(load):
         return None
-    return min(max(instances_for(load, config), config.min_instances), config.max_instances)
+    needed = instances_for(load, config)
+    if instances is not None and instances > 0 and tolerance > 0:
+        usage = load / (instances * config.usable_capacity)
+        if abs(1.0 - usage) <= tolerance:
+            needed = instances
+    return min(max(needed, config.min_instances), config.max_instances)
 
 
 def _hours(instance_seconds: float | None) -> str:
@@ -292,7 +303,14 @@ def allocate(
     score: float | None = None
     if prediction is not None:
         score = load_score(prediction.point, current * config.capacity_per_instance)
-    if calibrated:
+    if calibrated and sizing.price == 0:
+        wanted = 0
+        reasons.append(
+            f"budget: holding what reacting holds, nothing bought ahead (price 0): the sizing "
+            f"is not calibrated yet, or no price spends at most {sizing.budget:g}x reacting "
+            f"(HPA twin {_hours(sizing.reacting_spend)}, leadtime {_hours(sizing.own_spend)} "
+            f"instance-hours over the trailing window)")
+    elif calibrated:
         assert sizing is not None
         wanted = instances_for(sizing.value, config, config.peak_capacity)
         reasons.append(

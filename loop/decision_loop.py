@@ -299,7 +299,8 @@ class DecisionLoop:
             states = {pid: ProducerState(
                 instances=r.instances, current_load=r.current_load, now_s=now,
                 last_scale_out_s=self._last_scale_out(pid, r),
-                reacting_instances=reacting_floor(r.current_load, producers[pid])
+                reacting_instances=reacting_floor(r.current_load, producers[pid], r.instances,
+                                                  config.engine.reacting_tolerance)
                 if floor_on else None)
                 for pid, r in self.states.items() if pid in producers}
             sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid), offered[pid])

@@ -11,8 +11,11 @@ the price:
 
 * **budget** (the default): the highest price, up to ``engine.violation_cost``, whose sizing
   would have spent no more than ``sizing_budget`` times what reacting spent over the last
-  ``sizing_budget_window_s``, reacting being the HPA twin run beside the loop (:mod:`loop.hpa_twin`);
-  it moves one step of :data:`PRICES` per refit;
+  ``sizing_budget_window_s``, reacting being the HPA twin run beside the loop (:mod:`loop.hpa_twin`).
+  Where the budget lies between what two prices of :data:`PRICES` spend, the higher one holds
+  for the share of refit periods that spends it. Price 0 holds the reacting floor and buys
+  nothing ahead; it is also what the budget mode holds while no candidate is calibrated, since
+  it cannot yet say what buying ahead costs;
 * **price**: ``engine.violation_cost``, whatever it costs.
 
 No tier answers the peak's distribution, so it is calibrated on the loop's own record. For every
@@ -68,7 +71,7 @@ from leadtime.engine import Sizing
 REACTIVE = "reactive"
 COMBINED = "combined"
 # the quantiles every candidate is calibrated at, and the prices the budget mode moves between
-GRID = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
 PRICES = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 19.0, 49.0, 99.0, 199.0, 499.0, 999.0)
 
 
@@ -102,8 +105,10 @@ class SizingConfig:
 
     @property
     def prices(self) -> tuple[float, ...]:
-        """The prices the budget mode may move between: the grid under the price, and it."""
-        return (*(p for p in PRICES if p < self.violation_cost - 1e-12), self.violation_cost)
+        """The prices the budget mode may move between: 0 (hold what reacting holds, buy
+        nothing ahead), the grid under the price, and it."""
+        return (0.0, *(p for p in PRICES if p < self.violation_cost - 1e-12),
+                self.violation_cost)
 
 
 def window_bounds(at: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray,
@@ -333,6 +338,7 @@ class WindowPeakCalibrator:
         self.spend_in_force = 0.0  # what sizing asked for at those passes
         self.fitted_at = -math.inf
         self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
+        self._mix = 0.0  # the budget mode's share of refit periods owed the next price up
 
     def record(self, t0: float, values: Mapping[str, float | np.ndarray],
                reacting: float | None = None, floor: int | None = None) -> None:
@@ -439,8 +445,9 @@ class WindowPeakCalibrator:
         held = self._instances(chosen[mask])
         held = np.fmax(held, floors[mask][:, None])  # never below the reacting floor
         rows = np.arange(len(held))
-        at_price = np.stack([held[rows, self._choose(held, p)] * spacing
-                             for p in self.config.prices])  # (prices, windows)
+        reacting_only = np.where(np.isfinite(floors[mask]), floors[mask], held[:, 0])
+        at_price = np.stack([(held[rows, self._choose(held, p)] if p > 0 else reacting_only)
+                             * spacing for p in self.config.prices])  # (prices, windows)
         self.spend = at_price.sum(axis=1)
         self.spend_in_force = float(at_price[used[mask], rows].sum())
         self.spend_reacting = float((reacting[mask] * spacing).sum())
@@ -454,9 +461,18 @@ class WindowPeakCalibrator:
             return self.price
         scale = min(max(self.spend_held / self.spend_in_force, 0.8), 1.5)
         fits = np.flatnonzero(self.spend * scale <= budget * self.spend_reacting)
-        target = int(fits[-1]) if fits.size else 0
-        now = self.config.prices.index(self.price)  # one step of the grid per refit
-        return self.config.prices[now + int(np.sign(target - now))]
+        low = int(fits[-1]) if fits.size else 0
+        prices = self.config.prices
+        if low + 1 < len(prices) and self.spend[low + 1] > self.spend[low]:
+            # the budget lies between two prices: the higher one for the share of refit periods
+            # that spends it exactly, spread evenly (an accumulator, not a coin)
+            allowed = budget * self.spend_reacting / scale
+            share = (allowed - self.spend[low]) / (self.spend[low + 1] - self.spend[low])
+            self._mix += min(max(share, 0.0), 1.0)
+            if self._mix >= 1.0:
+                self._mix -= 1.0
+                return prices[low + 1]
+        return prices[low]
 
     def sizing(self, now: float, values: Mapping[str, float | np.ndarray],
                floor: int | None = None) -> Sizing | None:
@@ -472,6 +488,9 @@ class WindowPeakCalibrator:
             arr = np.broadcast_to(np.asarray(v, dtype=float), (len(self.grid),))
             if name in self.losses and np.all(np.isfinite(arr)) and np.all(arr > 0):
                 usable.append((float(self.losses[name][rank]), name, arr))
+        budget = self.config.sizing_budget
+        if budget is not None and (not usable or self.price == 0):
+            return self._reacting(now)  # the budget mode buys nothing it cannot measure
         if not usable:
             return None
         loss, name, value = min(usable, key=lambda u: (u[0], u[1]))
@@ -484,9 +503,16 @@ class WindowPeakCalibrator:
             instances = np.maximum(instances, floor)
         g = int(self._choose(instances, self.price))
         self._chosen = (now, self.config.prices.index(self.price))
-        budget = self.config.sizing_budget
         return Sizing(value=float(peaks[g]), quantile=self.grid[g], source=name,
                       factor=float(factors[g]), loss=loss, price=self.price,
                       budget=budget,
                       reacting_spend=self.spend_reacting if budget is not None else None,
                       own_spend=self.spend_held if budget is not None else None)
+
+    def _reacting(self, now: float) -> Sizing:
+        """The budget mode's sizing at price 0, and while no candidate is calibrated: nothing
+        bought ahead, so the decision holds the reacting floor (what the load needs now)."""
+        self._chosen = (now, 0)
+        return Sizing(value=0.0, quantile=0.0, source=REACTIVE, factor=0.0, price=0.0,
+                      budget=self.config.sizing_budget, reacting_spend=self.spend_reacting,
+                      own_spend=self.spend_held)

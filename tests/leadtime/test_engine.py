@@ -225,3 +225,33 @@ def test_the_reacting_floor_holds_what_reacting_would_and_lets_scale_in_go_at_on
     assert any("at once" in r for r in fast.reasons)
     slow = decide(cfg, small, ProducerState(instances=20, now_s=1000, last_scale_out_s=900))
     assert slow.target_instances == 20  # without the floor: the cool-down holds
+
+
+def test_the_budget_at_price_zero_holds_the_reacting_floor_and_says_why():
+    """Price 0 (the budget mode when no price fits, or before its sizing is calibrated) buys
+    nothing ahead: the decision is the reacting floor, however high the tiers' prediction."""
+    from leadtime.engine import Sizing
+
+    cfg = config()
+    high = {"tier1": TierPrediction(200, 150, 260)}
+    reacting = Sizing(value=0.0, quantile=0.0, source="reactive", factor=0.0, price=0.0,
+                      budget=1.03, reacting_spend=3600.0 * 6, own_spend=3600.0 * 6)
+    state = ProducerState(instances=6, current_load=30.0, reacting_instances=6)
+    fleet = decide_all({"p": cfg}, {"p": high}, {"p": state}, weights=DEFAULT_WEIGHTS,
+                       threshold=0.0, sizing={"p": reacting})
+    decision = fleet.decisions["p"]
+    assert decision.target_instances == 6 and decision.action == "hold"
+    assert any("nothing bought ahead (price 0)" in r for r in decision.reasons)
+
+
+def test_the_reacting_floor_has_the_hpas_tolerance():
+    """Within the tolerance of the target the floor is the fleet as it is, as the HPA leaves
+    it; outside it, what the load needs."""
+    from leadtime.engine import reacting_floor
+
+    cfg = config()  # 5 a instance at the target utilisation
+    assert reacting_floor(21.0, cfg, instances=4, tolerance=0.1) == 4  # 1.05 of the target
+    assert reacting_floor(21.0, cfg) == 5
+    assert reacting_floor(30.0, cfg, instances=4, tolerance=0.1) == 6  # 1.5: what it needs
+    assert reacting_floor(17.0, cfg, instances=4, tolerance=0.1) == 4  # 0.85 of the target
+    assert reacting_floor(12.0, cfg, instances=4, tolerance=0.1) == 3

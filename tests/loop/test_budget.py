@@ -54,13 +54,29 @@ def test_the_budget_spends_about_what_reacting_spends_and_the_price_mode_more(bu
 
 def test_no_decision_goes_under_the_reacting_floor(budget_run):
     """The loop's decisions hold at least what the current load needs at the target
-    utilisation (engine.reacting_floor, the default)."""
+    utilisation (engine.reacting_floor, the default), within the HPA's tolerance of the fleet
+    reported (engine.reacting_tolerance)."""
     import math
 
     policy, _, cfg = budget_run
     loop = policy.loop
-    load = loop.states["svc"].current_load
-    floor = max(1, math.ceil(load / (cfg.capacity_per_instance * cfg.target_utilisation) - 1e-9))
+    state = loop.states["svc"]
+    load, instances = state.current_load, state.instances
+    usable = cfg.capacity_per_instance * cfg.target_utilisation
+    floor = max(1, math.ceil(load / usable - 1e-9))
+    if abs(1 - load / (instances * usable)) <= engine_spec().reacting_tolerance:
+        floor = instances
     decision = loop.latest.fleet.decisions["svc"]
-    assert decision.floor >= min(floor, cfg.max_instances)
+    assert decision.floor == min(floor, cfg.max_instances)
     assert decision.target_instances >= decision.floor
+
+
+def test_at_price_zero_the_budget_holds_what_reacting_holds():
+    """Where no price's sizing fits the budget, the loop buys nothing ahead: its decisions are
+    the reacting floor, and the reasons say why."""
+    policy, cost, _ = replay(0.5)  # half of what reacting spends: unreachable
+    decision = policy.loop.latest.fleet.decisions["svc"]
+    assert decision.sizing.price == 0.0
+    assert decision.target_instances == decision.floor
+    assert any("nothing bought ahead (price 0)" in r for r in decision.reasons)
+    assert cost <= 1.05  # the floor alone: about what reacting spends

@@ -149,7 +149,8 @@ def budget_replay(budget: float | None, reacting: int, days: float = 2.0):
         values = {REACTIVE: float(loads[i])}
         sizing = calibrator.sizing(t, values)
         calibrator.record(t, values, reacting=reacting)
-        held = math.ceil(sizing.value / 10 - 1e-9) if sizing else 14
+        # at price 0 (and uncalibrated) the budget mode holds what the load needs now
+        held = math.ceil(max(sizing.value, loads[i]) / 10 - 1e-9) if sizing else 14
         calibrator.held(t, held)
         if t >= 86400 and sizing is not None:
             prices.append(sizing.price)
@@ -184,3 +185,17 @@ def test_linear_quantiles_are_numpys_to_the_bit():
     for size in (1, 2, 3, 7, 30, 101):
         for sample in (rng.gamma(2.0, 3.0, size), rng.integers(0, 4, size).astype(float)):
             assert np.array_equal(linear_quantiles(sample, grid), np.quantile(sample, grid))
+
+
+def test_between_two_prices_the_budget_takes_the_higher_for_its_share_of_hours():
+    """A budget between what two neighbouring prices spend is met by holding the higher price
+    for the share of refit periods that spends it, not by the lower one throughout."""
+    config = SizingConfig(violation_cost=49.0, sizing_budget=1.0)
+    calibrator = WindowPeakCalibrator(LEAD + 60.0, config)
+    prices = config.prices
+    calibrator.spend = np.array([100.0 * (1 + i) for i in range(len(prices))])
+    calibrator.spend_reacting = 250.0  # between prices[1] (200) and prices[2] (300): half
+    calibrator.spend_held = calibrator.spend_in_force = 1.0
+    chosen = [calibrator._within_budget(1.0) for _ in range(10)]
+    assert set(chosen) == {prices[1], prices[2]}
+    assert chosen.count(prices[2]) == 5
