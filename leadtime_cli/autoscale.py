@@ -153,7 +153,8 @@ def autoscale(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from leadtime.settings import get_settings
-    from simulation.bench import plot_bench, run_bench
+    from leadtime_cli.common import configured_engine
+    from simulation.bench import engine_spec, plot_bench, run_bench
 
     err = Console(stderr=True)
     began = time.perf_counter()
@@ -177,6 +178,7 @@ def autoscale(
                 interval=bins, reading=reading,
                 overrides=overrides,
                 workers=workers if workers is not None else get_settings().workers,
+                engine=engine_spec(level, threshold, base=configured_engine()),
                 on_total=lambda n: bar.update(task, total=n, description="simulating"),
                 progress=lambda label: bar.update(task, advance=1, description=label),
             )
@@ -280,9 +282,9 @@ def frontier(
 
     from leadtime.settings import get_settings
     from leadtime.validation import TraceError
-    from leadtime_cli.common import fail
+    from leadtime_cli.common import configured_engine, fail
+    from simulation.bench import engine_spec, plot_frontier, violations_at_cost
     from simulation.bench import frontier as sweep
-    from simulation.bench import plot_frontier, violations_at_cost
     from simulation.config import derive_config
     from simulation.traces import read_demand
 
@@ -296,7 +298,8 @@ def frontier(
         name, series = next(iter(demand.series.items()))
         cfg = derive_config(series, pd.Timedelta(series.index.freq), spinup=_duration(spinup, "--spinup"))
         with err.status("sweeping the policies' risk knobs") as status:
-            rows = sweep(series, cfg, model, progress=lambda label: status.update(label))
+            rows = sweep(series, cfg, model, progress=lambda label: status.update(label),
+                         engine=engine_spec(base=configured_engine()))
     except (TraceError, ValueError) as exc:
         fail(str(exc))
     lead = {f"{r['knob']}={r['value']:g}": r for r in rows if r["policy"] == "leadtime"}

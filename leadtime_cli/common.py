@@ -20,6 +20,21 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def configured_engine():
+    """The engine section of the settings' ``leadtime.yaml`` (the defaults where the file is
+    absent): what the benchmarks replay unless a flag says otherwise. A bad file is refused."""
+    from leadtime.config import ENGINE_DEFAULTS, ConfigError, load_config
+    from leadtime.settings import get_settings
+
+    path = get_settings().config_path
+    if not path.is_file():
+        return ENGINE_DEFAULTS
+    try:
+        return load_config(path).engine
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def verbose(ctx: typer.Context | None) -> bool:
     """Whether the command line asked for ``--verbose`` (the root callback's flag).
 

@@ -23,10 +23,10 @@ BudgetOption = Annotated[str | None, typer.Option(
 
 
 def _engine(violation_cost: float | None, budget: str | None = None):
-    from leadtime_cli.common import fail
+    from leadtime_cli.common import configured_engine, fail
     from simulation.bench import engine_spec
 
-    spec = engine_spec(violation_cost=violation_cost)
+    spec = engine_spec(violation_cost=violation_cost, base=configured_engine())
     if budget is None:
         return spec
     if budget.strip().lower() in ("none", "null", "price"):

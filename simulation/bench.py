@@ -159,12 +159,12 @@ def replay_setup(
 
 
 def engine_spec(level: int | None = None, threshold: float | None = None,
-                **changes: Any) -> EngineSpec:
-    """The engine settings of a replay: ``leadtime.yaml``'s defaults, with the bench's flags
-    (validated as ``leadtime.yaml`` would be)."""
+                base: EngineSpec | None = None, **changes: Any) -> EngineSpec:
+    """The engine settings of a replay: ``base`` (a ``leadtime.yaml``'s engine section; the
+    defaults when None), with the bench's flags (validated as ``leadtime.yaml`` would be)."""
     given = {"level": level, "threshold": threshold, **changes}
     return EngineSpec.model_validate(
-        ENGINE_DEFAULTS.model_dump() | {k: v for k, v in given.items() if v is not None})
+        (base or ENGINE_DEFAULTS).model_dump() | {k: v for k, v in given.items() if v is not None})
 
 
 def bench_producer(
@@ -393,8 +393,10 @@ def frontier(
     budgets: tuple[float, ...] = FRONTIER_BUDGETS,
     factory: ForecasterFactory = default_factory,
     progress: Progress | None = None,
+    engine: EngineSpec | None = None,
 ) -> list[dict[str, Any]]:
-    """SLO violations against instance-hours for each policy across its risk knob.
+    """SLO violations against instance-hours for each policy across its risk knob (leadtime's
+    from ``engine``, the defaults when None).
 
     One operating point per policy says little: a reactive policy can buy fewer violations with
     a lower target utilisation, leadtime with a larger budget (its spend against the HPA twin's,
@@ -407,7 +409,8 @@ def frontier(
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     oracle = score(simulate(demand, cfg, Oracle(cfg, need), HPA(cfg), switch), cfg, scored, need)
     # one set of daily fits: the published bundles answer every pass of every setting
-    fitted = daily_tier1(series, lead, switch, model, ENGINE_DEFAULTS.level, history, factory)
+    base = engine or engine_spec()
+    fitted = daily_tier1(series, lead, switch, model, base.level, history, factory)
     rows: list[dict[str, Any]] = []
 
     def add(policy: str, knob: str, value: float, run_cfg: SimConfig, chosen: Policy, warm: Policy):
@@ -430,7 +433,6 @@ def frontier(
         add("knative_kpa", "target_utilisation", target, run_cfg, KnativeKPA(run_cfg),
             HPA(run_cfg))
     start = pd.DatetimeIndex(series.index)[0]
-    base = engine_spec()
     for budget in budgets:
         chosen = Leadtime(cfg, fitted, str(series.name), start,
                           base.model_copy(update={"sizing_budget": budget}))

@@ -33,3 +33,30 @@ def test_defaults_chooses_out_of_sample_on_two_scenarios():
         assert set(row["results"]) == {"hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa",
                                        *alternatives}
         assert row["results"]["hpa"]["cost_vs_hpa"] == pytest.approx(1.0)
+
+
+def test_the_benchmarks_replay_the_engine_of_the_settings_leadtime_yaml(tmp_path, monkeypatch):
+    """The engine the benchmarks replay is the settings' leadtime.yaml's (its engine section
+    over the defaults); a flag still wins; a broken file is refused in one line."""
+    from typer.testing import CliRunner
+
+    from leadtime.settings import get_settings
+    from leadtime_cli.app import app
+    from leadtime_cli.common import configured_engine
+    from leadtime_cli.suite import _engine
+
+    config = tmp_path / "leadtime.yaml"
+    pools = "pools:\n  web:\n    producers: [{id: a, capacity_per_instance: 10}]\n"
+    config.write_text("engine:\n  sizing_budget: null\n  violation_cost: 19\n" + pools)
+    monkeypatch.setenv("LEADTIME_CONFIG_PATH", str(config))
+    get_settings.cache_clear()
+    try:
+        assert configured_engine().sizing_budget is None
+        assert _engine(None).violation_cost == 19.0
+        assert _engine(49.0, "1.0").violation_cost == 49.0  # the flags win
+        config.write_text("engine:\n  sizing_budget: -3\n" + pools)
+        result = CliRunner().invoke(app, ["bench", "suite", "--scenario", "demo", "--no-real"])
+        assert result.exit_code == 2 and "sizing_budget" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        get_settings.cache_clear()
