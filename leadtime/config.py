@@ -147,7 +147,7 @@ class EngineSpec(_Strict):
         "plus price x the chance the peak exceeds them). The most the budget mode pays; what "
         "the price mode always pays.")
     sizing_budget: float | None = Field(
-        default=1.03, gt=0, description="The budget mode (the default): each producer's price "
+        default=1.0, gt=0, description="The budget mode (the default): each producer's price "
         "is the highest, up to violation_cost, whose sizing would have spent at most this "
         "multiple of what reacting (the HPA twin run on the same load) spent over the last "
         "sizing_budget_window_s. null: the price mode, violation_cost whatever it costs (for "

@@ -46,10 +46,10 @@ Progress = Callable[[str], None]
 PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 COST_BAR = 1.05  # instance-hours against the HPA's
 ALTERNATIVES: dict[str, dict[str, Any]] = {
-    "floor, budget 1.03, price <= 199 (default)": {"reacting_floor": True, "sizing_budget": 1.03,
-                                                   "violation_cost": 199.0},
-    "floor, budget 1.0, price <= 199": {"reacting_floor": True, "sizing_budget": 1.0,
-                                        "violation_cost": 199.0},
+    "floor, budget 1.0, price <= 199 (default)": {"reacting_floor": True, "sizing_budget": 1.0,
+                                                  "violation_cost": 199.0},
+    "floor, budget 1.03, price <= 199": {"reacting_floor": True, "sizing_budget": 1.03,
+                                         "violation_cost": 199.0},
     "floor, budget 1.05, price <= 199": {"reacting_floor": True, "sizing_budget": 1.05,
                                          "violation_cost": 199.0},
     "floor without tolerance, budget 1.03, price <= 199": {
