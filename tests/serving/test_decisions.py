@@ -122,12 +122,27 @@ def test_readyz_metrics_and_bad_config(client, tmp_path):
 
 
 def test_act_mode_flags_changes_to_act(tmp_path):
-    config = {**CONFIG, "engine": {**CONFIG["engine"], "mode": "act"}}
-    c, _ = make_client(tmp_path, config=config)
+    # the price mode: the budget mode holds what reacting holds until its sizing is calibrated
+    engine = {**CONFIG["engine"], "mode": "act", "sizing_budget": None}
+    c, _ = make_client(tmp_path, config={**CONFIG, "engine": engine})
     with c:
         body = c.get("/v1/decisions").json()
         hot = next(d for d in body["decisions"] if d["producer_id"] == "hot")
         assert hot["action"] == "scale_out" and hot["act"] is True
+
+
+def test_a_fresh_loop_in_the_budget_mode_reacts_until_calibrated_and_says_so(tmp_path):
+    """The budget mode (the default) buys nothing ahead before it has measured what buying
+    costs: the first decisions hold the reacting floor, and the reasons and sizing say why."""
+    c, _ = make_client(tmp_path, config={**CONFIG, "engine": {**CONFIG["engine"], "mode": "act"}})
+    with c:
+        state = {"producers": [{"producer_id": "hot", "instances": 2, "current_load": 10.0}]}
+        reported = c.post("/v1/producers/state", json=state, headers=AUTH).json()
+        body = c.get("/v1/decisions", params={"after_pass": reported["pass"]}).json()
+        hot = next(d for d in body["decisions"] if d["producer_id"] == "hot")
+        assert hot["sizing"]["price"] == 0.0 and hot["sizing"]["budget"] == 1.0
+        assert hot["target_instances"] == hot["floor"]
+        assert any("not calibrated yet" in r for r in hot["reasons"])
 
 
 def test_decisions_carry_an_etag_and_gzip(client):

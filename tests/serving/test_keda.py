@@ -84,7 +84,8 @@ def serve(tmp_path, mode: str):
     from leadtime.settings import Settings
     from serving.app import create_app
 
-    config = {"engine": {"mode": mode, "threshold": 0.5, "decision_interval_s": 3600},
+    config = {"engine": {"mode": mode, "threshold": 0.5, "decision_interval_s": 3600,
+                         "sizing_budget": None},  # the price mode: the tiers size at once
               "pools": {"web": {"defaults": {"capacity_per_instance": 10, "max_instances": 30,
                                              "tier2_load_per_demand": 300},
                                 "producers": [{"id": "hot"}, {"id": "idle",
