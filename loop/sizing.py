@@ -489,8 +489,10 @@ class WindowPeakCalibrator:
             if name in self.losses and np.all(np.isfinite(arr)) and np.all(arr > 0):
                 usable.append((float(self.losses[name][rank]), name, arr))
         budget = self.config.sizing_budget
-        if budget is not None and (not usable or self.price == 0):
-            return self._reacting(now)  # the budget mode buys nothing it cannot measure
+        if budget is not None and floor is not None and (not usable or self.price == 0):
+            # the budget mode buys nothing it cannot measure; without a reacting floor (no
+            # load known) there is nothing to hold instead, so the tiers size as in the price mode
+            return self._reacting(now)
         if not usable:
             return None
         loss, name, value = min(usable, key=lambda u: (u[0], u[1]))

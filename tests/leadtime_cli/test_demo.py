@@ -86,9 +86,8 @@ def _get(url: str):
 @pytest.mark.slow
 def test_demo_then_serve_as_of_the_end_of_the_trace_gives_a_tier1_decision(state, tmp_path):
     """The demo on a generated trace (svc-1, declared in leadtime.yaml): the table, the report
-    and the next steps; then the printed ``leadtime serve --as-of`` decides with Tier 1's
-    prediction in hand (sized as reacting until its record calibrates the budget), where the
-    wall clock finds the champion too stale.
+    and the next steps; then the printed ``leadtime serve --as-of`` decides with Tier 1, where
+    the wall clock finds the champion too stale.
 
     Both run as their own processes under a network guard (``net_guard/sitecustomize.py``,
     inherited by Prefect's and MLflow's servers) with pytest's markers removed from the
@@ -154,8 +153,8 @@ def test_demo_then_serve_as_of_the_end_of_the_trace_gives_a_tier1_decision(state
     assert decision["prediction"]["weights"].get("tier1", 0) > 0
     tier1 = body["tiers"]["tier1"]
     assert tier1["prediction"] is not None and tier1["used_weight"] > 0 and not tier1["degraded"]
-    # the budget mode (the default) holds what reacting holds until its sizing is calibrated
-    assert any("not calibrated yet" in reason for reason in decision["reasons"])
+    # no state reported, so no reacting floor to hold: the tiers size (docs/design.md)
+    assert any("weights tier1=" in reason for reason in decision["reasons"])
 
     # the same store on the wall clock: the 2024 champion is too stale to answer for now
     from fastapi.testclient import TestClient

@@ -199,3 +199,12 @@ def test_between_two_prices_the_budget_takes_the_higher_for_its_share_of_hours()
     chosen = [calibrator._within_budget(1.0) for _ in range(10)]
     assert set(chosen) == {prices[1], prices[2]}
     assert chosen.count(prices[2]) == 5
+
+
+def test_the_budget_reacts_only_where_there_is_a_floor_to_hold():
+    """Uncalibrated, the budget mode holds the reacting floor; without a floor (no load known)
+    it has nothing to hold, and says nothing rather than sizing to zero."""
+    calibrator = WindowPeakCalibrator(LEAD + 60.0, SizingConfig(sizing_budget=1.0))
+    reacting = calibrator.sizing(0.0, {"tier1": 50.0}, floor=4)
+    assert reacting is not None and reacting.price == 0.0 and reacting.value == 0.0
+    assert calibrator.sizing(60.0, {"tier1": 50.0}, floor=None) is None
