@@ -146,6 +146,11 @@ class EngineSpec(_Strict):
         "instance-intervals: each pass holds the capacity of least expected cost (instances "
         "plus price x the chance the peak exceeds them). The most the budget mode pays; what "
         "the price mode always pays.")
+    violation_unit: Literal["demand", "window"] = Field(
+        default="window", description="What a violation's price counts: 'window', every "
+        "violated window alike; 'demand', a window in proportion to the load it is expected to "
+        "carry (its calibrated median peak over the mean peak), as the SLO's share of "
+        "requests counts it, so capacity goes where more requests are at risk.")
     sizing_budget: float | None = Field(
         default=1.0, gt=0, description="The budget mode (the default): each producer's price "
         "is the highest, up to violation_cost, whose sizing would have spent at most this "
@@ -162,6 +167,12 @@ class EngineSpec(_Strict):
         default=0.1, ge=0, lt=1, description="The reacting floor leaves a fleet whose "
         "utilisation is within this fraction of the target as it is, as the Kubernetes HPA's "
         "tolerance does (0: the floor is exactly what the load needs).")
+    reacting_stabilisation_s: float = Field(
+        default=300.0, ge=0, description="Where no tier sizes (the sizing reacts: uncalibrated, "
+        "price 0, or the current load is the best candidate), the reacting floor holds its "
+        "highest count of this trailing window, as the Kubernetes HPA's downscale "
+        "stabilisation does (its default: 300 s): leadtime then steps aside to all of what "
+        "reacting does. 0: the floor is the present load's count only.")
     sizing_budget_window_s: float = Field(
         default=86400.0, gt=0, description="The trailing window the budget compares spends "
         "over.")

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from leadtime.config import LeadtimeConfig
@@ -147,6 +147,7 @@ class DecisionLoop:
         self._max_lead = _max_lead(self._producers)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
         self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
+        self._floors: dict[str, deque] = {}  # per producer, (at, reacting floor) of the window
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -251,6 +252,30 @@ class DecisionLoop:
         sizer.record(now, values, reacting=twin.instances if twin.sized else None, floor=floor)
         return sizing
 
+    def _held_floor(self, producer_id: str, now: float, floor: int | None) -> int | None:
+        """The highest reacting floor that stood within the trailing
+        ``engine.reacting_stabilisation_s``: the HPA's downscale stabilisation, so capacity a
+        burst raised is not given back between its spikes (None: no load, nothing to hold).
+        The pass holds it only where no tier sizes; where one does, its window peak holds the
+        window and the floor is the present.
+
+        A floor stands until the next pass replaces it, as a Kubernetes recommendation is
+        repeated every sync until its metric changes: at one pass a minute a 300 s window holds
+        the last five floors, at coarser passes the one before.
+        """
+        window = self.config.engine.reacting_stabilisation_s
+        if window <= 0 or floor is None:
+            return floor
+        ring = self._floors.setdefault(producer_id, deque())  # (stood until, floor), max first
+        if ring:
+            ring[-1] = (now, ring[-1][1])
+        while ring and ring[0][0] <= now - window:
+            ring.popleft()
+        while ring and ring[-1][1] <= floor:  # a later, higher floor outlives the lower ones
+            ring.pop()
+        ring.append((now, floor))
+        return ring[0][1]
+
     def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
         ring = self._history.observed.setdefault(producer_id, deque())
         if ring and ring[-1][0] == at_s:
@@ -299,16 +324,28 @@ class DecisionLoop:
             states = {pid: ProducerState(
                 instances=r.instances, current_load=r.current_load, now_s=now,
                 last_scale_out_s=self._last_scale_out(pid, r),
-                reacting_instances=reacting_floor(r.current_load, producers[pid], r.instances,
-                                                  config.engine.reacting_tolerance)
+                reacting_instances=reacting_floor(
+                    r.current_load, producers[pid], r.instances, config.engine.reacting_tolerance)
                 if floor_on else None)
                 for pid, r in self.states.items() if pid in producers}
+            held = {pid: self._held_floor(pid, now, s.reacting_instances)
+                    for pid, s in states.items()}
             sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid), offered[pid])
                       for pid in producers}
+            held_notes: dict[str, str] = {}
+            for pid, s in states.items():
+                reacting = sizing[pid] is None or sizing[pid].source == REACTIVE
+                if reacting and held[pid] != s.reacting_instances:  # no tier sizes: the HPA's
+                    states[pid] = replace(s, reacting_instances=held[pid])  # stabilisation too
+                    held_notes[pid] = (
+                        f"reacting floor held at {held[pid]} (the current load needs "
+                        f"{s.reacting_instances}): no tier sizes, so the floor keeps its highest "
+                        f"count of the last {config.engine.reacting_stabilisation_s:g} s, as the "
+                        f"HPA's downscale stabilisation")
             fleet = decide_all(producers, tiers, states, config.pool_members(),
                                weights=self.weights, threshold=config.engine.threshold,
                                dry_run=config.dry_run, sizing=sizing)
-            fleet = with_reasons(fleet, notes)
+            fleet = with_reasons(with_reasons(fleet, notes), held_notes)
             for pid, decision in fleet.decisions.items():
                 if decision.action == "scale_out":
                     self.last_scale_out_s[pid] = now

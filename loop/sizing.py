@@ -72,6 +72,7 @@ REACTIVE = "reactive"
 COMBINED = "combined"
 # the quantiles every candidate is calibrated at, and the prices the budget mode moves between
 GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999)
+MEDIAN = GRID.index(0.5)
 PRICES = (0.25, 0.5, 1.0, 2.0, 4.0, 9.0, 19.0, 49.0, 99.0, 199.0, 499.0, 999.0)
 
 
@@ -90,13 +91,14 @@ class SizingConfig:
     min_per_bucket: int = 30  # a thinner quintile uses the candidate's overall factor
     sizing_budget: float | None = None  # spend <= budget x reacting's (None: the price mode)
     sizing_budget_window_s: float = ENGINE_DEFAULTS.sizing_budget_window_s
+    violation_unit: str = ENGINE_DEFAULTS.violation_unit  # "window" or "demand"
 
     @classmethod
     def from_engine(cls, engine: EngineSpec) -> SizingConfig:
         """The sizing of ``leadtime.yaml``'s engine section, every value under its own name."""
         return cls(**{name: getattr(engine, name) for name in (
             "violation_cost", "sizing_history_s", "sizing_min_history_s", "sizing_min_windows",
-            "sizing_budget", "sizing_budget_window_s")})
+            "sizing_budget", "sizing_budget_window_s", "violation_unit")})
 
     @property
     def quantile(self) -> float:
@@ -337,6 +339,7 @@ class WindowPeakCalibrator:
         self.spend_held = 0.0  # what the loop held over them
         self.spend_in_force = 0.0  # what sizing asked for at those passes
         self.fitted_at = -math.inf
+        self.mean_peak = math.nan  # of the record's windows, at the last refit
         self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
         self._mix = 0.0  # the budget mode's share of refit periods owed the next price up
 
@@ -389,6 +392,7 @@ class WindowPeakCalibrator:
             return
         closed = self.closed
         t0s, peaks = closed.column("t0"), closed.column("peak")
+        self.mean_peak = float(peaks.mean())
         sized: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name: (rows, (n, grid) sized)
         for name, column in closed.candidates().items():
             index = np.flatnonzero(~np.isnan(column[:, 0]))
@@ -418,11 +422,21 @@ class WindowPeakCalibrator:
         unit, low, high = self.capacity
         return np.clip(np.ceil(sized / unit - 1e-9), low, high)
 
-    def _choose(self, instances: np.ndarray, price: float) -> np.ndarray:
+    def _weight(self, sized: np.ndarray) -> np.ndarray | float:
+        """What a violation of each window counts (``violation_unit``): 1, or the demand it is
+        expected to carry, its calibrated median peak over the mean peak of the record."""
+        if self.config.violation_unit != "demand" or not self.mean_peak > 0:
+            return 1.0
+        return sized[..., MEDIAN] / self.mean_peak
+
+    def _choose(self, instances: np.ndarray, price: float,
+                weight: np.ndarray | float = 1.0) -> np.ndarray:
         """Per row of instances at each grid quantile, the grid index of least expected cost:
-        the instances held, plus the price times the chance the window's peak exceeds them
-        (``1 - q``); the highest quantile among equals."""
-        cost = instances + price * (1.0 - self.quantiles)
+        the instances held, plus the price times what a violation of the row counts
+        (``weight``) times the chance the window's peak exceeds them (``1 - q``); the highest
+        quantile among equals."""
+        weight = np.asarray(weight, dtype=float)[..., None]
+        cost = instances + price * weight * (1.0 - self.quantiles)
         flipped = cost[..., ::-1]
         return len(self.grid) - 1 - np.argmin(flipped, axis=-1)
 
@@ -446,7 +460,8 @@ class WindowPeakCalibrator:
         held = np.fmax(held, floors[mask][:, None])  # never below the reacting floor
         rows = np.arange(len(held))
         reacting_only = np.where(np.isfinite(floors[mask]), floors[mask], held[:, 0])
-        at_price = np.stack([(held[rows, self._choose(held, p)] if p > 0 else reacting_only)
+        weight = self._weight(chosen[mask])
+        at_price = np.stack([(held[rows, self._choose(held, p, weight)] if p > 0 else reacting_only)
                              * spacing for p in self.config.prices])  # (prices, windows)
         self.spend = at_price.sum(axis=1)
         self.spend_in_force = float(at_price[used[mask], rows].sum())
@@ -503,7 +518,7 @@ class WindowPeakCalibrator:
         instances = self._instances(peaks)
         if floor is not None:
             instances = np.maximum(instances, floor)
-        g = int(self._choose(instances, self.price))
+        g = int(self._choose(instances, self.price, self._weight(peaks)))
         self._chosen = (now, self.config.prices.index(self.price))
         return Sizing(value=float(peaks[g]), quantile=self.grid[g], source=name,
                       factor=float(factors[g]), loss=loss, price=self.price,

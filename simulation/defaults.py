@@ -45,18 +45,15 @@ from simulation.simulator import simulate
 Progress = Callable[[str], None]
 PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 COST_BAR = 1.05  # instance-hours against the HPA's
+_BUDGET = {"reacting_floor": True, "sizing_budget": 1.0, "violation_cost": 199.0}
 ALTERNATIVES: dict[str, dict[str, Any]] = {
-    "floor, budget 1.0, price <= 199 (default)": {"reacting_floor": True, "sizing_budget": 1.0,
-                                                  "violation_cost": 199.0},
-    "floor, budget 1.03, price <= 199": {"reacting_floor": True, "sizing_budget": 1.03,
-                                         "violation_cost": 199.0},
-    "floor, budget 1.05, price <= 199": {"reacting_floor": True, "sizing_budget": 1.05,
-                                         "violation_cost": 199.0},
-    "floor without tolerance, budget 1.03, price <= 199": {
-        "reacting_floor": True, "reacting_tolerance": 0.0, "sizing_budget": 1.03,
-        "violation_cost": 199.0},
-    "floor, price 49 (no budget)": {"reacting_floor": True, "sizing_budget": None,
-                                    "violation_cost": 49.0},
+    "floor held 300 s where no tier sizes (default)": _BUDGET | {
+        "reacting_stabilisation_s": 300.0},
+    "floor of the present only (the default before)": _BUDGET | {"reacting_stabilisation_s": 0.0},
+    "floor of the present, violations priced by demand": _BUDGET | {
+        "reacting_stabilisation_s": 0.0, "violation_unit": "demand"},
+    "floor held 300 s, violations priced by demand": _BUDGET | {
+        "reacting_stabilisation_s": 300.0, "violation_unit": "demand"},
 }
 
 

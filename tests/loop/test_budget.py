@@ -67,7 +67,10 @@ def test_no_decision_goes_under_the_reacting_floor(budget_run):
     if abs(1 - load / (instances * usable)) <= engine_spec().reacting_tolerance:
         floor = instances
     decision = loop.latest.fleet.decisions["svc"]
-    assert decision.floor == min(floor, cfg.max_instances)
+    if any("floor held" in r for r in decision.reasons):  # no tier sized: the HPA's stabilisation
+        assert decision.floor >= min(floor, cfg.max_instances)
+    else:
+        assert decision.floor == min(floor, cfg.max_instances)
     assert decision.target_instances >= decision.floor
 
 

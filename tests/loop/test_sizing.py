@@ -208,3 +208,31 @@ def test_the_budget_reacts_only_where_there_is_a_floor_to_hold():
     reacting = calibrator.sizing(0.0, {"tier1": 50.0}, floor=4)
     assert reacting is not None and reacting.price == 0.0 and reacting.value == 0.0
     assert calibrator.sizing(60.0, {"tier1": 50.0}, floor=None) is None
+
+
+def test_priced_by_demand_the_busy_windows_buy_a_higher_quantile_than_the_quiet_ones():
+    """``violation_unit="demand"``: a violated window costs in proportion to the load it
+    carries, as the SLO's share of requests counts it. Hours alternate between a busy level
+    (1,000) and a quiet one (100) with the same relative spread, the candidate knows the level,
+    and an instance carries 10. Priced per window, a busy window's quantile costs ten times the instances of a quiet
+    one's for the same risk, so it is bought lower; priced by demand, the busy windows buy at
+    least as high a quantile as before and the quiet ones at most."""
+    def levels(rng, n):
+        level = np.where((np.arange(n) // 60) % 2 == 0, 1000.0, 100.0)
+        return level * rng.lognormal(0.0, 0.1, n)
+
+    def candidates(loads, i, rng, width):
+        return {"tier1": 1000.0 if ((i + 1) // 60) % 2 == 0 else 100.0}
+
+    def quantiles(unit):
+        config = SizingConfig(violation_cost=19.0, violation_unit=unit)
+        _, out = replay(levels, candidates, 3, config, capacity=(10.0, 0, 10**6))
+        by_level = {1000.0: [], 100.0: []}
+        for sizing, _ in out:
+            if sizing is not None and sizing.source == "tier1":
+                by_level[1000.0 if sizing.value > 400 else 100.0].append(sizing.quantile)
+        return {level: float(np.mean(q)) for level, q in by_level.items()}
+
+    window, demand = quantiles("window"), quantiles("demand")
+    assert window[1000.0] < window[100.0]
+    assert demand[1000.0] > window[1000.0] and demand[100.0] < window[100.0]
