@@ -19,7 +19,11 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from leadtime.config import LeadtimeConfig
+    from loop.decision_loop import Pass
 
 log = logging.getLogger("leadtime.actuation")
 
@@ -41,7 +45,7 @@ class Actuation:
 class Actuator(Protocol):
     name: str
 
-    def apply(self, result: Any, config: Any) -> list[Actuation]: ...
+    def apply(self, result: Pass, config: LeadtimeConfig) -> list[Actuation]: ...
 
 
 def _record(actuation: Actuation, history: deque) -> Actuation:
@@ -69,7 +73,7 @@ class HAProxyWeights:
         self._pending: set[str] = set()  # pools whose last apply failed: retried next pass
         self._servers: tuple[int, dict[str, tuple[str, str]]] | None = None
 
-    def servers(self, config: Any) -> dict[str, tuple[str, str]]:
+    def servers(self, config: LeadtimeConfig) -> dict[str, tuple[str, str]]:
         """``{producer: (backend, server)}`` from ``haproxy_server``, cached per config."""
         if self._servers is None or self._servers[0] != id(config):
             found = {}
@@ -81,7 +85,7 @@ class HAProxyWeights:
             self._servers = (id(config), found)
         return self._servers[1]
 
-    def apply(self, result: Any, config: Any) -> list[Actuation]:
+    def apply(self, result: Pass, config: LeadtimeConfig) -> list[Actuation]:
         from connectors.haproxy import HAProxyError, integer_weights
 
         servers = self.servers(config)

@@ -56,7 +56,7 @@ from loop.sizing import (
     candidate_values,
 )
 from loop.sources import TierSource
-from loop.state_sources import StateSource, with_reasons
+from loop.state_sources import Report, StateSource, with_reasons
 
 if TYPE_CHECKING:  # the replay runs without a log; pandas is not needed to type it
     from loop.decision_log import DecisionLog
@@ -71,16 +71,6 @@ PRUNE_EVERY_S = 3600.0
 
 class NotRecorded(RuntimeError):
     """A durable state report that could not be written (nothing of it was applied)."""
-
-
-@dataclass(frozen=True)
-class Report:
-    """What an allocator reports for one producer."""
-
-    producer_id: str
-    instances: int  # running plus starting
-    current_load: float | None = None
-    last_scale_out_s: float | None = None
 
 
 @dataclass(frozen=True)

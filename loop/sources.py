@@ -22,11 +22,17 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from leadtime.engine import ProducerConfig, TierPrediction
+
+if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+
+    from models.tier1.registry import BaselineBundle
+    from models.tier2.announced import AnnouncedDemand
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class Tier1Champion:
 
     tier = "tier1"
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: PyFuncModel) -> None:
         self.model = model
 
     def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
@@ -100,14 +106,14 @@ class Tier1Bundles:
 
     def __init__(self) -> None:
         self.published_s: list[float] = []
-        self.bundles: list[Any] = []
+        self.bundles: list[BaselineBundle] = []
 
-    def publish(self, at_s: float, bundle: Any) -> None:
+    def publish(self, at_s: float, bundle: BaselineBundle) -> None:
         index = bisect.bisect_right(self.published_s, at_s)
         self.published_s.insert(index, at_s)
         self.bundles.insert(index, bundle)
 
-    def at(self, now_s: float) -> Any | None:
+    def at(self, now_s: float) -> BaselineBundle | None:
         index = bisect.bisect_right(self.published_s, now_s) - 1
         return self.bundles[index] if index >= 0 else None
 
@@ -134,8 +140,9 @@ class Tier2Announced:
 
     tier = "tier2"
 
-    def __init__(self, announced: Any, scales: Callable[[], Mapping[str, float]]) -> None:
-        self.announced = announced  # models.tier2.announced.AnnouncedDemand
+    def __init__(self, announced: AnnouncedDemand,
+                 scales: Callable[[], Mapping[str, float]]) -> None:
+        self.announced = announced
         self.scales = scales  # () -> tier2_load_per_demand per producer, from the configuration
 
     def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,

@@ -14,9 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from leadtime.engine import FleetDecisions, ProducerConfig
+
+if TYPE_CHECKING:
+    from leadtime.config import LeadtimeConfig
+
+
+@dataclass(frozen=True)
+class Report:
+    """What an allocator reports for one producer."""
+
+    producer_id: str
+    instances: int  # running plus starting
+    current_load: float | None = None
+    last_scale_out_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -31,8 +44,8 @@ class Pulled:
 class StateSource(Protocol):
     name: str
 
-    def pull(self, config: Any, producers: Mapping[str, ProducerConfig],
-             states: Mapping[str, Any], now_s: float) -> Pulled: ...
+    def pull(self, config: LeadtimeConfig, producers: Mapping[str, ProducerConfig],
+             states: Mapping[str, Report], now_s: float) -> Pulled: ...
 
 
 class PrometheusStates:
@@ -48,15 +61,15 @@ class PrometheusStates:
         self._queries: tuple[int, dict[str, tuple[str | None, str | None]],
                              dict[str, str]] | None = None
 
-    def queries(self, config: Any) -> dict[str, tuple[str | None, str | None]]:
+    def queries(self, config: LeadtimeConfig) -> dict[str, tuple[str | None, str | None]]:
         """``{producer: (load_query, instances_query)}``, cached per configuration object."""
         return self._cached(config)[0]
 
-    def labels(self, config: Any) -> dict[str, str]:
+    def labels(self, config: LeadtimeConfig) -> dict[str, str]:
         """``{producer: producer_label}`` of the producers whose queries are fleet queries."""
         return self._cached(config)[1]
 
-    def _cached(self, config: Any) -> tuple[dict[str, tuple[str | None, str | None]],
+    def _cached(self, config: LeadtimeConfig) -> tuple[dict[str, tuple[str | None, str | None]],
                                             dict[str, str]]:
         if self._queries is None or self._queries[0] != id(config):
             found, labels = {}, {}
@@ -69,8 +82,8 @@ class PrometheusStates:
             self._queries = (id(config), found, labels)
         return self._queries[1], self._queries[2]
 
-    def pull(self, config: Any, producers: Mapping[str, ProducerConfig],
-             states: Mapping[str, Any], now_s: float) -> Pulled:
+    def pull(self, config: LeadtimeConfig, producers: Mapping[str, ProducerConfig],
+             states: Mapping[str, Report], now_s: float) -> Pulled:
         from connectors.prometheus import current
 
         queries = {p: q for p, q in self.queries(config).items() if p in producers}
@@ -106,7 +119,7 @@ class PrometheusStates:
                      + "; ".join(f"{p}: {got.errors[p]}" for p in failed[:3]))
         return Pulled(rows, error, notes)
 
-    def _stale(self, pid: str, previous: Any, now_s: float, why: str | None) -> str:
+    def _stale(self, pid: str, previous: Report | None, now_s: float, why: str | None) -> str:
         seen = self.last_read_s.get(pid)
         since = f"read {now_s - seen:.0f} s ago" if seen is not None else "never read from it"
         kept = "the last known state" if previous is not None else "no state (engine default)"

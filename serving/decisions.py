@@ -39,6 +39,7 @@ from serving.auth import token_guard
 from serving.contract import GUARDED, responses
 
 if TYPE_CHECKING:
+    from loop.actuators import Actuator
     from models.tier2.inflight import AnnouncedWork
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class DecisionRuntime:
         self._new_pass: asyncio.Event | None = None
         self._waiting = 0  # long polls waiting now (touched on the event loop only)
         self.rendered: dict[tuple[int, str | None], Rendered] = {}  # the latest pass, as bytes
-        self.actuators: list[Any] = self.build_actuators()  # loop.actuators
+        self.actuators: list[Actuator] = self.build_actuators()
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -170,7 +171,7 @@ class DecisionRuntime:
         ]
         return out
 
-    def build_actuators(self) -> list[Any]:
+    def build_actuators(self) -> list[Actuator]:
         """HAProxy, when ``LEADTIME_HAPROXY_SOCKET`` is set (see :mod:`loop.actuators`)."""
         address = getattr(self.settings, "haproxy_socket", None)
         if not address:
