@@ -47,7 +47,7 @@ from leadtime.engine import (
     reacting_floor,
 )
 from loop.clock import Clock
-from loop.hpa_twin import HpaTwin, HpaTwinConfig
+from loop.hpa_twin import HpaTwin, HpaTwinConfig, window_max
 from loop.sizing import (
     COMBINED,
     REACTIVE,
@@ -137,7 +137,7 @@ class DecisionLoop:
         self._max_lead = _max_lead(self._producers)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
         self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
-        self._floors: dict[str, deque] = {}  # per producer, (at, reacting floor) of the window
+        self._floors: dict[str, list[tuple[float, int]]] = {}  # (stood until, floor) per producer
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -250,21 +250,21 @@ class DecisionLoop:
         window and the floor is the present.
 
         A floor stands until the next pass replaces it, as a Kubernetes recommendation is
-        repeated every sync until its metric changes: at one pass a minute a 300 s window holds
-        the last five floors, at coarser passes the one before.
+        repeated every sync until its metric changes (the HPA twin stamps its recommendations
+        the same way, and both keep the window's maximum with :func:`loop.hpa_twin.window_max`):
+        at one pass a minute a 300 s window holds the last five floors, at coarser passes the
+        one before.
         """
         window = self.config.engine.reacting_stabilisation_s
         if window <= 0 or floor is None:
             return floor
-        ring = self._floors.setdefault(producer_id, deque())  # (stood until, floor), max first
-        if ring:
-            ring[-1] = (now, ring[-1][1])
-        while ring and ring[0][0] <= now - window:
-            ring.popleft()
-        while ring and ring[-1][1] <= floor:  # a later, higher floor outlives the lower ones
-            ring.pop()
-        ring.append((now, floor))
-        return ring[0][1]
+        stood = self._floors.get(producer_id, [])
+        if stood:  # the last floor stood until this pass
+            stood[-1] = (now, stood[-1][1])
+        held, kept = window_max(stood, now - window, floor)
+        kept.append((now, floor))
+        self._floors[producer_id] = kept
+        return held
 
     def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
         ring = self._history.observed.setdefault(producer_id, deque())

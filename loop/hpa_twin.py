@@ -68,17 +68,29 @@ def hpa_replicas(
     return new_replicas
 
 
+def window_max(recommendations: list[tuple[float, int]], cutoff: float,
+               recommendation: int) -> tuple[int, list[tuple[float, int]]]:
+    """The highest of ``recommendation`` and the recommendations stamped after ``cutoff``: the
+    count a downscale stabilisation window holds. Returns it and the recommendations kept.
+
+    >>> window_max([(10.0, 8), (70.0, 6)], cutoff=30.0, recommendation=2)
+    (6, [(70.0, 6)])
+    """
+    kept = [(ts, r) for ts, r in recommendations if ts > cutoff]
+    return max([recommendation, *(r for _, r in kept)]), kept
+
+
 def stabilised(recommendations: list[tuple[float, int]], cutoff: float, current: int,
                recommendation: int) -> tuple[int, list[tuple[float, int]]]:
     """Kubernetes ``stabilizeRecommendationWithBehaviors`` with the default behaviour: scale up
     to ``recommendation`` at once, scale down no lower than the highest recommendation stamped
-    after ``cutoff`` (the 5-minute window). Returns the count and the recommendations kept.
+    after ``cutoff`` (the 5-minute window, :func:`window_max`). Returns the count and the
+    recommendations kept.
 
     >>> stabilised([(10.0, 8), (70.0, 6)], cutoff=30.0, current=8, recommendation=2)
     (6, [(70.0, 6)])
     """
-    kept = [(ts, r) for ts, r in recommendations if ts > cutoff]
-    down = max([recommendation, *(r for _, r in kept)])
+    down, kept = window_max(recommendations, cutoff, recommendation)
     return min(max(current, recommendation), down), kept
 
 

@@ -214,9 +214,9 @@ def test_priced_by_demand_the_busy_windows_buy_a_higher_quantile_than_the_quiet_
     """``violation_unit="demand"``: a violated window costs in proportion to the load it
     carries, as the SLO's share of requests counts it. Hours alternate between a busy level
     (1,000) and a quiet one (100) with the same relative spread, the candidate knows the level,
-    and an instance carries 10. Priced per window, a busy window's quantile costs ten times the instances of a quiet
-    one's for the same risk, so it is bought lower; priced by demand, the busy windows buy at
-    least as high a quantile as before and the quiet ones at most."""
+    and an instance carries 10. Priced per window, a busy window's quantile costs ten times the
+    instances of a quiet one's for the same risk, so it is bought lower; priced by demand, the
+    busy windows buy a higher quantile than before and the quiet ones a lower one."""
     def levels(rng, n):
         level = np.where((np.arange(n) // 60) % 2 == 0, 1000.0, 100.0)
         return level * rng.lognormal(0.0, 0.1, n)
