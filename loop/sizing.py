@@ -130,20 +130,23 @@ def window_bounds(at: np.ndarray, start: np.ndarray, length: np.ndarray) -> tupl
 
 
 def linear_quantiles(sample: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``np.quantile(sample, q)`` (its default, linear method) to the last bit, without its
-    per-call overhead: the sizing reads every sample of every pass.
+    """``np.quantile(sample, q, axis=0)`` (its default, linear method) to the last bit, without
+    its per-call overhead: the sizing reads every sample of every pass, and each candidate's
+    quintile edges at every refit. A 2-D ``sample`` gives one column of quantiles per column.
 
     >>> linear_quantiles(np.array([3.0, 1.0, 2.0, 10.0]), np.array([0.5, 0.9, 1.0]))
     array([ 2.5,  7.9, 10. ])
+    >>> linear_quantiles(np.array([[3.0, 0.0], [1.0, 4.0]]), np.array([0.5]))
+    array([[2., 2.]])
     """
-    ranked = np.sort(np.asarray(sample, dtype=float))
-    n = ranked.size
-    virtual = (n - 1) * q
+    ranked = np.sort(np.asarray(sample, dtype=float), axis=0)
+    n = ranked.shape[0]
+    virtual = (n - 1) * np.asarray(q, dtype=float)
     below = np.floor(virtual)
     low = np.minimum(below.astype(np.intp), n - 1)
     high = np.minimum(low + 1, n - 1)
     a, b = ranked[low], ranked[high]
-    gamma = virtual - below
+    gamma = (virtual - below).reshape((-1,) + (1,) * (ranked.ndim - 1))
     diff = b - a
     # numpy's _lerp: from the nearer end, so the top of the range is exact
     return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
@@ -186,7 +189,8 @@ def _bucket_quantiles(ratio: np.ndarray, bucket: np.ndarray, q: np.ndarray, buck
     """Per column ``g`` of ``ratio`` (windows, grid): its ``q[g]`` quantile overall, and per
     bucket ``0 .. buckets - 1`` of ``bucket`` (same shape) over the bucket's members, numpy's
     "higher" method; a bucket with fewer than ``min_size`` members takes the overall one. Two
-    sorts for all columns, no loop over windows.
+    sorts for all columns (the second a radix sort of small bucket numbers), no loop over
+    windows.
 
     >>> ratio = np.array([[1.0], [5.0], [2.0], [9.0], [3.0]])
     >>> _bucket_quantiles(ratio, np.array([[0], [1], [0], [1], [0]]), np.array([0.5]), 3, 2)
@@ -199,9 +203,10 @@ def _bucket_quantiles(ratio: np.ndarray, bucket: np.ndarray, q: np.ndarray, buck
     ranked = np.take_along_axis(by_row, order, axis=1)
     overall = ranked[rows, np.ceil(q * (n - 1) - 1e-12).astype(int)]
     # within each row, grouped by bucket, ascending within a bucket (a stable sort keeps it)
-    grouped = np.take_along_axis(ranked, np.argsort(np.take_along_axis(bucket, order, axis=1),
-                                                    axis=1, kind="stable"), axis=1)
-    counts = (bucket[:, :, None] == np.arange(buckets)).sum(axis=1)  # (grid, buckets)
+    small = np.take_along_axis(bucket, order, axis=1).astype(np.int8 if buckets <= 127 else np.intp)
+    grouped = np.take_along_axis(ranked, np.argsort(small, axis=1, kind="stable"), axis=1)
+    counts = np.bincount((bucket + rows[:, None] * buckets).ravel(),
+                         minlength=width * buckets).reshape(width, buckets)  # (grid, buckets)
     starts = np.cumsum(counts, axis=1) - counts
     at = starts + np.ceil(q[:, None] * np.maximum(counts - 1, 0) - 1e-12).astype(int)
     picked = grouped[rows[:, None], np.minimum(at, n - 1)]
@@ -401,7 +406,7 @@ class WindowPeakCalibrator:
             values = column[index]  # (n, grid)
             pk = peaks[index]
             ratio = pk[:, None] / values
-            edges = np.quantile(values, np.linspace(0, 1, c.buckets + 1)[1:-1], axis=0).T
+            edges = linear_quantiles(values, np.linspace(0, 1, c.buckets + 1)[1:-1]).T
             # per (grid quantile, quintile of the value): the quantile's factor
             bucket = (edges[None, :, :] < values[:, :, None]).sum(axis=2)  # searchsorted, left
             columns = np.arange(len(grid))

@@ -185,6 +185,11 @@ def test_linear_quantiles_are_numpys_to_the_bit():
     for size in (1, 2, 3, 7, 30, 101):
         for sample in (rng.gamma(2.0, 3.0, size), rng.integers(0, 4, size).astype(float)):
             assert np.array_equal(linear_quantiles(sample, grid), np.quantile(sample, grid))
+    quintiles = np.linspace(0, 1, 6)[1:-1]  # the refit's edges: per column of a 2-D sample
+    for rows in (1, 2, 30, 863):
+        sample = rng.gamma(2.0, 3.0, (rows, len(GRID)))
+        assert np.array_equal(linear_quantiles(sample, quintiles),
+                              np.quantile(sample, quintiles, axis=0))
 
 
 def test_between_two_prices_the_budget_takes_the_higher_for_its_share_of_hours():
