@@ -253,7 +253,9 @@ class DecisionLoop:
         repeated every sync until its metric changes (the HPA twin stamps its recommendations
         the same way, and both keep the window's maximum with :func:`loop.hpa_twin.window_max`):
         at one pass a minute a 300 s window holds the last five floors, at coarser passes the
-        one before.
+        one before. The pass then clamps it between the present floor and the current count, as
+        Kubernetes clamps its stabilised recommendation: a fleet already below it is held where
+        it is, never raised back up.
         """
         window = self.config.engine.reacting_stabilisation_s
         if window <= 0 or floor is None:
@@ -325,6 +327,8 @@ class DecisionLoop:
             held_notes: dict[str, str] = {}
             for pid, s in states.items():
                 reacting = sizing[pid] is None or sizing[pid].source == REACTIVE
+                if reacting and held[pid] is not None:  # as Kubernetes: never back up to it
+                    held[pid] = min(max(s.instances, s.reacting_instances), held[pid])
                 if reacting and held[pid] != s.reacting_instances:  # no tier sizes: the HPA's
                     states[pid] = replace(s, reacting_instances=held[pid])  # stabilisation too
                     held_notes[pid] = (

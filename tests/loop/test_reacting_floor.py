@@ -14,7 +14,8 @@ from loop.sources import Unavailable
 
 def floors(loads: list[float], interval_s: float, window_s: float) -> list[int]:
     """The floor of each pass, for one producer (10 a instance at the target) reporting
-    ``loads`` one pass per ``interval_s``."""
+    ``loads`` one pass per ``interval_s``, and the instances its last decision asked for (an
+    allocator that applies every decision)."""
     config = parse_config({
         "engine": {"decision_interval_s": interval_s, "reacting_stabilisation_s": window_s,
                    "reacting_tolerance": 0.0},
@@ -23,10 +24,12 @@ def floors(loads: list[float], interval_s: float, window_s: float) -> list[int]:
                         "producers": [{"id": "svc"}]}}})
     clock = ReplayClock(1_700_000_000.0)
     loop = DecisionLoop(config, [Unavailable("tier1", "none here")], clock)
-    out = []
+    out, instances = [], 1
     for load in loads:
-        loop.report([Report("svc", 1, load)])
-        out.append(loop.step().fleet.decisions["svc"].floor)
+        loop.report([Report("svc", instances, load)])
+        decision = loop.step().fleet.decisions["svc"]
+        out.append(decision.floor)
+        instances = decision.target_instances
         clock.advance(interval_s)
     return out
 
@@ -111,3 +114,21 @@ def test_a_held_floor_says_why():
     assert decision.target_instances == 8
     assert any("reacting floor held at 8 (the current load needs 1)" in r and "300 s" in r
                for r in decision.reasons), decision.reasons
+
+
+def test_a_held_floor_never_raises_the_count_back_up():
+    """As Kubernetes clamps a recommendation between the current count and the window's
+    highest: a fleet already below the held floor (scaled in while a tier sized, or changed by
+    hand) is held where it is, not raised back to the old floor."""
+    config = parse_config({
+        "engine": {"decision_interval_s": 60, "reacting_tolerance": 0.0},
+        "pools": {"p": {"defaults": {"capacity_per_instance": 10, "target_utilisation": 1.0,
+                                     "max_utilisation": 1.0}, "producers": [{"id": "svc"}]}}})
+    clock = ReplayClock(1_700_000_000.0)
+    loop = DecisionLoop(config, [Unavailable("tier1", "none here")], clock)
+    targets = []
+    for instances, load in ((8, 80.0), (5, 10.0), (5, 10.0)):
+        loop.report([Report("svc", instances, load)])
+        targets.append(loop.step().fleet.decisions["svc"].target_instances)
+        clock.advance(60)
+    assert targets == [8, 5, 5]
