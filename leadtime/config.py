@@ -11,13 +11,14 @@ e.g. ``pools.web.producers[1].max_instances: must be >= min_instances (4)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     create_model,
     field_validator,
@@ -34,6 +35,36 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+#: The resource a producer has when it declares none: its one ``load``.
+LOAD = "load"
+RESOURCE_NAME = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+def resource_key(producer_id: str, resource: str) -> str:
+    """The key the loop tracks a declared resource of a producer under.
+
+    >>> resource_key("db", "memory")
+    'db/memory'
+    """
+    return f"{producer_id}/{resource}"
+
+
+class ResourceSettings(_Strict):
+    """One resource of a producer (CPU, memory, network, disk...): what an instance carries of
+    it and how far it is driven. Utilisations left out are the producer's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capacity_per_instance: float = Field(
+        gt=0, description="Load of this resource one instance serves at 100 % utilisation, in "
+        "the unit its reports use (cores, bytes, bytes per second...).")
+    target_utilisation: float | None = Field(default=None, gt=0, le=1)
+    max_utilisation: float | None = Field(default=None, gt=0, le=1)
+    load_query: str | None = Field(
+        default=None, min_length=1, max_length=4000,
+        description="PromQL of this resource's load (as the producer's load_query).")
 
 
 class ProducerSettings(_Strict):
@@ -85,6 +116,14 @@ class ProducerSettings(_Strict):
                     "per producer, carrying its id under this label, and ``$producer_ids`` is "
                     "replaced by a regex of every id sharing the query, so one query per pool "
                     "reads them all. Unset: one query per producer.")
+    resources: dict[Annotated[str, StringConstraints(pattern=RESOURCE_NAME)],
+                    ResourceSettings] | None = Field(
+        default=None, min_length=1, max_length=16,
+        description="The resources the producer is sized on, by name (e.g. cpu, memory, "
+        "network, disk), each with its capacity per instance: the binding one, the one needing "
+        "the most instances, sets the count, as the Kubernetes HPA takes the largest count its "
+        "metrics ask for. Unset: one resource, 'load', from capacity_per_instance. A pool's "
+        "resources apply to its producers unless a producer declares its own (whole).")
     haproxy_server: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+$",
         description="``backend/server`` in HAProxy that serves this producer: in ``act`` mode "
@@ -94,6 +133,29 @@ class ProducerSettings(_Strict):
     def resolved_max_utilisation(self) -> float:
         return (self.max_utilisation if self.max_utilisation is not None
                 else max(0.9, self.target_utilisation))
+
+    def resolved_resources(self) -> dict[str, ResourceSettings]:
+        """Every resource the producer is sized on, utilisations filled from the producer's:
+        the declared ones, or its one ``load``."""
+        if not self.resources:
+            assert self.capacity_per_instance is not None
+            return {LOAD: ResourceSettings(
+                capacity_per_instance=self.capacity_per_instance,
+                target_utilisation=self.target_utilisation,
+                max_utilisation=self.resolved_max_utilisation(), load_query=self.load_query)}
+        out = {}
+        for name, r in self.resources.items():
+            target = (r.target_utilisation if r.target_utilisation is not None
+                      else self.target_utilisation)
+            if r.max_utilisation is not None:
+                peak = r.max_utilisation
+            elif r.target_utilisation is None:
+                peak = self.resolved_max_utilisation()
+            else:
+                peak = max(0.9, target)
+            out[name] = r.model_copy(update={"target_utilisation": target,
+                                             "max_utilisation": peak})
+        return out
 
 
 PRODUCER_DEFAULTS = ProducerSettings()
@@ -259,6 +321,19 @@ def _fleet_queries(merged: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _resource_problems(merged: dict[str, Any]) -> list[str]:
+    """A producer's declared resources against its utilisations."""
+    problems = []
+    for name, r in (merged.get("resources") or {}).items():
+        r = r if isinstance(r, ResourceSettings) else ResourceSettings(**r)
+        target = (r.target_utilisation if r.target_utilisation is not None
+                  else merged["target_utilisation"])
+        if r.max_utilisation is not None and r.max_utilisation < target:
+            problems.append(f"resources.{name}.max_utilisation: must be >= its "
+                            f"target_utilisation ({target})")
+    return problems
+
+
 class LeadtimeConfig(_Strict):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     pools: dict[str, PoolSpec] = Field(min_length=1)
@@ -274,18 +349,24 @@ class LeadtimeConfig(_Strict):
                     problems.append(f"{where}.id: {spec.id!r} already in pool {seen[spec.id]!r}")
                 seen[spec.id] = name
                 merged = self._merged(pool, spec)
-                if merged["capacity_per_instance"] is None:
+                if merged["capacity_per_instance"] is None and not merged["resources"]:
                     problems.append(f"{where}.capacity_per_instance: required (here or in the "
-                                    "pool's defaults)")
+                                    "pool's defaults), or declare resources")
+                problems.extend(f"{where}.{problem}" for problem in _resource_problems(merged))
                 if merged["max_utilisation"] is not None and (
                         merged["max_utilisation"] < merged["target_utilisation"]):
                     problems.append(f"{where}.max_utilisation: must be >= target_utilisation "
                                     f"({merged['target_utilisation']})")
                 problems.extend(f"{where}.{problem}" for problem in _fleet_queries(merged))
-                if (merged["capacity_per_instance"] is not None
-                        and merged["max_instances"] < merged["min_instances"]):
+                if merged["max_instances"] < merged["min_instances"]:
                     problems.append(f"{where}.max_instances: must be >= min_instances "
                                     f"({merged['min_instances']})")
+        for pid, keys in self.resource_keys().items():
+            for resource, key in keys.items():
+                if key != pid and key in seen:
+                    problems.append(f"pools.{seen[pid]}: producer {pid!r}'s resource "
+                                    f"{resource!r} is keyed {key!r}, which is another "
+                                    "producer's id")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -310,11 +391,50 @@ class LeadtimeConfig(_Strict):
         return self.engine.mode == "dry_run"
 
     def producers(self) -> dict[str, ProducerConfig]:
-        """Engine configs by producer id (scale-in step per decision interval)."""
+        """Engine configs by producer id (scale-in step per decision interval); a producer
+        with declared resources has its first one's capacity and utilisations here (the
+        loop decides on every one: :meth:`resource_configs`)."""
         interval = self.engine.decision_interval_s
-        return {spec.id: _engine_config(spec.id, ProducerSettings(**self._merged(pool, spec)),
-                                        interval)
-                for pool in self.pools.values() for spec in pool.producers}
+        out = {}
+        for pool in self.pools.values():
+            for spec in pool.producers:
+                settings = ProducerSettings(**self._merged(pool, spec))
+                first = next(iter(settings.resolved_resources().values()))
+                out[spec.id] = _engine_config(spec.id, settings.model_copy(update={
+                    "capacity_per_instance": first.capacity_per_instance,
+                    "target_utilisation": first.target_utilisation,
+                    "max_utilisation": first.max_utilisation}), interval)
+        return out
+
+    def resource_keys(self) -> dict[str, dict[str, str]]:
+        """Per producer, each resource it is sized on and the key the loop tracks it under:
+        the producer's id for its one ``load``, ``"<id>/<resource>"`` for declared resources."""
+        out = {}
+        for pool in self.pools.values():
+            for spec in pool.producers:
+                declared = self._merged(pool, spec)["resources"]
+                out[spec.id] = ({name: resource_key(spec.id, name) for name in declared} if declared
+                                else {LOAD: spec.id})
+        return out
+
+    def resource_configs(self) -> dict[str, ProducerConfig]:
+        """Engine configs by resource key (:meth:`resource_keys`): what the loop decides on.
+        A producer with its one ``load`` has the config :meth:`producers` gives it."""
+        interval = self.engine.decision_interval_s
+        out = {}
+        for pool in self.pools.values():
+            for spec in pool.producers:
+                settings = ProducerSettings(**self._merged(pool, spec))
+                if not settings.resources:
+                    out[spec.id] = _engine_config(spec.id, settings, interval)
+                    continue
+                for name, r in settings.resolved_resources().items():
+                    key = resource_key(spec.id, name)
+                    out[key] = _engine_config(key, settings.model_copy(update={
+                        "capacity_per_instance": r.capacity_per_instance,
+                        "target_utilisation": r.target_utilisation,
+                        "max_utilisation": r.max_utilisation}), interval)
+        return out
 
     def tier2_scales(self) -> dict[str, float]:
         """``tier2_load_per_demand`` of the producers Tier 2 feeds."""

@@ -161,6 +161,8 @@ class Decision:
     dry_run: bool = False  # computed and logged, flagged not to act
     floor: int = 0  # what the current load needs now, clamped to [min, max]: never held below
     sizing: Sizing | None = None  # the calibrated window peak sized for (None: uncalibrated)
+    resource: str = "load"  # the binding resource: the one whose count this is
+    by_resource: dict[str, int] = field(default_factory=dict)  # every resource's count (several)
 
     @property
     def act(self) -> bool:
@@ -520,6 +522,37 @@ def gate(decision: Decision, threshold: float) -> Decision:
     return decision
 
 
+def bind_resources(producer_id: str, by_resource: Mapping[str, Decision]) -> Decision:
+    """One producer's decision from its resources' (each decided as a producer of its own): the
+    resource needing the most instances binds, as the Kubernetes HPA takes the largest count
+    its metrics ask for (the first declared among equals). Its reasons come first, each
+    prefixed by its resource; the floor is the highest floor.
+
+    >>> from leadtime.config import producer_config
+    >>> state = ProducerState(instances=4, current_load=None)
+    >>> cpu = allocate(producer_config("db/cpu", 10), CombinedPrediction(40, 30, 60, {}, ()), state)
+    >>> memory = allocate(producer_config("db/memory", 10),
+    ...                   CombinedPrediction(20, 15, 30, {}, ()), state)
+    >>> d = bind_resources("db", {"cpu": cpu, "memory": memory})
+    >>> d.producer_id, d.resource, d.target_instances, d.by_resource
+    ('db', 'cpu', 7, {'cpu': 7, 'memory': 4})
+    >>> d.reasons[0]
+    'binding resource cpu: 7 instance(s) (memory 4)'
+    """
+    resource, binding = max(by_resource.items(), key=lambda item: item[1].target_instances)
+    counts = {name: d.target_instances for name, d in by_resource.items()}
+    others = ", ".join(f"{name} {n}" for name, n in counts.items() if name != resource)
+    reasons = [f"binding resource {resource}: {binding.target_instances} instance(s)"
+               + (f" ({others})" if others else "")]
+    reasons += [f"{resource}: {r}" for r in binding.reasons]
+    target, current = binding.target_instances, binding.current_instances
+    return replace(binding, producer_id=producer_id, reasons=tuple(reasons),
+                   floor=max(d.floor for d in by_resource.values()), resource=resource,
+                   by_resource=counts,
+                   action="scale_out" if target > current else "scale_in" if target < current
+                   else "hold")
+
+
 def decide_all(
     configs: Mapping[str, ProducerConfig],
     predictions: Mapping[str, Mapping[str, TierPrediction | None]],
@@ -530,12 +563,18 @@ def decide_all(
     threshold: float,
     dry_run: bool = False,
     sizing: Mapping[str, Sizing | None] | None = None,
+    resources: Mapping[str, Mapping[str, str]] | None = None,
 ) -> FleetDecisions:
     """The engine's one entry point: allocate, gate, redirect and selection weights for a fleet.
 
     A producer without a state is taken as running ``min_instances`` (at least 1) with unknown
     load. Pools name producer ids; ids without a config are ignored. ``sizing`` gives the
     calibrated window peak per producer (absent: the uncalibrated rule).
+
+    ``resources`` maps a producer sized on several resources to ``{resource: key}``: the
+    configs, predictions, states and sizing are then keyed by resource, each decided as a
+    producer, and the producer's decision is the binding one's (:func:`bind_resources`); its
+    pool sees it in the binding resource's unit.
     """
     decisions: dict[str, Decision] = {}
     for pid, config in configs.items():
@@ -553,6 +592,14 @@ def decide_all(
             decision = replace(decision, dry_run=True,
                                reasons=(*decision.reasons, "dry run: not acted on"))
         decisions[pid] = decision
+    binding_key: dict[str, str] = {}  # producer: the key its decision came from
+    for pid, keys in (resources or {}).items():
+        if list(keys.values()) == [pid]:
+            continue  # its one load: decided under its own id
+        parts = {name: decisions.pop(key) for name, key in keys.items() if key in decisions}
+        if parts:
+            decisions[pid] = bind_resources(pid, parts)
+            binding_key[pid] = keys[decisions[pid].resource]
 
     pool_out: dict[str, PoolDecision] = {}
     for pool, members in (pools or {}).items():
@@ -565,12 +612,13 @@ def decide_all(
         for p in ids:
             d = decisions[p]
             # capacity surely there both now and at the window one lead time ahead
+            key = binding_key.get(p, p)
             instances = min(d.current_instances, d.target_instances)
-            capacity[p] = instances * configs[p].capacity_per_instance
+            capacity[p] = instances * configs[key].capacity_per_instance
             if d.prediction is not None:
                 load[p] = max(0.0, d.prediction.point)
             else:
-                current = states.get(p)
+                current = states.get(key)
                 load[p] = float(current.current_load or 0.0) if current else 0.0
             score = load_score(load[p], capacity[p])
             over[p] = score >= threshold if threshold > 0 else score >= 1.0

@@ -133,7 +133,8 @@ class DecisionLoop:
         self.weight_history: list[tuple[float, dict[str, float], bool]] = []
         self._observed_error: str | None = None  # the last failed observed-load append
         self._history = _History()
-        self._producers = config.producers()
+        self._producers = config.resource_configs()  # by resource key (a producer's id for
+        self._resources = config.resource_keys()  # its one load): each decided as a producer
         self._max_lead = _max_lead(self._producers)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
         self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
@@ -145,7 +146,8 @@ class DecisionLoop:
         """A new ``leadtime.yaml`` (reload); weights follow it unless a registry set them."""
         with self._lock:
             self.config = config
-            self._producers = config.producers()
+            self._producers = config.resource_configs()
+            self._resources = config.resource_keys()
             self._max_lead = _max_lead(self._producers)
             if self.weights_source == "config":
                 self.weights = dict(config.engine.weights)
@@ -170,6 +172,8 @@ class DecisionLoop:
         applied: a report that returns was written. Otherwise (a state source's pull) a failed
         write is reported as degraded and the pass goes on."""
         reports = list(reports)
+        count = len(reports)
+        reports = [r for report in reports for r in self._per_resource(report)]
         now = self.clock.now()
         loads = {r.producer_id: float(r.current_load) for r in reports
                  if r.current_load is not None and math.isfinite(r.current_load)}
@@ -194,7 +198,33 @@ class DecisionLoop:
                     sizer = self._sizer(r.producer_id)
                     if sizer is not None:
                         sizer.observe(now, load)
-        return len(reports)
+        return count
+
+    def _by_producer(self, notes: Mapping[str, str]) -> dict[str, str]:
+        """Notes by resource key as notes by producer, each saying its resource."""
+        if not notes:
+            return {}
+        out: dict[str, list[str]] = {}
+        for pid, keys in self._resources.items():
+            for name, key in keys.items():
+                if key in notes:
+                    out.setdefault(pid, []).append(notes[key] if key == pid
+                                                   else f"{name}: {notes[key]}")
+        return {pid: "; ".join(parts) for pid, parts in out.items()}
+
+    def _per_resource(self, report: Report) -> list[Report]:
+        """A producer sized on several resources reports one state: one report per resource
+        key, each with that resource's load (``current_load`` is the resource named ``load``)."""
+        keys = self._resources.get(report.producer_id)
+        if keys is None or list(keys.values()) == [report.producer_id]:
+            if report.current_load is None and report.loads and "load" in report.loads:
+                return [replace(report, current_load=report.loads["load"], loads=None)]
+            return [report]
+        loads = dict(report.loads or {})
+        if report.current_load is not None:
+            loads.setdefault("load", report.current_load)
+        return [Report(key, report.instances, loads.get(name), report.last_scale_out_s)
+                for name, key in keys.items()]
 
     def _sizer(self, producer_id: str) -> WindowPeakCalibrator | None:
         """The producer's sizing calibration, for windows of its lead time plus one decision
@@ -338,18 +368,27 @@ class DecisionLoop:
                         f"HPA's downscale stabilisation")
             fleet = decide_all(producers, tiers, states, config.pool_members(),
                                weights=self.weights, threshold=config.engine.threshold,
-                               dry_run=config.dry_run, sizing=sizing)
-            fleet = with_reasons(with_reasons(fleet, notes), held_notes)
+                               dry_run=config.dry_run, sizing=sizing, resources=self._resources)
+            fleet = with_reasons(with_reasons(fleet, notes), self._by_producer(held_notes))
+            logged_tiers, logged_configs = tiers, producers
             for pid, decision in fleet.decisions.items():
-                if decision.action == "scale_out":
-                    self.last_scale_out_s[pid] = now
-                if pid in self._sizers:
-                    self._sizers[pid].held(now, decision.target_instances)
-                self._remember(now, pid, producers[pid].spinup_lead_time_s, tiers[pid])
+                keys = self._resources.get(pid, {}).values() if pid not in producers else (pid,)
+                if pid not in producers:  # several resources: the log keeps the binding one's
+                    key = self._resources[pid][decision.resource]
+                    if logged_tiers is tiers:
+                        logged_tiers, logged_configs = dict(tiers), dict(producers)
+                    logged_tiers[pid], logged_configs[pid] = tiers[key], producers[key]
+                for key in keys:
+                    if decision.action == "scale_out":
+                        self.last_scale_out_s[key] = now
+                    if key in self._sizers:
+                        self._sizers[key].held(now, decision.target_instances)
+                    self._remember(now, key, producers[key].spinup_lead_time_s, tiers[key])
             if self.decision_log is not None:
                 try:
-                    self.decision_log.append(fleet, tiers, producers, now, config.pool_of(),
-                                             self.weights_source, loop_state=self.state())
+                    self.decision_log.append(fleet, logged_tiers, logged_configs, now,
+                                             config.pool_of(), self.weights_source,
+                                             loop_state=self.state())
                 except Exception as exc:  # the log must not take decisions down; say so loudly
                     log.error("decision log append failed: %s", exc)
                     degraded["decision_log"] = f"append failed: {exc}"

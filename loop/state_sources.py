@@ -28,8 +28,9 @@ class Report:
 
     producer_id: str
     instances: int  # running plus starting
-    current_load: float | None = None
+    current_load: float | None = None  # its one load (or its resource named ``load``)
     last_scale_out_s: float | None = None
+    loads: Mapping[str, float] | None = None  # per declared resource (``leadtime.yaml``)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ per-producer series come in two levels (``LEADTIME_METRICS_DETAIL``):
   action: up to :data:`FULL_SERIES` (21) per producer;
 * ``auto`` (the default): ``full`` for a fleet of up to :data:`AUTO_FULL_UP_TO` producers,
   ``decisions`` beyond.
+
+A producer sized on several resources (``resources`` in ``leadtime.yaml``) adds three series per
+resource at either level: the instances it needs, whether it binds, and its latest load.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from leadtime.config import resource_key
 from leadtime.engine import FleetDecisions
 
 TIERS = ("tier1", "tier2", "tier3")
@@ -98,6 +102,13 @@ class PassCollector:
                                      "each producer should receive.", labels=["pool", "producer_id"])
         up = GaugeMetricFamily("leadtime_state_source_up", "1 when the state source answered "
                                "at the last pass.", labels=["source"])
+        by_resource = GaugeMetricFamily(
+            "leadtime_resource_instances", "Instances each resource of a producer sized on "
+            "several needs (the largest binds).", labels=["producer_id", "resource"])
+        binding = GaugeMetricFamily("leadtime_binding_resource", "1 for the resource that set "
+                                    "the producer's count.", labels=["producer_id", "resource"])
+        resource_load = GaugeMetricFamily("leadtime_resource_load", "Latest observed load of "
+                                          "each resource.", labels=["producer_id", "resource"])
         full = full_detail(self.detail, len(fleet.decisions))
         for pid, d in fleet.decisions.items():
             for tier in TIERS if full else ():
@@ -119,12 +130,19 @@ class PassCollector:
                 action.add_metric([pid, d.action], 1.0 if d.act else 0.0)
             if pid in loads:
                 observed.add_metric([pid], loads[pid])
+            for resource, n in d.by_resource.items():  # several resources (none: its one load)
+                by_resource.add_metric([pid, resource], n)
+                binding.add_metric([pid, resource], 1.0 if resource == d.resource else 0.0)
+                key = resource_key(pid, resource)
+                if key in loads:
+                    resource_load.add_metric([pid, resource], loads[key])
         for name, pool in fleet.pools.items():
             for pid, w in pool.redirect.items():
                 redirect.add_metric([name, pid], float(w))
         for name in sources:
             up.add_metric([name], 0.0 if name in degraded else 1.0)
         yield from (predicted, score, target, current, weight, observed, action, redirect, up)
+        yield from (f for f in (by_resource, binding, resource_load) if f.samples)
         if decided_at is not None:
             yield GaugeMetricFamily("leadtime_last_pass_timestamp_seconds",
                                     "When the latest decision pass ran (Unix seconds).",

@@ -21,16 +21,16 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from leadtime.config import ConfigError, LeadtimeConfig, load_config
+from leadtime.config import RESOURCE_NAME, ConfigError, LeadtimeConfig, load_config
 from leadtime.engine import Decision, TierPrediction
 from loop.clock import Clock, WallClock
 from loop.decision_loop import TIERS, DecisionLoop, NotRecorded, Pass, Report
@@ -56,6 +56,12 @@ class ProducerStateIn(BaseModel):
     current_load: float | None = Field(default=None, ge=0, le=1e15)
     last_scale_out_s: float | None = Field(default=None, ge=0, le=1e12,
                                            description="Unix seconds of the last scale-out.")
+    loads: dict[Annotated[str, StringConstraints(pattern=RESOURCE_NAME)],
+                Annotated[float, Field(ge=0, le=1e15)]] = Field(
+        default_factory=dict, max_length=16, json_schema_extra={"additionalProperties": False},
+        description="The current load of each resource the producer declares in leadtime.yaml "
+                    "(e.g. {\"cpu\": 3.2, \"memory\": 11e9}); current_load is its resource "
+                    "named load.")
 
 
     @field_validator("instances", mode="before")
@@ -86,6 +92,25 @@ class UnknownProducers(LookupError):
         more = f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
         super().__init__(f"{len(unknown):,} producer id(s) are not in leadtime.yaml: {shown}"
                          f"{more}; nothing of the report was recorded")
+
+
+class UnknownResources(ValueError):
+    """A state report naming resources its producer does not declare in ``leadtime.yaml``."""
+
+
+def resource_problems(batch: StateBatch, keys: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """What a batch reports of resources its producers do not declare."""
+    problems = []
+    for p in batch.producers:
+        declared = keys.get(p.producer_id, {"load": p.producer_id})
+        unknown = sorted(set(p.loads or {}) - set(declared))
+        if unknown:
+            problems.append(f"{p.producer_id!r} declares no resource {', '.join(unknown)} "
+                            f"(its resources: {', '.join(declared)})")
+        elif p.current_load is not None and "load" not in declared:
+            problems.append(f"{p.producer_id!r} is sized on {', '.join(declared)}: report "
+                            "them in loads, not current_load")
+    return problems
 
 
 class TooManyWaiting(RuntimeError):
@@ -313,9 +338,15 @@ class DecisionRuntime:
         unknown = sorted({p.producer_id for p in batch.producers} - known)
         if unknown:
             raise UnknownProducers(unknown)
+        problems = resource_problems(batch, config.resource_keys())
+        if problems:
+            raise UnknownResources("; ".join(problems[:5]) + "; nothing of the report was "
+                                   "recorded")
         before = loop.passes
         count = loop.report((Report(p.producer_id, p.instances, p.current_load,
-                                    p.last_scale_out_s) for p in batch.producers), durable=True)
+                                    p.last_scale_out_s, p.loads or None)
+                             for p in batch.producers),
+                            durable=True)
         self._wake.set()  # states reported: decide with them now
         return count, before
 
@@ -423,7 +454,8 @@ def decision_json(d: Decision, pool: str | None) -> dict[str, Any]:
         "producer_id": d.producer_id, "pool": pool, "action": d.action, "act": d.act,
         "dry_run": d.dry_run, "target_instances": d.target_instances,
         "current_instances": d.current_instances, "load_score": _f(d.load_score),
-        "floor": d.floor,
+        "floor": d.floor, "resource": d.resource,
+        "by_resource": d.by_resource or {d.resource: d.target_instances},
         "prediction": None if p is None else {
             "point": _f(p.point), "lower": _f(p.lower), "upper": _f(p.upper),
             "weights": p.weights, "missing": list(p.missing)},
@@ -566,6 +598,8 @@ def router(runtime: DecisionRuntime) -> APIRouter:
             accepted, before = runtime.report(batch)
         except UnknownProducers as exc:
             raise HTTPException(404, str(exc)) from None
+        except UnknownResources as exc:
+            raise HTTPException(422, str(exc)) from None
         except (LookupError, NotRecorded) as exc:
             raise HTTPException(503, str(exc)) from None
         return {"accepted": accepted, "pass": before, "durable": True}
