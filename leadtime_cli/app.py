@@ -37,11 +37,13 @@ from leadtime_cli import (  # noqa: E402
     deploy,
     engine,
     intent,
+    resources,
     scaleout,
     serve,
     suite,
     tier3,
 )
 
-for module in (baseline, demo, autoscale, intent, tier3, serve, engine, deploy, scaleout, suite):
+for module in (baseline, demo, autoscale, intent, tier3, serve, engine, deploy, scaleout, suite,
+               resources):
     module.register(app, bench)

@@ -372,17 +372,22 @@ class DecisionLoop:
             fleet = with_reasons(with_reasons(fleet, notes), self._by_producer(held_notes))
             logged_tiers, logged_configs = tiers, producers
             for pid, decision in fleet.decisions.items():
-                keys = self._resources.get(pid, {}).values() if pid not in producers else (pid,)
+                # each resource's record holds what its own decision asked for (its budget
+                # compares its sizing with its own twin), a producer's one load the decision
+                keys = ({pid: decision.target_instances} if pid in producers else
+                        {key: decision.by_resource[name]
+                         for name, key in self._resources[pid].items()
+                         if name in decision.by_resource})
                 if pid not in producers:  # several resources: the log keeps the binding one's
                     key = self._resources[pid][decision.resource]
                     if logged_tiers is tiers:
                         logged_tiers, logged_configs = dict(tiers), dict(producers)
                     logged_tiers[pid], logged_configs[pid] = tiers[key], producers[key]
-                for key in keys:
+                for key, held_count in keys.items():
                     if decision.action == "scale_out":
                         self.last_scale_out_s[key] = now
                     if key in self._sizers:
-                        self._sizers[key].held(now, decision.target_instances)
+                        self._sizers[key].held(now, held_count)
                     self._remember(now, key, producers[key].spinup_lead_time_s, tiers[key])
             if self.decision_log is not None:
                 try:

@@ -34,7 +34,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from leadtime.config import EngineSpec
+from leadtime.config import EngineSpec, LeadtimeConfig
 from loop.decision_loop import Report
 from loop.hpa_twin import hpa_replicas, stabilised  # re-exported: simulation.policies.hpa_replicas
 from loop.sources import TierSource
@@ -55,6 +55,8 @@ class Observation:
     last_ready: int  # instances ready during the previous interval
     ready: int  # instances ready now
     starting: int  # instances launched and not yet ready
+    # several resources: each one's load of the previous interval (None: one load, last_load)
+    last_loads: dict[str, float | None] | None = None
 
     @property
     def current(self) -> int:
@@ -196,6 +198,7 @@ class Leadtime:
         engine: EngineSpec | None = None,
         recalibrate: bool = True,
         requests: pd.DataFrame | None = None,
+        config: LeadtimeConfig | None = None,
     ) -> None:
         from collections import Counter
 
@@ -205,7 +208,7 @@ class Leadtime:
         from models.tier3.state import Tier3State
 
         self.producer_id = producer_id
-        self.config = replay_config(cfg, producer_id, engine)
+        self.config = config or replay_config(cfg, producer_id, engine)
         self.start_s = (start if start is not None else pd.Timestamp(0)).timestamp()
         self.dt_s = cfg.dt_s
         self.clock = ReplayClock(self.start_s)

@@ -57,8 +57,10 @@ def simulate(
     policy: Policy,
     warmup: Policy | None = None,
     switch_step: int = 0,
+    loads: dict[str, np.ndarray] | None = None,
 ) -> Run:
-    """Replay ``demand`` under ``policy`` (``warmup`` before ``switch_step``)."""
+    """Replay ``demand`` under ``policy`` (``warmup`` before ``switch_step``); with ``loads``
+    (several resources, :mod:`simulation.resources`) the policies also see each one's."""
     size = demand.size
     arrivals = np.nan_to_num(demand, nan=0.0)
     gap = ~np.isfinite(demand)
@@ -78,7 +80,10 @@ def simulate(
             starting -= pending[0][1]
             pending.popleft()
         last_load = None if t == 0 or gap[t - 1] else float(arrivals[t - 1])
-        obs = Observation(t, t * dt_s, last_load, last_ready, ready, starting)
+        last_loads = None if loads is None else {
+            name: None if t == 0 or not np.isfinite(v[t - 1]) else float(v[t - 1])
+            for name, v in loads.items()}
+        obs = Observation(t, t * dt_s, last_load, last_ready, ready, starting, last_loads)
         active = warmup if (warmup is not None and t < switch_step) else policy
         desired = active.decide(obs)
         desired = lo if desired < lo else min(desired, hi)

@@ -1,0 +1,237 @@
+"""Replay of a producer sized on several resources: the binding one changes over the day.
+
+A producer's instances each carry some of every resource (cores, memory, network). Each
+interval the simulator serves every resource with the same instances
+(:func:`simulation.simulator.serve`, one resource at a time), and the interval violates the SLO
+when **any** resource is short. An interval counts in proportion to what is at stake then: the
+instances' worth of its binding resource (``max`` over resources of load / capacity per
+instance).
+
+The policies:
+
+* ``hpa``: the Kubernetes HPA on every resource's metric, as ``computeReplicasForMetrics`` does
+  for several metrics: each metric's recommendation, the largest taken, then one downscale
+  stabilisation (:class:`MultiMetricHPA`);
+* ``hpa_cpu``: the same HPA on the CPU metric alone;
+* ``leadtime``: the served decision loop with the producer's resources declared
+  (``resources`` in ``leadtime.yaml``): each resource's load reported, Tier 1 refit daily per
+  resource, Tier 3 fed each resource's samples, the binding resource sizing;
+* ``leadtime_cpu``: the same loop with CPU as the producer's one load;
+* ``oracle``: the fewest instances meeting the SLO on every resource over the next lead time.
+
+The scenario (:func:`binding_shift`): CPU follows a business day and binds most of the time,
+memory a nightly batch from 01:00 to 02:00, the network a weekly backup on Sunday from 02:00
+to 04:00. Each binds at its own hours and starts sharply, so a spin-up lead time ahead is worth
+having for all three.
+
+``uv run leadtime bench resources [--json]`` prints the table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadtime.config import LeadtimeConfig, parse_config
+from simulation.config import SimConfig
+from simulation.metrics import add_cost_vs_oracle, score
+from simulation.policies import HPA, Leadtime, Observation, Oracle, clamp
+from simulation.simulator import Run, serve, simulate, slo_need
+
+#: The scenario's resources: capacity per instance (cores, GB, Gbit/s).
+CAPACITY = {"cpu": 4.0, "memory": 16.0, "network": 1.0}
+POLICIES = ("hpa", "hpa_cpu", "leadtime", "leadtime_cpu", "oracle")
+
+
+def binding_shift(days: int = 28, interval: str = "5min", seed: int = 11,
+                  producer_id: str = "orders") -> pd.DataFrame:
+    """A load trace in the long format (timestamp, producer_id, resource, value) whose binding
+    resource changes: CPU by day, memory in a nightly batch, network in a weekly backup.
+
+    >>> frame = binding_shift(days=7)
+    >>> sorted(frame["resource"].unique()), len(frame) == 3 * 7 * 288
+    (['cpu', 'memory', 'network'], True)
+    """
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-03-04", periods=int(pd.Timedelta(days=days) / pd.Timedelta(interval)),
+                          freq=interval)
+    hours = (index.hour + index.minute / 60).to_numpy()
+    sunday = index.dayofweek.to_numpy() == 6
+    weekday = index.dayofweek.to_numpy() < 5
+    n = len(index)
+
+    def noisy(level: np.ndarray, sd: float) -> np.ndarray:
+        return np.maximum(level * (1 + rng.normal(0, sd, n)), 0.0)
+
+    hump = np.exp(-((hours - 14.0) ** 2) / (2 * 3.0**2))
+    cpu = noisy(6.0 + 30.0 * hump * np.where(weekday, 1.0, 0.5), 0.06)
+    batch = (hours >= 1.0) & (hours < 2.0)
+    memory = noisy(20.0 + 110.0 * batch, 0.04)
+    backup = sunday & (hours >= 2.0) & (hours < 4.0)
+    network = noisy(1.0 + 9.0 * backup, 0.05)
+    values = {"cpu": cpu, "memory": memory, "network": network}
+    return pd.concat([pd.DataFrame({"timestamp": index, "producer_id": producer_id,
+                                    "resource": name, "value": v})
+                      for name, v in values.items()], ignore_index=True)
+
+
+class MultiMetricHPA:
+    """The Kubernetes HPA on several metrics: each metric's recommendation, the largest
+    taken, then one downscale stabilisation (``computeReplicasForMetrics`` and
+    ``stabilizeRecommendationWithBehaviors``)."""
+
+    name = "hpa"
+
+    def __init__(self, cfgs: dict[str, SimConfig]) -> None:
+        self.per_metric = {name: HPA(cfg) for name, cfg in cfgs.items()}
+        self.stabiliser = next(iter(self.per_metric.values()))
+        self.cfg = self.stabiliser.cfg
+
+    def decide(self, obs: Observation) -> int:
+        loads = obs.last_loads or {}
+        recommendation = max(hpa.recommend(replace(obs, last_load=loads.get(name)))
+                             for name, hpa in self.per_metric.items())
+        return clamp(self.stabiliser.stabilise(obs.time_s, obs.current, recommendation), self.cfg)
+
+
+class LeadtimeResources(Leadtime):
+    """:class:`simulation.policies.Leadtime` for a producer with several resources: the loop
+    is configured with them, each resource's load is reported and fed to Tier 3 under its
+    resource key, and Tier 1 answers each from its own daily fit."""
+
+    def __init__(self, cfgs: dict[str, SimConfig], tier1: dict[str, Any], producer_id: str,
+                 start: pd.Timestamp, config: LeadtimeConfig) -> None:
+        from loop.sources import Tier1Bundles
+        from models.tier1.registry import BaselineBundle
+
+        bundles = Tier1Bundles()
+        days: dict[str, list[BaselineBundle]] = {}
+        for schedule in tier1.values():
+            for day, bundle in schedule.published:
+                days.setdefault(str(day), []).append(bundle)
+        for day, parts in days.items():  # one bundle a day holding every resource's fit
+            bundles.publish(pd.Timestamp(day).timestamp(), BaselineBundle(
+                {k: v for b in parts for k, v in b.forecasters.items()},
+                {k: v for b in parts for k, v in b.choices.items()},
+                {k: v for b in parts for k, v in b.fitted_until.items()},
+                {k: v for b in parts for k, v in b.steps.items()}))
+        super().__init__(next(iter(cfgs.values())), bundles, producer_id, start, config=config)
+        self.keys = config.resource_keys()[producer_id]
+
+    def decide(self, obs: Observation) -> int:
+        from loop.decision_loop import Report
+        from models.tier3.events import MetricSample
+
+        now = self.start_s + obs.time_s
+        loads = {name: v for name, v in (obs.last_loads or {}).items() if v is not None}
+        if loads and obs.step > 0:
+            at = pd.Timestamp(now, unit="s", tz="UTC").to_pydatetime()
+            self.tier3.ingest(metrics=[MetricSample(timestamp=at, producer_id=self.keys[name],
+                                                    metric="load", value=v)
+                                       for name, v in loads.items()])
+        self.clock.set(now)
+        self.loop.report([Report(self.producer_id, obs.current, loads=loads or None)])
+        decision = self.loop.step().fleet.decisions[self.producer_id]
+        self.sizing_sources[decision.resource] += 1
+        return decision.target_instances
+
+
+def resources_config(cfgs: dict[str, SimConfig], producer_id: str,
+                     engine: Any = None) -> LeadtimeConfig:
+    """The replayed producer as ``leadtime.yaml`` would declare it with its resources."""
+    from leadtime.config import ENGINE_DEFAULTS
+
+    first = next(iter(cfgs.values()))
+    spec = (engine or ENGINE_DEFAULTS).model_dump() | {"mode": "act",
+                                                        "decision_interval_s": first.dt_s}
+    return parse_config({"engine": spec, "pools": {"replay": {"producers": [{
+        "id": producer_id, "min_instances": first.min_instances,
+        "max_instances": first.max_instances, "target_utilisation": first.target_utilisation,
+        "max_utilisation": first.max_utilisation,
+        "spinup_lead_time_s": first.spinup.total_seconds(), "slo_ms": first.slo_ms,
+        "resources": {name: {"capacity_per_instance": cfg.capacity_per_instance}
+                      for name, cfg in cfgs.items()}}]}}}, source="replay")
+
+
+def served(name: str, demands: dict[str, np.ndarray], cfgs: dict[str, SimConfig],
+           run: Run) -> Run:
+    """``run``'s fleet serving every resource: violated where any resource is, and each
+    interval weighted by the instances' worth of its binding resource."""
+    violated = np.zeros(run.violated.shape, dtype=bool)
+    for resource, demand in demands.items():
+        violated |= serve(name, demand, run.ready, run.starting, run.actions,
+                          cfgs[resource]).violated
+    return replace(run, policy=name, demand=stake(demands, cfgs), violated=violated)
+
+
+def stake(demands: dict[str, np.ndarray], cfgs: dict[str, SimConfig]) -> np.ndarray:
+    """Per interval, the instances' worth of the binding resource (NaN where none is known)."""
+    worth = np.vstack([d / cfgs[r].capacity_per_instance for r, d in demands.items()])
+    known = np.isfinite(worth).any(axis=0)
+    return np.where(known, np.nanmax(np.where(np.isfinite(worth), worth, -np.inf), axis=0),
+                    np.nan)
+
+
+@dataclass(frozen=True)
+class ResourcesResult:
+    """One replay of a multi-resource producer: the metrics per policy, and which resource
+    bound leadtime's decisions how often."""
+
+    producer_id: str
+    metrics: dict[str, dict[str, float]]
+    binding: dict[str, int]
+    wall_time_s: float
+
+
+def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5min"),
+                    max_instances: int = 60, engine: Any = None,
+                    history: pd.Timedelta = pd.Timedelta(days=28),
+                    on_step: Any = None) -> ResourcesResult:
+    """Replay one producer's resources (a long-format frame) under every policy."""
+    from simulation.bench import replay_setup
+    from simulation.forecast import daily_tier1
+
+    began = time.perf_counter()
+    producer_id = str(frame["producer_id"].iloc[0])
+    wide = frame.pivot_table(index="timestamp", columns="resource", values="value",
+                             aggfunc="mean", sort=False)
+    wide = wide[[r for r in CAPACITY if r in wide.columns]
+                + [r for r in wide.columns if r not in CAPACITY]]
+    step = pd.Timedelta(pd.infer_freq(wide.index) or (wide.index[1] - wide.index[0]))
+    wide = wide.asfreq(step)
+    cfgs = {r: SimConfig(interval=step, capacity_per_instance=CAPACITY.get(r, 1.0),
+                         spinup=spinup, max_instances=max_instances) for r in wide.columns}
+    demands = {r: wide[r].to_numpy(dtype=float) for r in wide.columns}
+    first = next(iter(cfgs))
+    cpu = wide[first].rename(producer_id)
+    _, lead, switch, scored, _ = replay_setup(cpu, cfgs[first])
+    need = np.max([slo_need(d, cfgs[r]) for r, d in demands.items()], axis=0)
+    config = resources_config(cfgs, producer_id, engine)
+    keys = config.resource_keys()[producer_id]
+    tier1 = {}
+    for r in wide.columns:
+        tier1[r] = daily_tier1(wide[r].rename(keys[r]), lead, switch, history=history)
+        if on_step:
+            on_step(f"Tier 1 fitted daily on {r}")
+    multi = LeadtimeResources(cfgs, tier1, producer_id, wide.index[0], config)
+    cpu_only = Leadtime(cfgs[first], tier1[first], keys[first], wide.index[0], engine)
+    policies = {"hpa": MultiMetricHPA(cfgs), "hpa_cpu": HPA(cfgs[first]), "leadtime": multi,
+                "leadtime_cpu": cpu_only, "oracle": Oracle(cfgs[first], need)}
+    metrics: dict[str, dict[str, float]] = {}
+    for name in POLICIES:
+        run = simulate(demands[first], cfgs[first], policies[name], MultiMetricHPA(cfgs),
+                       switch, loads=demands)
+        metrics[name] = score(served(name, demands, cfgs, run), cfgs[first], scored, need)
+        if on_step:
+            on_step(name)
+    add_cost_vs_oracle(metrics)
+    hpa_hours = metrics["hpa"]["instance_hours"]
+    for m in metrics.values():
+        m["cost_vs_hpa"] = m["instance_hours"] / hpa_hours if hpa_hours else math.nan
+    return ResourcesResult(producer_id, metrics, dict(multi.sizing_sources),
+                           time.perf_counter() - began)
