@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from leadtime.data import LoadTrace, read_load_trace
+from leadtime.data import LoadTrace
 from leadtime.settings import get_settings
 from models.registry import alias_snapshot, discard_flow_run
 from models.tier1.backtest import (
@@ -30,7 +30,7 @@ from models.tier1.backtest import (
     history_shortfall,
     summarise,
 )
-from models.tier1.pipeline import config_from_settings
+from models.tier1.pipeline import config_from_settings, read_training_trace
 from models.tier1.registry import (
     BaselineBundle,
     Registration,
@@ -55,7 +55,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 @task(name="validate-load-trace", cache_policy=NO_CACHE)
 def validate_trace(path: str) -> LoadTrace:
     """Read and validate the trace with Great Expectations; refuse it whole on any defect."""
-    trace = read_load_trace(path)
+    trace = read_training_trace(path, get_settings().config_path)
     for note in trace.repairs:
         get_run_logger().warning(note)
     return trace

@@ -331,6 +331,9 @@ def _resource_problems(merged: dict[str, Any]) -> list[str]:
         if r.max_utilisation is not None and r.max_utilisation < target:
             problems.append(f"resources.{name}.max_utilisation: must be >= its "
                             f"target_utilisation ({target})")
+        if r.load_query and "$producer_ids" in r.load_query:
+            problems.append(f"resources.{name}.load_query: a resource's query is asked per "
+                            "producer ($producer_id), not for a fleet ($producer_ids)")
     return problems
 
 

@@ -1,7 +1,11 @@
 """Readers for the three input contracts (see ``shared/data/README.md``).
 
 * load trace: ``timestamp, producer_id, value`` (+ ignored extra columns), evenly spaced per
-  producer, gaps allowed;
+  producer, gaps allowed; an optional ``resource`` column (long format: ``cpu``, ``memory``...)
+  gives one series per producer and resource, named by its resource key (``db/cpu``;
+  ``load`` or blank: the producer's one load, under its id), which is what every tier learns
+  and answers a declared resource under (:func:`check_resources` holds it to
+  ``leadtime.yaml``);
 * request trace: one row per request plus a sidecar ``*.schema.yaml`` naming the columns;
 * anomaly set: ``<dir>/*.csv`` of ``timestamp,value`` plus ``windows.json``.
 
@@ -39,6 +43,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from leadtime.config import LOAD, RESOURCE_NAME, resource_key
 from leadtime.validation import Check, TraceError, validate
 
 DEFAULT_MAX_IRREGULAR_SHARE = 0.005
@@ -56,6 +61,7 @@ __all__ = [
     "RequestSchema",
     "RequestTrace",
     "TraceError",
+    "check_resources",
     "infer_interval",
     "read_anomaly_set",
     "read_load_trace",
@@ -254,6 +260,12 @@ def read_load_trace(
     raw = _read_text_csv(path)
     _require_columns(path, raw, ["timestamp", "producer_id", "value"])
     raw["producer_id"] = raw["producer_id"].str.strip()
+    if "resource" in raw.columns:  # long format: one series per (producer, resource)
+        raw["resource"] = raw["resource"].fillna("").str.strip().replace("", LOAD)
+        validate(path, raw, [Check.regex("resource", RESOURCE_NAME,
+                                         "is not a resource name (lower case: cpu, memory...)")])
+        raw["producer_id"] = [pid if r == LOAD else resource_key(pid, r)
+                              for pid, r in zip(raw["producer_id"], raw["resource"])]
     local, zoned = _local_times(raw["timestamp"])
     parsed = pd.DataFrame(
         {
@@ -295,6 +307,22 @@ def read_load_trace(
             excluded = int(np.sum(mask))
             frame = frame.loc[~np.asarray(mask)].reset_index(drop=True)
     return LoadTrace(path, frame, intervals, repairs, excluded)
+
+
+def check_resources(trace: LoadTrace, keys: dict[str, dict[str, str]]) -> None:
+    """Refuse, in one line, a trace series that ``leadtime.yaml`` does not know as a producer
+    or a producer's resource (``keys``: :meth:`leadtime.config.LeadtimeConfig.resource_keys`).
+    A producer the configuration does not name at all is left to the caller."""
+    known = {key for resources in keys.values() for key in resources.values()}
+    unknown = []
+    for series in trace.producers:
+        owner, _, resource = series.rpartition("/")
+        if series not in known and owner in keys and resource:
+            unknown.append(f"producer {owner!r} has no resource {resource!r} in leadtime.yaml "
+                           f"(its resources: {', '.join(keys[owner])})")
+    if unknown:
+        raise TraceError(f"{trace.path.name}: {unknown[0]}"
+                         + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""))
 
 
 def _regularise(

@@ -432,12 +432,17 @@ class DecisionLoop:
             except Exception as exc:  # a state source failing must not stop the pass
                 degraded[source.name] = f"{type(exc).__name__}: {exc}"
                 continue
-            self.report(Report(pid, n, load, getattr(self.states.get(pid), "last_scale_out_s",
-                                                     None)) for pid, n, load in pulled.reports)
+            self.report(Report(pid, n, load, self._reported_scale_out(pid), pulled.loads.get(pid))
+                        for pid, n, load in pulled.reports)
             if pulled.error:
                 degraded[source.name] = pulled.error
             notes.update(pulled.notes)
         return notes
+
+    def _reported_scale_out(self, pid: str) -> float | None:
+        """The last scale-out a producer's allocator reported (its first resource's record)."""
+        first = next(iter(self._resources.get(pid, {pid: pid}).values()))
+        return getattr(self.states.get(first), "last_scale_out_s", None)
 
     def _last_scale_out(self, pid: str, report: Report) -> float | None:
         own = self.last_scale_out_s.get(pid)

@@ -40,6 +40,7 @@ class Pulled:
     reports: list[tuple[str, int, float | None]] = field(default_factory=list)
     error: str | None = None
     notes: dict[str, str] = field(default_factory=dict)
+    loads: dict[str, dict[str, float]] = field(default_factory=dict)  # per declared resource
 
 
 class StateSource(Protocol):
@@ -73,11 +74,20 @@ class PrometheusStates:
     def _cached(self, config: LeadtimeConfig) -> tuple[dict[str, tuple[str | None, str | None]],
                                             dict[str, str]]:
         if self._queries is None or self._queries[0] != id(config):
+            from connectors.prometheus import render
+
             found, labels = {}, {}
-            for pid in config.producers():
+            for pid, keys in config.resource_keys().items():
                 s = config.settings_of(pid)
-                if s.load_query or s.instances_query:
-                    found[pid] = (s.load_query, s.instances_query)
+                if s.resources:  # one query per declared resource, under its key
+                    load_query = None
+                    for name, r in s.resources.items():
+                        if r.load_query:
+                            found[keys[name]] = (render(r.load_query, pid), None)
+                else:
+                    load_query = s.load_query
+                if load_query or s.instances_query:
+                    found[pid] = (load_query, s.instances_query)
                     if s.producer_label:
                         labels[pid] = s.producer_label
             self._queries = (id(config), found, labels)
@@ -87,28 +97,49 @@ class PrometheusStates:
              states: Mapping[str, Report], now_s: float) -> Pulled:
         from connectors.prometheus import current
 
-        queries = {p: q for p, q in self.queries(config).items() if p in producers}
+        keys = config.resource_keys()
+        queries = {p: q for p, q in self.queries(config).items() if p in producers or p in keys}
         if not queries:
             return Pulled()
         got = current(self.client, queries, labels=self.labels(config))
         rows: list[tuple[str, int, float | None]] = []
         notes: dict[str, str] = {}
-        for pid, (_, instances_q) in queries.items():
-            load = got.load.get(pid)
+        per_resource: dict[str, dict[str, float]] = {}
+        for pid, resources in keys.items():
+            several = list(resources.values()) != [pid]
+            if pid not in queries and not (several and any(k in queries for k in
+                                                           resources.values())):
+                continue
+            instances_q = queries.get(pid, (None, None))[1]
+            first = producers[next(iter(resources.values()))]
+            if several:  # the load of each resource, read under its key, else its last one
+                loads = {name: got.load[key] for name, key in resources.items()
+                         if key in got.load}
+                load = None
+                why = got.down or next((got.errors[k] for k in [pid, *resources.values()]
+                                        if k in got.errors), None)
+            else:
+                loads, load, why = {}, got.load.get(pid), got.down or got.errors.get(pid)
             instances = got.instances.get(pid)
-            previous = states.get(pid)
-            if load is None and instances is None:
-                notes[pid] = self._stale(pid, previous, now_s, got.down or got.errors.get(pid))
+            previous = states.get(next(iter(resources.values())))
+            if load is None and not loads and instances is None:
+                notes[pid] = self._stale(pid, previous, now_s, why)
                 continue
             if instances is None:
                 if previous is not None:
                     instances = previous.instances
                 else:
-                    instances = max(1, producers[pid].min_instances)
+                    instances = max(1, first.min_instances)
                     notes[pid] = (f"instances unknown ({'no instances_query' if instances_q is None else got.errors.get(pid)}"
                                   f" and no state report): taken as {instances}")
-            if load is None and previous is not None:
+            if load is None and not several and previous is not None:
                 load = previous.current_load
+            if several:
+                for name, key in resources.items():  # unread: the last one known
+                    last = states.get(key)
+                    if name not in loads and last is not None and last.current_load is not None:
+                        loads[name] = last.current_load
+                per_resource[pid] = loads
             self.last_read_s[pid] = now_s
             rows.append((pid, int(instances), load))
         error = None
@@ -118,7 +149,7 @@ class PrometheusStates:
             failed = sorted(got.errors)
             error = (f"no answer for {len(failed)} producer(s): "
                      + "; ".join(f"{p}: {got.errors[p]}" for p in failed[:3]))
-        return Pulled(rows, error, notes)
+        return Pulled(rows, error, notes, per_resource)
 
     def _stale(self, pid: str, previous: Report | None, now_s: float, why: str | None) -> str:
         seen = self.last_read_s.get(pid)

@@ -48,6 +48,21 @@ def backtest_all(
     return pd.concat(frames, ignore_index=True)
 
 
+def read_training_trace(path, config_path=None, **options):
+    """A load trace to train Tier 1 on (:func:`leadtime.data.read_load_trace`), its resource
+    series held to ``leadtime.yaml`` when there is one (:func:`leadtime.data.check_resources`)."""
+    from pathlib import Path
+
+    from leadtime.data import check_resources, read_load_trace
+
+    trace = read_load_trace(path, **options)
+    if config_path is not None and Path(config_path).exists():
+        from leadtime.config import load_config
+
+        check_resources(trace, load_config(config_path).resource_keys())
+    return trace
+
+
 def config_from_settings(settings, **overrides) -> BacktestConfig:
     """The backtest configuration the settings describe (flags may override fields)."""
     config = BacktestConfig(

@@ -144,3 +144,36 @@ def test_loop_decides_from_prometheus_and_through_an_outage(prometheus, tmp_path
         assert not any("Prometheus" in r for r in third.fleet.decisions["nasa-www"].reasons)
     finally:
         server.kill()
+
+
+def test_each_declared_resource_is_read_by_its_own_query(prometheus):
+    """A producer sized on two resources: cpu read by one query, memory by another (both on
+    the replayed series here); the loop decides each and the binding one sets the count."""
+    from leadtime.config import ConfigError, parse_config
+    from loop.clock import WallClock
+    from loop.decision_loop import DecisionLoop
+    from loop.sources import Unavailable
+    from loop.state_sources import PrometheusStates
+
+    wait_live(prometheus.url)
+    declared = parse_config({
+        "engine": {"mode": "dry_run", "reacting_tolerance": 0.0},
+        "pools": {"web": {"producers": [{
+            "id": "nasa-www", "instances_query": INSTANCES_Q, "max_instances": 500,
+            "resources": {"cpu": {"capacity_per_instance": 15, "load_query": LOAD_Q},
+                          "memory": {"capacity_per_instance": 1.0,
+                                     "load_query": f"10 * {INSTANCES_Q}"}}}]}}})
+    loop = DecisionLoop(declared, [Unavailable("tier1", "no champion")], WallClock(),
+                        state_sources=[PrometheusStates(prometheus.url, timeout_s=2)])
+    decision = loop.step().fleet.decisions["nasa-www"]
+    cpu, memory = loop.states["nasa-www/cpu"], loop.states["nasa-www/memory"]
+    assert cpu.instances == memory.instances == 7
+    assert memory.current_load == 70.0 and cpu.current_load > 0
+    # 70 units of memory at 1.0 an instance and 70 %: 100 instances, far above what cpu needs
+    assert (decision.resource, decision.target_instances) == ("memory", 100)
+    assert decision.by_resource["cpu"] < 100
+    with pytest.raises(ConfigError, match=r"resources.cpu.load_query: .*\$producer_ids"):
+        parse_config({"pools": {"web": {"producers": [{
+            "id": "a", "producer_label": "producer_id",
+            "resources": {"cpu": {"capacity_per_instance": 1,
+                                  "load_query": 'x{producer_id=~"$producer_ids"}'}}}]}}})

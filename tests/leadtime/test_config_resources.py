@@ -107,3 +107,41 @@ def test_the_documented_two_resource_producer_is_valid(doc):
     producers = producers["pools"]["data"]["producers"] if "pools" in producers else producers
     config = parse_config({"pools": {"data": {"producers": producers}}})
     assert set(config.resource_keys()["orders-db"]) == {"cpu", "memory"}
+
+
+def _long_trace(tmp_path, resources: list[str]):
+    rows = ["timestamp,producer_id,resource,value"]
+    for minute in range(6):
+        for r in resources:
+            rows.append(f"2024-03-04 00:0{minute}:00,db,{r},{minute + 1}")
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_a_load_trace_in_the_long_format_has_one_series_per_resource(tmp_path):
+    from leadtime.data import check_resources, read_load_trace
+
+    trace = read_load_trace(_long_trace(tmp_path, ["cpu", "memory", ""]))
+    assert sorted(trace.producers) == ["db", "db/cpu", "db/memory"]  # blank: its one load
+    assert trace.series("db/memory").tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    config = parse_config(TWO)
+    check_resources(read_load_trace(_long_trace(tmp_path, ["cpu", "memory"])),
+                    config.resource_keys())  # both declared: accepted
+
+
+def test_a_resource_leadtime_yaml_does_not_declare_is_refused_in_one_line(tmp_path):
+    from leadtime.data import TraceError, check_resources, read_load_trace
+
+    trace = read_load_trace(_long_trace(tmp_path, ["cpu", "gpu"]))
+    with pytest.raises(TraceError) as refused:
+        check_resources(trace, parse_config(TWO).resource_keys())
+    assert str(refused.value) == ("long.csv: producer 'db' has no resource 'gpu' in "
+                                  "leadtime.yaml (its resources: cpu, memory)")
+
+
+def test_a_malformed_resource_name_refuses_the_file(tmp_path):
+    from leadtime.data import TraceError, read_load_trace
+
+    with pytest.raises(TraceError, match=r"resource.*is not a resource name"):
+        read_load_trace(_long_trace(tmp_path, ["CPU load"]))
