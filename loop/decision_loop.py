@@ -54,6 +54,7 @@ from loop.sizing import (
     SizingConfig,
     WindowPeakCalibrator,
     candidate_values,
+    pooled_price,
 )
 from loop.sources import TierSource
 from loop.state_sources import Report, StateSource, with_reasons
@@ -92,6 +93,11 @@ class _History:
 
     decisions: deque = field(default_factory=deque)  # (decided_at, producer, lead, {tier: point})
     observed: dict[str, deque] = field(default_factory=dict)  # producer → deque[(at, load)]
+
+
+def _several(resources: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
+    """The producers sized on several resources (the others decide under their own id)."""
+    return {pid: dict(keys) for pid, keys in resources.items() if list(keys.values()) != [pid]}
 
 
 def _max_lead(producers: Mapping[str, ProducerConfig]) -> float:
@@ -135,6 +141,7 @@ class DecisionLoop:
         self._history = _History()
         self._producers = config.resource_configs()  # by resource key (a producer's id for
         self._resources = config.resource_keys()  # its one load): each decided as a producer
+        self._several = _several(self._resources)  # the producers sized on several resources
         self._max_lead = _max_lead(self._producers)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
         self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
@@ -148,6 +155,7 @@ class DecisionLoop:
             self.config = config
             self._producers = config.resource_configs()
             self._resources = config.resource_keys()
+            self._several = _several(self._resources)
             self._max_lead = _max_lead(self._producers)
             if self.weights_source == "config":
                 self.weights = dict(config.engine.weights)
@@ -200,23 +208,39 @@ class DecisionLoop:
                         sizer.observe(now, load)
         return count
 
+    def _pool_prices(self, now: float) -> None:
+        """In the budget mode, a producer sized on several resources spends one budget: at
+        each refit its resources' price is the one their records afford pooled
+        (:func:`loop.sizing.pooled_price`), in force from the next pass."""
+        budget = self.config.engine.sizing_budget
+        if budget is None:
+            return
+        for keys in self._several.values():
+            sizers = [self._sizers[k] for k in keys.values() if k in self._sizers]
+            if len(sizers) < 2 or any(s.fitted_at != now for s in sizers):
+                continue
+            price = pooled_price(sizers, budget)
+            if price is not None:
+                for sizer in sizers:
+                    sizer.price = price
+
     def _by_producer(self, notes: Mapping[str, str]) -> dict[str, str]:
         """Notes by resource key as notes by producer, each saying its resource."""
         if not notes:
             return {}
-        out: dict[str, list[str]] = {}
-        for pid, keys in self._resources.items():
-            for name, key in keys.items():
-                if key in notes:
-                    out.setdefault(pid, []).append(notes[key] if key == pid
-                                                   else f"{name}: {notes[key]}")
-        return {pid: "; ".join(parts) for pid, parts in out.items()}
+        keyed = {key for keys in self._several.values() for key in keys.values()}
+        out = {pid: note for pid, note in notes.items() if pid not in keyed}
+        for pid, keys in self._several.items():
+            parts = [f"{name}: {notes[key]}" for name, key in keys.items() if key in notes]
+            if parts:
+                out[pid] = "; ".join(parts)
+        return out
 
     def _per_resource(self, report: Report) -> list[Report]:
         """A producer sized on several resources reports one state: one report per resource
         key, each with that resource's load (``current_load`` is the resource named ``load``)."""
-        keys = self._resources.get(report.producer_id)
-        if keys is None or list(keys.values()) == [report.producer_id]:
+        keys = self._several.get(report.producer_id)
+        if keys is None:
             if report.current_load is None and report.loads and "load" in report.loads:
                 return [replace(report, current_load=report.loads["load"], loads=None)]
             return [report]
@@ -354,6 +378,7 @@ class DecisionLoop:
                     for pid, s in states.items()}
             sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid), offered[pid])
                       for pid in producers}
+            self._pool_prices(now)
             held_notes: dict[str, str] = {}
             for pid, s in states.items():
                 reacting = sizing[pid] is None or sizing[pid].source == REACTIVE
@@ -368,7 +393,7 @@ class DecisionLoop:
                         f"HPA's downscale stabilisation")
             fleet = decide_all(producers, tiers, states, config.pool_members(),
                                weights=self.weights, threshold=config.engine.threshold,
-                               dry_run=config.dry_run, sizing=sizing, resources=self._resources)
+                               dry_run=config.dry_run, sizing=sizing, resources=self._several)
             fleet = with_reasons(with_reasons(fleet, notes), self._by_producer(held_notes))
             logged_tiers, logged_configs = tiers, producers
             for pid, decision in fleet.decisions.items():

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -347,6 +347,7 @@ class WindowPeakCalibrator:
         self.mean_peak = math.nan  # of the record's windows, at the last refit
         self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
         self._mix = 0.0  # the budget mode's share of refit periods owed the next price up
+        self.spend_rows: tuple[np.ndarray, ...] | None = None  # per window (_fit_spend)
 
     def record(self, t0: float, values: Mapping[str, float | np.ndarray],
                reacting: float | None = None, floor: int | None = None) -> None:
@@ -472,22 +473,32 @@ class WindowPeakCalibrator:
         self.spend_in_force = float(at_price[used[mask], rows].sum())
         self.spend_reacting = float((reacting[mask] * spacing).sum())
         self.spend_held = float((actual[mask] * spacing).sum())
+        # per window, for a producer pooling its resources' records (:func:`pooled_price`)
+        self.spend_rows = (t0s[mask], at_price, at_price[used[mask], rows],
+                           reacting[mask] * spacing, actual[mask] * spacing)
 
     def _within_budget(self, budget: float) -> float:
         """The highest price whose sizing would have held at most ``budget`` times what the HPA
         twin held, each estimate scaled by what the loop really held against what its sizing
         asked (floors, scale-in steps); the price in force while nothing is known."""
-        if self.spend_reacting <= 0 or self.spend_in_force <= 0 or self.spend_held <= 0:
+        return self.price_for(budget, self.spend, self.spend_reacting, self.spend_held,
+                              self.spend_in_force)
+
+    def price_for(self, budget: float, spend: np.ndarray, reacting: float, held: float,
+                  in_force: float) -> float:
+        """:meth:`_within_budget` on given spends (this record's, or a producer's pooled over
+        its resources: :func:`pooled_price`)."""
+        if reacting <= 0 or in_force <= 0 or held <= 0:
             return self.price
-        scale = min(max(self.spend_held / self.spend_in_force, 0.8), 1.5)
-        fits = np.flatnonzero(self.spend * scale <= budget * self.spend_reacting)
+        scale = min(max(held / in_force, 0.8), 1.5)
+        fits = np.flatnonzero(spend * scale <= budget * reacting)
         low = int(fits[-1]) if fits.size else 0
         prices = self.config.prices
-        if low + 1 < len(prices) and self.spend[low + 1] > self.spend[low]:
+        if low + 1 < len(prices) and spend[low + 1] > spend[low]:
             # the budget lies between two prices: the higher one for the share of refit periods
             # that spends it exactly, spread evenly (an accumulator, not a coin)
-            allowed = budget * self.spend_reacting / scale
-            share = (allowed - self.spend[low]) / (self.spend[low + 1] - self.spend[low])
+            allowed = budget * reacting / scale
+            share = (allowed - spend[low]) / (spend[low + 1] - spend[low])
             self._mix += min(max(share, 0.0), 1.0)
             if self._mix >= 1.0:
                 self._mix -= 1.0
@@ -538,3 +549,41 @@ class WindowPeakCalibrator:
         return Sizing(value=0.0, quantile=0.0, source=REACTIVE, factor=0.0, price=0.0,
                       budget=self.config.sizing_budget, reacting_spend=self.spend_reacting,
                       own_spend=self.spend_held)
+
+
+def pooled_price(sizers: Sequence[WindowPeakCalibrator], budget: float) -> float | None:
+    """One price for a producer sized on several resources, from its resources' records
+    pooled: what the producer holds is the largest count any resource asks for, so at each
+    price its spend is, window by window, the largest of its resources' (a resource's headroom
+    under another's count costs nothing), against the largest of their HPA twins (the
+    multi-metric HPA). None while a record has no spend yet.
+
+    Two resources over two windows: cpu's sizing holds 10 instances at every price, memory's
+    1 at price 0 and 5 above; their twins hold 10 and 4. Pooled, every price spends 10 + 10
+    against the twins' 10 + 10, so budget 1.0 affords the highest; memory's record alone (5 + 5
+    against its twin's 4 + 4) affords only price 0:
+
+    >>> config = SizingConfig(violation_cost=9.0, sizing_budget=1.0)
+    >>> a, b = WindowPeakCalibrator(60.0, config), WindowPeakCalibrator(60.0, config)
+    >>> t0 = np.array([0.0, 60.0])
+    >>> a.spend_rows = (t0, np.array([[10.0, 10.0]] * len(config.prices)), np.array([10.0, 10.0]),
+    ...                 np.array([10.0, 10.0]), np.array([10.0, 10.0]))
+    >>> b.spend_rows = (t0, np.array([[1.0, 1.0]] + [[5.0, 5.0]] * (len(config.prices) - 1)),
+    ...                 np.array([1.0, 1.0]), np.array([4.0, 4.0]), np.array([1.0, 1.0]))
+    >>> pooled_price([a, b], 1.0) == config.prices[-1], b.price_for(1.0, b.spend_rows[1].sum(1), 8.0, 2.0, 2.0)
+    (True, 0.0)
+    """
+    rows = [s.spend_rows for s in sizers]
+    if any(r is None or not r[0].size for r in rows):
+        return None
+    common = rows[0][0]
+    for r in rows[1:]:
+        common = np.intersect1d(common, r[0], assume_unique=True)
+    if not common.size:
+        return None
+    picked = [tuple(part[..., np.searchsorted(r[0], common)] for part in r[1:]) for r in rows]
+    spend = np.max([p[0] for p in picked], axis=0).sum(axis=1)
+    in_force = float(np.max([p[1] for p in picked], axis=0).sum())
+    reacting = float(np.max([p[2] for p in picked], axis=0).sum())
+    held = float(np.max([p[3] for p in picked], axis=0).sum())
+    return sizers[0].price_for(budget, spend, reacting, held, in_force)

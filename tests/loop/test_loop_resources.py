@@ -66,3 +66,25 @@ def test_the_report_counts_producers_not_resources():
     loop = DecisionLoop(config, [Unavailable("tier1", "none here")],
                         ReplayClock(1_700_000_000.0))
     assert loop.report([Report("db", 1, loads={"cpu": 1.0, "memory": 1.0})]) == 1
+
+
+def test_in_the_budget_mode_a_producers_resources_share_one_price():
+    """Each refit, the resources' records are pooled (the producer holds the largest count)
+    and every resource of the producer takes the one price they afford together."""
+    import numpy as np
+
+    config = parse_config({**CONFIG, "engine": {**CONFIG["engine"], "sizing_min_windows": 10,
+                                                "sizing_min_history_s": 0}})
+    clock = ReplayClock(1_700_000_000.0)
+    loop = DecisionLoop(config, [Unavailable("tier1", "none here")], clock)
+    rng = np.random.default_rng(3)
+    instances = 2
+    for i in range(300):
+        batch = 60.0 if i % 60 < 5 else 10.0  # memory binds five minutes an hour
+        loop.report([Report("db", instances, loads={"cpu": float(rng.uniform(6, 10)),
+                                                    "memory": batch})])
+        instances = loop.step().fleet.decisions["db"].target_instances
+        clock.advance(60)
+    cpu, memory = loop._sizers["db/cpu"], loop._sizers["db/memory"]
+    assert cpu.spend_rows is not None and memory.spend_rows is not None
+    assert cpu.price == memory.price
