@@ -13,6 +13,10 @@ The policies:
   for several metrics: each metric's recommendation, the largest taken, then one downscale
   stabilisation (:class:`MultiMetricHPA`);
 * ``hpa_cpu``: the same HPA on the CPU metric alone;
+* ``forecast_scale_out`` and ``crane_ehpa``: each peer once per resource, fed that resource's
+  load and forecast, and the largest count taken (:class:`MaxOverResources`), as their HPAs
+  combine several metrics; ``knative_kpa`` scales on one metric only (Knative's KPA has no
+  multi-metric mode): CPU;
 * ``leadtime``: the served decision loop with the producer's resources declared
   (``resources`` in ``leadtime.yaml``): each resource's load reported, Tier 1 refit daily per
   resource, Tier 3 fed each resource's samples, the binding resource sizing;
@@ -38,14 +42,16 @@ import numpy as np
 import pandas as pd
 
 from leadtime.config import LeadtimeConfig, parse_config
+from leadtime.data import infer_interval
 from simulation.config import SimConfig
 from simulation.metrics import add_cost_vs_oracle, score
-from simulation.policies import HPA, Leadtime, Observation, Oracle, clamp
+from simulation.policies import HPA, ForecastScaleOut, Leadtime, Observation, Oracle, Policy, clamp
 from simulation.simulator import Run, serve, simulate, slo_need
 
 #: The scenario's resources: capacity per instance (cores, GB, Gbit/s).
 CAPACITY = {"cpu": 4.0, "memory": 16.0, "network": 1.0}
-POLICIES = ("hpa", "hpa_cpu", "leadtime", "leadtime_cpu", "oracle")
+POLICIES = ("hpa", "hpa_cpu", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime",
+            "leadtime_cpu", "oracle")
 
 
 def binding_shift(days: int = 28, interval: str = "5min", seed: int = 11,
@@ -97,6 +103,19 @@ class MultiMetricHPA:
         recommendation = max(hpa.recommend(replace(obs, last_load=loads.get(name)))
                              for name, hpa in self.per_metric.items())
         return clamp(self.stabiliser.stabilise(obs.time_s, obs.current, recommendation), self.cfg)
+
+
+class MaxOverResources:
+    """A peer on several metrics: one instance of it per resource, each fed that resource's
+    load, and the largest count any asks for."""
+
+    def __init__(self, name: str, per_resource: dict[str, Policy], cfg: SimConfig) -> None:
+        self.name, self.per_resource, self.cfg = name, per_resource, cfg
+
+    def decide(self, obs: Observation) -> int:
+        loads = obs.last_loads or {}
+        return clamp(max(policy.decide(replace(obs, last_load=loads.get(name)))
+                         for name, policy in self.per_resource.items()), self.cfg)
 
 
 class LeadtimeResources(Leadtime):
@@ -202,7 +221,7 @@ def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5m
                              aggfunc="mean", sort=False)
     wide = wide[[r for r in CAPACITY if r in wide.columns]
                 + [r for r in wide.columns if r not in CAPACITY]]
-    step = pd.Timedelta(pd.infer_freq(wide.index) or (wide.index[1] - wide.index[0]))
+    step = infer_interval(wide.index.to_series())  # the dominant spacing
     wide = wide.asfreq(step)
     cfgs = {r: SimConfig(interval=step, capacity_per_instance=CAPACITY.get(r, 1.0),
                          spinup=spinup, max_instances=max_instances) for r in wide.columns}
@@ -220,8 +239,18 @@ def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5m
             on_step(f"Tier 1 fitted daily on {r}")
     multi = LeadtimeResources(cfgs, tier1, producer_id, wide.index[0], config)
     cpu_only = Leadtime(cfgs[first], tier1[first], keys[first], wide.index[0], engine)
-    policies = {"hpa": MultiMetricHPA(cfgs), "hpa_cpu": HPA(cfgs[first]), "leadtime": multi,
-                "leadtime_cpu": cpu_only, "oracle": Oracle(cfgs[first], need)}
+    from simulation.crane_ehpa import CraneEHPA
+    from simulation.knative_kpa import KnativeKPA
+
+    policies = {
+        "hpa": MultiMetricHPA(cfgs), "hpa_cpu": HPA(cfgs[first]),
+        "forecast_scale_out": MaxOverResources("forecast_scale_out", {
+            r: ForecastScaleOut(cfgs[r], tier1[r].hourly_point) for r in wide.columns},
+            cfgs[first]),
+        "crane_ehpa": MaxOverResources("crane_ehpa", {
+            r: CraneEHPA(cfgs[r], wide[r]) for r in wide.columns}, cfgs[first]),
+        "knative_kpa": KnativeKPA(cfgs[first]), "leadtime": multi, "leadtime_cpu": cpu_only,
+        "oracle": Oracle(cfgs[first], need)}
     metrics: dict[str, dict[str, float]] = {}
     for name in POLICIES:
         run = simulate(demands[first], cfgs[first], policies[name], MultiMetricHPA(cfgs),

@@ -58,3 +58,13 @@ def test_leadtime_sized_on_every_resource_covers_the_batches_cpu_alone_misses():
     assert every["slo_violation_pct"] < cpu["slo_violation_pct"] / 2
     assert {"cpu", "memory"} <= set(result.binding)  # the binding resource changed
     assert result.metrics["oracle"]["slo_violation_pct"] == 0.0
+
+
+@pytest.mark.parametrize("interval", ["1min", "5min", "30min", "60min"])
+def test_the_replay_runs_at_any_sampling_interval(interval):
+    """The same scenario sampled every 1, 5, 30 or 60 minutes replays, and the oracle, which
+    knows the future, never misses."""
+    frame = binding_shift(days=8, interval=interval)
+    result = bench_resources(frame)
+    assert result.metrics["oracle"]["slo_violation_pct"] == 0.0
+    assert set(result.metrics) >= {"hpa", "leadtime", "leadtime_cpu"}
