@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +14,13 @@ from leadtime_cli.suite import BudgetOption, ViolationCostOption, _engine
 
 
 def resources(
+    trace: Annotated[Path | None, typer.Option(
+        help="A load trace with a 'resource' column (cpu, memory...) instead of the generated "
+        "scenario; capacities per instance from leadtime.yaml's resources for the producer, "
+        "else derived (its 95th percentile needs 9 instances).")] = None,
+    producer: Annotated[str | None, typer.Option(
+        help="With --trace: the producer to replay (default: the first with two resources).")
+    ] = None,
     days: Annotated[int, typer.Option(min=8, max=120, help="Days of the generated scenario.")] = 28,
     interval: Annotated[str, typer.Option(help="Its sampling interval, e.g. 5min, 1min.")] = "5min",
     violation_cost: ViolationCostOption = None,
@@ -27,7 +35,7 @@ def resources(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from leadtime_cli.common import fail
-    from simulation.resources import POLICIES, bench_resources, binding_shift
+    from simulation.resources import MAX_INSTANCES, POLICIES, bench_resources, binding_shift
 
     try:
         step = pd.Timedelta(interval)
@@ -36,14 +44,20 @@ def resources(
     if not pd.Timedelta("1min") <= step <= pd.Timedelta("1h"):
         fail(f"--interval {interval!r}: between 1min and 1h")
     engine = _engine(violation_cost, budget)
-    frame = binding_shift(days=days, interval=interval)
+    capacity, scenario = None, {"name": "binding_shift", "days": days, "interval": interval}
+    if trace is not None:
+        frame, capacity, scenario = _from_trace(trace, producer)
+    else:
+        frame = binding_shift(days=days, interval=interval)
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("bench resources", total=3 + len(POLICIES))
-        result = bench_resources(frame, engine=engine, on_step=lambda name: bar.update(
-            task, advance=1, description=name))
-    doc = {"scenario": {"name": "binding_shift", "days": days, "interval": interval},
+        result = bench_resources(frame, engine=engine, capacity=capacity,
+                                 max_instances=None if trace is not None else MAX_INSTANCES,
+                                 on_step=lambda name: bar.update(task, advance=1,
+                                                                 description=name))
+    doc = {"scenario": scenario,
            "policies": result.metrics, "leadtime_binding": result.binding,
            "wall_time_s": round(result.wall_time_s, 1)}
     if as_json:
@@ -64,6 +78,45 @@ def resources(
     shares = ", ".join(f"{r} {n}" for r, n in sorted(result.binding.items(), key=lambda x: -x[1]))
     console.print(f"leadtime's binding resource, passes: {shares}; "
                   f"{result.wall_time_s:.0f} s")
+
+
+def _from_trace(trace: Path, producer: str | None):
+    """The producer's resources from ``trace``, their capacities (leadtime.yaml's or derived)
+    and the description the output carries; a bad trace or config is one error line."""
+    from rich.console import Console
+
+    from leadtime.config import ConfigError, load_config
+    from leadtime.settings import get_settings
+    from leadtime.validation import TraceError
+    from leadtime_cli.common import fail
+    from simulation.resources import derived_capacity, read_resources
+
+    try:
+        frame, notes = read_resources(str(trace), producer)
+    except TraceError as exc:
+        fail(str(exc))
+    pid = str(frame["producer_id"].iloc[0])
+    capacity, source = derived_capacity(frame), "derived: its 95th percentile needs 9 instances"
+    path = get_settings().config_path
+    if path.is_file():
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            fail(str(exc))
+        try:
+            declared = config.settings_of(pid).resources or {}
+        except KeyError:
+            declared = {}
+        if declared:
+            capacity = {name: r.capacity_per_instance for name, r in declared.items()}
+            source = f"leadtime.yaml's resources for {pid}"
+    err = Console(stderr=True)
+    for note in notes:
+        err.print(f"[yellow]note:[/] {note}")
+    err.print(f"capacity per instance ({source}): "
+              + ", ".join(f"{r} {c:.4g}" for r, c in capacity.items()))
+    return frame, capacity, {"trace": str(trace), "producer": pid, "capacity": capacity,
+                             "capacity_from": source}
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

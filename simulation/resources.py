@@ -48,8 +48,9 @@ from simulation.metrics import add_cost_vs_oracle, score
 from simulation.policies import HPA, ForecastScaleOut, Leadtime, Observation, Oracle, Policy, clamp
 from simulation.simulator import Run, serve, simulate, slo_need
 
-#: The scenario's resources: capacity per instance (cores, GB, Gbit/s).
+#: The scenario's resources: capacity per instance (cores, GB, Gbit/s), and its ceiling.
 CAPACITY = {"cpu": 4.0, "memory": 16.0, "network": 1.0}
+MAX_INSTANCES = 60
 POLICIES = ("hpa", "hpa_cpu", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime",
             "leadtime_cpu", "oracle")
 
@@ -207,11 +208,63 @@ class ResourcesResult:
     wall_time_s: float
 
 
+def read_resources(path: str, producer: str | None = None,
+                   ) -> tuple[pd.DataFrame, list[str]]:
+    """One producer's resources from a load trace with a ``resource`` column, as the long
+    frame :func:`bench_resources` replays (``producer``: which, when the trace has several),
+    and notes. Raises :class:`leadtime.validation.TraceError` when there is no producer with
+    two resources or more to replay."""
+    from leadtime.data import read_load_trace
+    from leadtime.validation import TraceError
+
+    trace = read_load_trace(path)
+    owners: dict[str, dict[str, str]] = {}
+    for series in trace.producers:
+        owner, _, resource = series.rpartition("/")
+        if owner and resource:
+            owners.setdefault(owner, {})[resource] = series
+    for owner, found in owners.items():  # its one load, when the trace also has it
+        if owner in trace.producers:
+            found.setdefault("load", owner)
+    several = {o: r for o, r in owners.items() if len(r) >= 2}
+    if not several:
+        raise TraceError(f"{trace.path.name}: no producer with two resources or more (a load "
+                         "trace with a 'resource' column, e.g. cpu and memory)")
+    if producer is None:
+        producer = next(iter(several))
+    elif producer not in several:
+        raise TraceError(f"{trace.path.name}: no producer {producer!r} with two resources or "
+                         f"more; it has {', '.join(several)}")
+    frame = pd.concat([trace.series(key).rename("value").rename_axis("timestamp").reset_index()
+                       .assign(producer_id=producer, resource=name)
+                       for name, key in several[producer].items()], ignore_index=True)
+    notes = [f"{len(several) - 1} other producer(s) left out: --producer picks one"
+             ] if len(several) > 1 else []
+    return frame[["timestamp", "producer_id", "resource", "value"]], trace.repairs + notes
+
+
+def derived_capacity(frame: pd.DataFrame, target: float = 0.7, instances: int = 9,
+                     ) -> dict[str, float]:
+    """Each resource's capacity per instance where none is declared: its 95th percentile
+    needs ``instances`` at the target utilisation, the rule ``bench autoscale`` derives a
+    producer's by (:func:`simulation.config.derive_config`)."""
+    out = {}
+    for name, rows in frame.groupby("resource", sort=False):
+        p95 = float(np.nanpercentile(rows["value"].to_numpy(dtype=float), 95))
+        out[str(name)] = max(p95, 1e-9) / (instances * target)
+    return out
+
+
 def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5min"),
-                    max_instances: int = 60, engine: Any = None,
+                    max_instances: int | None = MAX_INSTANCES, engine: Any = None,
                     history: pd.Timedelta = pd.Timedelta(days=28),
-                    on_step: Any = None) -> ResourcesResult:
-    """Replay one producer's resources (a long-format frame) under every policy."""
+                    on_step: Any = None,
+                    capacity: dict[str, float] | None = None) -> ResourcesResult:
+    """Replay one producer's resources (a long-format frame) under every policy; each
+    resource's capacity per instance from ``capacity`` (default: the scenario's), the
+    ceiling ``max_instances`` (None: twice what the binding peak needs, as
+    :func:`simulation.config.derive_config` sets a producer's)."""
+    capacity = capacity or CAPACITY
     from simulation.bench import replay_setup
     from simulation.forecast import daily_tier1
 
@@ -219,11 +272,16 @@ def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5m
     producer_id = str(frame["producer_id"].iloc[0])
     wide = frame.pivot_table(index="timestamp", columns="resource", values="value",
                              aggfunc="mean", sort=False)
-    wide = wide[[r for r in CAPACITY if r in wide.columns]
-                + [r for r in wide.columns if r not in CAPACITY]]
+    wide = wide[[r for r in capacity if r in wide.columns]
+                + [r for r in wide.columns if r not in capacity]]
     step = infer_interval(wide.index.to_series())  # the dominant spacing
     wide = wide.asfreq(step)
-    cfgs = {r: SimConfig(interval=step, capacity_per_instance=CAPACITY.get(r, 1.0),
+    if max_instances is None:
+        target = SimConfig(interval=step, capacity_per_instance=1.0).target_utilisation
+        peak = max(math.ceil(np.nanmax(wide[r].to_numpy(dtype=float))
+                             / (capacity.get(r, 1.0) * target)) for r in wide.columns)
+        max_instances = max(2 * peak, 10)
+    cfgs = {r: SimConfig(interval=step, capacity_per_instance=capacity.get(r, 1.0),
                          spinup=spinup, max_instances=max_instances) for r in wide.columns}
     demands = {r: wide[r].to_numpy(dtype=float) for r in wide.columns}
     first = next(iter(cfgs))

@@ -68,3 +68,42 @@ def test_the_replay_runs_at_any_sampling_interval(interval):
     result = bench_resources(frame)
     assert result.metrics["oracle"]["slo_violation_pct"] == 0.0
     assert set(result.metrics) >= {"hpa", "leadtime", "leadtime_cpu"}
+
+
+def test_bench_resources_replays_a_long_format_trace_with_leadtime_yamls_capacities(
+        tmp_path, monkeypatch):
+    """``--trace``: the producer's resources from the trace's resource column, capacities per
+    instance from leadtime.yaml where it declares them; a trace with one resource is refused
+    in one line."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from leadtime.settings import get_settings
+    from leadtime_cli.app import app
+
+    frame = binding_shift(days=9)
+    frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    trace = tmp_path / "long.csv"
+    frame.to_csv(trace, index=False)
+    config = tmp_path / "leadtime.yaml"
+    config.write_text("pools:\n  data:\n    producers:\n      - id: orders\n        resources:\n"
+                      "          cpu: {capacity_per_instance: 4}\n"
+                      "          memory: {capacity_per_instance: 16}\n"
+                      "          network: {capacity_per_instance: 1}\n")
+    monkeypatch.setenv("LEADTIME_CONFIG_PATH", str(config))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["bench", "resources", "--trace", str(trace), "--json"])
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout[result.stdout.index("{"):])
+        assert doc["scenario"]["capacity"] == {"cpu": 4.0, "memory": 16.0, "network": 1.0}
+        assert doc["scenario"]["capacity_from"] == "leadtime.yaml's resources for orders"
+        assert doc["policies"]["oracle"]["slo_violation_pct"] == 0.0
+        one = tmp_path / "one.csv"
+        frame[frame["resource"] == "cpu"].to_csv(one, index=False)
+        refused = CliRunner().invoke(app, ["bench", "resources", "--trace", str(one)])
+        assert refused.exit_code == 2 and "no producer with two resources" in refused.output
+        assert "Traceback" not in refused.output
+    finally:
+        get_settings.cache_clear()
