@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from leadtime.config import PRODUCER_DEFAULTS
+from leadtime_cli.common import BudgetOption, ViolationCostOption
 
 POLICY_ORDER = ("static_peak", "hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa",
                 "leadtime", "oracle")  # simulation.policies.POLICIES, without importing it
@@ -110,6 +111,8 @@ def autoscale(
         int | None,
         typer.Option(help="Processes for the daily fits (default: settings.workers; 1 = serial)."),
     ] = None,
+    violation_cost: ViolationCostOption = None,
+    budget: BudgetOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON document instead of the table.")
     ] = False,
@@ -153,7 +156,7 @@ def autoscale(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from leadtime.settings import get_settings
-    from leadtime_cli.common import configured_engine
+    from leadtime_cli.common import engine_from_flags
     from simulation.bench import engine_spec, plot_bench, run_bench
 
     err = Console(stderr=True)
@@ -178,7 +181,8 @@ def autoscale(
                 interval=bins, reading=reading,
                 overrides=overrides,
                 workers=workers if workers is not None else get_settings().workers,
-                engine=engine_spec(level, threshold, base=configured_engine()),
+                engine=engine_spec(level, threshold,
+                                   base=engine_from_flags(violation_cost, budget)),
                 on_total=lambda n: bar.update(task, total=n, description="simulating"),
                 progress=lambda label: bar.update(task, advance=1, description=label),
             )

@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 
@@ -73,3 +74,32 @@ def quiet_refusals(show: bool = False) -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(refusals)
+
+
+ViolationCostOption = Annotated[float | None, typer.Option(
+    "--violation-cost", min=0.001,
+    help="Price of a violating window in instance-intervals: the highest quantile sizing "
+    "holds (default: leadtime.yaml's).")]
+BudgetOption = Annotated[str | None, typer.Option(
+    "--budget", help="Spend at most this multiple of what reacting (the HPA twin) spends, e.g. "
+    "1.0, or 'none' for the price mode (default: leadtime.yaml's).")]
+
+
+def engine_from_flags(violation_cost: float | None, budget: str | None = None):
+    """The engine the benchmarks replay: the settings' ``leadtime.yaml`` (:func:`configured_engine`)
+    with ``--violation-cost`` and ``--budget`` over it (a bad value: one error line)."""
+    from simulation.bench import engine_spec
+
+    spec = engine_spec(violation_cost=violation_cost, base=configured_engine())
+    if budget is None:
+        return spec
+    if budget.strip().lower() in ("none", "null", "price"):
+        return spec.model_copy(update={"sizing_budget": None})
+    try:
+        value = float(budget)
+    except ValueError:
+        fail(f"--budget {budget!r}: give a positive number (a multiple of reacting's spend) "
+             "or 'none' (the price mode)")
+    if not value > 0:
+        fail(f"--budget {budget!r}: must be > 0")
+    return spec.model_copy(update={"sizing_budget": value})

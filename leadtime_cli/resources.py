@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from leadtime_cli.suite import BudgetOption, ViolationCostOption, _engine
+from leadtime_cli.common import BudgetOption, ViolationCostOption
+from leadtime_cli.common import engine_from_flags as _engine
 
 
 def resources(

@@ -9,37 +9,12 @@ from typing import Annotated
 
 import typer
 
+from leadtime_cli.common import BudgetOption, ViolationCostOption
+from leadtime_cli.common import engine_from_flags as _engine
+
 SHOWN = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime", "oracle")
 SHORT = {"hpa": "hpa", "forecast_scale_out": "fso", "crane_ehpa": "crane", "knative_kpa": "kpa",
          "leadtime": "leadtime", "oracle": "oracle"}
-
-ViolationCostOption = Annotated[float | None, typer.Option(
-    "--violation-cost", min=0.001,
-    help="Price of a violating window in instance-intervals: the highest quantile sizing "
-    "holds (default: leadtime.yaml's).")]
-BudgetOption = Annotated[str | None, typer.Option(
-    "--budget", help="Spend at most this multiple of what reacting (the HPA twin) spends, e.g. "
-    "1.0, or 'none' for the price mode (default: leadtime.yaml's).")]
-
-
-def _engine(violation_cost: float | None, budget: str | None = None):
-    from leadtime_cli.common import configured_engine, fail
-    from simulation.bench import engine_spec
-
-    spec = engine_spec(violation_cost=violation_cost, base=configured_engine())
-    if budget is None:
-        return spec
-    if budget.strip().lower() in ("none", "null", "price"):
-        return spec.model_copy(update={"sizing_budget": None})
-    try:
-        value = float(budget)
-    except ValueError:
-        fail(f"--budget {budget!r}: give a positive number (a multiple of reacting's spend) "
-             "or 'none' (the price mode)")
-    if not value > 0:
-        fail(f"--budget {budget!r}: must be > 0")
-    return spec.model_copy(update={"sizing_budget": value})
-
 
 def suite(
     scenario: Annotated[list[str] | None, typer.Option(

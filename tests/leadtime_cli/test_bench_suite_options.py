@@ -9,6 +9,8 @@ import pytest
     (["bench", "suite", "--budget", "abc", "--no-real"], "give a positive number"),
     (["bench", "suite", "--budget", "-1", "--no-real"], "must be > 0"),
     (["bench", "ablation", "--budget", "lots"], "give a positive number"),
+    (["bench", "autoscale", "--trace", "t.csv", "--budget", "lots"], "give a positive number"),
+    (["bench", "resources", "--budget", "0"], "must be > 0"),
     (["bench", "suite", "--scenario", "nope", "--no-real"], "unknown scenario(s) nope"),
     (["bench", "defaults", "--scenario", "nope", "--no-real"], "unknown scenario(s) nope"),
 ])
@@ -60,3 +62,14 @@ def test_the_benchmarks_replay_the_engine_of_the_settings_leadtime_yaml(tmp_path
         assert "Traceback" not in result.output
     finally:
         get_settings.cache_clear()
+
+
+def test_violation_cost_keeps_its_name_from_the_flag_to_the_sizing():
+    """``--violation-cost`` and ``--budget`` of every bench reach ``loop.sizing`` under the
+    same names, through the one engine model."""
+    from leadtime_cli.common import engine_from_flags
+    from loop.sizing import SizingConfig
+
+    sizing = SizingConfig.from_engine(engine_from_flags(49.0, "none"))
+    assert (sizing.violation_cost, sizing.sizing_budget) == (49.0, None)
+    assert SizingConfig.from_engine(engine_from_flags(None, "1.5")).sizing_budget == 1.5
