@@ -100,13 +100,19 @@ def test_where_a_tier_sizes_the_floor_is_the_present():
     assert not any("floor held" in r for d in after for r in d.reasons)
 
 
-def test_a_held_floor_says_why():
+def untiered_loop() -> tuple[DecisionLoop, ReplayClock]:
+    """One producer (10 a instance, at 100 %), no tier answering, a pass a minute."""
     config = parse_config({
         "engine": {"decision_interval_s": 60, "reacting_tolerance": 0.0},
         "pools": {"p": {"defaults": {"capacity_per_instance": 10, "target_utilisation": 1.0,
                                      "max_utilisation": 1.0}, "producers": [{"id": "svc"}]}}})
     clock = ReplayClock(1_700_000_000.0)
     loop = DecisionLoop(config, [Unavailable("tier1", "none here")], clock)
+    return loop, clock
+
+
+def test_a_held_floor_says_why():
+    loop, clock = untiered_loop()
     for load in (80.0, 10.0):
         loop.report([Report("svc", 8, load)])
         decision = loop.step().fleet.decisions["svc"]
@@ -120,12 +126,7 @@ def test_a_held_floor_never_raises_the_count_back_up():
     """As Kubernetes clamps a recommendation between the current count and the window's
     highest: a fleet already below the held floor (scaled in while a tier sized, or changed by
     hand) is held where it is, not raised back to the old floor."""
-    config = parse_config({
-        "engine": {"decision_interval_s": 60, "reacting_tolerance": 0.0},
-        "pools": {"p": {"defaults": {"capacity_per_instance": 10, "target_utilisation": 1.0,
-                                     "max_utilisation": 1.0}, "producers": [{"id": "svc"}]}}})
-    clock = ReplayClock(1_700_000_000.0)
-    loop = DecisionLoop(config, [Unavailable("tier1", "none here")], clock)
+    loop, clock = untiered_loop()
     targets = []
     for instances, load in ((8, 80.0), (5, 10.0), (5, 10.0)):
         loop.report([Report("svc", instances, load)])
