@@ -52,7 +52,8 @@ class TierPrediction:
 
     def usable(self) -> bool:
         """A prediction with a missing or non-finite value is treated as no answer."""
-        return all(math.isfinite(v) for v in (self.point, self.lower, self.upper))
+        isfinite = math.isfinite
+        return isfinite(self.point) and isfinite(self.lower) and isfinite(self.upper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +189,9 @@ def combine(
     >>> round(c.point, 2), round(c.upper, 2), c.missing
     (108.57, 138.57, ('tier2',))
     """
-    used: dict[str, float] = {}
+    used: list[tuple[str, float, TierPrediction]] = []
     missing: list[str] = []
+    total = 0.0
     for tier, weight in weights.items():
         if weight <= 0:
             continue
@@ -197,17 +199,15 @@ def combine(
         if prediction is None or not prediction.usable():
             missing.append(tier)
         else:
-            used[tier] = weight
-    total = sum(used.values())
+            used.append((tier, weight, prediction))
+            total += weight
     if total <= 0:
         return None
     point = lower = upper = 0.0
     norm: dict[str, float] = {}
-    for tier, weight in used.items():
+    for tier, weight, p in used:
         w = weight / total
         norm[tier] = w
-        p = predictions[tier]
-        assert p is not None
         point += w * p.point
         lower += w * p.lower
         upper += w * p.upper
@@ -577,13 +577,14 @@ def decide_all(
     pool sees it in the binding resource's unit.
     """
     decisions: dict[str, Decision] = {}
+    sizing = sizing or {}
     for pid, config in configs.items():
         state = states.get(pid)
         assumed = state is None
         if assumed:
             state = ProducerState(instances=max(1, config.min_instances))
         decision = gate(allocate(config, combine(predictions.get(pid, {}), weights), state,
-                                 (sizing or {}).get(pid)), threshold)
+                                 sizing.get(pid)), threshold)
         if assumed:  # say it: the current count is an assumption, not a report
             decision = replace(decision, reasons=(
                 f"no state reported: assumed {state.instances} instance(s) running, load "
