@@ -27,6 +27,9 @@ def resources(
     violation_cost: ViolationCostOption = None,
     budget: BudgetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    plot: Annotated[bool, typer.Option(
+        "--plot/--no-plot", help="Save a PNG of each resource's load and what each policy's "
+        "instances carry of it.")] = True,
 ) -> None:
     """The binding resource changes over the day (CPU by day, memory in a nightly batch,
     network in a weekly backup): leadtime sized on every resource against leadtime on CPU
@@ -61,6 +64,12 @@ def resources(
     doc = {"scenario": scenario,
            "policies": result.metrics, "leadtime_binding": result.binding,
            "wall_time_s": round(result.wall_time_s, 1)}
+    if plot:
+        from leadtime.settings import get_settings
+        from simulation.resources import plot_resources
+
+        name = f"resources_{Path(str(scenario.get('trace', 'binding_shift'))).stem}.png"
+        doc["plot"] = str(plot_resources(result, get_settings().prepare().plots_dir / name))
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
@@ -79,6 +88,8 @@ def resources(
     shares = ", ".join(f"{r} {n}" for r, n in sorted(result.binding.items(), key=lambda x: -x[1]))
     console.print(f"leadtime's binding resource, passes: {shares}; "
                   f"{result.wall_time_s:.0f} s")
+    if plot:
+        console.print(f"plot: {doc['plot']}")
 
 
 def _from_trace(trace: Path, producer: str | None):

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -206,6 +207,11 @@ class ResourcesResult:
     metrics: dict[str, dict[str, float]]
     binding: dict[str, int]
     wall_time_s: float
+    loads: pd.DataFrame | None = None  # per resource, on the replay's grid
+    capacity: dict[str, float] | None = None  # per instance, per resource
+    ready: dict[str, np.ndarray] | None = None  # per policy: instances ready
+    violated: dict[str, np.ndarray] | None = None  # per policy: intervals missing the SLO
+    scored: np.ndarray | None = None
 
 
 def read_resources(path: str, producer: str | None = None,
@@ -310,10 +316,12 @@ def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5m
         "knative_kpa": KnativeKPA(cfgs[first]), "leadtime": multi, "leadtime_cpu": cpu_only,
         "oracle": Oracle(cfgs[first], need)}
     metrics: dict[str, dict[str, float]] = {}
+    ready, violated = {}, {}
     for name in POLICIES:
-        run = simulate(demands[first], cfgs[first], policies[name], MultiMetricHPA(cfgs),
-                       switch, loads=demands)
-        metrics[name] = score(served(name, demands, cfgs, run), cfgs[first], scored, need)
+        run = served(name, demands, cfgs, simulate(demands[first], cfgs[first], policies[name],
+                                                   MultiMetricHPA(cfgs), switch, loads=demands))
+        metrics[name] = score(run, cfgs[first], scored, need)
+        ready[name], violated[name] = run.ready, run.violated
         if on_step:
             on_step(name)
     add_cost_vs_oracle(metrics)
@@ -321,4 +329,50 @@ def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5m
     for m in metrics.values():
         m["cost_vs_hpa"] = m["instance_hours"] / hpa_hours if hpa_hours else math.nan
     return ResourcesResult(producer_id, metrics, dict(multi.sizing_sources),
-                           time.perf_counter() - began)
+                           time.perf_counter() - began, wide,
+                           {r: cfg.capacity_per_instance * cfg.max_utilisation
+                            for r, cfg in cfgs.items()}, ready, violated, scored)
+
+
+SHOWN = ("hpa", "leadtime", "leadtime_cpu")
+
+
+def plot_resources(result: ResourcesResult, path: Path, days: int = 7) -> Path:
+    """Per resource, its load against what leadtime's, leadtime on CPU alone's and the
+    multi-metric HPA's instances carry of it (at the maximum utilisation), over the last
+    ``days`` scored; below, each policy's intervals missing the SLO."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert result.loads is not None and result.ready is not None and result.scored is not None
+    loads, capacity = result.loads, result.capacity or {}
+    start = max(int(np.argmax(result.scored)),
+                len(loads) - int(pd.Timedelta(days=days) / (loads.index[1] - loads.index[0])))
+    index = loads.index[start:]
+    colours = {"hpa": "tab:blue", "leadtime": "tab:red", "leadtime_cpu": "tab:orange"}
+    rows = len(loads.columns)
+    fig, axes = plt.subplots(rows + 1, 1, figsize=(14, 2.6 * rows + 1.6), sharex=True,
+                             gridspec_kw={"height_ratios": [3] * rows + [1]})
+    for ax, resource in zip(axes[:-1], loads.columns, strict=True):
+        ax.plot(index, loads[resource].to_numpy()[start:], color="black", lw=0.8, label="load")
+        for name in SHOWN:
+            ax.plot(index, result.ready[name][start:] * capacity[resource], lw=0.9,
+                    color=colours[name], label=f"{name}: what its instances carry")
+        ax.set_ylabel(resource)
+        ax.legend(loc="upper left", fontsize=7, ncol=4)
+    axes[0].set_title(f"{result.producer_id}: each resource's load and what each policy's "
+                      "instances carry of it (a violation: any resource short)")
+    misses = axes[-1]
+    for row, name in enumerate(SHOWN):
+        hits = index[(result.violated[name] & result.scored)[start:]]
+        misses.plot(hits, np.full(len(hits), row), "|", color=colours[name], ms=8)
+    misses.set_yticks(range(len(SHOWN)), list(SHOWN), fontsize=7)
+    misses.set_ylim(-0.5, len(SHOWN) - 0.5)
+    misses.set_title("intervals missing the SLO", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

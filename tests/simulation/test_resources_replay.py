@@ -92,6 +92,7 @@ def test_bench_resources_replays_a_long_format_trace_with_leadtime_yamls_capacit
                       "          memory: {capacity_per_instance: 16}\n"
                       "          network: {capacity_per_instance: 1}\n")
     monkeypatch.setenv("LEADTIME_CONFIG_PATH", str(config))
+    monkeypatch.setenv("LEADTIME_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, ["bench", "resources", "--trace", str(trace), "--json"])
@@ -100,6 +101,10 @@ def test_bench_resources_replays_a_long_format_trace_with_leadtime_yamls_capacit
         assert doc["scenario"]["capacity"] == {"cpu": 4.0, "memory": 16.0, "network": 1.0}
         assert doc["scenario"]["capacity_from"] == "leadtime.yaml's resources for orders"
         assert doc["policies"]["oracle"]["slo_violation_pct"] == 0.0
+        from pathlib import Path
+
+        assert Path(doc["plot"]).stat().st_size > 10_000  # the PNG a person looks at
+        assert str(tmp_path) in doc["plot"]
         one = tmp_path / "one.csv"
         frame[frame["resource"] == "cpu"].to_csv(one, index=False)
         refused = CliRunner().invoke(app, ["bench", "resources", "--trace", str(one)])
