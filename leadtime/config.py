@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     create_model,
@@ -65,6 +66,10 @@ class ResourceSettings(_Strict):
     load_query: str | None = Field(
         default=None, min_length=1, max_length=4000,
         description="PromQL of this resource's load (as the producer's load_query).")
+    tier2_load_per_demand: float | None = Field(
+        default=None, gt=0, description="Load of this resource one unit of Tier 2's predicted "
+        "request demand per second adds (as the producer's): Tier 2 feeds the resources that "
+        "set it.")
 
 
 class ProducerSettings(_Strict):
@@ -340,6 +345,7 @@ def _resource_problems(merged: dict[str, Any]) -> list[str]:
 class LeadtimeConfig(_Strict):
     engine: EngineSpec = Field(default_factory=EngineSpec)
     pools: dict[str, PoolSpec] = Field(min_length=1)
+    _keys: dict[str, dict[str, str]] | None = PrivateAttr(default=None)  # resource_keys, once
 
     @model_validator(mode="after")
     def _check(self) -> LeadtimeConfig:
@@ -411,13 +417,17 @@ class LeadtimeConfig(_Strict):
 
     def resource_keys(self) -> dict[str, dict[str, str]]:
         """Per producer, each resource it is sized on and the key the loop tracks it under:
-        the producer's id for its one ``load``, ``"<id>/<resource>"`` for declared resources."""
+        the producer's id for its one ``load``, ``"<id>/<resource>"`` for declared resources
+        (computed once per configuration: the loop asks every pass)."""
+        if self._keys is not None:
+            return self._keys
         out = {}
         for pool in self.pools.values():
             for spec in pool.producers:
                 declared = self._merged(pool, spec)["resources"]
                 out[spec.id] = ({name: resource_key(spec.id, name) for name in declared} if declared
                                 else {LOAD: spec.id})
+        self._keys = out
         return out
 
     def resource_configs(self) -> dict[str, ProducerConfig]:
@@ -440,14 +450,26 @@ class LeadtimeConfig(_Strict):
         return out
 
     def tier2_scales(self) -> dict[str, float]:
-        """``tier2_load_per_demand`` of the producers Tier 2 feeds."""
+        """``tier2_load_per_demand`` of the producers Tier 2 feeds, and of the declared
+        resources it feeds, by resource key (:meth:`resource_owners` names their producer)."""
         out = {}
         for pool in self.pools.values():
             for spec in pool.producers:
-                scale = self._merged(pool, spec)["tier2_load_per_demand"]
-                if scale is not None:
+                merged = self._merged(pool, spec)
+                for name, r in (merged["resources"] or {}).items():
+                    scale = (r.get("tier2_load_per_demand") if isinstance(r, dict)
+                             else r.tier2_load_per_demand)
+                    if scale is not None:
+                        out[resource_key(spec.id, name)] = float(scale)
+                scale = merged["tier2_load_per_demand"]
+                if scale is not None and not merged["resources"]:
                     out[spec.id] = float(scale)
         return out
+
+    def resource_owners(self) -> dict[str, str]:
+        """The producer each declared resource's key belongs to."""
+        return {key: pid for pid, keys in self.resource_keys().items()
+                for key in keys.values() if key != pid}
 
     def slo_ms(self) -> dict[str, float]:
         return {s.id: self._merged(pool, s)["slo_ms"]

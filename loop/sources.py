@@ -141,9 +141,11 @@ class Tier2Announced:
     tier = "tier2"
 
     def __init__(self, announced: AnnouncedDemand,
-                 scales: Callable[[], Mapping[str, float]]) -> None:
+                 scales: Callable[[], Mapping[str, float]],
+                 owners: Callable[[], Mapping[str, str]] = dict) -> None:
         self.announced = announced
         self.scales = scales  # () -> tier2_load_per_demand per producer, from the configuration
+        self.owners = owners  # () -> the producer of each declared resource's key
 
     def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
                level: int) -> Answers:
@@ -151,8 +153,21 @@ class Tier2Announced:
         if not scales:
             return Answers({}, "no producer sets tier2_load_per_demand in the config: announced "
                                "demand is not turned into load")
+        owners = self.owners()
+        resources = {key: s for key, s in scales.items() if key in owners}
+        scales = {p: s for p, s in scales.items() if p not in owners}
         windows = {p: producers[p].spinup_lead_time_s for p in scales}
         answered = self.announced.predict(windows, scales, now_s)
+        if resources:  # announced per producer: each resource's share by its own factor
+            per = self.announced.predict(
+                {owners[k]: producers[k].spinup_lead_time_s for k in resources},
+                {owners[k]: 1.0 for k in resources}, now_s)
+            answered = dict(answered)
+            for key, scale in resources.items():
+                if (base := per.get(owners[key])) is not None:
+                    answered[key] = TierPrediction(base.point * scale, base.lower * scale,
+                                                   base.upper * scale)
+            scales.update(resources)
         silent = [p for p in scales if p not in answered]
         error = (f"nothing announced yet through /v1/requests/predict for {', '.join(silent[:5])}"
                  if silent else None)

@@ -189,7 +189,8 @@ class DecisionRuntime:
         out: list[TierSource] = [
             Tier1Champion(self.tier1) if self.tier1 is not None
             else Unavailable("tier1", self.tier1_error or "no Tier 1 champion loaded"),
-            Tier2Announced(self.tier2, lambda: self.config.tier2_scales() if self.config else {})
+            Tier2Announced(self.tier2, lambda: self.config.tier2_scales() if self.config else {},
+                           lambda: self.config.resource_owners() if self.config else {})
             if self.tier2 is not None else Unavailable("tier2", "no announced-demand source wired"),
             Tier3Assess(self.tier3) if self.tier3 is not None
             else Unavailable("tier3", "no Tier 3 service"),

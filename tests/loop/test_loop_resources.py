@@ -3,6 +3,8 @@ producer of its own from its reported load, and the binding one sets the count."
 
 from __future__ import annotations
 
+import pytest
+
 from leadtime.config import parse_config
 from loop.clock import ReplayClock
 from loop.decision_log import DecisionLog
@@ -88,3 +90,27 @@ def test_in_the_budget_mode_a_producers_resources_share_one_price():
     cpu, memory = loop._sizers["db/cpu"], loop._sizers["db/memory"]
     assert cpu.spend_rows is not None and memory.spend_rows is not None
     assert cpu.price == memory.price
+
+
+def test_tier2_feeds_the_resources_that_set_a_factor():
+    """Requests are announced per producer; a declared resource that sets
+    tier2_load_per_demand turns that demand into its own load, the others hear nothing."""
+    from loop.sources import Tier2Announced
+    from models.tier2.announced import AnnouncedDemand
+
+    config = parse_config({"engine": {"decision_interval_s": 60}, "pools": {"p": {"producers": [
+        {"id": "db", "resources": {"cpu": {"capacity_per_instance": 4,
+                                           "tier2_load_per_demand": 2.0},
+                                   "memory": {"capacity_per_instance": 16}}},
+        {"id": "web", "capacity_per_instance": 10, "tier2_load_per_demand": 1.0}]}}})
+    assert config.tier2_scales() == {"db/cpu": 2.0, "web": 1.0}
+    clock = ReplayClock(1_700_000_000.0)
+    demand = AnnouncedDemand()
+    demand.add(clock.now() - 10, [("db", 300.0, 270.0, 330.0), ("web", 300.0, 270.0, 330.0)])
+    source = Tier2Announced(demand, config.tier2_scales, config.resource_owners)
+    loop = DecisionLoop(config, [source], clock, weights={"tier2": 1.0})
+    tiers = loop.step().tiers
+    # 300 units announced over the 300 s lead time: 1 a second, twice that for db's cpu
+    assert tiers["db/cpu"]["tier2"].point == pytest.approx(2.0)
+    assert tiers["web"]["tier2"].point == pytest.approx(1.0)
+    assert "tier2" not in tiers["db/memory"]
