@@ -42,6 +42,11 @@ ReadingOption = Annotated[
 ]
 
 
+def _seconds(value) -> float | None:
+    """A parsed flag's duration in seconds, as everything below the command line takes it."""
+    return None if value is None else value.total_seconds()
+
+
 def _duration(text: str | None, flag: str):
     import pandas as pd
 
@@ -147,7 +152,7 @@ def autoscale(
         "max_utilisation": max_utilisation,
         "slo_ms": slo_ms,
         "service_time_ms": service_time_ms,
-        "warmup": _duration(warmup, "--warmup"),
+        "warmup_s": _seconds(_duration(warmup, "--warmup")),
     }
     spin = _duration(spinup, "--spinup")
     bins = _duration(interval, "--interval")
@@ -174,7 +179,7 @@ def autoscale(
             result = run_bench(
                 trace,
                 producer=producer,
-                spinup=spin,
+                spinup_s=_seconds(spin),
                 model=model,
                 level=level,
                 threshold=threshold,
@@ -300,7 +305,8 @@ def frontier(
             fail(f"{trace.name} has {len(demand.series)} producers: choose one with --producer "
                  f"({', '.join(list(demand.series)[:5])}...)")
         name, series = next(iter(demand.series.items()))
-        cfg = derive_config(series, pd.Timedelta(series.index.freq), spinup=_duration(spinup, "--spinup"))
+        cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds(),
+                            spinup_s=_seconds(_duration(spinup, "--spinup")))
         with err.status("sweeping the policies' risk knobs") as status:
             rows = sweep(series, cfg, model, progress=lambda label: status.update(label),
                          engine=engine_spec(base=configured_engine()))

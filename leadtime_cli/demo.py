@@ -205,7 +205,7 @@ def demo(
     with _progress() as progress:
         job = progress.add_task("reading the trace", total=None)
         try:
-            bench = run_bench(trace, overrides={"warmup": warmup}, workers=settings.workers,
+            bench = run_bench(trace, overrides={"warmup_s": warmup.total_seconds()}, workers=settings.workers,
                               on_total=lambda n: progress.update(job, total=n,
                                                                  description="replaying"),
                               progress=lambda label: progress.update(job, advance=1,

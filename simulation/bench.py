@@ -152,7 +152,7 @@ def replay_setup(
     index = pd.DatetimeIndex(series.index)
     demand = series.to_numpy(dtype=float)
     lead = cfg.spinup_steps
-    warm_steps = int(np.searchsorted(index, index[0] + cfg.warmup))
+    warm_steps = int(np.searchsorted(index, index[0] + pd.Timedelta(seconds=cfg.warmup_s)))
     switch = handover_step(warm_steps, lead, cfg)
     scored = (np.arange(len(index)) >= warm_steps) & np.isfinite(demand)
     return demand, lead, switch, scored, slo_need(demand, cfg)
@@ -218,7 +218,7 @@ def bench_producer(
 def run_bench(
     path: str | Path,
     producer: str | None = None,
-    spinup: pd.Timedelta | None = None,
+    spinup_s: float | None = None,
     model: str = "champion",
     level: int | None = None,
     threshold: float | None = None,
@@ -243,10 +243,11 @@ def run_bench(
     configs: dict[str, SimConfig] = {}
     work = 0
     for name, series in demand.series.items():
-        step = pd.Timedelta(series.index.freq)
-        cfg = derive_config(series, step, spinup=spinup, **(overrides or {}))
+        step_s = pd.Timedelta(series.index.freq).total_seconds()
+        cfg = derive_config(series, step_s, spinup_s=spinup_s, **(overrides or {}))
         configs[name] = cfg
-        warm_steps = int(np.searchsorted(series.index, series.index[0] + cfg.warmup))
+        warm_steps = int(np.searchsorted(series.index,
+                                         series.index[0] + pd.Timedelta(seconds=cfg.warmup_s)))
         switch = handover_step(warm_steps, cfg.spinup_steps, cfg)
         work += count_days(series.index, switch) + len(POLICIES)
     if on_total:

@@ -13,8 +13,12 @@ trace, CPU-% on a CPU trace). Defaults (all overridable):
 * latency model: each instance runs ``servers_per_instance`` (4) workers, a request takes
   ``service_time_ms`` (100 ms), SLO: p99 latency within ``slo_ms`` (500 ms), backlog older than
   ``timeout_s`` (30 s) is dropped. See :mod:`simulation.latency`.
-* ``spinup``: 5 minutes; ``warmup``: 7 days, or fewer whole days on short traces (at least one
-  day is warm-up and at least one is scored).
+* ``spinup_s``: 300 (5 minutes); ``warmup_s``: 7 days, or fewer whole days on short traces
+  (at least one day is warm-up and at least one is scored).
+
+Every duration is in seconds (``interval_s``, ``spinup_s``, ``warmup_s``, the HPA's
+``hpa_scale_down_window_s`` and ``hpa_sync_period_s``), at any sampling interval; the command
+line parses ``5min`` or ``90s`` and :meth:`SimConfig.describe` prints them back that way.
 """
 
 from __future__ import annotations
@@ -29,35 +33,34 @@ from leadtime.config import DEFAULT_MAX_UTILISATION, PRODUCER_DEFAULTS
 from leadtime.validation import TraceError
 
 DAY = pd.Timedelta(days=1)
-FIVE_MINUTES = pd.Timedelta(minutes=5)
-WEEK = pd.Timedelta(days=7)
-HPA_SYNC = pd.Timedelta(seconds=15)
+WEEK_S = 7 * 86400.0
 
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Everything the simulator and the policies share for one producer."""
+    """Everything the simulator and the policies share for one producer. Durations are
+    seconds (``interval_s``, ``spinup_s``...), whatever the sampling interval."""
 
-    interval: pd.Timedelta
+    interval_s: float
     capacity_per_instance: float
     # the producer's settings default to leadtime.yaml's (leadtime.config.ProducerSettings)
     min_instances: int = PRODUCER_DEFAULTS.min_instances
     max_instances: int = PRODUCER_DEFAULTS.max_instances
     target_utilisation: float = PRODUCER_DEFAULTS.target_utilisation
     max_utilisation: float = DEFAULT_MAX_UTILISATION
-    spinup: pd.Timedelta = pd.Timedelta(seconds=PRODUCER_DEFAULTS.spinup_lead_time_s)
+    spinup_s: float = PRODUCER_DEFAULTS.spinup_lead_time_s
     servers_per_instance: int = 4
     service_time_ms: float = 100.0
     slo_ms: float = PRODUCER_DEFAULTS.slo_ms
     timeout_s: float = 30.0
-    warmup: pd.Timedelta = WEEK
+    warmup_s: float = WEEK_S
     # Kubernetes HPA
     hpa_tolerance: float = 0.1
-    hpa_scale_down_window: pd.Timedelta = FIVE_MINUTES
-    hpa_sync_period: pd.Timedelta = HPA_SYNC  # kube-controller-manager's default sync period
+    hpa_scale_down_window_s: float = 300.0
+    hpa_sync_period_s: float = 15.0  # kube-controller-manager's default sync period
 
     def __post_init__(self) -> None:
-        if self.interval <= pd.Timedelta(0):
+        if not self.interval_s > 0:
             raise ValueError("interval must be positive")
         if not self.capacity_per_instance > 0:
             raise ValueError("capacity_per_instance must be > 0")
@@ -65,17 +68,23 @@ class SimConfig:
             raise ValueError("need 0 < target_utilisation <= max_utilisation < 1")
         if not 0 <= self.min_instances <= self.max_instances:
             raise ValueError("need 0 <= min_instances <= max_instances")
-        if self.spinup < pd.Timedelta(0):
+        if self.spinup_s < 0:
             raise ValueError("spinup cannot be negative")
 
     @property
     def dt_s(self) -> float:
-        return self.interval.total_seconds()
+        """The sampling interval, in seconds (``interval_s``)."""
+        return self.interval_s
+
+    @property
+    def interval(self) -> pd.Timedelta:
+        """The sampling interval as a pandas offset, for indexes and labels."""
+        return pd.Timedelta(seconds=self.interval_s)
 
     @property
     def spinup_steps(self) -> int:
         """Whole intervals between requesting an instance and it serving (rounded up)."""
-        return math.ceil(self.spinup / self.interval - 1e-9)
+        return math.ceil(self.spinup_s / self.interval_s - 1e-9)
 
     @property
     def usable_capacity(self) -> float:
@@ -83,11 +92,19 @@ class SimConfig:
         return self.capacity_per_instance * self.max_utilisation
 
     def describe(self) -> dict[str, object]:
-        """JSON-friendly settings (durations as strings)."""
+        """JSON-friendly settings, durations as the CLI flags take them (``5min``, ``7d``)."""
         out: dict[str, object] = {}
         for key, value in asdict(self).items():
-            out[key] = short_duration(value) if isinstance(value, pd.Timedelta) else value
+            if key in DURATIONS:
+                out[key.removesuffix("_s")] = short_duration(pd.Timedelta(seconds=value))
+            else:
+                out[key] = value
         return out
+
+
+#: The settings that are durations (seconds), shown as ``5min``, ``7d``.
+DURATIONS = ("interval_s", "spinup_s", "warmup_s", "hpa_scale_down_window_s",
+             "hpa_sync_period_s")
 
 
 def short_duration(value: pd.Timedelta) -> str:
@@ -101,11 +118,13 @@ def short_duration(value: pd.Timedelta) -> str:
 
 def derive_config(
     demand: pd.Series,
-    interval: pd.Timedelta,
+    interval_s: float,
     p95_instances: float = 9.0,
     **overrides: object,
 ) -> SimConfig:
-    """Defaults for ``demand`` (see the module docstring); ``overrides`` win (None = default)."""
+    """Defaults for ``demand`` sampled every ``interval_s`` (see the module docstring);
+    ``overrides`` (fields of :class:`SimConfig`, durations in seconds) win (None: default)."""
+    interval = pd.Timedelta(seconds=interval_s)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     values = demand.to_numpy(dtype=float)
     values = values[np.isfinite(values)]
@@ -125,11 +144,10 @@ def derive_config(
             f"{demand.name}: the trace spans {short_duration(span)}; the benchmark needs at least 2 days "
             "(whole days of warm-up, then scored days refit daily)"
         )
-    warmup = pd.Timedelta(days=min(7, days // 2))
     base = SimConfig(
-        interval=interval,
+        interval_s=float(interval_s),
         capacity_per_instance=capacity,
         max_instances=max(2 * peak_need, 10),
-        warmup=warmup,
+        warmup_s=min(7, days // 2) * 86400.0,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]

@@ -76,7 +76,7 @@ predicted peak of the next hour (165) asks for 12:
 >>> from simulation.policies import HPA, Observation
 >>> index = pd.date_range("2024-01-01", periods=9 * 1440, freq="1min")
 >>> series = pd.Series(100 + 90 * np.sin(2 * np.pi * np.arange(index.size) / 1440), index)
->>> cfg = SimConfig(interval=pd.Timedelta("1min"), capacity_per_instance=20.0)
+>>> cfg = SimConfig(interval_s=60.0, capacity_per_instance=20.0)
 >>> step = 8 * 1440 + 120
 >>> obs = Observation(step, step * 60.0, float(series.iloc[step - 1]), 10, 10, 0)
 >>> HPA(cfg).decide(obs), CraneEHPA(cfg, series).decide(obs)

@@ -81,7 +81,7 @@ def meets(row: dict[str, dict[str, float]], policy: str) -> bool:
 def replay_alternatives(series: pd.Series, alternatives: dict[str, dict[str, Any]],
                         history: pd.Timedelta = HISTORY) -> dict[str, dict[str, float]]:
     """One trace: the peers once, and leadtime under each alternative (one Tier 1 fit)."""
-    cfg = derive_config(series, pd.Timedelta(series.index.freq))
+    cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     base = engine_spec()
     tier1 = daily_tier1(series, lead, switch, "champion", base.level, history)

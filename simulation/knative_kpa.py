@@ -53,7 +53,7 @@ Example: 4 ready instances, target 50 per instance; 300 needs 6 (no panic: 6 / 4
 >>> import pandas as pd
 >>> from simulation.config import SimConfig
 >>> from simulation.policies import Observation
->>> cfg = SimConfig(interval=pd.Timedelta("1min"), capacity_per_instance=100.0,
+>>> cfg = SimConfig(interval_s=60.0, capacity_per_instance=100.0,
 ...                 target_utilisation=0.5)
 >>> kpa = KnativeKPA(cfg)
 >>> [kpa.decide(Observation(1, 60.0, 40.0, 1, 1, 0)),

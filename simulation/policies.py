@@ -81,8 +81,8 @@ class HPA:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
         self.target = cfg.capacity_per_instance * cfg.target_utilisation
-        self.window_s = cfg.hpa_scale_down_window.total_seconds()
-        self.last_sync_s = max(0.0, cfg.dt_s - cfg.hpa_sync_period.total_seconds())
+        self.window_s = cfg.hpa_scale_down_window_s
+        self.last_sync_s = max(0.0, cfg.dt_s - cfg.hpa_sync_period_s)
         self.recommendations: list[tuple[float, int]] = []
 
     def recommend(self, obs: Observation) -> int:
@@ -163,7 +163,7 @@ def replay_config(cfg: SimConfig, producer_id: str, engine: EngineSpec | None = 
             "min_instances": cfg.min_instances, "max_instances": cfg.max_instances,
             "target_utilisation": cfg.target_utilisation,
             "max_utilisation": cfg.max_utilisation,
-            "spinup_lead_time_s": cfg.spinup.total_seconds(), "slo_ms": cfg.slo_ms}]}},
+            "spinup_lead_time_s": cfg.spinup_s, "slo_ms": cfg.slo_ms}]}},
     }, source="replay")
 
 

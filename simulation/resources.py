@@ -174,7 +174,7 @@ def resources_config(cfgs: dict[str, SimConfig], producer_id: str,
         "id": producer_id, "min_instances": first.min_instances,
         "max_instances": first.max_instances, "target_utilisation": first.target_utilisation,
         "max_utilisation": first.max_utilisation,
-        "spinup_lead_time_s": first.spinup.total_seconds(), "slo_ms": first.slo_ms,
+        "spinup_lead_time_s": first.spinup_s, "slo_ms": first.slo_ms,
         "resources": {name: {"capacity_per_instance": cfg.capacity_per_instance}
                       for name, cfg in cfgs.items()}}]}}}, source="replay")
 
@@ -261,7 +261,7 @@ def derived_capacity(frame: pd.DataFrame, target: float = 0.7, instances: int = 
     return out
 
 
-def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5min"),
+def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
                     max_instances: int | None = MAX_INSTANCES, engine: Any = None,
                     history: pd.Timedelta = pd.Timedelta(days=28),
                     on_step: Any = None,
@@ -283,12 +283,14 @@ def bench_resources(frame: pd.DataFrame, spinup: pd.Timedelta = pd.Timedelta("5m
     step = infer_interval(wide.index.to_series())  # the dominant spacing
     wide = wide.asfreq(step)
     if max_instances is None:
-        target = SimConfig(interval=step, capacity_per_instance=1.0).target_utilisation
+        target = SimConfig(interval_s=step.total_seconds(),
+                           capacity_per_instance=1.0).target_utilisation
         peak = max(math.ceil(np.nanmax(wide[r].to_numpy(dtype=float))
                              / (capacity.get(r, 1.0) * target)) for r in wide.columns)
         max_instances = max(2 * peak, 10)
-    cfgs = {r: SimConfig(interval=step, capacity_per_instance=capacity.get(r, 1.0),
-                         spinup=spinup, max_instances=max_instances) for r in wide.columns}
+    cfgs = {r: SimConfig(interval_s=step.total_seconds(),
+                         capacity_per_instance=capacity.get(r, 1.0), spinup_s=spinup_s,
+                         max_instances=max_instances) for r in wide.columns}
     demands = {r: wide[r].to_numpy(dtype=float) for r in wide.columns}
     first = next(iter(cfgs))
     cpu = wide[first].rename(producer_id)

@@ -66,7 +66,7 @@ def reactive_frontier(series: pd.Series, cfg, tier1, targets=FRONTIER_TARGETS) -
 def trace_row(name: str, source: str, series: pd.Series, engine: EngineSpec,
               history: pd.Timedelta = HISTORY) -> dict[str, Any]:
     """One trace of the suite: every policy at its default, the reactive frontiers, a verdict."""
-    cfg = derive_config(series, pd.Timedelta(series.index.freq))
+    cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     result = bench_producer(series, cfg, history=history, engine=engine)
     hpa_hours = result.metrics["hpa"]["instance_hours"]
     policies = {p: {"slo_violation_pct": result.metrics[p]["slo_violation_pct"],
@@ -163,7 +163,7 @@ def ablation(series: pd.Series, engine: EngineSpec | None = None,
     and the peers beside it. With ``requests`` (the trace's requests with Tier 2's predicted
     run times, :func:`simulation.intent_replay.predict_requests`) the Tier 2 variants too."""
     engine = engine or engine_spec()
-    cfg = derive_config(series, pd.Timedelta(series.index.freq))
+    cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     demand, _, switch, scored, need = replay_setup(series, cfg)
     result = bench_producer(series, cfg, engine=engine, history=history)
     peers, tier1 = result.metrics, result.tier1  # the same daily Tier 1 fits for every variant

@@ -16,7 +16,7 @@ from simulation.simulator import simulate
 
 def replay(budget: float | None):
     series = scenario("intermittent_bursts", days=5)
-    cfg = derive_config(series, pd.Timedelta(series.index.freq))
+    cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY)
     engine = engine_spec().model_copy(update={"sizing_budget": budget})

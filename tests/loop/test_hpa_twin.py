@@ -40,10 +40,10 @@ def twin_config(cfg: SimConfig, **kw) -> HpaTwinConfig:
         target_utilisation=cfg.target_utilisation,
         min_instances=cfg.min_instances,
         max_instances=cfg.max_instances,
-        spinup_s=cfg.spinup.total_seconds(),
+        spinup_s=cfg.spinup_s,
         tolerance=cfg.hpa_tolerance,
-        scale_down_window_s=cfg.hpa_scale_down_window.total_seconds(),
-        sync_period_s=cfg.hpa_sync_period.total_seconds(),
+        scale_down_window_s=cfg.hpa_scale_down_window_s,
+        sync_period_s=cfg.hpa_sync_period_s,
         **kw,
     )
 
@@ -62,14 +62,14 @@ def drive(twin: HpaTwin, demand: np.ndarray, dt: float, start: int = 0, stop: in
 CASES = {
     "1min": ("1min", 3, {}, False),
     "1min-gaps-min3": ("1min", 3, {"min_instances": 3}, True),
-    "1min-spinup-90s": ("1min", 2, {"spinup": pd.Timedelta("90s")}, False),
+    "1min-spinup-90s": ("1min", 2, {"spinup_s": 90.0}, False),
     # a spin-up longer than the scale-down window: launches still pending are terminated
-    "1min-spinup-12min": ("1min", 3, {"spinup": pd.Timedelta("12min")}, False),
+    "1min-spinup-12min": ("1min", 3, {"spinup_s": 720.0}, False),
     "5min-max-20": ("5min", 6, {"max_instances": 20}, False),
     "5min": ("5min", 6, {}, False),
     "5min-gaps": ("5min", 6, {}, True),
     "30min-spinup-5min": ("30min", 14, {}, False),  # spin-up shorter than the interval
-    "1min-no-spinup": ("1min", 2, {"spinup": pd.Timedelta(0)}, False),
+    "1min-no-spinup": ("1min", 2, {"spinup_s": 0.0}, False),
 }
 
 
@@ -77,7 +77,7 @@ CASES = {
 def test_parity_with_the_simulators_hpa(case):
     interval, days, overrides, gaps = CASES[case]
     series = bursty(interval, days, seed=len(case), gaps=gaps)
-    cfg = derive_config(series, pd.Timedelta(interval), **overrides)
+    cfg = derive_config(series, pd.Timedelta(interval).total_seconds(), **overrides)
     demand = series.to_numpy(dtype=float)
     run = simulate(demand, cfg, HPA(cfg))
     assert run.actions.sum() > 20  # the series makes the HPA work
@@ -152,7 +152,7 @@ def test_no_metric_keeps_the_scale():
 
 def test_state_round_trips_through_json():
     series = bursty("1min", 2, seed=3, gaps=True)
-    cfg = derive_config(series, pd.Timedelta("1min"))
+    cfg = derive_config(series, pd.Timedelta("1min").total_seconds())
     demand = series.to_numpy(dtype=float)
     half = demand.size // 2
     one = HpaTwin(twin_config(cfg))

@@ -86,7 +86,7 @@ def test_replay_and_api_decide_the_same_step_for_step(state):
     frame = synthetic_load(producers=1, days=3, interval="5min", seed=11)
     series = pd.Series(frame["value"].to_numpy(float), name="svc",
                        index=pd.DatetimeIndex(frame["timestamp"], freq="5min"))
-    cfg = derive_config(series, pd.Timedelta("5min"))
+    cfg = derive_config(series, pd.Timedelta("5min").total_seconds())
     demand, lead, switch, _, _ = replay_setup(series, cfg)
     tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80)
     policy = Leadtime(cfg, tier1, "svc", series.index[0])

@@ -36,13 +36,13 @@ WEEK = 7 * DAY
 
 def cfg(**kw) -> SimConfig:
     base = {
-        "interval": pd.Timedelta("1min"),
+        "interval_s": 60.0,
         "capacity_per_instance": 100.0,
         "target_utilisation": 0.7,
         "min_instances": 1,
         "max_instances": 200,
-        "spinup": pd.Timedelta("2min"),
-        "warmup": pd.Timedelta(0),
+        "spinup_s": 120.0,
+        "warmup_s": 0.0,
     }
     base.update(kw)
     return SimConfig(**base)
@@ -260,7 +260,7 @@ def test_a_non_periodic_trace_falls_back_to_the_plain_hpa_exactly():
 
 def test_prediction_is_refreshed_every_12_hours_from_past_data_only():
     series = daily_trace(days=10, freq="5min", seed=1)
-    c = cfg(interval=pd.Timedelta("5min"), capacity_per_instance=30.0)
+    c = cfg(interval_s=pd.Timedelta("5min").total_seconds(), capacity_per_instance=30.0)
     demand = series.to_numpy()
     switch = 7 * 288
     ehpa = CraneEHPA(c, series)
@@ -308,7 +308,7 @@ def test_changing_the_future_does_not_change_any_decision_before_it():
 def test_runs_end_to_end_on_a_generated_trace(metric):
     frame = synthetic_load(producers=1, days=10, interval="5min", seed=5)
     series = frame.set_index("timestamp")["value"].asfreq("5min").rename("svc-1")
-    c = derive_config(series, pd.Timedelta("5min"))
+    c = derive_config(series, pd.Timedelta("5min").total_seconds())
     switch = 7 * 288
     ehpa = CraneEHPA(c, series, predicted_metric_type=metric)
     run = simulate(series.to_numpy(), c, ehpa, HPA(c), switch)

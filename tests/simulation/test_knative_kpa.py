@@ -20,14 +20,14 @@ TARGET = 50.0  # capacity 100 at 50 % target utilisation
 
 def cfg(**kw) -> SimConfig:
     base = {
-        "interval": pd.Timedelta("1min"),
+        "interval_s": 60.0,
         "capacity_per_instance": 100.0,
         "target_utilisation": 0.5,
         "max_utilisation": 0.9,
         "min_instances": 1,
         "max_instances": 5000,
-        "spinup": pd.Timedelta("2min"),
-        "warmup": pd.Timedelta(0),
+        "spinup_s": 120.0,
+        "warmup_s": 0.0,
     }
     base.update(kw)
     return SimConfig(**base)
@@ -58,7 +58,7 @@ def test_defaults_follow_knatives_config():
     [("1min", 1, 1), ("5min", 1, 1), ("10s", 6, 1), ("2s", 30, 3)],
 )
 def test_windows_cover_whole_intervals_at_least_one(dt, stable, panic):
-    kpa = KnativeKPA(cfg(interval=pd.Timedelta(dt)))
+    kpa = KnativeKPA(cfg(interval_s=pd.Timedelta(dt).total_seconds()))
     assert (kpa.stable_intervals, kpa.panic_intervals) == (stable, panic)
 
 
@@ -152,7 +152,7 @@ def test_no_data_leaves_the_scale_alone():
 
 
 def test_finer_traces_average_whole_intervals_and_the_panic_window_sees_the_last():
-    c = cfg(interval=pd.Timedelta("10s"))
+    c = cfg(interval_s=pd.Timedelta("10s").total_seconds())
     kpa = KnativeKPA(c)
     kpa.decide(obs(1, 40.0, 1, dt=10.0))
     for step in range(2, 6):
@@ -181,7 +181,7 @@ def test_scale_down_delay_holds_the_largest_recent_count():
 def test_runs_end_to_end_on_generated_traces():
     frame = synthetic_load(producers=1, days=4, interval="5min", seed=2)
     series = frame.set_index("timestamp")["value"].asfreq("5min")
-    c = derive_config(series, pd.Timedelta("5min"))
+    c = derive_config(series, pd.Timedelta("5min").total_seconds())
     demand = series.to_numpy()
     kpa = KnativeKPA(c)
     run = simulate(demand, c, kpa, HPA(c), 288)
@@ -189,7 +189,7 @@ def test_runs_end_to_end_on_generated_traces():
     assert (run.ready >= c.min_instances).all() and (run.ready <= c.max_instances).all()
     assert run.actions[288:].any()
     minute = daily_trace(days=2, freq="1min", seed=3, base=400.0)
-    c1 = derive_config(minute, pd.Timedelta("1min"))
+    c1 = derive_config(minute, pd.Timedelta("1min").total_seconds())
     kpa1 = KnativeKPA(c1)
     run1 = simulate(minute.to_numpy(), c1, kpa1, HPA(c1), 1440)
     # beyond the two decisions of the start-up panic, noisy minutes under a 5-minute spin-up

@@ -22,7 +22,7 @@ def test_sizing_calibrates_and_holds_at_every_interval(every, days):
     if every != "1min":
         series = series.resample(every).sum()
         series.index.freq = every
-    cfg = derive_config(series, pd.Timedelta(every))
+    cfg = derive_config(series, pd.Timedelta(every).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY)
     policy = Leadtime(cfg, tier1, "svc", series.index[0], engine_spec())

@@ -4,7 +4,6 @@ leadtime sized on every resource against leadtime on CPU alone (``bench resource
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from simulation.config import SimConfig
@@ -12,9 +11,8 @@ from simulation.policies import Observation
 from simulation.resources import MultiMetricHPA, bench_resources, binding_shift, served, stake
 from simulation.simulator import simulate
 
-STEP = pd.Timedelta("5min")
-CFGS = {"cpu": SimConfig(interval=STEP, capacity_per_instance=4.0, max_instances=50),
-        "memory": SimConfig(interval=STEP, capacity_per_instance=16.0, max_instances=50)}
+CFGS = {"cpu": SimConfig(interval_s=300.0, capacity_per_instance=4.0, max_instances=50),
+        "memory": SimConfig(interval_s=300.0, capacity_per_instance=16.0, max_instances=50)}
 
 
 def test_the_multi_metric_hpa_takes_the_largest_count_and_stabilises_once():

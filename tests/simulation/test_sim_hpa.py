@@ -12,14 +12,14 @@ from simulation.simulator import simulate
 
 def cfg(**kw) -> SimConfig:
     base = {
-        "interval": pd.Timedelta("1min"),
+        "interval_s": 60.0,
         "capacity_per_instance": 100.0,
         "target_utilisation": 0.5,
         "max_utilisation": 0.9,
         "min_instances": 1,
         "max_instances": 50,
-        "spinup": pd.Timedelta("2min"),
-        "warmup": pd.Timedelta(0),
+        "spinup_s": 120.0,
+        "warmup_s": 0.0,
     }
     base.update(kw)
     return SimConfig(**base)
@@ -81,7 +81,7 @@ def test_scale_down_stabilisation_keeps_the_window_maximum_for_five_minutes():
 
 def test_stabilisation_spans_intervals_as_long_as_the_window():
     # at 5-minute intervals the previous interval's syncs (up to 15 s ago) are still in the window
-    hpa = HPA(cfg(interval=pd.Timedelta("5min")))
+    hpa = HPA(cfg(interval_s=pd.Timedelta("5min").total_seconds()))
     first = hpa.decide(Observation(0, 0.0, 1000.0, 10, 10, 0))
     assert first == 20
     assert hpa.decide(Observation(1, 300.0, 200.0, 20, 20, 0)) == 20

@@ -16,9 +16,9 @@ from simulation.simulator import simulate
 
 
 def run_leadtime(series: pd.Series, tier1=None) -> Leadtime:
-    cfg = derive_config(series, pd.Timedelta("5min"))
+    cfg = derive_config(series, pd.Timedelta("5min").total_seconds())
     lead = cfg.spinup_steps
-    warm = int(np.searchsorted(series.index, series.index[0] + cfg.warmup))
+    warm = int(np.searchsorted(series.index, series.index[0] + pd.Timedelta(seconds=cfg.warmup_s)))
     switch = handover_step(warm, lead, cfg)
     if tier1 is None:
         tier1 = daily_tier1(series, lead, switch, factory=daily_naive_factory, level=80)
@@ -45,7 +45,7 @@ class KnownBias:
 
 def test_feedback_moves_weight_to_the_tier_that_predicts_better():
     series = daily_trace(days=8, seed=5)
-    cfg = derive_config(series, pd.Timedelta("5min"))
+    cfg = derive_config(series, pd.Timedelta("5min").total_seconds())
     # a Tier 1 that is consistently 60 % too high: the nowcast is clearly the better tier
     policy = run_leadtime(series, KnownBias(series, cfg.spinup_steps))
     assert policy.weight_history, "the loop never recalibrated"
@@ -69,7 +69,7 @@ def test_tier3_answers_once_it_has_learnt_and_the_loop_joins_window_peaks():
 
 def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
     series = daily_trace(days=5, seed=4)
-    cfg = derive_config(series, pd.Timedelta("5min"))
+    cfg = derive_config(series, pd.Timedelta("5min").total_seconds())
     rows = frontier(series, cfg, factory=daily_naive_factory, targets=(0.5, 0.7),
                     budgets=(0.8, 1.5))
     assert {(r["policy"], r["knob"], r["value"]) for r in rows} == {
@@ -101,7 +101,7 @@ def test_scale_in_step_follows_the_decision_interval():
 
     assert scale_in_fraction(0.1, 60.0) == 0.1 and scale_in_fraction(0.1, 15.0) == 0.1
     assert scale_in_fraction(0.1, 300.0) == pytest.approx(1 - 0.9**5)
-    cfg = derive_config(daily_trace(days=3), pd.Timedelta("5min"))
+    cfg = derive_config(daily_trace(days=3), pd.Timedelta("5min").total_seconds())
     replayed = replay_config(cfg, "svc").producers()["svc"]
     assert replayed.scale_in_max_fraction == pytest.approx(1 - 0.9**5)
     assert replayed.capacity_per_instance == cfg.capacity_per_instance

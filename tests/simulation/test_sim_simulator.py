@@ -70,10 +70,10 @@ def test_p99_of_a_mixture():
 
 def cfg(**kw) -> SimConfig:
     base = {
-        "interval": pd.Timedelta("1min"),
+        "interval_s": 60.0,
         "capacity_per_instance": 100.0,
-        "spinup": pd.Timedelta("3min"),
-        "warmup": pd.Timedelta(0),
+        "spinup_s": 180.0,
+        "warmup_s": 0.0,
         "max_instances": 40,
     }
     base.update(kw)
@@ -111,9 +111,9 @@ def test_oracle_has_no_violations_and_is_never_beaten_on_cost_at_zero_violations
         demand = daily_trace(days=3, freq="1min", seed=seed, base=300.0).to_numpy()
         c = derive_config(
             pd.Series(demand, index=pd.date_range("2024-01-01", periods=demand.size, freq="1min")),
-            pd.Timedelta("1min"),
-            spinup=pd.Timedelta(spin),
-            warmup=pd.Timedelta(hours=6),
+            60.0,
+            spinup_s=pd.Timedelta(spin).total_seconds(),
+            warmup_s=6 * 3600.0,
         )
         scored = np.arange(demand.size) >= 360
         need = slo_need(demand, c)
@@ -129,7 +129,7 @@ def test_oracle_has_no_violations_and_is_never_beaten_on_cost_at_zero_violations
 
 def test_bench_scores_every_policy_alike_and_the_oracle_is_the_floor():
     series = daily_trace(days=6, freq="5min", seed=3)
-    c = derive_config(series, pd.Timedelta("5min"))
+    c = derive_config(series, pd.Timedelta("5min").total_seconds())
     result = bench_producer(series, c, factory=daily_naive_factory)
     assert set(result.metrics) == set(POLICIES)
     assert {"crane_ehpa", "knative_kpa", "leadtime"} <= set(POLICIES)

@@ -38,7 +38,7 @@ def long_jobs(days: int = 3, seed: int = 0) -> tuple[pd.Series, pd.DataFrame]:
 
 def test_the_loop_reads_tier2_from_the_work_in_flight():
     series, requests = long_jobs()
-    cfg = derive_config(series, pd.Timedelta("5min"))
+    cfg = derive_config(series, pd.Timedelta("5min").total_seconds())
     spec = engine_spec().model_copy(update={"weights": {"tier1": 0.0, "tier2": 1.0, "tier3": 0.0}})
     policy = Leadtime(cfg, _NoTier1(), "jobs", series.index[0], spec, recalibrate=False,
                       requests=requests)
@@ -51,7 +51,7 @@ def test_the_loop_reads_tier2_from_the_work_in_flight():
     assert policy.feed.ledger.in_flight("jobs") == running  # finished ones have left
     # a perfect run-time prediction: at least what runs now, never more than what runs now
     # plus every arrival of the window (the projection adds the recent arrival rate)
-    lead = cfg.spinup.total_seconds()
+    lead = cfg.spinup_s
     arriving = ((requests.arrival_s >= now) & (requests.arrival_s < now + lead)).sum()
     assert running <= tier2.point <= running + 3 * max(arriving, 1)
     assert tier2.lower <= tier2.point <= tier2.upper
