@@ -30,7 +30,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from leadtime.config import RESOURCE_NAME, ConfigError, LeadtimeConfig, load_config
+from leadtime.config import RESOURCE_NAME, ConfigError, LeadtimeConfig, load_config, resource_key
 from leadtime.engine import Decision, TierPrediction
 from loop.clock import Clock, WallClock
 from loop.decision_loop import TIERS, DecisionLoop, NotRecorded, Pass, Report
@@ -568,7 +568,9 @@ def router(runtime: DecisionRuntime) -> APIRouter:
             raise HTTPException(404, f"producer {producer_id[:64]!r} is not in the "
                                      "configuration")
         used = d.prediction.weights if d.prediction else {}
-        breakdown = {t: {"prediction": _tier_json(tiers.get(producer_id, {}).get(t)),
+        # several resources: the binding one's tiers (each resource is answered under its key)
+        key = resource_key(producer_id, d.resource) if d.by_resource else producer_id
+        breakdown = {t: {"prediction": _tier_json(tiers.get(key, {}).get(t)),
                          "configured_weight": fleet.weights.get(t, 0.0),
                          "used_weight": used.get(t, 0.0),
                          "degraded": result.degraded.get(t)} for t in TIERS}

@@ -37,6 +37,9 @@ def test_the_binding_resource_is_named_in_the_decision(client):
     assert db["reasons"][0] == "binding resource memory: 6 instance(s) (cpu 1)"
     web = next(d for d in body["decisions"] if d["producer_id"] == "web")
     assert web["resource"] == "load" and web["by_resource"] == {"load": web["target_instances"]}
+    one = c.get("/v1/producers/db", params={"after_pass": reported.json()["pass"]}).json()
+    assert one["decision"]["resource"] == "memory" and set(one["tiers"]) == {"tier1", "tier2",
+                                                                             "tier3"}
     metrics = c.get("/metrics").text
     assert 'leadtime_binding_resource{producer_id="db",resource="memory"} 1.0' in metrics
     assert 'leadtime_binding_resource{producer_id="db",resource="cpu"} 0.0' in metrics
