@@ -353,13 +353,27 @@ def plot_bench(result: BenchResult, path: Path, max_producers: int = 6) -> Path:
         )
         load_ax.set_ylabel(f"load per {_fmt(res.config.interval)}")
         load_ax.legend(loc="upper left", fontsize=7, ncol=3)
-        for row, (name, run) in enumerate(res.runs.items()):
-            hits = idx[(run.violated & res.scored)[start:]]
-            viol_ax.plot(hits, np.full(len(hits), row), "|", color=COLOURS[name], ms=8)
-        viol_ax.set_yticks(range(len(res.runs)), list(res.runs), fontsize=7)
-        viol_ax.set_ylim(-0.5, len(res.runs) - 0.5)
+        draw_misses(viol_ax, idx, {name: (run.violated & res.scored)[start:]
+                                   for name, run in res.runs.items()}, COLOURS)
         viol_ax.set_xlim(idx[0], idx[-1])
-        viol_ax.set_title("intervals that missed the SLO", fontsize=8)
+    return save_figure(fig, path)
+
+
+def draw_misses(ax, index: pd.DatetimeIndex, missed: dict[str, np.ndarray],
+                colours: dict[str, str]) -> None:
+    """One row of ticks per policy, at the intervals where it missed the SLO."""
+    for row, (name, mask) in enumerate(missed.items()):
+        hits = index[mask]
+        ax.plot(hits, np.full(len(hits), row), "|", color=colours[name], ms=8)
+    ax.set_yticks(range(len(missed)), list(missed), fontsize=7)
+    ax.set_ylim(-0.5, len(missed) - 0.5)
+    ax.set_title("intervals that missed the SLO", fontsize=8)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay the figure out, write it as a PNG at ``path`` and release it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -348,6 +348,8 @@ def plot_resources(result: ResourcesResult, path: Path, days: int = 7) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from simulation.bench import draw_misses, save_figure
+
     assert result.loads is not None and result.ready is not None and result.scored is not None
     loads, capacity = result.loads, result.capacity or {}
     start = max(int(np.argmax(result.scored)),
@@ -366,15 +368,6 @@ def plot_resources(result: ResourcesResult, path: Path, days: int = 7) -> Path:
         ax.legend(loc="upper left", fontsize=7, ncol=4)
     axes[0].set_title(f"{result.producer_id}: each resource's load and what each policy's "
                       "instances carry of it (a violation: any resource short)")
-    misses = axes[-1]
-    for row, name in enumerate(SHOWN):
-        hits = index[(result.violated[name] & result.scored)[start:]]
-        misses.plot(hits, np.full(len(hits), row), "|", color=colours[name], ms=8)
-    misses.set_yticks(range(len(SHOWN)), list(SHOWN), fontsize=7)
-    misses.set_ylim(-0.5, len(SHOWN) - 0.5)
-    misses.set_title("intervals missing the SLO", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    draw_misses(axes[-1], index, {name: (result.violated[name] & result.scored)[start:]
+                                  for name in SHOWN}, colours)
+    return save_figure(fig, path)
