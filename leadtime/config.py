@@ -10,6 +10,7 @@ e.g. ``pools.web.producers[1].max_instances: must be >= min_instances (4)``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,6 +51,17 @@ def resource_key(producer_id: str, resource: str) -> str:
     'db/memory'
     """
     return f"{producer_id}/{resource}"
+
+
+def resource_of(key: str) -> tuple[str, str]:
+    """The producer and resource a series named by :func:`resource_key` stands for; a name
+    without one is its producer's one ``load``.
+
+    >>> resource_of("db/memory"), resource_of("web")
+    (('db', 'memory'), ('web', 'load'))
+    """
+    owner, _, resource = key.rpartition("/")
+    return (owner, resource) if owner and resource else (key, LOAD)
 
 
 class ResourceSettings(_Strict):
@@ -329,8 +341,8 @@ def _fleet_queries(merged: dict[str, Any]) -> list[str]:
 def _resource_problems(merged: dict[str, Any]) -> list[str]:
     """A producer's declared resources against its utilisations."""
     problems = []
-    for name, r in (merged.get("resources") or {}).items():
-        r = r if isinstance(r, ResourceSettings) else ResourceSettings(**r)
+    for name, dumped in (merged.get("resources") or {}).items():
+        r = ResourceSettings(**dumped)
         target = (r.target_utilisation if r.target_utilisation is not None
                   else merged["target_utilisation"])
         if r.max_utilisation is not None and r.max_utilisation < target:
@@ -403,17 +415,9 @@ class LeadtimeConfig(_Strict):
         """Engine configs by producer id (scale-in step per decision interval); a producer
         with declared resources has its first one's capacity and utilisations here (the
         loop decides on every one: :meth:`resource_configs`)."""
-        interval = self.engine.decision_interval_s
-        out = {}
-        for pool in self.pools.values():
-            for spec in pool.producers:
-                settings = ProducerSettings(**self._merged(pool, spec))
-                first = next(iter(settings.resolved_resources().values()))
-                out[spec.id] = _engine_config(spec.id, settings.model_copy(update={
-                    "capacity_per_instance": first.capacity_per_instance,
-                    "target_utilisation": first.target_utilisation,
-                    "max_utilisation": first.max_utilisation}), interval)
-        return out
+        configs = self.resource_configs()
+        return {pid: replace(configs[next(iter(keys.values()))], producer_id=pid)
+                for pid, keys in self.resource_keys().items()}
 
     def resource_keys(self) -> dict[str, dict[str, str]]:
         """Per producer, each resource it is sized on and the key the loop tracks it under:
@@ -434,15 +438,13 @@ class LeadtimeConfig(_Strict):
         """Engine configs by resource key (:meth:`resource_keys`): what the loop decides on.
         A producer with its one ``load`` has the config :meth:`producers` gives it."""
         interval = self.engine.decision_interval_s
+        keys = self.resource_keys()
         out = {}
         for pool in self.pools.values():
             for spec in pool.producers:
                 settings = ProducerSettings(**self._merged(pool, spec))
-                if not settings.resources:
-                    out[spec.id] = _engine_config(spec.id, settings, interval)
-                    continue
                 for name, r in settings.resolved_resources().items():
-                    key = resource_key(spec.id, name)
+                    key = keys[spec.id][name]
                     out[key] = _engine_config(key, settings.model_copy(update={
                         "capacity_per_instance": r.capacity_per_instance,
                         "target_utilisation": r.target_utilisation,
@@ -456,9 +458,8 @@ class LeadtimeConfig(_Strict):
         for pool in self.pools.values():
             for spec in pool.producers:
                 merged = self._merged(pool, spec)
-                for name, r in (merged["resources"] or {}).items():
-                    scale = (r.get("tier2_load_per_demand") if isinstance(r, dict)
-                             else r.tier2_load_per_demand)
+                for name, r in (merged["resources"] or {}).items():  # dumped: dicts
+                    scale = r["tier2_load_per_demand"]
                     if scale is not None:
                         out[resource_key(spec.id, name)] = float(scale)
                 scale = merged["tier2_load_per_demand"]

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from leadtime.config import LOAD, RESOURCE_NAME, resource_key
+from leadtime.config import LOAD, RESOURCE_NAME, resource_key, resource_of
 from leadtime.validation import Check, TraceError, validate
 
 DEFAULT_MAX_IRREGULAR_SHARE = 0.005
@@ -316,8 +316,8 @@ def check_resources(trace: LoadTrace, keys: dict[str, dict[str, str]]) -> None:
     known = {key for resources in keys.values() for key in resources.values()}
     unknown = []
     for series in trace.producers:
-        owner, _, resource = series.rpartition("/")
-        if series not in known and owner in keys and resource:
+        owner, resource = resource_of(series)
+        if series not in known and owner in keys and resource != LOAD:
             unknown.append(f"producer {owner!r} has no resource {resource!r} in leadtime.yaml "
                            f"(its resources: {', '.join(keys[owner])})")
     if unknown:

@@ -21,19 +21,28 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def configured_engine():
-    """The engine section of the settings' ``leadtime.yaml`` (the defaults where the file is
-    absent): what the benchmarks replay unless a flag says otherwise. A bad file is refused."""
-    from leadtime.config import ENGINE_DEFAULTS, ConfigError, load_config
+def configured():
+    """The settings' ``leadtime.yaml``, validated (None where the file is absent); a bad file
+    is refused in one line."""
+    from leadtime.config import ConfigError, load_config
     from leadtime.settings import get_settings
 
     path = get_settings().config_path
     if not path.is_file():
-        return ENGINE_DEFAULTS
+        return None
     try:
-        return load_config(path).engine
+        return load_config(path)
     except ConfigError as exc:
         fail(str(exc))
+
+
+def configured_engine():
+    """The engine section of the settings' ``leadtime.yaml`` (the defaults where the file is
+    absent): what the benchmarks replay unless a flag says otherwise. A bad file is refused."""
+    from leadtime.config import ENGINE_DEFAULTS
+
+    config = configured()
+    return ENGINE_DEFAULTS if config is None else config.engine
 
 
 def verbose(ctx: typer.Context | None) -> bool:

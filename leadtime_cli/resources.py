@@ -76,7 +76,8 @@ def resources(
     from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 160)
-    table = Table(title="bench resources: one producer, cpu + memory + network "
+    table = Table(title=f"bench resources: {result.producer_id}, "
+                        f"{' + '.join(map(str, result.loads.columns))} "
                         "(a violation: any resource short)")
     for column in ("policy", "SLO viol %", "inst-hours", "x hpa", "misses", "p99 ms"):
         table.add_column(column, justify="left" if column == "policy" else "right")
@@ -97,10 +98,8 @@ def _from_trace(trace: Path, producer: str | None):
     and the description the output carries; a bad trace or config is one error line."""
     from rich.console import Console
 
-    from leadtime.config import ConfigError, load_config
-    from leadtime.settings import get_settings
     from leadtime.validation import TraceError
-    from leadtime_cli.common import fail
+    from leadtime_cli.common import configured, fail
     from simulation.resources import derived_capacity, read_resources
 
     try:
@@ -109,12 +108,8 @@ def _from_trace(trace: Path, producer: str | None):
         fail(str(exc))
     pid = str(frame["producer_id"].iloc[0])
     capacity, source = derived_capacity(frame), "derived: its 95th percentile needs 9 instances"
-    path = get_settings().config_path
-    if path.is_file():
-        try:
-            config = load_config(path)
-        except ConfigError as exc:
-            fail(str(exc))
+    config = configured()
+    if config is not None:
         try:
             declared = config.settings_of(pid).resources or {}
         except KeyError:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadtime.config import LeadtimeConfig, parse_config
+from leadtime.config import LOAD, LeadtimeConfig, parse_config, resource_of
 from leadtime.data import infer_interval
 from simulation.config import SimConfig
 from simulation.metrics import add_cost_vs_oracle, score
@@ -226,8 +226,8 @@ def read_resources(path: str, producer: str | None = None,
     trace = read_load_trace(path)
     owners: dict[str, dict[str, str]] = {}
     for series in trace.producers:
-        owner, _, resource = series.rpartition("/")
-        if owner and resource:
+        owner, resource = resource_of(series)
+        if resource != LOAD:
             owners.setdefault(owner, {})[resource] = series
     for owner, found in owners.items():  # its one load, when the trace also has it
         if owner in trace.producers:
