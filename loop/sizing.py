@@ -67,6 +67,7 @@ import numpy as np
 
 from leadtime.config import ENGINE_DEFAULTS, EngineSpec
 from leadtime.engine import Sizing
+from leadtime.quantiles import linear_quantiles
 
 REACTIVE = "reactive"
 COMBINED = "combined"
@@ -129,29 +130,6 @@ def window_bounds(at: np.ndarray, start: np.ndarray, length: np.ndarray) -> tupl
     return first, last
 
 
-def linear_quantiles(sample: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``np.quantile(sample, q, axis=0)`` (its default, linear method) to the last bit, without
-    its per-call overhead: the sizing reads every sample of every pass, and each candidate's
-    quintile edges at every refit. A 2-D ``sample`` gives one column of quantiles per column.
-
-    >>> linear_quantiles(np.array([3.0, 1.0, 2.0, 10.0]), np.array([0.5, 0.9, 1.0]))
-    array([ 2.5,  7.9, 10. ])
-    >>> linear_quantiles(np.array([[3.0, 0.0], [1.0, 4.0]]), np.array([0.5]))
-    array([[2., 2.]])
-    """
-    ranked = np.sort(np.asarray(sample, dtype=float), axis=0)
-    n = ranked.shape[0]
-    virtual = (n - 1) * np.asarray(q, dtype=float)
-    below = np.floor(virtual)
-    low = np.minimum(below.astype(np.intp), n - 1)
-    high = np.minimum(low + 1, n - 1)
-    a, b = ranked[low], ranked[high]
-    gamma = (virtual - below).reshape((-1,) + (1,) * (ranked.ndim - 1))
-    diff = b - a
-    # numpy's _lerp: from the nearer end, so the top of the range is exact
-    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
-
-
 def sample_quantiles(samples: tuple, grid: tuple[float, ...],
                      min_size: int = 3) -> np.ndarray | None:
     """A candidate offered as samples of plausible window peaks (one array per condition, e.g.
@@ -167,7 +145,7 @@ def sample_quantiles(samples: tuple, grid: tuple[float, ...],
     if not read:
         return None
     value = np.max(read, axis=0)
-    return value if np.all(np.isfinite(value)) and np.all(value > 0) else None
+    return value if value.min() > 0 and value.max() < math.inf else None
 
 
 def candidate_values(uppers: Mapping[str, float], samples: Mapping[str, tuple],
@@ -190,7 +168,8 @@ def _bucket_quantiles(ratio: np.ndarray, bucket: np.ndarray, q: np.ndarray, buck
     bucket ``0 .. buckets - 1`` of ``bucket`` (same shape) over the bucket's members, numpy's
     "higher" method; a bucket with fewer than ``min_size`` members takes the overall one. Two
     sorts for all columns (the second a radix sort of small bucket numbers), no loop over
-    windows.
+    windows. One column answers every ``q`` (a candidate whose value is the same at every grid
+    quantile: a tier's upper bound), sorted once.
 
     >>> ratio = np.array([[1.0], [5.0], [2.0], [9.0], [3.0]])
     >>> _bucket_quantiles(ratio, np.array([[0], [1], [0], [1], [0]]), np.array([0.5]), 3, 2)
@@ -198,18 +177,19 @@ def _bucket_quantiles(ratio: np.ndarray, bucket: np.ndarray, q: np.ndarray, buck
     """
     n, width = ratio.shape
     rows = np.arange(width)
+    read = rows if width == len(q) else np.zeros(len(q), dtype=np.intp)  # the row of each q
     by_row, bucket = np.ascontiguousarray(ratio.T), np.ascontiguousarray(bucket.T)  # row sorts
     order = np.argsort(by_row, axis=1)
     ranked = np.take_along_axis(by_row, order, axis=1)
-    overall = ranked[rows, np.ceil(q * (n - 1) - 1e-12).astype(int)]
+    overall = ranked[read, np.ceil(q * (n - 1) - 1e-12).astype(int)]
     # within each row, grouped by bucket, ascending within a bucket (a stable sort keeps it)
     small = np.take_along_axis(bucket, order, axis=1).astype(np.int8 if buckets <= 127 else np.intp)
     grouped = np.take_along_axis(ranked, np.argsort(small, axis=1, kind="stable"), axis=1)
     counts = np.bincount((bucket + rows[:, None] * buckets).ravel(),
-                         minlength=width * buckets).reshape(width, buckets)  # (grid, buckets)
+                         minlength=width * buckets).reshape(width, buckets)[read]  # (grid, buckets)
     starts = np.cumsum(counts, axis=1) - counts
     at = starts + np.ceil(q[:, None] * np.maximum(counts - 1, 0) - 1e-12).astype(int)
-    picked = grouped[rows[:, None], np.minimum(at, n - 1)]
+    picked = grouped[read[:, None], np.minimum(at, n - 1)]
     return overall, np.where(counts >= min_size, picked, overall[:, None])
 
 
@@ -349,14 +329,21 @@ class WindowPeakCalibrator:
         self._mix = 0.0  # the budget mode's share of refit periods owed the next price up
         self.spend_rows: tuple[np.ndarray, ...] | None = None  # per window (_fit_spend)
 
+    def _per_quantile(self, value: float | np.ndarray) -> np.ndarray | None:
+        """``value`` at each grid quantile (one value is the same at all), or None unless every
+        one is finite and positive (a NaN fails both tests)."""
+        arr = value if isinstance(value, np.ndarray) and value.shape == self.quantiles.shape \
+            else np.broadcast_to(np.asarray(value, dtype=float), self.quantiles.shape)
+        return arr if arr.min() > 0 and arr.max() < math.inf else None
+
     def record(self, t0: float, values: Mapping[str, float | np.ndarray],
                reacting: float | None = None, floor: int | None = None) -> None:
         """A pass at ``t0``: its candidates' values (one, or one per grid quantile), the
         instances the HPA twin holds then and the reacting floor in force (None: none)."""
         kept = {}
         for name, v in values.items():
-            arr = np.broadcast_to(np.asarray(v, dtype=float), (len(self.grid),))
-            if np.all(np.isfinite(arr)) and np.all(arr > 0):
+            arr = self._per_quantile(v)
+            if arr is not None:
                 kept[name] = arr
         used = self._chosen[1] if self._chosen[0] == t0 else -1  # the price index, if it sized
         if kept and (not self.open or t0 > self.open[-1].t0):
@@ -406,13 +393,17 @@ class WindowPeakCalibrator:
                 continue
             values = column[index]  # (n, grid)
             pk = peaks[index]
-            ratio = pk[:, None] / values
-            edges = linear_quantiles(values, np.linspace(0, 1, c.buckets + 1)[1:-1]).T
+            # a tier's upper bound is one value at every grid quantile: one column answers all
+            base = values[:, :1] if (values == values[:, :1]).all() else values
+            edges = linear_quantiles(base, np.linspace(0, 1, c.buckets + 1)[1:-1]).T
             # per (grid quantile, quintile of the value): the quantile's factor
-            bucket = (edges[None, :, :] < values[:, :, None]).sum(axis=2)  # searchsorted, left
-            columns = np.arange(len(grid))
-            overall, factors = _bucket_quantiles(ratio, bucket, grid, c.buckets, c.min_per_bucket)
-            out = factors[columns[None, :], bucket] * values
+            bucket = (edges[None, :, :] < base[:, :, None]).sum(axis=2)  # searchsorted, left
+            overall, factors = _bucket_quantiles(pk[:, None] / base, bucket, grid, c.buckets,
+                                                 c.min_per_bucket)
+            if base is not values:
+                edges = np.repeat(edges, len(grid), axis=0)
+                bucket = np.repeat(bucket, len(grid), axis=1)
+            out = factors[np.arange(len(grid))[None, :], bucket] * values
             diff = pk[:, None] - out
             loss = (np.maximum(grid * diff, (grid - 1) * diff).mean(axis=0)
                     / max(float(pk.mean()), 1e-12))  # pinball at each grid quantile
@@ -516,8 +507,8 @@ class WindowPeakCalibrator:
         rank = self.rank_at
         usable = []
         for name, v in values.items():
-            arr = np.broadcast_to(np.asarray(v, dtype=float), (len(self.grid),))
-            if name in self.losses and np.all(np.isfinite(arr)) and np.all(arr > 0):
+            arr = self._per_quantile(v) if name in self.losses else None
+            if arr is not None:
                 usable.append((float(self.losses[name][rank]), name, arr))
         budget = self.config.sizing_budget
         if budget is not None and floor is not None and (not usable or self.price == 0):

@@ -39,11 +39,13 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass
 from itertools import chain
+from statistics import median
 
 import numpy as np
 
 from leadtime.config import ENGINE_DEFAULTS, PRODUCER_DEFAULTS
 from leadtime.engine import TierPrediction
+from leadtime.quantiles import linear_quantiles
 from monitoring.accuracy import pinball
 
 
@@ -151,7 +153,7 @@ class LoadNowcast:
             hi = bisect_right(self.times, t - k * period + self.config.lead_s + slack)
             if hi > lo:
                 peaks.append(max(self.values[lo:hi]))
-        return float(np.median(peaks)) if len(peaks) >= 2 else math.nan
+        return float(median(peaks)) if len(peaks) >= 2 else math.nan  # the standard library's: fast on 2 or 3
 
     def _spacing(self) -> float:
         n = len(self.times)
@@ -208,13 +210,15 @@ class LoadNowcast:
 
     def _table(self, bases: np.ndarray, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
-        edges = np.quantile(bases, np.linspace(0, 1, c.buckets + 1)[1:-1])
+        edges = linear_quantiles(bases, np.linspace(0, 1, c.buckets + 1)[1:-1])
         bucket = np.searchsorted(edges, bases)
-        overall = np.quantile(ratios, c.quantiles)
+        quantiles = np.asarray(c.quantiles, dtype=float)
+        overall = linear_quantiles(ratios, quantiles)
         rows = []
         for b in range(c.buckets):
             mine = ratios[bucket == b]
-            rows.append(np.quantile(mine, c.quantiles) if mine.size >= c.min_per_bucket else overall)
+            rows.append(linear_quantiles(mine, quantiles) if mine.size >= c.min_per_bucket
+                        else overall)
         return edges, np.array(rows)
 
     # ------------------------------------------------------------------ answering
