@@ -92,6 +92,7 @@ class SizingConfig:
     min_per_bucket: int = 30  # a thinner quintile uses the candidate's overall factor
     sizing_budget: float | None = None  # spend <= budget x reacting's (None: the price mode)
     sizing_budget_window_s: float = ENGINE_DEFAULTS.sizing_budget_window_s
+    sizing_budget_feedback: str = ENGINE_DEFAULTS.sizing_budget_feedback  # what was spent
     violation_unit: str = ENGINE_DEFAULTS.violation_unit  # "window" or "demand"
 
     @classmethod
@@ -99,7 +100,8 @@ class SizingConfig:
         """The sizing of ``leadtime.yaml``'s engine section, every value under its own name."""
         return cls(**{name: getattr(engine, name) for name in (
             "violation_cost", "sizing_history_s", "sizing_min_history_s", "sizing_min_windows",
-            "sizing_budget", "sizing_budget_window_s", "violation_unit")})
+            "sizing_budget", "sizing_budget_window_s", "sizing_budget_feedback",
+            "violation_unit")})
 
     @property
     def quantile(self) -> float:
@@ -481,6 +483,9 @@ class WindowPeakCalibrator:
         its resources: :func:`pooled_price`)."""
         if reacting <= 0 or in_force <= 0 or held <= 0:
             return self.price
+        feedback = self.config.sizing_budget_feedback
+        if feedback == "track" or (feedback == "repay" and held > budget * reacting):
+            budget *= min(budget * reacting / held, 1.5)  # the trailing window's misspend
         scale = min(max(held / in_force, 0.8), 1.5)
         fits = np.flatnonzero(spend * scale <= budget * reacting)
         low = int(fits[-1]) if fits.size else 0
@@ -560,8 +565,8 @@ def pooled_price(sizers: Sequence[WindowPeakCalibrator], budget: float) -> float
     >>> a.spend_rows = (t0, np.array([[10.0, 10.0]] * len(config.prices)), np.array([10.0, 10.0]),
     ...                 np.array([10.0, 10.0]), np.array([10.0, 10.0]))
     >>> b.spend_rows = (t0, np.array([[1.0, 1.0]] + [[5.0, 5.0]] * (len(config.prices) - 1)),
-    ...                 np.array([1.0, 1.0]), np.array([4.0, 4.0]), np.array([1.0, 1.0]))
-    >>> pooled_price([a, b], 1.0) == config.prices[-1], b.price_for(1.0, b.spend_rows[1].sum(1), 8.0, 2.0, 2.0)
+    ...                 np.array([5.0, 5.0]), np.array([4.0, 4.0]), np.array([5.0, 5.0]))
+    >>> pooled_price([a, b], 1.0) == config.prices[-1], b.price_for(1.0, b.spend_rows[1].sum(1), 8.0, 10.0, 10.0)
     (True, 0.0)
     """
     rows = [s.spend_rows for s in sizers]

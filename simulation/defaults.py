@@ -46,14 +46,12 @@ Progress = Callable[[str], None]
 PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 COST_BAR = 1.05  # instance-hours against the HPA's
 _BUDGET = {"reacting_floor": True, "sizing_budget": 1.0, "violation_cost": 199.0}
+_HELD = _BUDGET | {"reacting_stabilisation_s": 300.0}
 ALTERNATIVES: dict[str, dict[str, Any]] = {
-    "floor held 300 s where no tier sizes (default)": _BUDGET | {
-        "reacting_stabilisation_s": 300.0},
-    "floor of the present only (the default before)": _BUDGET | {"reacting_stabilisation_s": 0.0},
-    "floor of the present, violations priced by demand": _BUDGET | {
-        "reacting_stabilisation_s": 0.0, "violation_unit": "demand"},
-    "floor held 300 s, violations priced by demand": _BUDGET | {
-        "reacting_stabilisation_s": 300.0, "violation_unit": "demand"},
+    "budget tracks what was spent (default)": _HELD | {"sizing_budget_feedback": "track"},
+    "budget repays an overspend": _HELD | {"sizing_budget_feedback": "repay"},
+    "budget on the estimate only (the default before)": _HELD | {
+        "sizing_budget_feedback": "estimate"},
 }
 
 

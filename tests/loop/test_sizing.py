@@ -200,10 +200,30 @@ def test_between_two_prices_the_budget_takes_the_higher_for_its_share_of_hours()
     prices = config.prices
     calibrator.spend = np.array([100.0 * (1 + i) for i in range(len(prices))])
     calibrator.spend_reacting = 250.0  # between prices[1] (200) and prices[2] (300): half
-    calibrator.spend_held = calibrator.spend_in_force = 1.0
+    calibrator.spend_held = calibrator.spend_in_force = 250.0  # spent exactly the budget
     chosen = [calibrator._within_budget(1.0) for _ in range(10)]
     assert set(chosen) == {prices[1], prices[2]}
     assert chosen.count(prices[2]) == 5
+
+
+@pytest.mark.parametrize("feedback", ["estimate", "repay", "track"])
+@pytest.mark.parametrize("spent", [0.8, 1.25])
+def test_what_was_really_spent_moves_the_budgets_aim(feedback, spent):
+    """The loop held ``spent`` times the twin over the trailing window. 'estimate' ignores it;
+    'repay' aims lower after an overspend only; 'track' aims lower after an overspend and
+    higher after an underspend (budget x budget / spent), so that the spend settles at the
+    budget."""
+    config = SizingConfig(violation_cost=49.0, sizing_budget=1.0, sizing_budget_feedback=feedback)
+    calibrator = WindowPeakCalibrator(LEAD + 60.0, config)
+    prices = config.prices
+    calibrator.spend = np.array([100.0 * (1 + i) for i in range(len(prices))])
+    calibrator.spend_reacting = 300.0  # prices[2] spends exactly the budget on the estimate
+    calibrator.spend_held = calibrator.spend_in_force = spent * 300.0  # the estimate was right
+    chosen = [prices.index(calibrator._within_budget(1.0)) for _ in range(20)]
+    aimed = 300.0 if feedback == "estimate" or (feedback == "repay" and spent < 1) \
+        else 300.0 / spent  # 375 after an underspend, 240 after an overspend
+    # over the refits, the prices held spend the aim on average (the accumulator's rounding)
+    assert abs(np.mean(calibrator.spend[chosen]) - aimed) <= 100.0 / 20 + 1e-9
 
 
 def test_the_budget_reacts_only_where_there_is_a_floor_to_hold():
