@@ -10,6 +10,8 @@ e.g. ``pools.web.producers[1].max_instances: must be >= min_instances (4)``.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -487,6 +489,54 @@ class LeadtimeConfig(_Strict):
 
     def pool_of(self) -> dict[str, str]:
         return {s.id: name for name, pool in self.pools.items() for s in pool.producers}
+
+
+def shard_of(pool: str, count: int) -> int:
+    """The shard, ``0 .. count - 1``, that decides for ``pool``: the first 8 bytes of the SHA-256
+    of its name modulo ``count``, the same in every process and Python version (``hash()`` is
+    salted per process), as Prometheus' ``hashmod`` relabelling shards its targets.
+
+    >>> [shard_of(pool, 4) for pool in ("api", "batch", "gpu")]
+    [1, 1, 0]
+    """
+    digest = hashlib.sha256(pool.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def shard(config: LeadtimeConfig, index: int = 0, count: int = 1,
+          pools: Sequence[str] | None = None) -> LeadtimeConfig:
+    """``config`` restricted to one loop process's share of the pools: the named ``pools``, or
+    else the pools whose :func:`shard_of` is ``index`` among ``count`` shards. Pools are
+    independent in every decision (the redirect and the selection weights stay inside a pool),
+    so shards decide together what one process decides alone. One shard of one is the whole
+    configuration. :class:`ConfigError` for an index out of range, an unknown pool, or a shard
+    that would own no pool.
+
+    >>> config = parse_config({"pools": {name: {"producers": [{"id": name,
+    ...     "capacity_per_instance": 1}]} for name in ("api", "batch", "gpu")}})
+    >>> sorted(shard(config, 1, 4).producers()), sorted(shard(config, pools=["gpu"]).pools)
+    (['api', 'batch'], ['gpu'])
+    """
+    if pools:
+        unknown = sorted(set(pools) - set(config.pools))
+        if unknown:
+            raise ConfigError(f"shard pools {', '.join(unknown)}: not in the configuration "
+                              f"(its pools: {', '.join(sorted(config.pools))})")
+        owned = [name for name in config.pools if name in set(pools)]
+    else:
+        if count < 1 or not 0 <= index < count:
+            raise ConfigError(f"shard {index}/{count}: the index must be in 0..count-1 and "
+                              "the count at least 1")
+        if count == 1:
+            return config
+        owned = [name for name in config.pools if shard_of(name, count) == index]
+    if not owned:
+        raise ConfigError(f"shard {index}/{count} owns no pool (pools {', '.join(config.pools)} "
+                          f"hash to shards {sorted({shard_of(p, count) for p in config.pools})}):"
+                          " use fewer shards, or name each shard's pools")
+    part = config.model_copy(update={"pools": {name: config.pools[name] for name in owned}})
+    part._keys = None  # the whole configuration's resource keys are not this shard's
+    return part
 
 
 def _format(exc: ValidationError) -> str:

@@ -99,6 +99,15 @@ class Settings(BaseSettings):
         default=None, description="Run the API's decision loop as of this moment (UTC unless "
         "it says otherwise), its clock advancing with wall time from there (`leadtime serve "
         "--as-of`, e.g. the end of a replayed trace); unset: the wall clock.")
+    shard_count: int = Field(
+        default=1, ge=1, description="Loop processes the pools are sharded across (leadtime "
+        "serve --shard I/N): each decides for the pools whose name hashes to its index "
+        "(leadtime.config.shard_of), e.g. a StatefulSet's pod index; 1: every pool.")
+    shard_index: int = Field(default=0, ge=0, description="This process's shard, 0 .. "
+                             "shard_count - 1.")
+    shard_pools: str | None = Field(
+        default=None, description="Comma-separated pools this process decides for, instead "
+        "of the hash (leadtime serve --shard-pools).")
     experiment: str = "leadtime"
     baseline_model_name: str = "leadtime-baseline"
     weights_model_name: str = Field(default="leadtime-weights",

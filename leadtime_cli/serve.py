@@ -23,6 +23,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             "(ISO 8601, UTC unless it gives an offset), its clock advancing with wall time: "
             "e.g. the end of the demo trace, which `leadtime demo` prints. Default: the wall "
             "clock."),
+        shard: str | None = typer.Option(
+            None, "--shard", metavar="I/N", help="Decide only for the pools whose name hashes "
+            "to shard I of N (0-based), so N processes share one leadtime.yaml, e.g. a "
+            "StatefulSet whose pod index is I (docs/operations.md)."),
+        shard_pools: str | None = typer.Option(
+            None, "--shard-pools", metavar="POOL,...", help="Decide only for these pools "
+            "(instead of the hash)."),
     ) -> None:
         """Serve decisions, Tier 2 predictions and Tier 3 observations (OpenAPI at /docs)."""
         from leadtime_cli.common import fail
@@ -31,7 +38,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             fail(f"--workers {workers}: leadtime serves from one process. The decision loop "
                  "owns the producer states and the Tier 2 and Tier 3 state in memory; several "
                  "workers would each hold their own and decide apart. Run one process per "
-                 "fleet (it decides for 1,000 producers in milliseconds) and put replicas "
+                 "fleet, or one per shard of its pools (--shard I/N), and put replicas "
                  "behind a leader election if you need failover.")
         import os
 
@@ -42,6 +49,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if keda_port is not None:  # read by create_app in the server (settings from env)
             os.environ["LEADTIME_KEDA_PORT"] = str(keda_port)
             os.environ["LEADTIME_KEDA_HOST"] = keda_host
+            get_settings.cache_clear()
+
+        if shard is not None:  # read by the decision runtime in the server (settings from env)
+            index, _, count = shard.partition("/")
+            if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+                fail(f"--shard {shard!r}: expected I/N with 0 <= I < N, e.g. 0/4")
+            os.environ["LEADTIME_SHARD_INDEX"], os.environ["LEADTIME_SHARD_COUNT"] = index, count
+            get_settings.cache_clear()
+        if shard_pools is not None:
+            os.environ["LEADTIME_SHARD_POOLS"] = shard_pools
             get_settings.cache_clear()
 
         if as_of is not None:  # read by the decision runtime in the server (settings from env)

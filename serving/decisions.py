@@ -30,7 +30,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from leadtime.config import RESOURCE_NAME, ConfigError, LeadtimeConfig, load_config, resource_key
+from leadtime.config import (
+    RESOURCE_NAME,
+    ConfigError,
+    LeadtimeConfig,
+    load_config,
+    resource_key,
+    shard,
+)
 from leadtime.engine import Decision, TierPrediction
 from loop.clock import Clock, WallClock
 from loop.decision_loop import TIERS, DecisionLoop, NotRecorded, Pass, Report
@@ -159,6 +166,8 @@ class DecisionRuntime:
         self.weights_source = "config"
         self.weights_error: str | None = None
         self.loaded_at = 0.0
+        pools = getattr(settings, "shard_pools", None)  # this process's share of the pools
+        self.shard_pools = [p.strip() for p in pools.split(",") if p.strip()] if pools else None
         self.metrics = None  # monitoring.metrics.Metrics, set by mount()
         self.reload_hooks: list[Callable[[], None]] = []  # other champions reload re-reads
         self.champion_status: dict[str, Callable[[], dict[str, Any]]] = {}  # for /readyz
@@ -231,7 +240,11 @@ class DecisionRuntime:
         """Re-read the configuration and the champions; what fails keeps its previous value."""
         with self._reload_lock:
             try:
-                self.config, self.config_error = load_config(self.settings.config_path), None
+                self.config = shard(load_config(self.settings.config_path),
+                                    getattr(self.settings, "shard_index", 0),
+                                    getattr(self.settings, "shard_count", 1),
+                                    self.shard_pools)
+                self.config_error = None
             except ConfigError as exc:
                 self.config_error = str(exc)
             weights = None
@@ -420,7 +433,10 @@ class DecisionRuntime:
             "ready": config is not None,
             "config": {"path": str(self.settings.config_path), "error": self.config_error,
                        "mode": config.engine.mode if config else None,
-                       "producers": len(config.producers()) if config else 0},
+                       "producers": len(config.producers()) if config else 0,
+                       "shard": {"index": getattr(self.settings, "shard_index", 0),
+                                 "count": getattr(self.settings, "shard_count", 1),
+                                 "pools": sorted(config.pools) if config else []}},
             "champions": {
                 self.settings.baseline_model_name: {"version": self.tier1_version,
                                                     "loaded": self.tier1 is not None,

@@ -8,6 +8,7 @@ const kinds = {
   "v1/Service": "kubernetes-models/v1/Service",
   "v1/PersistentVolumeClaim": "kubernetes-models/v1/PersistentVolumeClaim",
   "apps/v1/Deployment": "kubernetes-models/apps/v1/Deployment",
+  "apps/v1/StatefulSet": "kubernetes-models/apps/v1/StatefulSet",
   "keda.sh/v1alpha1/ScaledObject": "@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject",
 };
 let failed = 0;

@@ -44,7 +44,7 @@ def test_manifests_pass_the_kubernetes_and_keda_schemas(tmp_path):
     done = subprocess.run([str(DEPLOY / "validate")], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count(": valid") == 5
+    assert done.stdout.count(": valid") == 7  # leadtime.yaml 4, the sharded 2, the ScaledObject
     # and the schemas do refuse a bad one
     bad = tmp_path / "bad.yaml"
     so = docs("scaledobject.yaml")["ScaledObject"]
@@ -58,3 +58,20 @@ def test_manifests_pass_the_kubernetes_and_keda_schemas(tmp_path):
     refused = subprocess.run([str(work / "validate")], capture_output=True, text=True,
                              timeout=300)
     assert refused.returncode == 1 and "minReplicaCount must be integer" in refused.stdout
+
+
+def test_the_sharded_statefulset_names_each_pod_its_shard():
+    """One pod per shard: the replica count is LEADTIME_SHARD_COUNT, each pod's index its
+    LEADTIME_SHARD_INDEX, each with its own state volume and the single deployment's config."""
+    sharded, single = docs("leadtime-sharded.yaml"), docs("leadtime.yaml")
+    spec = sharded["StatefulSet"]["spec"]
+    container = spec["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert int(env["LEADTIME_SHARD_COUNT"]["value"]) == spec["replicas"]
+    assert env["LEADTIME_SHARD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']")
+    assert [t["metadata"]["name"] for t in spec["volumeClaimTemplates"]] == ["state"]
+    config_map = next(v for v in spec["template"]["spec"]["volumes"] if "configMap" in v)
+    assert config_map["configMap"]["name"] == single["ConfigMap"]["metadata"]["name"]
+    assert sharded["Service"]["spec"]["clusterIP"] == "None"
+    assert spec["serviceName"] == sharded["Service"]["metadata"]["name"]
