@@ -86,6 +86,8 @@ class Sizing:
     budget: float | None = None
     reacting_spend: float | None = None
     own_spend: float | None = None
+    aim: float | None = None  # the multiple of reacting's spend aimed at now: the budget, moved
+    # by what the loop really spent over the trailing window (engine.sizing_budget_feedback)
 
     def usable(self) -> bool:
         return math.isfinite(self.value) and self.value >= 0
@@ -325,10 +327,15 @@ def allocate(
                 f"q{100 * sizing.quantile:g} is the quantile of least expected cost at a "
                 f"violation price of {sizing.price:g} instance-intervals")
         if sizing.budget is not None:
+            aim = sizing.budget if sizing.aim is None else sizing.aim
+            held = (sizing.own_spend or 0.0) / (sizing.reacting_spend or math.inf)
+            moved = (f"; it held {held:.3g}x the twin's, so it aims at {aim:.3g}x"
+                     if abs(aim - sizing.budget) > 1e-9 else "")
             reasons.append(
                 f"budget: price {sizing.price:g} is the highest that spends at most "
                 f"{sizing.budget:g}x reacting (HPA twin {_hours(sizing.reacting_spend)}, "
-                f"leadtime {_hours(sizing.own_spend)} instance-hours over the trailing window)")
+                f"leadtime {_hours(sizing.own_spend)} instance-hours over the trailing "
+                f"window{moved})")
         if prediction is not None and prediction.missing:
             reasons.append(f"no answer from {', '.join(prediction.missing)}: weights renormalised")
     elif prediction is not None:

@@ -222,7 +222,7 @@ class DecisionLoop:
             price = pooled_price(sizers, budget)
             if price is not None:
                 for sizer in sizers:
-                    sizer.price = price
+                    sizer.price, sizer.aim = price, sizers[0].aim
 
     def _by_producer(self, notes: Mapping[str, str]) -> dict[str, str]:
         """Notes by resource key as notes by producer, each saying its resource."""

@@ -330,6 +330,7 @@ class WindowPeakCalibrator:
         self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
         self._mix = 0.0  # the budget mode's share of refit periods owed the next price up
         self.spend_rows: tuple[np.ndarray, ...] | None = None  # per window (_fit_spend)
+        self.aim: float | None = None  # the budget mode's aim at the last refit (price_for)
 
     def _per_quantile(self, value: float | np.ndarray) -> np.ndarray | None:
         """``value`` at each grid quantile (one value is the same at all), or None unless every
@@ -486,6 +487,7 @@ class WindowPeakCalibrator:
         feedback = self.config.sizing_budget_feedback
         if feedback == "track" or (feedback == "repay" and held > budget * reacting):
             budget *= min(budget * reacting / held, 1.5)  # the trailing window's misspend
+        self.aim = budget
         scale = min(max(held / in_force, 0.8), 1.5)
         fits = np.flatnonzero(spend * scale <= budget * reacting)
         low = int(fits[-1]) if fits.size else 0
@@ -536,7 +538,8 @@ class WindowPeakCalibrator:
                       factor=float(factors[g]), loss=loss, price=self.price,
                       budget=budget,
                       reacting_spend=self.spend_reacting if budget is not None else None,
-                      own_spend=self.spend_held if budget is not None else None)
+                      own_spend=self.spend_held if budget is not None else None,
+                      aim=self.aim if budget is not None else None)
 
     def _reacting(self, now: float) -> Sizing:
         """The budget mode's sizing at price 0, and while no candidate is calibrated: nothing
@@ -544,7 +547,7 @@ class WindowPeakCalibrator:
         self._chosen = (now, 0)
         return Sizing(value=0.0, quantile=0.0, source=REACTIVE, factor=0.0, price=0.0,
                       budget=self.config.sizing_budget, reacting_spend=self.spend_reacting,
-                      own_spend=self.spend_held)
+                      own_spend=self.spend_held, aim=self.aim)
 
 
 def pooled_price(sizers: Sequence[WindowPeakCalibrator], budget: float) -> float | None:

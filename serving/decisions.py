@@ -481,7 +481,7 @@ def decision_json(d: Decision, pool: str | None) -> dict[str, Any]:
             "source": d.sizing.source, "factor": _f(d.sizing.factor),
             "loss": _f(d.sizing.loss), "price": d.sizing.price, "budget": d.sizing.budget,
             "reacting_spend_s": _f(d.sizing.reacting_spend),
-            "own_spend_s": _f(d.sizing.own_spend)},
+            "own_spend_s": _f(d.sizing.own_spend), "aim": _f(d.sizing.aim)},
         "reasons": list(d.reasons),
     }
 

@@ -41,6 +41,7 @@ def test_decisions_show_the_budget_the_spends_and_the_price(budget_run):
     assert sizing.reacting_spend > 0 and sizing.own_spend > 0
     assert sizing.price <= engine_spec().violation_cost
     assert any("budget: price" in r for r in decision.reasons)
+    assert sizing.aim is not None and 0 < sizing.aim <= 1.5  # the budget, moved by the spend
 
 
 def test_the_budget_spends_about_what_reacting_spends_and_the_price_mode_more(budget_run):

@@ -224,6 +224,7 @@ def test_what_was_really_spent_moves_the_budgets_aim(feedback, spent):
         else 300.0 / spent  # 375 after an underspend, 240 after an overspend
     # over the refits, the prices held spend the aim on average (the accumulator's rounding)
     assert abs(np.mean(calibrator.spend[chosen]) - aimed) <= 100.0 / 20 + 1e-9
+    assert calibrator.aim == pytest.approx(aimed / 300.0)  # what decisions report as "aim"
 
 
 def test_the_budget_reacts_only_where_there_is_a_floor_to_hold():
