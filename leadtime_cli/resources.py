@@ -100,6 +100,7 @@ def _from_trace(trace: Path, producer: str | None):
 
     from leadtime.validation import TraceError
     from leadtime_cli.common import configured, fail
+    from simulation.config import P95_INSTANCES
     from simulation.resources import derived_capacity, read_resources
 
     try:
@@ -107,7 +108,8 @@ def _from_trace(trace: Path, producer: str | None):
     except TraceError as exc:
         fail(str(exc))
     pid = str(frame["producer_id"].iloc[0])
-    capacity, source = derived_capacity(frame), "derived: its 95th percentile needs 9 instances"
+    capacity = derived_capacity(frame)
+    source = f"derived: its 95th percentile needs {P95_INSTANCES:g} instances"
     config = configured()
     if config is not None:
         try:

@@ -404,9 +404,8 @@ class WindowPeakCalibrator:
             overall, factors = _bucket_quantiles(pk[:, None] / base, bucket, grid, c.buckets,
                                                  c.min_per_bucket)
             if base is not values:
-                edges = np.repeat(edges, len(grid), axis=0)
-                bucket = np.repeat(bucket, len(grid), axis=1)
-            out = factors[np.arange(len(grid))[None, :], bucket] * values
+                edges = np.repeat(edges, len(grid), axis=0)  # sizing() reads one row per q
+            out = factors[np.arange(len(grid))[None, :], bucket] * values  # bucket broadcasts
             diff = pk[:, None] - out
             loss = (np.maximum(grid * diff, (grid - 1) * diff).mean(axis=0)
                     / max(float(pk.mean()), 1e-12))  # pinball at each grid quantile

@@ -116,10 +116,32 @@ def short_duration(value: pd.Timedelta) -> str:
     return f"{seconds}s"
 
 
+#: The instances a trace's 95th percentile needs at the target utilisation: what fixes the unit
+#: of an instance where none is given (:func:`capacity_for`).
+P95_INSTANCES = 9.0
+
+
+def capacity_for(values: np.ndarray, target: float = PRODUCER_DEFAULTS.target_utilisation,
+                 p95_instances: float = P95_INSTANCES) -> float:
+    """The capacity per instance at which the 95th percentile of ``values`` needs
+    ``p95_instances`` instances at ``target`` (a zero percentile: the mean positive load's).
+
+    >>> round(capacity_for(np.array([0.0, 63.0])), 3)  # its p95 is 59.85
+    9.5
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    p95 = float(np.percentile(values, 95)) if values.size else 0.0
+    if p95 <= 0:
+        positive = values[values > 0]
+        p95 = float(positive.mean()) if positive.size else 1e-9
+    return p95 / (p95_instances * target)
+
+
 def derive_config(
     demand: pd.Series,
     interval_s: float,
-    p95_instances: float = 9.0,
+    p95_instances: float = P95_INSTANCES,
     **overrides: object,
 ) -> SimConfig:
     """Defaults for ``demand`` sampled every ``interval_s`` (see the module docstring);
@@ -132,10 +154,8 @@ def derive_config(
         raise TraceError(f"{demand.name}: no positive load to simulate")
     target = float(overrides.get("target_utilisation",  # type: ignore[arg-type]
                                  PRODUCER_DEFAULTS.target_utilisation))
-    p95 = float(np.percentile(values, 95))
-    if p95 <= 0:
-        p95 = float(values[values > 0].mean())
-    capacity = float(overrides.pop("capacity_per_instance", p95 / (p95_instances * target)))  # type: ignore[arg-type]
+    capacity = float(overrides.pop("capacity_per_instance",  # type: ignore[arg-type]
+                                   capacity_for(values, target, p95_instances)))
     peak_need = math.ceil(values.max() / (capacity * target))
     span = demand.index[-1] - demand.index[0] + interval
     days = int(span / DAY)

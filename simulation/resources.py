@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leadtime.config import LOAD, LeadtimeConfig, parse_config, resource_of
+from leadtime.config import LOAD, PRODUCER_DEFAULTS, LeadtimeConfig, parse_config, resource_of
 from leadtime.data import infer_interval
-from simulation.config import SimConfig
+from simulation.config import SimConfig, capacity_for
 from simulation.metrics import add_cost_vs_oracle, score
 from simulation.policies import HPA, ForecastScaleOut, Leadtime, Observation, Oracle, Policy, clamp
 from simulation.simulator import Run, serve, simulate, slo_need
@@ -249,16 +249,11 @@ def read_resources(path: str, producer: str | None = None,
     return frame[["timestamp", "producer_id", "resource", "value"]], trace.repairs + notes
 
 
-def derived_capacity(frame: pd.DataFrame, target: float = 0.7, instances: int = 9,
-                     ) -> dict[str, float]:
-    """Each resource's capacity per instance where none is declared: its 95th percentile
-    needs ``instances`` at the target utilisation, the rule ``bench autoscale`` derives a
-    producer's by (:func:`simulation.config.derive_config`)."""
-    out = {}
-    for name, rows in frame.groupby("resource", sort=False):
-        p95 = float(np.nanpercentile(rows["value"].to_numpy(dtype=float), 95))
-        out[str(name)] = max(p95, 1e-9) / (instances * target)
-    return out
+def derived_capacity(frame: pd.DataFrame) -> dict[str, float]:
+    """Each resource's capacity per instance where none is declared, by the rule ``bench
+    autoscale`` derives a producer's by (:func:`simulation.config.capacity_for`)."""
+    return {str(name): capacity_for(rows["value"].to_numpy(dtype=float))
+            for name, rows in frame.groupby("resource", sort=False)}
 
 
 def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
@@ -283,8 +278,7 @@ def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
     step = infer_interval(wide.index.to_series())  # the dominant spacing
     wide = wide.asfreq(step)
     if max_instances is None:
-        target = SimConfig(interval_s=step.total_seconds(),
-                           capacity_per_instance=1.0).target_utilisation
+        target = PRODUCER_DEFAULTS.target_utilisation
         peak = max(math.ceil(np.nanmax(wide[r].to_numpy(dtype=float))
                              / (capacity.get(r, 1.0) * target)) for r in wide.columns)
         max_instances = max(2 * peak, 10)
