@@ -258,7 +258,7 @@ class EngineSpec(_Strict):
         default=86400.0, gt=0, description="The trailing window the budget compares spends "
         "over.")
     sizing_budget_feedback: Literal["estimate", "repay", "track"] = Field(
-        default="track", description="How the budget mode uses what the loop really spent over "
+        default="estimate", description="How the budget mode uses what the loop really spent over "
         "the trailing window against the HPA twin (the ratio r): 'estimate', not at all (the "
         "price whose estimated spend fits the budget b); 'repay', an overspend is paid back "
         "(the next refits aim at b x b / r while r > b); 'track', both ways (b x b / r, at "

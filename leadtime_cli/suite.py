@@ -187,17 +187,30 @@ def defaults(
         "--scenario", help="Only these scenarios (repeatable; default: all).")] = None,
     real: Annotated[bool, typer.Option(
         help="Also the visible real traces under data_dir (NASA, each NAB producer).")] = True,
+    also_at: Annotated[list[str] | None, typer.Option(
+        "--also-at", help="Also every trace sampled more finely, resampled to this interval "
+        "(repeatable, e.g. 60min): the choice must hold at coarser sampling too.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Choose the engine's defaults by leave-one-trace-out: every alternative on every trace of
     the suite, each trace scored with the alternative chosen on all the others."""
+    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
+    from leadtime_cli.common import fail
     from simulation.defaults import run_defaults
 
+    intervals = []
+    for text in also_at or []:
+        try:
+            intervals.append(pd.Timedelta(text).total_seconds())
+        except ValueError:
+            fail(f"--also-at {text!r}: not a duration (e.g. 60min)")
+        if not intervals[-1] > 0:
+            fail(f"--also-at {text!r}: must be positive")
     doc = _over_traces("defaults", scenario, lambda data_dir, chosen, **bar: run_defaults(
-        data_dir, scenarios=chosen, real=real, **bar))
+        data_dir, scenarios=chosen, real=real, also_at_s=tuple(intervals), **bar))
     if as_json:
         typer.echo(json.dumps(doc, indent=2, default=float))
         return

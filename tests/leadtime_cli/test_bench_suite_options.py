@@ -13,6 +13,8 @@ import pytest
     (["bench", "resources", "--budget", "0"], "must be > 0"),
     (["bench", "suite", "--scenario", "nope", "--no-real"], "unknown scenario(s) nope"),
     (["bench", "defaults", "--scenario", "nope", "--no-real"], "unknown scenario(s) nope"),
+    (["bench", "defaults", "--also-at", "hourly", "--no-real"], "not a duration"),
+    (["bench", "defaults", "--also-at", "-60min", "--no-real"], "must be positive"),
 ])
 def test_bad_options_get_one_clear_line(args, says):
     from typer.testing import CliRunner
@@ -28,8 +30,10 @@ def test_defaults_chooses_out_of_sample_on_two_scenarios():
     from simulation.defaults import run_defaults
 
     alternatives = {"budget 1.0": {"sizing_budget": 1.0}, "price": {"sizing_budget": None}}
-    doc = run_defaults(None, alternatives, scenarios=("demo", "diurnal_weekly_30min"), real=False)
-    assert [r["trace"] for r in doc["leave_one_trace_out"]] == ["demo", "diurnal_weekly_30min"]
+    doc = run_defaults(None, alternatives, scenarios=("demo", "diurnal_weekly_30min"), real=False,
+                       also_at_s=(3600.0,))  # and each again at hourly samples
+    assert [r["trace"] for r in doc["leave_one_trace_out"]] == [
+        "demo", "diurnal_weekly_30min", "demo @1h", "diurnal_weekly_30min @1h"]
     assert {r["chosen"] for r in doc["leave_one_trace_out"]} <= set(alternatives)
     for row in doc["traces"]:  # the peers once, leadtime under each alternative
         assert set(row["results"]) == {"hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa",
