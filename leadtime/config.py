@@ -101,7 +101,7 @@ class ProducerSettings(_Strict):
     max_instances: int = Field(default=100, ge=1)
     spinup_lead_time_s: float = Field(
         default=300.0, gt=0, description="Seconds from requesting an instance to it serving; "
-        "every tier predicts the peak load of [now, now + this].")
+        "every tier predicts the peak load of [now, now + this + decision_interval_s).")
     target_utilisation: float = Field(
         default=0.7, gt=0, le=1, description="The point prediction is kept under it.")
     max_utilisation: float | None = Field(
@@ -325,7 +325,8 @@ def _engine_config(producer_id: str, s: ProducerSettings,
         max_utilisation=s.resolved_max_utilisation(),
         spinup_lead_time_s=s.spinup_lead_time_s,
         scale_in_cooldown_s=s.scale_in_cooldown_s,
-        scale_in_max_fraction=scale_in_fraction(s.scale_in_max_fraction, decision_interval_s))
+        scale_in_max_fraction=scale_in_fraction(s.scale_in_max_fraction, decision_interval_s),
+        decision_interval_s=decision_interval_s)
 
 
 def _fleet_queries(merged: dict[str, Any]) -> list[str]:

@@ -110,6 +110,7 @@ class ProducerConfig:
     spinup_lead_time_s: float
     scale_in_cooldown_s: float  # no scale-in this soon after a scale-out
     scale_in_max_fraction: float  # remove at most this share of instances per decision
+    decision_interval_s: float  # between two decisions (the engine's decision_interval_s)
 
     def __post_init__(self) -> None:
         if not self.capacity_per_instance > 0:
@@ -124,6 +125,16 @@ class ProducerConfig:
             raise ValueError(f"{self.producer_id}: need 0 <= min_instances <= max_instances")
         if not 0 < self.scale_in_max_fraction <= 1:
             raise ValueError(f"{self.producer_id}: scale_in_max_fraction must be in (0, 1]")
+        if not self.decision_interval_s > 0:
+            raise ValueError(f"{self.producer_id}: decision_interval_s must be > 0")
+
+    @property
+    def window_s(self) -> float:
+        """How long a decision's capacity must carry the load: instances it removes go at
+        once, those it requests serve from one spin-up lead time on, and the next decision's
+        only from one decision interval later. Every tier answers for the load's peak over
+        ``[now, now + window_s)``, and the sizing calibrates on the same window."""
+        return self.spinup_lead_time_s + self.decision_interval_s
 
     @property
     def usable_capacity(self) -> float:

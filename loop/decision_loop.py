@@ -3,7 +3,7 @@
 It owns everything a pass needs (``docs/design.md``, "One loop"):
 
 * the **tier sources** (:mod:`loop.sources`): Tier 1 from the champion, Tier 2 from announced
-  demand, Tier 3 from its nowcast and risk, each asked the peak of ``[now, now + lead]``;
+  demand, Tier 3 from its nowcast and risk, each asked the peak of ``[now, now + lead + interval)`` (``ProducerConfig.window_s``);
 * the **producer states** that allocators report (instances, current load) and the time of each
   producer's last scale-out;
 * the **sizing** calibration (:mod:`loop.sizing`): per producer, the quantile of the window
@@ -258,7 +258,7 @@ class DecisionLoop:
             return None
         engine = self.config.engine
         wanted = SizingConfig.from_engine(engine)
-        horizon = config.spinup_lead_time_s + engine.decision_interval_s
+        horizon = config.window_s
         capacity = (config.peak_capacity, config.min_instances, config.max_instances)
         sizer = self._sizers.get(producer_id)
         if (sizer is None or sizer.horizon_s != horizon or sizer.config != wanted

@@ -1,11 +1,13 @@
 """The tier sources of the decision loop: each answers one question for every producer.
 
 The question (``docs/design.md``, "One currency for the tiers"): *what is the peak load of the
-window ``[now, now + lead]``*, ``lead`` being the producer's spin-up lead time, as a point with
-the central ``level`` % interval, in the producer's own load unit.
+window ``[now, now + window)``*, the window being the producer's spin-up lead time plus one
+decision interval (:attr:`leadtime.engine.ProducerConfig.window_s`: the capacity decided now
+carries the load until the next decision's arrives), as a point with the central ``level`` %
+interval, in the producer's own load unit.
 
 * :class:`Tier1Champion`: the registered ``leadtime-baseline`` champion (an MLflow pyfunc), asked
-  with ``params={"window_s": lead, "level": level}``; the pyfunc answers with
+  with ``params={"window_s": window, "level": level}``; the pyfunc answers with
   :meth:`models.tier1.registry.BaselineBundle.window_peak`.
 * :class:`Tier1Bundles`: the same :meth:`~models.tier1.registry.BaselineBundle.window_peak`, on
   bundles held in memory (the replay's daily refits, published at each midnight).
@@ -74,15 +76,15 @@ class Tier1Champion:
     def answer(self, producers: Mapping[str, ProducerConfig], now_s: float,
                level: int) -> Answers:
         start = _timestamp(now_s)
-        by_lead: dict[float, list[str]] = {}
+        by_window: dict[float, list[str]] = {}
         for pid, config in producers.items():
-            by_lead.setdefault(config.spinup_lead_time_s, []).append(pid)
+            by_window.setdefault(config.window_s, []).append(pid)
         out: dict[str, TierPrediction | None] = {}
         stale: list[str] = []
-        for lead, ids in by_lead.items():
+        for window, ids in by_window.items():
             frame = self.model.predict(
                 pd.DataFrame({"producer_id": ids, "timestamp": [start] * len(ids)}),
-                params={"level": level, "window_s": float(lead)})
+                params={"level": level, "window_s": float(window)})
             for pid, point, lower, upper, model in zip(ids, frame["point"], frame["lower"],
                                                        frame["upper"], frame["model"]):
                 out[pid] = _usable(point, lower, upper)
@@ -126,7 +128,7 @@ class Tier1Bundles:
         out: dict[str, TierPrediction | None] = {}
         missing = []
         for pid, config in producers.items():
-            peak = bundle.window_peak(pid, start, config.spinup_lead_time_s, level)
+            peak = bundle.window_peak(pid, start, config.window_s, level)
             if isinstance(peak, str):
                 out[pid] = None
                 missing.append(f"{pid} ({peak})")

@@ -48,15 +48,19 @@ class BaselineBundle:
     def window_peak(self, producer: str, start: pd.Timestamp, window_s: float,
                     level: int = ENGINE_DEFAULTS.level,
                     max_ahead_hours: float = 48.0) -> tuple[float, float, float] | str:
-        """Tier 1's one question: the peak of (point, lower, upper) over ``[start, start + window]``.
+        """Tier 1's one question: the peak of (point, lower, upper) over ``[start, start + window)``.
 
-        The forecast is read on the producer's own grid (its sampling interval) and the maximum
-        of each column over the window is returned: instances requested at ``start`` serve from
-        ``start + window`` (the spin-up lead time), and instances removed at ``start`` are gone at
-        once, so the fleet must carry every interval in between. Returns ``"stale"`` when the
-        window ends more than ``max_ahead_hours`` after the fitted history, ``"unknown"`` for a
-        producer the bundle has no model of. The forecast table is computed once per producer
-        and level, then each question is a slice.
+        The forecast is read on the producer's own grid (its sampling interval; a grid point
+        stands for the interval it opens) and the maximum of each column over every interval
+        overlapping the window is returned. The window is the spin-up lead time plus one
+        decision interval (:attr:`leadtime.engine.ProducerConfig.window_s`): instances removed
+        at ``start`` are gone at once, those requested serve from one lead time on, and the
+        next decision's only from one decision interval later, so the fleet must carry every
+        interval until then. On an hourly grid with a 5-minute lead and hourly decisions that
+        is the current hour and the next one. Returns ``"stale"`` when the window ends more
+        than ``max_ahead_hours`` after the fitted history, ``"unknown"`` for a producer the
+        bundle has no model of. The forecast table is computed once per producer and level,
+        then each question is a slice.
         """
         if level not in (80, 95):
             raise ValueError(f"level must be 80 or 95, not {level}")
@@ -73,9 +77,10 @@ class BaselineBundle:
         if end > limit:
             return "stale"
         grid, values = self._table(str(producer), forecaster, level, fitted, limit)
-        first = int(np.searchsorted(grid, start.asm8, side="left"))
-        last = int(np.searchsorted(grid, end.asm8, side="right"))
-        if last <= first:  # a window shorter than the sampling interval: the next grid point
+        step = grid[1] - grid[0] if len(grid) > 1 else np.timedelta64(0, "ns")
+        first = int(np.searchsorted(grid, (start - step).asm8, side="right"))  # open at start
+        last = int(np.searchsorted(grid, end.asm8, side="left"))  # opened before the end
+        if last <= first:
             last = min(first + 1, len(grid))
         if first >= len(grid):
             return "stale"
@@ -99,7 +104,8 @@ class BaselineBundle:
     def serve(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """The registered pyfunc's ``predict`` (``models/tier1/pyfunc.py``): rows of
         (producer_id, timestamp) in; with ``params["window_s"] > 0`` each row's answer is the
-        peak over ``[timestamp, timestamp + window_s]`` (the decision loop's question), else
+        peak over ``[timestamp, timestamp + window_s)`` (the decision loop's question,
+        :meth:`window_peak`), else
         the forecast at the timestamp; ``level`` and ``max_ahead_hours`` from ``params``."""
         params = params or {}
         level = int(params.get("level", ENGINE_DEFAULTS.level))

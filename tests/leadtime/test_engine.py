@@ -28,6 +28,7 @@ def config(**kw) -> ProducerConfig:
         "spinup_lead_time_s": 300.0,
         "scale_in_cooldown_s": 300.0,
         "scale_in_max_fraction": 0.1,
+        "decision_interval_s": 60.0,
     }
     base.update(kw)
     return ProducerConfig(**base)

@@ -98,3 +98,31 @@ def test_a_stale_baseline_answers_nothing_rather_than_extrapolating():
     out = bundle.predict(pd.Series(["svc", "svc"]), pd.Series([soon, years_later]))
     assert np.isfinite(out.loc[0, "point"]) and out.loc[0, "model"] == "seasonal_naive"
     assert np.isnan(out.loc[1, "point"]) and out.loc[1, "model"] == "stale"
+
+
+@pytest.mark.parametrize(("start", "window_s", "hours"), [
+    ("05:00", 300.0, [5]),  # a 5-minute lead inside the hour that opens at the start
+    ("05:00", 3900.0, [5, 6]),  # ... plus an hourly decision interval: the next hour too
+    ("05:30", 360.0, [5]),  # one-minute decisions: the hour under way is carried
+    ("05:58", 360.0, [5, 6]),  # ... and the next one once the window reaches it
+])
+def test_the_window_peak_covers_every_interval_the_window_overlaps(start, window_s, hours):
+    """At an hourly grid a 5-minute lead alone would see only the hour under way, though the
+    instances it requests serve the next; the window (lead plus decision interval) reads
+    every interval it overlaps, each grid point standing for the interval it opens."""
+    from models.tier1.forecasters import make_forecaster
+    from models.tier1.registry import BaselineBundle
+
+    index = pd.date_range("2024-01-01", periods=3 * 24, freq="h")
+    series = pd.Series(index.hour.to_numpy(float) * 10, index=index, name="svc")
+    forecaster = make_forecaster("seasonal_naive").fit(series)
+    bundle = BaselineBundle({"svc": forecaster}, {"svc": "seasonal_naive"},
+                            {"svc": str(index[-1])}, {"svc": "1h"})
+    at = pd.Timestamp(f"2024-01-04 {start}")
+    point, _, upper = bundle.window_peak("svc", at, window_s)
+    table = forecaster.predict(pd.DatetimeIndex([pd.Timestamp(f"2024-01-04 {h:02d}:00")
+                                                 for h in hours]))
+    assert point == pytest.approx(table["point"].max())
+    assert upper == pytest.approx(table["upper_80"].max())
+    assert point == pytest.approx(10.0 * hours[-1], abs=1e-6)  # the day before, hour by hour
+
