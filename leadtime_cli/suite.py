@@ -12,6 +12,9 @@ import typer
 from leadtime_cli.common import BudgetOption, ViolationCostOption
 from leadtime_cli.common import engine_from_flags as _engine
 
+AlsoAtOption = Annotated[list[str] | None, typer.Option(
+    "--also-at", help="Also every trace sampled more finely, resampled to this interval "
+    "(repeatable, e.g. 60min): what holds at one sampling must hold at coarser ones too.")]
 SHOWN = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime", "oracle")
 SHORT = {"hpa": "hpa", "forecast_scale_out": "fso", "crane_ehpa": "crane", "knative_kpa": "kpa",
          "leadtime": "leadtime", "oracle": "oracle"}
@@ -23,19 +26,38 @@ def suite(
         help="Also the visible real traces under data_dir (NASA, each NAB producer).")] = True,
     violation_cost: ViolationCostOption = None,
     budget: BudgetOption = None,
+    also_at: AlsoAtOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Every policy on every scenario and real trace, at the defaults: one table, the totals,
-    and the traces where leadtime loses."""
+    """Every policy on every scenario and real trace, at the defaults: one table, the totals
+    (per sampling interval too), and the traces where leadtime loses."""
     from simulation.suite import run_suite
 
     engine = _engine(violation_cost, budget)
+    intervals = _intervals(also_at)
     doc = _over_traces("suite", scenario, lambda data_dir, chosen, **bar: run_suite(
-        data_dir, engine, chosen, real, **bar))
+        data_dir, engine, chosen, real, also_at_s=intervals, **bar))
     if as_json:
         typer.echo(json.dumps(doc, indent=2, default=float))
         return
     print_suite(doc)
+
+
+def _intervals(also_at: list[str] | None) -> tuple[float, ...]:
+    """``--also-at`` durations in seconds; a clear refusal for anything else."""
+    import pandas as pd
+
+    from leadtime_cli.common import fail
+
+    out = []
+    for text in also_at or []:
+        try:
+            out.append(pd.Timedelta(text).total_seconds())
+        except ValueError:
+            fail(f"--also-at {text!r}: not a duration (e.g. 60min)")
+        if not out[-1] > 0:
+            fail(f"--also-at {text!r}: must be positive")
+    return tuple(out)
 
 
 def _over_traces(label: str, scenario: list[str] | None, job) -> dict:
@@ -83,6 +105,18 @@ def print_suite(doc: dict) -> None:
                                      f"({totals[p]['mean_cost_vs_hpa']:.2f})" for p in SHOWN],
                   "", "")
     console.print(table)
+    if len(doc.get("by_interval", {})) > 1:
+        per = Table(title="mean per sampling interval: SLO violations % (instance-hours / hpa)")
+        per.add_column("interval")
+        per.add_column("traces", justify="right")
+        for policy in SHOWN:
+            per.add_column(SHORT[policy], justify="right", no_wrap=True)
+        for interval, part in doc["by_interval"].items():
+            totals = part["totals"]
+            per.add_row(interval, str(part["traces"]), *[
+                f"{totals[p]['mean_slo_violation_pct']:.2f} "
+                f"({totals[p]['mean_cost_vs_hpa']:.2f})" for p in SHOWN])
+        console.print(per)
     losses = doc["losses"]
     console.print(f"leadtime loses on {len(losses)} of {len(doc['traces'])} traces"
                   + (f": {', '.join(losses)}" if losses else "")
@@ -187,30 +221,19 @@ def defaults(
         "--scenario", help="Only these scenarios (repeatable; default: all).")] = None,
     real: Annotated[bool, typer.Option(
         help="Also the visible real traces under data_dir (NASA, each NAB producer).")] = True,
-    also_at: Annotated[list[str] | None, typer.Option(
-        "--also-at", help="Also every trace sampled more finely, resampled to this interval "
-        "(repeatable, e.g. 60min): the choice must hold at coarser sampling too.")] = None,
+    also_at: AlsoAtOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Choose the engine's defaults by leave-one-trace-out: every alternative on every trace of
     the suite, each trace scored with the alternative chosen on all the others."""
-    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
-    from leadtime_cli.common import fail
     from simulation.defaults import run_defaults
 
-    intervals = []
-    for text in also_at or []:
-        try:
-            intervals.append(pd.Timedelta(text).total_seconds())
-        except ValueError:
-            fail(f"--also-at {text!r}: not a duration (e.g. 60min)")
-        if not intervals[-1] > 0:
-            fail(f"--also-at {text!r}: must be positive")
+    intervals = _intervals(also_at)
     doc = _over_traces("defaults", scenario, lambda data_dir, chosen, **bar: run_defaults(
-        data_dir, scenarios=chosen, real=real, also_at_s=tuple(intervals), **bar))
+        data_dir, scenarios=chosen, real=real, also_at_s=intervals, **bar))
     if as_json:
         typer.echo(json.dumps(doc, indent=2, default=float))
         return

@@ -34,7 +34,7 @@ import pandas as pd
 
 from leadtime.config import EngineSpec
 from simulation.bench import HISTORY, engine_spec, replay_setup
-from simulation.config import derive_config, short_duration
+from simulation.config import derive_config
 from simulation.crane_ehpa import CraneEHPA
 from simulation.forecast import daily_tier1
 from simulation.knative_kpa import KnativeKPA
@@ -130,42 +130,20 @@ def leave_one_trace_out(traces: list[tuple[str, dict[str, dict[str, float]]]],
     return out
 
 
-def coarsened(traces: list[tuple[str, str, pd.Series]],
-              interval_s: float) -> list[tuple[str, str, pd.Series]]:
-    """Each trace sampled more finely than ``interval_s``, again at ``interval_s`` (the mean
-    load of each interval), named ``<trace> @<interval>``: the suite at a coarser sampling.
-
-    >>> index = pd.date_range("2024-01-01", periods=4, freq="30min")
-    >>> [(n, s.tolist()) for n, _, s in coarsened([("t", "x", pd.Series([1.0, 3, 5, 7], index))],
-    ...                                           3600.0)]
-    [('t @1h', [2.0, 6.0])]
-    """
-    step = pd.Timedelta(seconds=interval_s)
-    out = []
-    for name, source, series in traces:
-        if pd.Timedelta(series.index.freq) >= step:
-            continue
-        coarse = series.resample(step).mean().asfreq(step)
-        coarse.name = series.name
-        out.append((f"{name} @{short_duration(step)}", source, coarse))
-    return out
-
-
 def run_defaults(data_dir, alternatives: dict[str, dict[str, Any]] | None = None,
                  scenarios: tuple[str, ...] | None = None, real: bool = True,
                  progress: Progress | None = None,
                  on_total: Callable[[int], None] | None = None,
                  also_at_s: tuple[float, ...] = ()) -> dict[str, Any]:
     """Every alternative on every trace of the suite (and, for each of ``also_at_s``, every
-    finer trace again at that sampling interval: :func:`coarsened`), and the
-    leave-one-trace-out choice."""
+    finer trace again at that sampling interval: :func:`simulation.suite.coarsened`), and
+    the leave-one-trace-out choice."""
     from simulation.scenarios import SCENARIOS
     from simulation.suite import suite_traces
 
     began = time.perf_counter()
     alternatives = alternatives or ALTERNATIVES
-    traces, notes = suite_traces(data_dir, scenarios or tuple(SCENARIOS), real)
-    traces += [t for interval_s in also_at_s for t in coarsened(traces, interval_s)]
+    traces, notes = suite_traces(data_dir, scenarios or tuple(SCENARIOS), real, also_at_s)
     if on_total:
         on_total(len(traces))
     rows = []

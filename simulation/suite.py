@@ -36,7 +36,7 @@ from simulation.bench import (
     replay_setup,
     violations_at_cost,
 )
-from simulation.config import derive_config
+from simulation.config import derive_config, short_duration
 from simulation.metrics import score
 from simulation.policies import HPA, ForecastScaleOut, Leadtime
 from simulation.scenarios import SCENARIOS, scenario
@@ -88,8 +88,11 @@ def trace_row(name: str, source: str, series: pd.Series, engine: EngineSpec,
 
 
 def suite_traces(data_dir: Path | None, scenarios: tuple[str, ...] = tuple(SCENARIOS),
-                 real: bool = True) -> tuple[list[tuple[str, str, pd.Series]], list[str]]:
-    """The suite's traces: the scenarios, then the real traces present under ``data_dir``."""
+                 real: bool = True, also_at_s: tuple[float, ...] = (),
+                 ) -> tuple[list[tuple[str, str, pd.Series]], list[str]]:
+    """The suite's traces: the scenarios, then the real traces present under ``data_dir``;
+    then, for each of ``also_at_s``, every one of them sampled more finely again at that
+    interval (:func:`coarsened`)."""
     from simulation.traces import read_demand
 
     traces = [(name, "scenario", scenario(name)) for name in scenarios]
@@ -103,17 +106,41 @@ def suite_traces(data_dir: Path | None, scenarios: tuple[str, ...] = tuple(SCENA
             for producer, series in read_demand(path).series.items():
                 label = producer if producer != path.stem else path.stem
                 traces.append((label, path.name, series))
+    traces += [t for interval_s in also_at_s for t in coarsened(traces, interval_s)]
     return traces, notes
+
+
+def coarsened(traces: list[tuple[str, str, pd.Series]],
+              interval_s: float) -> list[tuple[str, str, pd.Series]]:
+    """Each trace sampled more finely than ``interval_s``, again at ``interval_s`` (the mean
+    load of each interval), named ``<trace> @<interval>``: the suite at a coarser sampling.
+
+    >>> index = pd.date_range("2024-01-01", periods=4, freq="30min")
+    >>> [(n, s.tolist()) for n, _, s in coarsened([("t", "x", pd.Series([1.0, 3, 5, 7], index))],
+    ...                                           3600.0)]
+    [('t @1h', [2.0, 6.0])]
+    """
+    step = pd.Timedelta(seconds=interval_s)
+    out = []
+    for name, source, series in traces:
+        if pd.Timedelta(series.index.freq) >= step:
+            continue
+        coarse = series.resample(step).mean().asfreq(step)
+        coarse.name = series.name
+        out.append((f"{name} @{short_duration(step)}", source, coarse))
+    return out
 
 
 def run_suite(data_dir: Path | None, engine: EngineSpec | None = None,
               scenarios: tuple[str, ...] = tuple(SCENARIOS), real: bool = True,
               progress: Progress | None = None,
-              on_total: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Every trace of the suite (see the module docstring); one JSON-ready document."""
+              on_total: Callable[[int], None] | None = None,
+              also_at_s: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Every trace of the suite (see the module docstring), and with ``also_at_s`` each
+    again at coarser sampling; one JSON-ready document, with the totals per sampling interval."""
     began = time.perf_counter()
     engine = engine or engine_spec()
-    traces, notes = suite_traces(data_dir, scenarios, real)
+    traces, notes = suite_traces(data_dir, scenarios, real, also_at_s)
     if on_total:
         on_total(len(traces))
     rows = []
@@ -121,7 +148,14 @@ def run_suite(data_dir: Path | None, engine: EngineSpec | None = None,
         rows.append(trace_row(name, source, series, engine))
         if progress:
             progress(name)
+    intervals = sorted({r["interval"] for r in rows}, key=pd.Timedelta)
+    by_interval = {}
+    for interval in intervals:
+        these = [r for r in rows if r["interval"] == interval]
+        by_interval[short_duration(pd.Timedelta(interval))] = {
+            "traces": len(these), "totals": suite_totals(these)}
     return {"engine": engine.model_dump(), "traces": rows, "totals": suite_totals(rows),
+            "by_interval": by_interval,
             "losses": [r["trace"] for r in rows if r["leadtime_loses_to"]], "notes": notes,
             "wall_time_s": round(time.perf_counter() - began, 1)}
 

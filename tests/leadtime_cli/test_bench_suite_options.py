@@ -14,6 +14,7 @@ import pytest
     (["bench", "suite", "--scenario", "nope", "--no-real"], "unknown scenario(s) nope"),
     (["bench", "defaults", "--scenario", "nope", "--no-real"], "unknown scenario(s) nope"),
     (["bench", "defaults", "--also-at", "hourly", "--no-real"], "not a duration"),
+    (["bench", "suite", "--also-at", "0s", "--no-real"], "must be positive"),
     (["bench", "defaults", "--also-at", "-60min", "--no-real"], "must be positive"),
 ])
 def test_bad_options_get_one_clear_line(args, says):

@@ -32,13 +32,18 @@ def test_unknown_scenario_names_the_known_ones():
 def test_the_suite_row_compares_at_equal_cost_and_names_losses():
     from simulation.suite import run_suite
 
-    doc = run_suite(None, scenarios=("demo",), real=False)
-    (row,) = doc["traces"]
+    doc = run_suite(None, scenarios=("demo",), real=False, also_at_s=(3600.0,))
+    row, hourly = doc["traces"]  # demo, and demo again at hourly samples
     assert row["trace"] == "demo" and set(row["policies"]) >= {"hpa", "leadtime", "oracle"}
+    assert hourly["trace"] == "demo @1h" and hourly["interval"] == str(pd.Timedelta("1h"))
     assert row["policies"]["hpa"]["cost_vs_hpa"] == pytest.approx(1.0)
     assert set(row["reactive_at_leadtime_cost"]) == {"hpa", "forecast_scale_out"}
-    assert doc["losses"] == ([] if not row["leadtime_loses_to"] else ["demo"])
+    assert doc["losses"] == [r["trace"] for r in (row, hourly) if r["leadtime_loses_to"]]
     assert set(doc["totals"]["leadtime"]) == {"mean_slo_violation_pct", "mean_cost_vs_hpa"}
+    assert list(doc["by_interval"]) == ["5min", "1h"]
+    hour = doc["by_interval"]["1h"]
+    assert hour["traces"] == 1 and hour["totals"]["leadtime"]["mean_slo_violation_pct"] == \
+        pytest.approx(hourly["policies"]["leadtime"]["slo_violation_pct"])
 
 
 def test_intermittent_slots_fire_only_sometimes_and_only_at_their_minutes():
