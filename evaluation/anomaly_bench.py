@@ -7,8 +7,8 @@ Protocol (identical for every detector, one fixed configuration for every series
   threshold of the series is calibrated on the scores of its later part (after a warm-up of a
   third of it): the maximum score seen there (:func:`monitoring.detectors.calibrate_threshold`).
   Labels are never read to calibrate;
-* an *alarm* is a sample whose score exceeds the threshold; alarms closer than ``cooldown`` to a
-  previous alarm belong to the same episode;
+* an *alarm* is a sample whose score exceeds the threshold; alarms closer than ``cooldown_s``
+  (one hour) to a previous alarm belong to the same episode;
 * a labelled window (clipped to the scored part) is *detected* when it holds at least one alarm;
   its detection delay is the time from the window's start to that first alarm;
 * a *false alarm* is an alarm episode that starts outside every window;
@@ -66,7 +66,7 @@ from monitoring.nab_score import (
 )
 
 PROBATION = 0.15
-COOLDOWN = pd.Timedelta("1h")
+COOLDOWN_S = 3600.0  # one hour
 DETECTOR_NAMES = ("leadtime", "zscore", "hst", "residual")
 NAB_FIELDS = {"nab_standard": "standard", "nab_low_fp": "reward_low_FP_rate",
               "nab_low_fn": "reward_low_FN_rate"}
@@ -102,10 +102,11 @@ def score_series(
     scores: np.ndarray,
     windows: list[tuple[pd.Timestamp, pd.Timestamp]],
     probation: float = PROBATION,
-    cooldown: pd.Timedelta = COOLDOWN,
+    cooldown_s: float = COOLDOWN_S,
     floor: float = 0.0,
 ) -> SeriesScore:
     """Window-based counts of one series (see the module docstring)."""
+    cooldown = pd.Timedelta(seconds=cooldown_s)
     n = len(series)
     n_prob = max(int(n * probation), 3)
     threshold = max(floor, calibrate_threshold(scores[n_prob // 3 : n_prob]))
@@ -292,7 +293,7 @@ def alarm_stream(series: pd.Series, scores: np.ndarray, windows: list,
 
 
 def window_counts(stream: AlarmStream, floor: float,
-                  cooldown: pd.Timedelta = COOLDOWN) -> tuple[int, int, int]:
+                  cooldown_s: float = COOLDOWN_S) -> tuple[int, int, int]:
     """(windows, detected, false alarms) at threshold ``max(floor, calibrated)``, exactly as
     :func:`score_series` counts them, vectorised."""
     alarms = stream.times[stream.scores > max(floor, stream.calibrated)]
@@ -304,7 +305,8 @@ def window_counts(stream: AlarmStream, floor: float,
         first = np.searchsorted(alarms, spans[:, 0], "left")
         last = np.searchsorted(alarms, spans[:, 1], "right")
         detected = int(np.count_nonzero(last > first))
-    starts = alarms[np.concatenate([[True], np.diff(alarms) > cooldown.value])]
+    cooldown_ns = pd.Timedelta(seconds=cooldown_s).value
+    starts = alarms[np.concatenate([[True], np.diff(alarms) > cooldown_ns])]
     inside = np.zeros(len(starts), dtype=bool)
     for s, e in spans:
         inside |= (starts >= s) & (starts <= e)
@@ -429,7 +431,7 @@ def run_anomaly_bench(
         "protocol": {
             "probation": PROBATION,
             "threshold": "max score over the probationary period after a warm-up of a third of it",
-            "cooldown_minutes": COOLDOWN.total_seconds() / 60,
+            "cooldown_minutes": COOLDOWN_S / 60,
             "precision": "detected windows / (detected windows + alarm episodes outside windows)",
             "nab": "NAB normalised score (0 null, 100 perfect) per profile, threshold optimised "
                    "over the set by NAB's optimiser; detectors' [0, 1] scores unchanged",

@@ -180,7 +180,7 @@ def baseline_daily(
     first = next(iter(choices))
     plot = plot_forecast(series[first], bundle.forecasters[first],
                          settings.plots_dir / f"baseline_{Path(trace).stem}_{first}.png",
-                         horizon=config.horizon)
+                         horizon_s=config.horizon_s)
     params = {"trace": Path(trace).name, **{k: str(v) for k, v in asdict(config).items()}}
     registration = register_or_undo(bundle, backtest, params, str(plot),
                                     settings.baseline_model_name)

@@ -155,7 +155,7 @@ def autoscale(
         "warmup_s": _seconds(_duration(warmup, "--warmup")),
     }
     spin = _duration(spinup, "--spinup")
-    bins = _duration(interval, "--interval")
+    interval_s = _seconds(_duration(interval, "--interval"))
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -183,7 +183,7 @@ def autoscale(
                 model=model,
                 level=level,
                 threshold=threshold,
-                interval=bins, reading=reading,
+                interval_s=interval_s, reading=reading,
                 overrides=overrides,
                 workers=workers if workers is not None else get_settings().workers,
                 engine=engine_spec(level, threshold,
@@ -300,7 +300,8 @@ def frontier(
     began = time.perf_counter()
     err = Console(stderr=True)
     try:
-        demand = read_demand(trace, producer, _duration(interval, "--interval"), reading)
+        demand = read_demand(trace, producer, _seconds(_duration(interval, "--interval")),
+                             reading)
         if len(demand.series) != 1:
             fail(f"{trace.name} has {len(demand.series)} producers: choose one with --producer "
                  f"({', '.join(list(demand.series)[:5])}...)")

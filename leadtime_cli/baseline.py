@@ -102,7 +102,7 @@ def bench_forecast(
         "trace": str(trace),
         "producer": chosen[0] if len(chosen) == 1 else None,
         "producers": len(chosen),
-        "horizon": f"{int(config.horizon.total_seconds() // 3600)}h",
+        "horizon": f"{int(config.horizon_s // 3600)}h",
         "cutoffs": config.cutoffs,
         "models": summary,
         "champion_choices": frame[frame["model"] == "champion"]["chosen"].value_counts().to_dict(),

@@ -160,7 +160,7 @@ def ablation(
     err = Console(stderr=True)
     requests = None
     try:
-        every = pd.Timedelta(tier2_every)
+        every_s = pd.Timedelta(tier2_every).total_seconds()
     except ValueError:
         fail(f"--tier2-every takes a duration like 1d or 12h; got {tier2_every!r}")
     scratch = tempfile.TemporaryDirectory(prefix="leadtime-ablation-")
@@ -180,7 +180,7 @@ def ablation(
                 from simulation.intent_replay import predict_requests
 
                 with err.status("Tier 2: daily fits on the requests finished before") as status:
-                    requests = predict_requests(trace, every=every,
+                    requests = predict_requests(trace, every_s=every_s,
                                                 progress=status.update).frame
         else:
             from simulation.scenarios import scenario as make

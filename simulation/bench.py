@@ -16,7 +16,7 @@ from leadtime.config import ENGINE_DEFAULTS, EngineSpec
 from simulation.config import SimConfig, derive_config, short_duration
 from simulation.crane_ehpa import CraneEHPA
 from simulation.forecast import (
-    HISTORY,
+    HISTORY_S,
     ForecasterFactory,
     Tier1Schedule,
     daily_tier1,
@@ -134,13 +134,13 @@ def count_days(index: pd.DatetimeIndex, first_step: int) -> int:
     return len(pd.date_range(index[first_step].normalize(), index[-1].normalize(), freq="D"))
 
 
-HANDOVER = pd.Timedelta(hours=1)
+HANDOVER_S = 3600.0  # one hour
 
 
 def handover_step(warm_steps: int, lead: int, cfg: SimConfig) -> int:
     """Step at which policies take over from the warm-up HPA: one hour plus one lead time before
     scoring, so neither queued work nor the fleet the warm-up left behind is scored."""
-    settle = math.ceil(HANDOVER / cfg.interval)
+    settle = math.ceil(HANDOVER_S / cfg.interval_s)
     return max(0, warm_steps - lead - settle)
 
 
@@ -172,14 +172,15 @@ def bench_producer(
     cfg: SimConfig,
     model: str = "champion",
     level: int | None = None,
-    history: pd.Timedelta = HISTORY,
+    history_s: float = HISTORY_S,
     factory: ForecasterFactory = default_factory,
     progress: Progress | None = None,
     workers: int = 1,
     threshold: float | None = None,
     engine: EngineSpec | None = None,
 ) -> ProducerResult:
-    """Replay one producer under every policy; score them on the same intervals."""
+    """Replay one producer under every policy; score them on the same intervals (Tier 1 refit
+    daily on the ``history_s`` seconds before each day)."""
     index = pd.DatetimeIndex(series.index)
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     engine = engine or engine_spec(level, threshold)
@@ -189,7 +190,7 @@ def bench_producer(
             progress(f"{series.name}: daily Tier 1 fit")
 
     tier1 = daily_tier1(
-        series, lead, switch, model, engine.level, history, factory, on_fit=fitted,
+        series, lead, switch, model, engine.level, history_s, factory, on_fit=fitted,
         workers=workers
     )
     hpa = HPA(cfg)
@@ -222,8 +223,8 @@ def run_bench(
     model: str = "champion",
     level: int | None = None,
     threshold: float | None = None,
-    interval: pd.Timedelta | None = None,
-    history: pd.Timedelta | None = None,
+    interval_s: float | None = None,
+    history_s: float | None = None,
     overrides: dict[str, Any] | None = None,
     factory: ForecasterFactory = default_factory,
     on_total: Callable[[int], None] | None = None,
@@ -233,13 +234,15 @@ def run_bench(
     reading: str | None = None,
 ) -> BenchResult:
     """Read the trace, derive the settings and replay every producer (or the chosen one);
-    ``reading`` is how a request trace becomes load (:func:`simulation.traces.read_demand`)."""
+    ``interval_s`` samples a request trace and ``reading`` is how it becomes load
+    (:func:`simulation.traces.read_demand`); each daily Tier 1 fit sees ``history_s`` seconds
+    (default: ``settings.history_days``)."""
     began = time.perf_counter()
-    demand = read_demand(path, producer, interval, reading)
-    if history is None:
+    demand = read_demand(path, producer, interval_s, reading)
+    if history_s is None:
         from leadtime.settings import get_settings
 
-        history = pd.Timedelta(days=get_settings().history_days)
+        history_s = get_settings().history_days * 86400.0
     configs: dict[str, SimConfig] = {}
     work = 0
     for name, series in demand.series.items():
@@ -252,7 +255,7 @@ def run_bench(
         work += count_days(series.index, switch) + len(POLICIES)
     if on_total:
         on_total(work)
-    results = _bench_producers(demand.series, configs, model, level, history, factory, progress,
+    results = _bench_producers(demand.series, configs, model, level, history_s, factory, progress,
                                workers, threshold, engine)
     if len(results) == 1:
         policies = next(iter(results.values())).metrics
@@ -278,7 +281,7 @@ def run_bench(
 
 
 def _bench_producers(series: dict[str, pd.Series], configs: dict[str, SimConfig], model: str,
-                     level: int | None, history: pd.Timedelta, factory: ForecasterFactory,
+                     level: int | None, history_s: float, factory: ForecasterFactory,
                      progress: Progress | None, workers: int, threshold: float | None,
                      engine: EngineSpec | None) -> dict[str, ProducerResult]:
     """Every producer's replay: one after another (its daily fits in ``workers`` processes),
@@ -287,7 +290,7 @@ def _bench_producers(series: dict[str, pd.Series], configs: dict[str, SimConfig]
     trace's order; progress advances as each producer finishes."""
     names = list(series)
     if workers <= 1 or len(names) < 2 or factory is not default_factory:
-        return {name: bench_producer(series[name], configs[name], model, level, history,
+        return {name: bench_producer(series[name], configs[name], model, level, history_s,
                                      factory, progress, workers, threshold, engine)
                 for name in names}
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -295,7 +298,7 @@ def _bench_producers(series: dict[str, pd.Series], configs: dict[str, SimConfig]
     done: dict[str, ProducerResult] = {}
     with ProcessPoolExecutor(max_workers=min(workers, len(names))) as pool:
         futures = {pool.submit(bench_producer, series[name], configs[name], model, level,
-                               history, factory, None, 1, threshold, engine): name
+                               history_s, factory, None, 1, threshold, engine): name
                    for name in names}
         for future in as_completed(futures):
             name = futures[future]
@@ -403,7 +406,7 @@ def frontier(
     series: pd.Series,
     cfg: SimConfig,
     model: str = "champion",
-    history: pd.Timedelta = HISTORY,
+    history_s: float = HISTORY_S,
     targets: tuple[float, ...] = FRONTIER_TARGETS,
     budgets: tuple[float, ...] = FRONTIER_BUDGETS,
     factory: ForecasterFactory = default_factory,
@@ -425,7 +428,7 @@ def frontier(
     oracle = score(simulate(demand, cfg, Oracle(cfg, need), HPA(cfg), switch), cfg, scored, need)
     # one set of daily fits: the published bundles answer every pass of every setting
     base = engine or engine_spec()
-    fitted = daily_tier1(series, lead, switch, model, base.level, history, factory)
+    fitted = daily_tier1(series, lead, switch, model, base.level, history_s, factory)
     rows: list[dict[str, Any]] = []
 
     def add(policy: str, knob: str, value: float, run_cfg: SimConfig, chosen: Policy, warm: Policy):

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from leadtime.config import EngineSpec
-from simulation.bench import HISTORY, engine_spec, replay_setup
+from simulation.bench import HISTORY_S, engine_spec, replay_setup
 from simulation.config import derive_config
 from simulation.crane_ehpa import CraneEHPA
 from simulation.forecast import daily_tier1
@@ -76,12 +76,13 @@ def meets(row: dict[str, dict[str, float]], policy: str) -> bool:
 
 
 def replay_alternatives(series: pd.Series, alternatives: dict[str, dict[str, Any]],
-                        history: pd.Timedelta = HISTORY) -> dict[str, dict[str, float]]:
-    """One trace: the peers once, and leadtime under each alternative (one Tier 1 fit)."""
+                        history_s: float = HISTORY_S) -> dict[str, dict[str, float]]:
+    """One trace: the peers once, and leadtime under each alternative (one Tier 1 fit a day,
+    on the ``history_s`` seconds before it)."""
     cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     base = engine_spec()
-    tier1 = daily_tier1(series, lead, switch, "champion", base.level, history)
+    tier1 = daily_tier1(series, lead, switch, "champion", base.level, history_s)
     hpa = HPA(cfg)
     fso = ForecastScaleOut(cfg, tier1.hourly_point)
     runs = {"hpa": (hpa, hpa), "forecast_scale_out": (fso, fso.hpa),

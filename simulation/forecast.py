@@ -33,7 +33,7 @@ import pandas as pd
 
 from models.tier1.forecasters import LEVELS, Forecaster
 
-HISTORY = pd.Timedelta(days=28)  # default history of a fit (settings.history_days)
+HISTORY_S = 28 * 86400.0  # default history of a fit, 28 days (settings.history_days)
 
 ForecasterFactory = Callable[[str], Forecaster]
 
@@ -70,9 +70,15 @@ def default_factory(name: str) -> Forecaster:
     return make_forecaster(name)
 
 
-def past_only(series: pd.Series, day: pd.Timestamp, history: pd.Timedelta) -> pd.Series:
-    """The history a fit for ``day`` may see: ``[day - history, day)``."""
-    return series[(series.index >= day - history) & (series.index < day)]
+def past_only(series: pd.Series, day: pd.Timestamp, history_s: float) -> pd.Series:
+    """The history a fit for ``day`` may see: ``[day - history_s, day)``.
+
+    >>> series = pd.Series(range(4), pd.date_range("2024-01-01", periods=4, freq="D"))
+    >>> past_only(series, pd.Timestamp("2024-01-04"), 2 * 86400.0).tolist()
+    [1, 2]
+    """
+    start = day - pd.Timedelta(seconds=history_s)
+    return series[(series.index >= start) & (series.index < day)]
 
 
 @dataclass(frozen=True)
@@ -125,18 +131,18 @@ def daily_tier1(
     first_step: int,
     model: str = "champion",
     level: int = 80,
-    history: pd.Timedelta = HISTORY,
+    history_s: float = HISTORY_S,
     factory: ForecasterFactory = default_factory,
-    history_of: Callable[[pd.Series, pd.Timestamp, pd.Timedelta], pd.Series] = past_only,
+    history_of: Callable[[pd.Series, pd.Timestamp, float], pd.Series] = past_only,
     on_fit: Callable[[], None] | None = None,
     workers: int = 1,
 ) -> Tier1Schedule:
     """Refit daily (past data only) and read the forecast for every decision step ``>= first_step``.
 
     ``model="champion"`` fits the recipe :func:`choose_recipe` picks on the data before the first
-    decision day; a model name fits that model. ``history_of`` chooses the data each day's fit
-    sees (the leakage tests pass a wrong one); ``workers > 1`` runs the independent daily fits in
-    that many processes.
+    decision day; a model name fits that model. Each day's fit sees the ``history_s`` seconds
+    before the day; ``history_of`` chooses that data (the leakage tests pass a wrong one);
+    ``workers > 1`` runs the independent daily fits in that many processes.
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}")
@@ -158,7 +164,7 @@ def daily_tier1(
     if model == "champion" and factory is not default_factory:
         model, note = "custom", "the factory's forecaster (no recipe to choose)"
     elif model == "champion":
-        recipe = choose_recipe(history_of(demand, days[0], history), int(history / pd.Timedelta(days=1)))
+        recipe = choose_recipe(history_of(demand, days[0], history_s), int(history_s / 86400))
         model, offsets, note = recipe.model, recipe.offsets, recipe.note
     jobs: list[tuple[np.ndarray, tuple]] = []
     for day in days:
@@ -166,7 +172,7 @@ def daily_tier1(
         decide = decide[decide >= first_step]
         if decide.size == 0:
             continue
-        past = history_of(demand, day, history)
+        past = history_of(demand, day, history_s)
         if past.notna().sum() < 2:
             continue
         jobs.append((decide, (past, day, step, lead, model, level, factory, offsets)))

@@ -37,11 +37,11 @@ class RequestPredictions:
     seconds: float  # wall time
 
 
-def predict_requests(path: str | Path, settings=None, every: pd.Timedelta = pd.Timedelta(days=1),
+def predict_requests(path: str | Path, settings=None, every_s: float = 86400.0,
                      config=None, progress: Callable[[str], None] | None = None,
                      ) -> RequestPredictions:
-    """Each request's run time predicted by the intent model fitted, every ``every``, on the
-    requests finished before (see the module docstring)."""
+    """Each request's run time predicted by the intent model fitted, every ``every_s`` seconds
+    (default: daily), on the requests finished before (see the module docstring)."""
     import time
 
     from leadtime.data import read_request_trace
@@ -66,7 +66,7 @@ def predict_requests(path: str | Path, settings=None, every: pd.Timedelta = pd.T
     arrival, end = out["arrival_s"].to_numpy(), out["end_s"].to_numpy()
     if not np.allclose(data.frame["event_timestamp"].astype("int64") / 1e9, arrival):
         raise RuntimeError("the feature rows do not follow the trace's order")
-    step = every.total_seconds()
+    step = float(every_s)
     fits = 0
     for day in np.arange(np.floor(arrival.min() / step) * step, arrival.max() + step, step):
         today = (arrival >= day) & (arrival < day + step)

@@ -258,13 +258,14 @@ def derived_capacity(frame: pd.DataFrame) -> dict[str, float]:
 
 def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
                     max_instances: int | None = MAX_INSTANCES, engine: Any = None,
-                    history: pd.Timedelta = pd.Timedelta(days=28),
+                    history_s: float = 28 * 86400.0,
                     on_step: Any = None,
                     capacity: dict[str, float] | None = None) -> ResourcesResult:
     """Replay one producer's resources (a long-format frame) under every policy; each
     resource's capacity per instance from ``capacity`` (default: the scenario's), the
     ceiling ``max_instances`` (None: twice what the binding peak needs, as
-    :func:`simulation.config.derive_config` sets a producer's)."""
+    :func:`simulation.config.derive_config` sets a producer's); each resource's Tier 1 refit
+    daily on the ``history_s`` seconds before each day."""
     capacity = capacity or CAPACITY
     from simulation.bench import replay_setup
     from simulation.forecast import daily_tier1
@@ -294,7 +295,7 @@ def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
     keys = config.resource_keys()[producer_id]
     tier1 = {}
     for r in wide.columns:
-        tier1[r] = daily_tier1(wide[r].rename(keys[r]), lead, switch, history=history)
+        tier1[r] = daily_tier1(wide[r].rename(keys[r]), lead, switch, history_s=history_s)
         if on_step:
             on_step(f"Tier 1 fitted daily on {r}")
     multi = LeadtimeResources(cfgs, tier1, producer_id, wide.index[0], config)

@@ -30,7 +30,7 @@ import pandas as pd
 from leadtime.config import EngineSpec
 from simulation.bench import (
     FRONTIER_TARGETS,
-    HISTORY,
+    HISTORY_S,
     bench_producer,
     engine_spec,
     replay_setup,
@@ -64,10 +64,11 @@ def reactive_frontier(series: pd.Series, cfg, tier1, targets=FRONTIER_TARGETS) -
 
 
 def trace_row(name: str, source: str, series: pd.Series, engine: EngineSpec,
-              history: pd.Timedelta = HISTORY) -> dict[str, Any]:
-    """One trace of the suite: every policy at its default, the reactive frontiers, a verdict."""
+              history_s: float = HISTORY_S) -> dict[str, Any]:
+    """One trace of the suite: every policy at its default, the reactive frontiers, a verdict
+    (Tier 1 refit daily on the ``history_s`` seconds before each day)."""
     cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
-    result = bench_producer(series, cfg, history=history, engine=engine)
+    result = bench_producer(series, cfg, history_s=history_s, engine=engine)
     hpa_hours = result.metrics["hpa"]["instance_hours"]
     policies = {p: {"slo_violation_pct": result.metrics[p]["slo_violation_pct"],
                     "cost_vs_hpa": result.metrics[p]["instance_hours"] / hpa_hours}
@@ -190,16 +191,17 @@ PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 
 
 def ablation(series: pd.Series, engine: EngineSpec | None = None,
-             history: pd.Timedelta = HISTORY,
+             history_s: float = HISTORY_S,
              progress: Progress | None = None,
              requests: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """leadtime with parts switched off, on one load series (same fits, simulator, scoring),
-    and the peers beside it. With ``requests`` (the trace's requests with Tier 2's predicted
-    run times, :func:`simulation.intent_replay.predict_requests`) the Tier 2 variants too."""
+    and the peers beside it (Tier 1 refit daily on the ``history_s`` seconds before each day).
+    With ``requests`` (the trace's requests with Tier 2's predicted run times,
+    :func:`simulation.intent_replay.predict_requests`) the Tier 2 variants too."""
     engine = engine or engine_spec()
     cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     demand, _, switch, scored, need = replay_setup(series, cfg)
-    result = bench_producer(series, cfg, engine=engine, history=history)
+    result = bench_producer(series, cfg, engine=engine, history_s=history_s)
     peers, tier1 = result.metrics, result.tier1  # the same daily Tier 1 fits for every variant
     base = peers["hpa"]
 

@@ -28,7 +28,7 @@ from leadtime.data import read_load_trace, read_request_trace
 from leadtime.validation import TraceError
 from simulation.config import short_duration
 
-DEFAULT_REQUEST_INTERVAL = pd.Timedelta(minutes=5)
+DEFAULT_REQUEST_INTERVAL_S = 300.0  # five minutes
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,14 @@ READINGS = ("occupancy", "binned")
 
 
 def read_demand(
-    path: str | Path, producer: str | None = None, interval: pd.Timedelta | None = None,
+    path: str | Path, producer: str | None = None, interval_s: float | None = None,
     reading: str | None = None,
 ) -> Demand:
     """Read ``path`` (load or request trace) into demand series; ``producer`` picks one.
 
-    ``interval`` samples request traces (default 5 minutes); load traces keep their own
-    interval. ``reading`` is how a request trace becomes load (see the module docstring;
-    default: occupancy when the schema gives run times, else binned). Raises
+    ``interval_s`` (seconds) samples request traces (default 5 minutes); load traces keep
+    their own interval. ``reading`` is how a request trace becomes load (see the module
+    docstring; default: occupancy when the schema gives run times, else binned). Raises
     :class:`TraceError` for bad files, unknown producers and an occupancy reading of a trace
     without run times.
     """
@@ -69,7 +69,7 @@ def read_demand(
     if reading is not None and reading not in READINGS:
         raise TraceError(f"unknown reading {reading!r}; choose {' or '.join(READINGS)}")
     if is_request_trace(path):
-        return _from_requests(path, producer, interval or DEFAULT_REQUEST_INTERVAL, reading)
+        return _from_requests(path, producer, interval_s or DEFAULT_REQUEST_INTERVAL_S, reading)
     trace = read_load_trace(path)
     names = [producer] if producer is not None else trace.producers
     series: dict[str, pd.Series] = {}
@@ -84,7 +84,7 @@ def read_demand(
     return Demand(path, "load", series, notes)
 
 
-def _from_requests(path: Path, producer: str | None, interval: pd.Timedelta,
+def _from_requests(path: Path, producer: str | None, interval_s: float,
                    reading: str | None = None) -> Demand:
     trace = read_request_trace(path)
     duration = trace.schema.duration_column
@@ -94,7 +94,8 @@ def _from_requests(path: Path, producer: str | None, interval: pd.Timedelta,
             f"target is in {trace.schema.target_unit or 'no unit'!r}, not seconds, and it names "
             "no `duration` column; use the binned reading")
     if (reading or ("occupancy" if duration is not None else "binned")) == "occupancy":
-        return _occupancy(trace, producer, interval)
+        return _occupancy(trace, producer, interval_s)
+    interval = pd.Timedelta(seconds=interval_s)
     frame, schema = trace.frame, trace.schema
     if "producer_id" in frame.columns:
         keys = frame["producer_id"].astype(str)
@@ -138,7 +139,7 @@ def request_runs(trace) -> pd.DataFrame:
                          "units": units})
 
 
-def _occupancy(trace, producer: str | None, interval: pd.Timedelta) -> Demand:
+def _occupancy(trace, producer: str | None, interval_s: float) -> Demand:
     """Each producer's mean units held per interval (:func:`simulation.occupancy.occupancy`),
     on a grid from the first arrival's interval to the interval of the last request's end."""
     from simulation.occupancy import occupancy
@@ -153,6 +154,7 @@ def _occupancy(trace, producer: str | None, interval: pd.Timedelta) -> Demand:
     wait = runs["start_s"].to_numpy() - arrivals
     duration = runs["end_s"].to_numpy() - runs["start_s"].to_numpy()
     units = runs["units"].to_numpy(float)
+    interval = pd.Timedelta(seconds=interval_s)
     step = interval.total_seconds()
     first = np.floor(arrivals.min() / step) * step
     last = np.floor((arrivals + wait + duration).max() / step) * step

@@ -1,7 +1,7 @@
 """Rolling-origin backtest of the Tier 1 forecasters.
 
 For each daily cut-off, every model is fitted on the ``history_days`` strictly before it and
-forecasts the next ``horizon``; the forecast is scored against what happened. The first
+forecasts the next ``horizon_s`` seconds; the forecast is scored against what happened. The first
 ``warmup_cutoffs`` are not scored: they give the conformal interval calibration its first
 out-of-sample errors and the champion choice its first scores. At every later cut-off *k*, each
 model's intervals are calibrated on its errors before *k*, and the per-producer **champion** is
@@ -36,7 +36,7 @@ CHAMPION = "champion"
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    horizon: pd.Timedelta = pd.Timedelta("24h")
+    horizon_s: float = 24 * 3600.0
     cutoffs: int = 7  # scored cut-offs
     warmup_cutoffs: int = 3  # earlier cut-offs that only calibrate intervals and choose
     aci_step: float = 0.5  # adaptive conformal step (0 = plain split conformal)
@@ -52,20 +52,23 @@ def cutoff_times(series: pd.Series, config: BacktestConfig) -> list[pd.Timestamp
         return []
     first = observed[0].normalize() + pd.Timedelta(days=config.min_history_days)
     native = pd.Timedelta(series.index.freq) if series.index.freq else pd.Timedelta(0)
-    last = (observed[-1] + native - config.horizon).normalize()
+    last = (observed[-1] + native - pd.Timedelta(seconds=config.horizon_s)).normalize()
     days = pd.date_range(first, last, freq="D")
     return list(days[-(config.warmup_cutoffs + config.cutoffs):])
 
 
-def required_history(config: BacktestConfig) -> pd.Timedelta:
-    """The shortest span a series must cover for every cut-off of the backtest.
+def required_history_s(config: BacktestConfig) -> float:
+    """The shortest span (seconds) a series must cover for every cut-off of the backtest.
 
     The first cut-off is ``min_history_days`` after the first observation's midnight, the
-    ``warmup_cutoffs + cutoffs`` cut-offs are daily, and the last one needs a full ``horizon``
-    after it (see :func:`cutoff_times`).
+    ``warmup_cutoffs + cutoffs`` cut-offs are daily, and the last one needs a full
+    ``horizon_s`` after it (see :func:`cutoff_times`).
+
+    >>> required_history_s(BacktestConfig(cutoffs=2, warmup_cutoffs=3, min_history_days=2)) / 86400
+    7.0
     """
     days = config.min_history_days + config.warmup_cutoffs + config.cutoffs - 1
-    return pd.Timedelta(days=days) + config.horizon
+    return days * 86400.0 + config.horizon_s
 
 
 def history_shortfall(series: pd.Series, config: BacktestConfig) -> str | None:
@@ -85,10 +88,10 @@ def history_shortfall(series: pd.Series, config: BacktestConfig) -> str | None:
 
 
 def history_requirement(config: BacktestConfig) -> str:
-    """The minimum history of :func:`required_history`, spelled out for an error message."""
-    need = required_history(config)
-    hours = int(config.horizon / pd.Timedelta(hours=1))
-    return (f"the backtest needs at least {need / pd.Timedelta(days=1):g} days of history: "
+    """The minimum history of :func:`required_history_s`, spelled out for an error message."""
+    need_s = required_history_s(config)
+    hours = int(config.horizon_s / 3600)
+    return (f"the backtest needs at least {need_s / 86400:g} days of history: "
             f"{config.min_history_days} days before the first cut-off, "
             f"{config.warmup_cutoffs} warm-up + {config.cutoffs} scored daily cut-offs "
             f"and a {hours} h horizon after the last (fewer cut-offs: --cutoffs)")
@@ -148,7 +151,8 @@ def backtest_producer(series: pd.Series, config: BacktestConfig = BacktestConfig
     runs: dict[str, list[dict]] = {name: [] for name in config.models}
     for cutoff in cutoff_times(series, config):
         history = history_before(series, cutoff, config.history_days)
-        actual = series[(series.index >= cutoff) & (series.index < cutoff + config.horizon)]
+        actual = series[(series.index >= cutoff)
+                        & (series.index < cutoff + pd.Timedelta(seconds=config.horizon_s))]
         if history.notna().sum() < 2 or actual.notna().sum() == 0:
             continue
         scale = mase_scale(history)

@@ -66,7 +66,7 @@ def read_training_trace(path, config_path=None, **options):
 def config_from_settings(settings, **overrides) -> BacktestConfig:
     """The backtest configuration the settings describe (flags may override fields)."""
     config = BacktestConfig(
-        horizon=pd.Timedelta(hours=settings.horizon_hours),
+        horizon_s=settings.horizon_hours * 3600.0,
         cutoffs=settings.backtest_cutoffs,
         history_days=settings.history_days,
     )

@@ -375,8 +375,9 @@ def _requirements() -> list[str]:
 
 
 def plot_forecast(series: pd.Series, forecaster: BaseForecaster, path: Path, days_back: int = 3,
-                  horizon: pd.Timedelta = pd.Timedelta("24h")) -> Path:
-    """Recent load and the next-day forecast with its 80% and 95% bands, saved as a PNG."""
+                  horizon_s: float = 24 * 3600.0) -> Path:
+    """Recent load and the forecast of the next ``horizon_s`` seconds (default a day) with its
+    80% and 95% bands, saved as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,7 +386,7 @@ def plot_forecast(series: pd.Series, forecaster: BaseForecaster, path: Path, day
     end = series.index[-1]
     recent = series[series.index > end - pd.Timedelta(days=days_back)]
     step = pd.Timedelta(series.index.freq or recent.index.to_series().diff().mode().iloc[0])
-    future = pd.date_range(end + step, end + horizon, freq=step)
+    future = pd.date_range(end + step, end + pd.Timedelta(seconds=horizon_s), freq=step)
     forecast = forecaster.predict(future)
     fig, ax = plt.subplots(figsize=(11, 4))
     ax.plot(recent.index, recent.to_numpy(), color="0.3", lw=0.7, label="observed load")
@@ -394,7 +395,7 @@ def plot_forecast(series: pd.Series, forecaster: BaseForecaster, path: Path, day
     ax.fill_between(future, forecast["lower_80"], forecast["upper_80"], color="tab:blue",
                     alpha=0.3, label="80% interval")
     ax.plot(future, forecast["point"], color="tab:blue", lw=1.2, label=f"{forecaster.name} forecast")
-    ax.set_title(f"{series.name}: next {int(horizon / pd.Timedelta('1h'))} h ({forecaster.name})")
+    ax.set_title(f"{series.name}: next {int(horizon_s / 3600)} h ({forecaster.name})")
     ax.set_ylabel("load")
     ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()

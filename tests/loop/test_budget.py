@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from simulation.bench import HISTORY, engine_spec, replay_setup
+from simulation.bench import HISTORY_S, engine_spec, replay_setup
 from simulation.config import derive_config
 from simulation.forecast import daily_tier1
 from simulation.metrics import score
@@ -18,7 +18,7 @@ def replay(budget: float | None):
     series = scenario("intermittent_bursts", days=5)
     cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
-    tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY)
+    tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S)
     engine = engine_spec().model_copy(update={"sizing_budget": budget})
     policy = Leadtime(cfg, tier1, "svc", series.index[0], engine)
     run = simulate(demand, cfg, policy, HPA(cfg), switch)

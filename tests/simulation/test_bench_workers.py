@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 
 def test_producers_in_two_processes_score_as_one_after_another(tmp_path):
     from simulation.bench import run_bench
@@ -11,8 +9,8 @@ def test_producers_in_two_processes_score_as_one_after_another(tmp_path):
 
     trace = write_load_trace(tmp_path / "load.csv", producers=3, days=3, interval="15min")
     ticks: list[str] = []
-    serial = run_bench(trace, model="seasonal_naive", history=pd.Timedelta(days=2), workers=1)
-    parallel = run_bench(trace, model="seasonal_naive", history=pd.Timedelta(days=2), workers=2,
+    serial = run_bench(trace, model="seasonal_naive", history_s=2 * 86400.0, workers=1)
+    parallel = run_bench(trace, model="seasonal_naive", history_s=2 * 86400.0, workers=2,
                          progress=ticks.append)
     assert list(parallel.producers) == list(serial.producers) == ["svc-1", "svc-2", "svc-3"]
     for name, result in serial.producers.items():

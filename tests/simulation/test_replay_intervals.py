@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from simulation.bench import HISTORY, engine_spec, replay_setup
+from simulation.bench import HISTORY_S, engine_spec, replay_setup
 from simulation.config import derive_config
 from simulation.forecast import daily_tier1
 from simulation.metrics import score
@@ -24,7 +24,7 @@ def test_sizing_calibrates_and_holds_at_every_interval(every, days):
         series.index.freq = every
     cfg = derive_config(series, pd.Timedelta(every).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
-    tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY)
+    tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S)
     policy = Leadtime(cfg, tier1, "svc", series.index[0], engine_spec())
     mine = score(simulate_with(policy, demand, cfg, switch), cfg, scored, need)
     hpa = HPA(cfg)

@@ -23,7 +23,7 @@ def bench(tmp_path_factory):
 
     trace = write_load_trace(tmp_path_factory.mktemp("trace") / "load.csv", producers=2, days=3,
                              interval="15min")
-    return run_bench(trace, model="seasonal_naive", history=pd.Timedelta(days=2))
+    return run_bench(trace, model="seasonal_naive", history_s=2 * 86400.0)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from simulation.forecast import LeakageError, LeakGuard, daily_tier1, past_only
 def test_a_policy_given_future_data_fails_the_leakage_check():
     series = daily_trace(days=4, freq="5min")
 
-    def the_whole_trace(s: pd.Series, day: pd.Timestamp, history: pd.Timedelta) -> pd.Series:
+    def the_whole_trace(s: pd.Series, day: pd.Timestamp, history_s: float) -> pd.Series:
         return s  # a bug: the model is fitted on data it would not have had
 
     with pytest.raises(LeakageError, match="only data before the simulated day"):
@@ -23,8 +23,8 @@ def test_a_policy_given_future_data_fails_the_leakage_check():
 def test_off_by_one_including_the_days_first_interval_is_caught():
     series = daily_trace(days=4, freq="5min")
 
-    def inclusive(s: pd.Series, day: pd.Timestamp, history: pd.Timedelta) -> pd.Series:
-        return s[(s.index >= day - history) & (s.index <= day)]
+    def inclusive(s: pd.Series, day: pd.Timestamp, history_s: float) -> pd.Series:
+        return s[(s.index >= day - pd.Timedelta(seconds=history_s)) & (s.index <= day)]
 
     with pytest.raises(LeakageError):
         daily_tier1(series, 1, 288, factory=daily_naive_factory, history_of=inclusive)
@@ -33,7 +33,7 @@ def test_off_by_one_including_the_days_first_interval_is_caught():
 def test_guard_accepts_the_past():
     series = daily_trace(days=2, freq="5min")
     day = pd.Timestamp("2024-01-02")
-    LeakGuard(DailyNaive(), day).fit(past_only(series, day, pd.Timedelta(days=28)))
+    LeakGuard(DailyNaive(), day).fit(past_only(series, day, 28 * 86400.0))
 
 
 def test_forecasts_do_not_change_when_the_future_changes():

@@ -52,7 +52,7 @@ def test_request_trace_demand_is_the_sum_per_interval(tmp_path: Path):
         "2024-01-01 00:00:10,a,1,2.0\n2024-01-01 00:01:00,a,1,3.0\n"
         "2024-01-01 00:02:00,b,,1.5\n2024-01-01 00:12:00,a,2,4.0\n",
     )
-    demand = read_demand(csv, interval=pd.Timedelta("5min"))
+    demand = read_demand(csv, interval_s=300.0)
     assert demand.kind == "requests" and demand.producers == ["a", "b"]
     assert list(demand.series["a"]) == [5.0, 0.0, 4.0]
     assert list(demand.series["b"]) == [1.5, 0.0, 0.0]
@@ -138,13 +138,13 @@ def test_request_trace_as_occupancy_on_a_hand_checked_case(tmp_path: Path):
                 "timestamp,producer_id,queued_s,gpus,runtime\n"
                 "2024-01-01 00:00:30,a,60,2,90\n2024-01-01 00:01:00,a,0,1,30\n"
                 "2024-01-01 00:02:00,a,0,1,120\n")
-    demand = read_demand(csv, interval=pd.Timedelta("1min"))
+    demand = read_demand(csv, interval_s=60.0)
     load = demand.series["a"]
     assert list(load.index.strftime("%H:%M")) == ["00:00", "00:01", "00:02", "00:03", "00:04"]
     assert list(load) == pytest.approx([0.0, 1.5, 3.0, 1.0, 0.0])
     assert "occupancy" in demand.notes[0] and "queued_s" in demand.notes[0]
     # the binned reading stays an option: each request's runtime in its arrival interval
-    binned = read_demand(csv, interval=pd.Timedelta("1min"), reading="binned").series["a"]
+    binned = read_demand(csv, interval_s=60.0, reading="binned").series["a"]
     assert list(binned) == [90.0, 30.0, 120.0]
 
 
