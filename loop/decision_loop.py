@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from leadtime.config import LeadtimeConfig
+from leadtime.config import LeadtimeConfig, shard_of
 from leadtime.engine import (
     FleetDecisions,
     ProducerConfig,
@@ -104,6 +104,25 @@ def _max_lead(producers: Mapping[str, ProducerConfig]) -> float:
     return max((c.spinup_lead_time_s for c in producers.values()), default=0.0)
 
 
+def _refit_phases(resources: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
+    """Per resource key, its producer's place in a refit period, as a share of it: the sizing
+    refits of a fleet that started together spread over the period instead of all landing on
+    one pass. The place is a hash of the producer's id (:func:`leadtime.config.shard_of`), so a
+    producer refits at the same moments whichever shard decides it; a producer's resources
+    share it, so they refit together (their price is pooled). A loop that decides one producer
+    (the replay; a shard of one) has no fleet to spread over and refits from its first pass.
+
+    >>> _refit_phases({"b": {"load": "b"}, "a": {"cpu": "a/cpu", "memory": "a/memory"}})
+    {'b': 0.087946, 'a/cpu': 0.96225, 'a/memory': 0.96225}
+    >>> _refit_phases({"a": {"load": "a"}})
+    {'a': 0.0}
+    """
+    if len(resources) < 2:
+        return {key: 0.0 for keys in resources.values() for key in keys.values()}
+    return {key: shard_of(pid, 1_000_000) / 1_000_000
+            for pid, keys in resources.items() for key in keys.values()}
+
+
 class DecisionLoop:
     """See the module docstring. Thread-safe: one lock around passes and reports."""
 
@@ -143,6 +162,7 @@ class DecisionLoop:
         self._resources = config.resource_keys()  # its one load): each decided as a producer
         self._several = _several(self._resources)  # the producers sized on several resources
         self._max_lead = _max_lead(self._producers)
+        self._phases = _refit_phases(self._resources)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
         self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
         self._floors: dict[str, list[tuple[float, int]]] = {}  # (stood until, floor) per producer
@@ -157,6 +177,7 @@ class DecisionLoop:
             self._resources = config.resource_keys()
             self._several = _several(self._resources)
             self._max_lead = _max_lead(self._producers)
+            self._phases = _refit_phases(self._resources)
             if self.weights_source == "config":
                 self.weights = dict(config.engine.weights)
 
@@ -264,6 +285,7 @@ class DecisionLoop:
         if (sizer is None or sizer.horizon_s != horizon or sizer.config != wanted
                 or sizer.capacity != capacity):
             sizer = self._sizers[producer_id] = WindowPeakCalibrator(horizon, wanted, capacity)
+            sizer.refit_phase_s = self._phases.get(producer_id, 0.0) * wanted.refit_every_s
             self._twins[producer_id] = HpaTwin(HpaTwinConfig(
                 capacity_per_instance=config.capacity_per_instance,
                 target_utilisation=config.target_utilisation, min_instances=config.min_instances,

@@ -326,6 +326,9 @@ class WindowPeakCalibrator:
         self.spend_held = 0.0  # what the loop held over them
         self.spend_in_force = 0.0  # what sizing asked for at those passes
         self.fitted_at = -math.inf
+        # the share of ``refit_every_s`` this producer's refits come before the fleet's first
+        # one's: a fleet's refits spread over the period instead of landing on one pass
+        self.refit_phase_s = 0.0
         self.mean_peak = math.nan  # of the record's windows, at the last refit
         self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
         self._mix = 0.0  # the budget mode's share of refit periods owed the next price up
@@ -378,8 +381,10 @@ class WindowPeakCalibrator:
 
     def refit(self, now: float) -> None:
         """Each candidate's factors and loss at every grid quantile from the windows known at
-        ``now``; in the budget mode, the price in force from here on."""
-        self.fitted_at = now
+        ``now``; in the budget mode, the price in force from here on. The first refit counts
+        as made ``refit_phase_s`` earlier, so that later ones keep the producer's place in the
+        fleet's period."""
+        self.fitted_at = now - self.refit_phase_s if self.fitted_at == -math.inf else now
         c = self.config
         grid = self.quantiles
         self.factors, self.losses, self.windows = {}, {}, {}
