@@ -45,12 +45,12 @@ from simulation.simulator import simulate
 Progress = Callable[[str], None]
 PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 COST_BAR = 1.05  # instance-hours against the HPA's
-_BUDGET = {"reacting_floor": True, "sizing_budget": 1.0, "violation_cost": 199.0}
+_BUDGET = {"reacting_floor": True, "violation_cost": 199.0, "sizing_budget_feedback": "estimate"}
 _HELD = _BUDGET | {"reacting_stabilisation_s": 300.0}
 ALTERNATIVES: dict[str, dict[str, Any]] = {
-    "budget tracks what was spent": _HELD | {"sizing_budget_feedback": "track"},
-    "budget repays an overspend": _HELD | {"sizing_budget_feedback": "repay"},
-    "budget on the estimate only (default)": _HELD | {"sizing_budget_feedback": "estimate"},
+    "budget 1.0": _HELD | {"sizing_budget": 1.0},
+    "budget 1.03 (default)": _HELD | {"sizing_budget": 1.03},
+    "budget 1.05": _HELD | {"sizing_budget": 1.05},
 }
 
 

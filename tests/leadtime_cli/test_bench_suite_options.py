@@ -78,3 +78,14 @@ def test_violation_cost_keeps_its_name_from_the_flag_to_the_sizing():
     sizing = SizingConfig.from_engine(engine_from_flags(49.0, "none"))
     assert (sizing.violation_cost, sizing.sizing_budget) == (49.0, None)
     assert SizingConfig.from_engine(engine_from_flags(None, "1.5")).sizing_budget == 1.5
+
+
+def test_the_alternative_marked_default_is_the_engines_default():
+    """``bench defaults`` replays its alternatives beside each other; the one it calls the
+    default must be what ``leadtime.yaml`` gives when it says nothing."""
+    from leadtime.config import ENGINE_DEFAULTS
+    from simulation.defaults import ALTERNATIVES
+
+    (marked,) = [name for name in ALTERNATIVES if name.endswith("(default)")]
+    for key, value in ALTERNATIVES[marked].items():
+        assert getattr(ENGINE_DEFAULTS, key) == value, key
