@@ -91,7 +91,7 @@ ViolationCostOption = Annotated[float | None, typer.Option(
     "holds (default: leadtime.yaml's).")]
 BudgetOption = Annotated[str | None, typer.Option(
     "--budget", help="Spend at most this multiple of what reacting (the HPA twin) spends, e.g. "
-    "1.0, or 'none' for the price mode (default: leadtime.yaml's).")]
+    "1.0, or 'none' for the price mode (default: leadtime.yaml's, 1.03 unless it says).")]
 
 
 def engine_from_flags(violation_cost: float | None, budget: str | None = None):
