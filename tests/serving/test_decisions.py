@@ -7,6 +7,8 @@ import time
 import pytest
 import yaml
 
+from leadtime.config import ENGINE_DEFAULTS
+
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CONFIG = {
@@ -140,7 +142,8 @@ def test_a_fresh_loop_in_the_budget_mode_reacts_until_calibrated_and_says_so(tmp
         reported = c.post("/v1/producers/state", json=state, headers=AUTH).json()
         body = c.get("/v1/decisions", params={"after_pass": reported["pass"]}).json()
         hot = next(d for d in body["decisions"] if d["producer_id"] == "hot")
-        assert hot["sizing"]["price"] == 0.0 and hot["sizing"]["budget"] == 1.0
+        assert hot["sizing"]["price"] == 0.0
+        assert hot["sizing"]["budget"] == ENGINE_DEFAULTS.sizing_budget == 1.03
         assert hot["target_instances"] == hot["floor"]
         assert any("not calibrated yet" in r for r in hot["reasons"])
 
