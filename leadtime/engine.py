@@ -132,8 +132,9 @@ class ProducerConfig:
     def window_s(self) -> float:
         """How long a decision's capacity must carry the load: instances it removes go at
         once, those it requests serve from one spin-up lead time on, and the next decision's
-        only from one decision interval later. Every tier answers for the load's peak over
-        ``[now, now + window_s)``, and the sizing calibrates on the same window."""
+        only from one decision interval later. The sizing calibrates on this window and Tier 1
+        is asked for it; Tier 3's windows run to the first sample after the lead time, the
+        same window when a pass follows each sample."""
         return self.spinup_lead_time_s + self.decision_interval_s
 
     @property

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from leadtime.config import PRODUCER_DEFAULTS
-from leadtime_cli.common import BudgetOption, ViolationCostOption
+from leadtime_cli.common import BudgetOption, ViolationCostOption, duration_s
 
 POLICY_ORDER = ("static_peak", "hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa",
                 "leadtime", "oracle")  # simulation.policies.POLICIES, without importing it
@@ -40,25 +40,6 @@ ReadingOption = Annotated[
                                   "schema gives run times) or binned (each request's demand "
                                   "in its arrival interval).")
 ]
-
-
-def _seconds(value) -> float | None:
-    """A parsed flag's duration in seconds, as everything below the command line takes it."""
-    return None if value is None else value.total_seconds()
-
-
-def _duration(text: str | None, flag: str):
-    import pandas as pd
-
-    if text is None:
-        return None
-    try:
-        value = pd.Timedelta(text)
-    except ValueError as exc:
-        from leadtime_cli.common import fail
-
-        fail(f"{flag}: {text!r} is not a duration (e.g. 5m, 90s, 1h): {exc}")
-    return value
 
 
 def autoscale(
@@ -152,10 +133,10 @@ def autoscale(
         "max_utilisation": max_utilisation,
         "slo_ms": slo_ms,
         "service_time_ms": service_time_ms,
-        "warmup_s": _seconds(_duration(warmup, "--warmup")),
+        "warmup_s": duration_s(warmup, "--warmup"),
     }
-    spin = _duration(spinup, "--spinup")
-    interval_s = _seconds(_duration(interval, "--interval"))
+    spinup_s = duration_s(spinup, "--spinup")
+    interval_s = duration_s(interval, "--interval")
 
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -179,7 +160,7 @@ def autoscale(
             result = run_bench(
                 trace,
                 producer=producer,
-                spinup_s=_seconds(spin),
+                spinup_s=spinup_s,
                 model=model,
                 level=level,
                 threshold=threshold,
@@ -300,14 +281,14 @@ def frontier(
     began = time.perf_counter()
     err = Console(stderr=True)
     try:
-        demand = read_demand(trace, producer, _seconds(_duration(interval, "--interval")),
+        demand = read_demand(trace, producer, duration_s(interval, "--interval"),
                              reading)
         if len(demand.series) != 1:
             fail(f"{trace.name} has {len(demand.series)} producers: choose one with --producer "
                  f"({', '.join(list(demand.series)[:5])}...)")
         name, series = next(iter(demand.series.items()))
         cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds(),
-                            spinup_s=_seconds(_duration(spinup, "--spinup")))
+                            spinup_s=duration_s(spinup, "--spinup"))
         with err.status("sweeping the policies' risk knobs") as status:
             rows = sweep(series, cfg, model, progress=lambda label: status.update(label),
                          engine=engine_spec(base=configured_engine()))

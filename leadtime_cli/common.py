@@ -21,6 +21,22 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def duration_s(text: str | None, flag: str, positive: bool = False) -> float | None:
+    """A duration flag (``5min``, ``90s``, ``1h``) in seconds, as everything below the command
+    line takes it (None when not given); anything else is refused in one line."""
+    import pandas as pd
+
+    if text is None:
+        return None
+    try:
+        seconds = pd.Timedelta(text).total_seconds()
+    except ValueError as exc:
+        fail(f"{flag}: {text!r} is not a duration (e.g. 5min, 90s, 1h): {exc}")
+    if positive and not seconds > 0:
+        fail(f"{flag} {text!r}: must be positive")
+    return seconds
+
+
 def configured():
     """The settings' ``leadtime.yaml``, validated (None where the file is absent); a bad file
     is refused in one line."""

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from leadtime_cli.common import BudgetOption, ViolationCostOption
+from leadtime_cli.common import BudgetOption, ViolationCostOption, duration_s
 from leadtime_cli.common import engine_from_flags as _engine
 
 AlsoAtOption = Annotated[list[str] | None, typer.Option(
@@ -44,20 +44,8 @@ def suite(
 
 
 def _intervals(also_at: list[str] | None) -> tuple[float, ...]:
-    """``--also-at`` durations in seconds; a clear refusal for anything else."""
-    import pandas as pd
-
-    from leadtime_cli.common import fail
-
-    out = []
-    for text in also_at or []:
-        try:
-            out.append(pd.Timedelta(text).total_seconds())
-        except ValueError:
-            fail(f"--also-at {text!r}: not a duration (e.g. 60min)")
-        if not out[-1] > 0:
-            fail(f"--also-at {text!r}: must be positive")
-    return tuple(out)
+    """``--also-at`` durations in seconds."""
+    return tuple(duration_s(text, "--also-at", positive=True) for text in also_at or [])
 
 
 def _over_traces(label: str, scenario: list[str] | None, job) -> dict:
@@ -148,7 +136,6 @@ def ablation(
     Tier 2 fitted daily on the requests finished before each day."""
     import tempfile
 
-    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
@@ -159,10 +146,7 @@ def ablation(
 
     err = Console(stderr=True)
     requests = None
-    try:
-        every_s = pd.Timedelta(tier2_every).total_seconds()
-    except ValueError:
-        fail(f"--tier2-every takes a duration like 1d or 12h; got {tier2_every!r}")
+    every_s = duration_s(tier2_every, "--tier2-every", positive=True)
     scratch = tempfile.TemporaryDirectory(prefix="leadtime-ablation-")
     label = str(trace) if trace is not None else f"scenario {scenario}"
     if trace is None and scenario in REQUEST_SCENARIOS:

@@ -3,7 +3,8 @@
 It owns everything a pass needs (``docs/design.md``, "One loop"):
 
 * the **tier sources** (:mod:`loop.sources`): Tier 1 from the champion, Tier 2 from announced
-  demand, Tier 3 from its nowcast and risk, each asked the peak of ``[now, now + lead + interval)`` (``ProducerConfig.window_s``);
+  demand, Tier 3 from its nowcast and risk, each asked the peak load ahead (Tier 1 over
+  ``[now, now + lead + interval)``, ``ProducerConfig.window_s``);
 * the **producer states** that allocators report (instances, current load) and the time of each
   producer's last scale-out;
 * the **sizing** calibration (:mod:`loop.sizing`): per producer, the quantile of the window
@@ -284,8 +285,9 @@ class DecisionLoop:
         sizer = self._sizers.get(producer_id)
         if (sizer is None or sizer.horizon_s != horizon or sizer.config != wanted
                 or sizer.capacity != capacity):
-            sizer = self._sizers[producer_id] = WindowPeakCalibrator(horizon, wanted, capacity)
-            sizer.refit_phase_s = self._phases.get(producer_id, 0.0) * wanted.refit_every_s
+            sizer = self._sizers[producer_id] = WindowPeakCalibrator(
+                horizon, wanted, capacity,
+                refit_phase_s=self._phases.get(producer_id, 0.0) * wanted.refit_every_s)
             self._twins[producer_id] = HpaTwin(HpaTwinConfig(
                 capacity_per_instance=config.capacity_per_instance,
                 target_utilisation=config.target_utilisation, min_instances=config.min_instances,

@@ -305,7 +305,11 @@ class WindowPeakCalibrator:
     """
 
     def __init__(self, horizon_s: float, config: SizingConfig,
-                 capacity: tuple[float, int, int] = (1.0, 0, 2**31)) -> None:
+                 capacity: tuple[float, int, int] = (1.0, 0, 2**31),
+                 refit_phase_s: float = 0.0) -> None:
+        """``refit_phase_s``: how much earlier than its first refit this producer's refit
+        period counts as begun, its place in a fleet's period (the fleet's refits then spread
+        over the period instead of landing on one pass)."""
         self.horizon_s = float(horizon_s)  # lead time + decision interval
         self.config = config
         self.capacity = capacity  # (load one instance carries at most, min, max instances)
@@ -326,9 +330,7 @@ class WindowPeakCalibrator:
         self.spend_held = 0.0  # what the loop held over them
         self.spend_in_force = 0.0  # what sizing asked for at those passes
         self.fitted_at = -math.inf
-        # the share of ``refit_every_s`` this producer's refits come before the fleet's first
-        # one's: a fleet's refits spread over the period instead of landing on one pass
-        self.refit_phase_s = 0.0
+        self.refit_phase_s = refit_phase_s
         self.mean_peak = math.nan  # of the record's windows, at the last refit
         self._chosen: tuple[float, int] = (-math.inf, -1)  # the last pass sized, its quantile
         self._mix = 0.0  # the budget mode's share of refit periods owed the next price up

@@ -4,7 +4,9 @@ The question (``docs/design.md``, "One currency for the tiers"): *what is the pe
 window ``[now, now + window)``*, the window being the producer's spin-up lead time plus one
 decision interval (:attr:`leadtime.engine.ProducerConfig.window_s`: the capacity decided now
 carries the load until the next decision's arrives), as a point with the central ``level`` %
-interval, in the producer's own load unit.
+interval, in the producer's own load unit. Tier 1 is asked for exactly that window; Tier 2
+projects the demand announced over the last lead time over the next one; Tier 3's windows run
+to the first load sample after the lead time, the same window when a pass follows each sample.
 
 * :class:`Tier1Champion`: the registered ``leadtime-baseline`` champion (an MLflow pyfunc), asked
   with ``params={"window_s": window, "level": level}``; the pyfunc answers with
