@@ -1,7 +1,7 @@
 """leadtime plugged into real Prometheus, KEDA's protocol and HAProxy (`.ci/services start`).
 
-`.ci/services` backfills Prometheus with the NASA trace (shifted by whole weeks so that its
-first 42 days or more end now), scrapes an exporter that replays the rest live, and starts HAProxy in
+`.ci/services` backfills Prometheus with the NASA trace (a generated one where it is absent;
+shifted by whole weeks so that its first 42 days or more end now), scrapes an exporter that replays the rest live, and starts HAProxy in
 front of three loopback HTTP backends. In order, on one state folder:
 
 1. `leadtime demo --from-prometheus 21d` trains `baseline-daily` from range queries (PromQL of
@@ -42,18 +42,24 @@ REQUIRED = os.environ.get("LEADTIME_REQUIRE_SERVICES", "") not in ("", "0", "fal
 LEADTIME = str(Path(sys.executable).with_name("leadtime"))
 TOKEN = "integration-test-token"
 MODEL = "leadtime-baseline-plugs"  # not the other integration test's champion
-LOAD_Q = 'leadtime_replayed_load{producer_id="nasa-www"}'
-INSTANCES_Q = 'leadtime_replayed_instances{producer_id="nasa-www"}'
-# one real load series, three producers of one pool behind HAProxy: nasa-www carries it, its two
-# peers (bigger) are fed a share of it, so the pool's redirect weights are not trivial
-PRODUCERS = {
-    "nasa-www": {"load_query": LOAD_Q, "instances_query": INSTANCES_Q,
-                 "haproxy_server": "pool/s1"},
-    "nasa-b": {"load_query": f"0.5 * {LOAD_Q}", "capacity_per_instance": 30,
-               "haproxy_server": "pool/s2"},
-    "nasa-c": {"load_query": f"0.25 * {LOAD_Q}", "capacity_per_instance": 60,
-               "haproxy_server": "pool/s3"},
-}
+# one replayed load series (NASA's, or a generated one where the trace is absent), three producers
+# of one pool behind HAProxy: nasa-www carries it, its two peers (bigger) are fed a share of it,
+# so the pool's redirect weights are not trivial
+SERVERS = {"nasa-www": "pool/s1", "nasa-b": "pool/s2", "nasa-c": "pool/s3"}
+
+
+def producers(replayed: str) -> dict[str, dict]:
+    """The pool's producers, their queries reading the series `.ci/services` replays."""
+    load = f'leadtime_replayed_load{{producer_id="{replayed}"}}'
+    return {
+        "nasa-www": {"load_query": load, "haproxy_server": SERVERS["nasa-www"],
+                     "instances_query": f'leadtime_replayed_instances{{producer_id="{replayed}"}}'},
+        "nasa-b": {"load_query": f"0.5 * {load}", "capacity_per_instance": 30,
+                   "haproxy_server": SERVERS["nasa-b"]},
+        "nasa-c": {"load_query": f"0.25 * {load}", "capacity_per_instance": 60,
+                   "haproxy_server": SERVERS["nasa-c"]},
+    }
+
 
 CLIENT = textwrap.dedent('''
     import json, sys
@@ -155,11 +161,15 @@ def services() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def stack(services, tmp_path_factory):
     base = tmp_path_factory.mktemp("plugs")
-    config = {"engine": {"mode": "act", "threshold": 0.3, "decision_interval_s": 2,
+    # a threshold every producer of the pool passes at any hour of the replayed trace (its
+    # quiet nights included), so that every pass routes the pool and HAProxy is always written
+    config = {"engine": {"mode": "act", "threshold": 0.02, "decision_interval_s": 2,
                          "weights": {"tier1": 0.7, "tier3": 0.3}},
               "pools": {"web": {"defaults": {"capacity_per_instance": 15, "max_instances": 60,
                                              "spinup_lead_time_s": 300},
-                                "producers": [{"id": p, **s} for p, s in PRODUCERS.items()]}}}
+                                "producers": [{"id": p, **s} for p, s in producers(
+                                    services.get("LEADTIME_IT_REPLAY_PRODUCER", "nasa-www")
+                                ).items()]}}}
     config_path = base / "leadtime.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = {k: v for k, v in os.environ.items()
@@ -233,18 +243,20 @@ def test_train_from_promql_decide_live_read_back_through_keda_and_haproxy(servic
             after = _get(f"{api}/v1/decisions")
             if before["pass"] != after["pass"]:
                 return None  # a pass ran in between: ask again
-            return before, json.loads(asked.stdout), weights
+            last = _get(f"{api}/readyz")["actuators"]["haproxy"]["last"]
+            if last is None or last["pass"] != before["pass"]:
+                return None  # this pass's weights not written yet: ask again
+            return before, json.loads(asked.stdout), weights, last
 
-        before, keda, weights = _wait("KEDA and HAProxy read within one pass", one_pass_agrees,
-                                      120, log, every=0.2)
+        before, keda, weights, last = _wait("KEDA and HAProxy read within one pass, its weights "
+                                            "written", one_pass_agrees, 120, log, every=0.2)
         nasa = next(d for d in before["decisions"] if d["producer_id"] == "nasa-www")
         assert math.ceil(keda["value"] / keda["target"]) == nasa["target_instances"]
         pool = before["pools"]["web"]
-        redirect = {f"s{i}": pool["redirect"][p] for i, p in enumerate(PRODUCERS, 1)}
-        if pool["act"]:
-            assert weights == integer_weights(redirect)
-        last = _get(f"{api}/readyz")["actuators"]["haproxy"]["last"]
-        assert last is not None and last["error"] is None and not last["dry_run"]
+        redirect = {f"s{i}": pool["redirect"][p] for i, p in enumerate(SERVERS, 1)}
+        assert pool["act"], pool
+        assert weights == integer_weights(redirect)
+        assert last["error"] is None and not last["dry_run"]
         assert weights == {k.split("/")[1]: v for k, v in last["applied"].items()}
         assert len(set(weights.values())) > 1  # the decided split, not HAProxy's 1/1/1
 
