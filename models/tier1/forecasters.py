@@ -5,12 +5,12 @@ for any timestamps after it, a point value and 80% / 95% bounds in the producer'
 
 Two ideas keep this fast enough for hundreds of producers on two cores:
 
-* **A modelling step.** Models are fitted on the series averaged to ``model_step`` (default 15
-  minutes, or the native interval when it is coarser): a day is then 96 steps, not 1,440, which
+* **A modelling step.** Models are fitted on the series averaged to ``model_step_s`` (default
+  900 s, 15 minutes, or the native interval when it is coarser): a day is then 96 steps, not 1,440, which
   makes Prophet and MSTL fits take a second instead of minutes. The point forecast is read back
   at native timestamps by interpolating between step centres.
 * **Analytic (empirical) intervals.** No uncertainty sampling: the bounds are quantiles of the
-  model's residuals *at native resolution* over the last ``calibration_days`` of history, binned
+  model's residuals *at native resolution* over the last ``calibration_s`` of history, binned
   by hour of day so that busy hours get wider intervals than quiet ones. For the seasonal naive
   the residuals are genuine out-of-sample errors; for Prophet and MSTL they are in-sample.
 """
@@ -29,6 +29,23 @@ import pandas as pd
 LEVELS = (80, 95)
 DAY = pd.Timedelta("1D")
 WEEK = pd.Timedelta("7D")
+# fields of models pickled before durations were seconds: (old name, new name, seconds per unit)
+_LEGACY = (("model_step", "model_step_s", None), ("calibration_days", "calibration_s", 86400.0))
+
+
+def _durations_in_seconds(state: dict) -> dict:
+    """A pickled forecaster's or calibrator's state with its durations renamed to seconds (a
+    champion registered before then still loads and answers).
+
+    >>> _durations_in_seconds({"model_step": pd.Timedelta("15min"), "calibration_days": 7})
+    {'model_step_s': 900.0, 'calibration_s': 604800.0}
+    """
+    for old, new, unit in _LEGACY:
+        if old in state:
+            value = state.pop(old)
+            state[new] = (pd.Timedelta(value).total_seconds() if unit is None
+                          else float(value) * unit)
+    return state
 
 
 class Forecaster(Protocol):
@@ -45,14 +62,17 @@ class Forecaster(Protocol):
 class IntervalCalibrator:
     """Empirical residual quantiles per hour of day (or overall when data is thin)."""
 
-    calibration_days: int = 7
+    calibration_s: float = 7 * 86400.0
     min_per_bin: int = 30
     table: dict[int, dict[str, float]] = field(default_factory=dict)
     # conformal widening per level, learned from out-of-sample backtest errors (see conformal_offsets)
     offsets: dict[int, tuple[float, float]] = field(default_factory=dict)
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(_durations_in_seconds(state))
+
     def fit(self, actual: pd.Series, fitted: pd.Series) -> IntervalCalibrator:
-        since = actual.index[-1] - pd.Timedelta(days=self.calibration_days)
+        since = actual.index[-1] - pd.Timedelta(seconds=self.calibration_s)
         residual = (actual - fitted)[actual.index > since].dropna()
         if residual.empty:
             residual = (actual - fitted).dropna()
@@ -91,8 +111,8 @@ class IntervalCalibrator:
 class BaseForecaster:
     """Shared plumbing: modelling step, native read-back and interval calibration."""
 
-    model_step: pd.Timedelta = pd.Timedelta("15min")
-    calibration_days: int = 7
+    model_step_s: float = 900.0  # the modelling step (the native interval when coarser)
+    calibration_s: float = 7 * 86400.0  # the residuals the bounds are calibrated on
     name: ClassVar[str] = "base"
 
     native: pd.Timedelta = field(init=False, default=pd.Timedelta("1min"))
@@ -100,14 +120,17 @@ class BaseForecaster:
     last_timestamp: pd.Timestamp = field(init=False, default=None)
     calibrator: IntervalCalibrator = field(init=False, default_factory=IntervalCalibrator)
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(_durations_in_seconds(state))
+
     def fit(self, history: pd.Series) -> BaseForecaster:
         history = history.astype(float)
         if history.dropna().shape[0] < 2:
             raise ValueError(f"{history.name}: too little history to fit ({history.notna().sum()} values)")
         self.native = _interval_of(history)
-        self.step = max(self.native, pd.Timedelta(self.model_step))
+        self.step = max(self.native, pd.Timedelta(seconds=self.model_step_s))
         span = history.index[-1] - history.index[0]
-        holdout_start = history.index[-1] - min(pd.Timedelta(days=self.calibration_days), span / 3)
+        holdout_start = history.index[-1] - min(pd.Timedelta(seconds=self.calibration_s), span / 3)
         train = history[history.index <= holdout_start]
         if train.notna().sum() >= 2 and (train.index[-1] - history.index[0]) >= 2 * DAY:
             # pseudo out-of-sample: residuals of forecasts for the last days, from a fit before them
@@ -115,11 +138,11 @@ class BaseForecaster:
             holdout = history[history.index > holdout_start]
             forecast = self._read_native(holdout.index, self._coarse_forecast(holdout.index))
             self._fit_series(history)
-            self.calibrator = IntervalCalibrator(self.calibration_days).fit(holdout, forecast)
+            self.calibrator = IntervalCalibrator(self.calibration_s).fit(holdout, forecast)
         else:  # too short for a holdout: in-sample residuals
             coarse = self._fit_series(history)
             fitted = self._read_native(history.index, self._fitted_coarse(coarse))
-            self.calibrator = IntervalCalibrator(self.calibration_days).fit(history, fitted)
+            self.calibrator = IntervalCalibrator(self.calibration_s).fit(history, fitted)
         return self
 
     def predict(self, index: pd.DatetimeIndex) -> pd.DataFrame:
@@ -165,7 +188,7 @@ class SeasonalNaive(BaseForecaster):
     """Same time last week where the history allows it, else same time yesterday."""
 
     name: ClassVar[str] = "seasonal_naive"
-    model_step: pd.Timedelta = pd.Timedelta(0)  # the textbook benchmark: native resolution
+    model_step_s: float = 0.0  # the textbook benchmark: native resolution
     season: pd.Timedelta = field(init=False, default=WEEK)
     memory: pd.Series = field(init=False, default=None)
 

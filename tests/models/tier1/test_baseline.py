@@ -73,3 +73,26 @@ def test_conformal_offsets_cover_the_calibration_points():
     wide = narrow.assign(**{f"lower_{lvl}": 80.0 for lvl in LEVELS},
                          **{f"upper_{lvl}": 120.0 for lvl in LEVELS})
     assert all(factor < 0 for factor, _ in conformal_offsets(actual, wide).values())  # shrunk
+
+
+def test_a_model_pickled_with_durations_in_old_units_still_loads_and_answers():
+    """Champions registered before durations were seconds (``model_step`` a Timedelta,
+    ``calibration_days``) unpickle with their durations in seconds and forecast the same."""
+    import pickle
+
+    series = periodic(noise=5)
+    history, future = series.iloc[:-96], series.index[-96:]
+    fitted = make_forecaster("mstl").fit(history)
+    expected = fitted.predict(future)
+    old = pickle.loads(pickle.dumps(fitted))
+    for obj, step in ((old, True), (old.calibrator, False)):  # as the older code held them
+        if step:
+            obj.__dict__["model_step"] = pd.Timedelta(seconds=obj.__dict__.pop("model_step_s"))
+        obj.__dict__["calibration_days"] = int(obj.__dict__.pop("calibration_s") / 86400)
+    loaded = pickle.loads(pickle.dumps(old))
+    assert (loaded.model_step_s, loaded.calibration_s) == (900.0, 7 * 86400.0)
+    assert loaded.calibrator.calibration_s == 7 * 86400.0
+    assert "model_step" not in loaded.__dict__ and "calibration_days" not in loaded.__dict__
+    pd.testing.assert_frame_equal(loaded.predict(future), expected)
+    refit = loaded.fit(history).predict(future)  # and it refits as a new one would
+    pd.testing.assert_frame_equal(refit, expected)
