@@ -46,8 +46,14 @@ from serving.auth import token_guard
 from serving.contract import GUARDED, responses
 
 if TYPE_CHECKING:
+    from mlflow.pyfunc import PyFuncModel
+
+    from leadtime.settings import Settings
     from loop.actuators import Actuator
+    from loop.decision_log import DecisionLog
     from models.tier2.inflight import AnnouncedWork
+    from models.tier3.service import Tier3Service
+    from monitoring.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -148,19 +154,19 @@ class DecisionRuntime:
 
     def __init__(
         self,
-        settings,
-        tier3: Callable[[], Any] | None = None,
+        settings: Settings,
+        tier3: Callable[[], Tier3Service] | None = None,
         tier2: AnnouncedWork | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
-        self.tier3 = tier3  # () -> Tier3Service (restored lazily)
-        self.tier2 = tier2  # models.tier2.inflight.AnnouncedWork (or anything with its predict)
+        self.tier3 = tier3  # restored lazily, on the first pass that asks
+        self.tier2 = tier2  # or anything with AnnouncedWork's predict
         self.clock = clock or WallClock()
         self.loop: DecisionLoop | None = None
         self.config: LeadtimeConfig | None = None
         self.config_error: str | None = "not loaded yet"
-        self.tier1: Any = None
+        self.tier1: PyFuncModel | None = None
         self.tier1_version: str | None = None
         self.tier1_error: str | None = None
         self.weights_source = "config"
@@ -168,7 +174,7 @@ class DecisionRuntime:
         self.loaded_at = 0.0
         pools = getattr(settings, "shard_pools", None)  # this process's share of the pools
         self.shard_pools = [p.strip() for p in pools.split(",") if p.strip()] if pools else None
-        self.metrics = None  # monitoring.metrics.Metrics, set by mount()
+        self.metrics: Metrics | None = None  # set by mount()
         self.reload_hooks: list[Callable[[], None]] = []  # other champions reload re-reads
         self.champion_status: dict[str, Callable[[], dict[str, Any]]] = {}  # for /readyz
         self._reload_lock = threading.Lock()
@@ -176,7 +182,7 @@ class DecisionRuntime:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._log = None
+        self._log: DecisionLog | None = None
         self._known: tuple[LeadtimeConfig, frozenset[str]] | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None  # where long polls wait
         self._new_pass: asyncio.Event | None = None
@@ -187,7 +193,7 @@ class DecisionRuntime:
     # --- loading ----------------------------------------------------------------------------
 
     @property
-    def decision_log(self):
+    def decision_log(self) -> DecisionLog:
         if self._log is None:
             from loop.decision_log import DecisionLog
 
@@ -669,7 +675,7 @@ def loop_clock(settings, clock: Clock | None = None) -> Clock:
     return clock or WallClock()
 
 
-def mount(app: FastAPI, settings, *, tier3: Callable[[], Any] | None = None,
+def mount(app: FastAPI, settings: Settings, *, tier3: Callable[[], Tier3Service] | None = None,
           tier2: AnnouncedWork | None = None, clock: Clock | None = None) -> DecisionRuntime:
     """Create the runtime, mount its routes and ``/metrics``; the caller loads and starts it."""
     from monitoring.metrics import Metrics
