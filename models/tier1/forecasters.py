@@ -6,13 +6,13 @@ for any timestamps after it, a point value and 80% / 95% bounds in the producer'
 Two ideas keep this fast enough for hundreds of producers on two cores:
 
 * **A modelling step.** Models are fitted on the series averaged to ``model_step_s`` (default
-  900 s, 15 minutes, or the native interval when it is coarser): a day is then 96 steps, not 1,440, which
+  900 s, or the native interval when it is coarser): a day is then 96 steps, not 1,440, which
   makes Prophet and MSTL fits take a second instead of minutes. The point forecast is read back
   at native timestamps by interpolating between step centres.
 * **Analytic (empirical) intervals.** No uncertainty sampling: the bounds are quantiles of the
   model's residuals *at native resolution* over the last ``calibration_s`` of history, binned
-  by hour of day so that busy hours get wider intervals than quiet ones. For the seasonal naive
-  the residuals are genuine out-of-sample errors; for Prophet and MSTL they are in-sample.
+  by hour of day so that busy hours get wider intervals than quiet ones. They are the errors of
+  a fit made before that span (in-sample only when the history is too short for it).
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ import pandas as pd
 LEVELS = (80, 95)
 DAY = pd.Timedelta("1D")
 WEEK = pd.Timedelta("7D")
-# fields of models pickled before durations were seconds: (old name, new name, seconds per unit)
-_LEGACY = (("model_step", "model_step_s", None), ("calibration_days", "calibration_s", 86400.0))
 
 
 def _durations_in_seconds(state: dict) -> dict:
@@ -40,11 +38,10 @@ def _durations_in_seconds(state: dict) -> dict:
     >>> _durations_in_seconds({"model_step": pd.Timedelta("15min"), "calibration_days": 7})
     {'model_step_s': 900.0, 'calibration_s': 604800.0}
     """
-    for old, new, unit in _LEGACY:
-        if old in state:
-            value = state.pop(old)
-            state[new] = (pd.Timedelta(value).total_seconds() if unit is None
-                          else float(value) * unit)
+    if "model_step" in state:
+        state["model_step_s"] = pd.Timedelta(state.pop("model_step")).total_seconds()
+    if "calibration_days" in state:
+        state["calibration_s"] = 86400.0 * state.pop("calibration_days")
     return state
 
 

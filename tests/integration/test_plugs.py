@@ -1,8 +1,8 @@
 """leadtime plugged into real Prometheus, KEDA's protocol and HAProxy (`.ci/services start`).
 
 `.ci/services` backfills Prometheus with the NASA trace (a generated one where it is absent;
-shifted by whole weeks so that its first 42 days or more end now), scrapes an exporter that replays the rest live, and starts HAProxy in
-front of three loopback HTTP backends. In order, on one state folder:
+shifted by whole weeks so that its first 42 days or more end now), scrapes an exporter that
+replays the rest live, and starts HAProxy in front of three loopback HTTP backends. In order, on one state folder:
 
 1. `leadtime demo --from-prometheus 21d` trains `baseline-daily` from range queries (PromQL of
    leadtime.yaml's load_query) and registers a champion in the MLflow server;

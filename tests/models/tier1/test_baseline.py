@@ -85,9 +85,9 @@ def test_a_model_pickled_with_durations_in_old_units_still_loads_and_answers():
     fitted = make_forecaster("mstl").fit(history)
     expected = fitted.predict(future)
     old = pickle.loads(pickle.dumps(fitted))
-    for obj, step in ((old, True), (old.calibrator, False)):  # as the older code held them
-        if step:
-            obj.__dict__["model_step"] = pd.Timedelta(seconds=obj.__dict__.pop("model_step_s"))
+    # the fields as the older code held them
+    old.__dict__["model_step"] = pd.Timedelta(seconds=old.__dict__.pop("model_step_s"))
+    for obj in (old, old.calibrator):
         obj.__dict__["calibration_days"] = int(obj.__dict__.pop("calibration_s") / 86400)
     loaded = pickle.loads(pickle.dumps(old))
     assert (loaded.model_step_s, loaded.calibration_s) == (900.0, 7 * 86400.0)
