@@ -119,14 +119,14 @@ class ReplayExporter:
         self.server.server_close()
 
 
-def week_shift(start_s: float, now_s: float, history_days: float) -> float:
-    """Whole weeks that put ``now`` at least ``history_days`` after the trace's start.
+def week_shift(start_s: float, now_s: float, history_s: float) -> float:
+    """Whole weeks that put ``now`` at least ``history_s`` after the trace's start.
 
-    >>> week_shift(0.0, 30 * 86400.0, 7) / 86400
+    >>> week_shift(0.0, 30 * 86400.0, 7 * 86400.0) / 86400
     21.0
     """
     week = 7 * 86400
-    return math.floor((now_s - history_days * 86400 - start_s) / week) * week
+    return math.floor((now_s - history_s - start_s) / week) * week
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     shift = args.shift_s
     if shift is None:
         start = trace.frame["timestamp"].min().timestamp()
-        shift = week_shift(start, now, args.history_days)
+        shift = week_shift(start, now, args.history_days * 86400.0)
     if args.shift_file is not None:
         args.shift_file.write_text(f"{shift:.0f}\n")
     if args.backfill is not None:

@@ -45,7 +45,7 @@ from evaluation.api_bench import fleet_document
 
 Progress = Callable[[str], None]
 STEP_S = 60.0  # the load reaches Tier 3 and the loop every minute
-HISTORY_DAYS = 2  # Tier 1's fit
+HISTORY_S = 2 * 86400.0  # Tier 1's fit
 START = pd.Timestamp("2026-01-05 00:00:00")  # a Monday; the loop's clock starts here
 
 
@@ -134,7 +134,7 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
               + 300.0 + 2 * decision_interval_s + 3600.0)
     warm_passes = math.ceil(need_s / decision_interval_s) + 1
     live = max(warm_steps, warm_passes * per_pass) + passes * per_pass
-    history_steps = int(HISTORY_DAYS * 86400 / STEP_S)
+    history_steps = int(HISTORY_S / STEP_S)
     loads = synthetic_loads(len(ids), history_steps + live, STEP_S)
     say(f"{producers:,} producers: fitting Tier 1 (seasonal naive)")
     t1 = time.perf_counter()

@@ -55,7 +55,7 @@ def _progress(stage: str, done: int, total: int) -> None:
 @task(name="validate-load-trace", cache_policy=NO_CACHE)
 def validate_trace(path: str) -> LoadTrace:
     """Read and validate the trace with Great Expectations; refuse it whole on any defect."""
-    trace = read_training_trace(path, get_settings().config_path)
+    trace = read_training_trace(path, get_settings().leadtime)
     for note in trace.repairs:
         get_run_logger().warning(note)
     return trace
@@ -67,8 +67,8 @@ def backtest_task(series: pd.Series, config: BacktestConfig) -> pd.DataFrame:
 
 
 @task(name="fit-champion", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
-def fit_task(series: pd.Series, model_name: str, offsets: dict, history_days: int):
-    return fit_champion(series, model_name, offsets, history_days)
+def fit_task(series: pd.Series, model_name: str, offsets: dict, history_s: float):
+    return fit_champion(series, model_name, offsets, history_s)
 
 
 @task(name="register-baseline", retries=1, cache_policy=NO_CACHE)
@@ -148,11 +148,11 @@ def baseline_daily(
     trace: str,
     producers: list[str] | None = None,
     cutoffs: int | None = None,
-    history_days: int | None = None,
+    history_s: float | None = None,
 ) -> dict:
     """Fit the Tier 1 baseline for every producer of a load trace and register the champion."""
     settings = get_settings().prepare()
-    config = config_from_settings(settings, cutoffs=cutoffs, history_days=history_days)
+    config = config_from_settings(settings, cutoffs=cutoffs, history_s=history_s)
     loaded = validate_trace(trace)
     chosen = producers or loaded.producers
     unknown = sorted(set(chosen) - set(loaded.producers))
@@ -170,7 +170,7 @@ def baseline_daily(
 
     choices = final_choice(backtest)
     fitted = _collect(
-        [fit_task.submit(series[p], m, final_offsets(backtest, p, m), config.history_days)
+        [fit_task.submit(series[p], m, final_offsets(backtest, p, m), config.history_s)
          for p, m in choices.items()],
         "fit",
     )

@@ -15,12 +15,12 @@ from flows.baseline import fit_task, validate_trace
 
 
 @flow(name="baseline-fit")
-def baseline_fit(trace: str, model: str = "prophet", history_days: int = 28) -> dict:
+def baseline_fit(trace: str, model: str = "prophet", history_s: float = 28 * 86400.0) -> dict:
     """Fit ``model`` for every producer of ``trace``; return timings (no registration)."""
     loaded = validate_trace(trace)
     series = [loaded.series(p) for p in loaded.producers]
     started = time.perf_counter()
-    futures = [fit_task.submit(s, model, {}, history_days) for s in series]
+    futures = [fit_task.submit(s, model, {}, history_s) for s in series]
     fitted = [f.result() for f in futures]
     return {"producers": len(fitted), "fit_seconds": time.perf_counter() - started}
 

@@ -3,7 +3,8 @@
 A config names pools; each pool lists its producers with their capacity per instance, min/max
 instances, spin-up lead time, target utilisation and latency SLO (pool-level ``defaults`` fill
 what a producer leaves out). The ``engine`` section holds the load-score threshold, the tier
-weights (default 0.4/0.3/0.3; renormalised to sum to 1) and the mode, ``act`` or ``dry_run``.
+weights (default 0.4/0.3/0.3; renormalised to sum to 1) and the mode, ``act`` or ``dry_run``;
+the ``tier1`` section Tier 1's daily fit (its history, backtest cut-offs and horizon).
 Any defect is reported as one :class:`ConfigError` listing every problem with its location,
 e.g. ``pools.web.producers[1].max_instances: must be >= min_instances (4)``.
 """
@@ -292,6 +293,25 @@ ENGINE_DEFAULTS = EngineSpec()
 DEFAULT_WEIGHTS: dict[str, float] = dict(ENGINE_DEFAULTS.weights)
 
 
+class Tier1Spec(_Strict):
+    """Tier 1's daily fit (the ``baseline-daily`` flow, ``bench forecast``, the replays): how
+    much history it sees, how the model is chosen, how far it forecasts."""
+
+    history_s: float = Field(
+        default=28 * 86400.0, ge=2 * 86400.0, description="The history each daily fit sees "
+        "(28 days: four weekly cycles; at least 2 days).")
+    backtest_cutoffs: int = Field(
+        default=7, ge=1, description="Scored daily cut-offs of the rolling backtest that picks "
+        "each producer's model and calibrates its intervals (each also needs 3 warm-up "
+        "cut-offs before it).")
+    horizon_s: float = Field(
+        default=86400.0, ge=3600.0, description="How far each daily fit forecasts (a day: the "
+        "next fit replaces it).")
+
+
+TIER1_DEFAULTS = Tier1Spec()
+
+
 def scale_in_fraction(per_minute: float, interval_s: float) -> float:
     """The share one decision every ``interval_s`` may remove, given the share per minute.
 
@@ -366,6 +386,7 @@ def _resource_problems(merged: dict[str, Any]) -> list[str]:
 
 class LeadtimeConfig(_Strict):
     engine: EngineSpec = Field(default_factory=EngineSpec)
+    tier1: Tier1Spec = Field(default_factory=Tier1Spec)
     pools: dict[str, PoolSpec] = Field(min_length=1)
     _keys: dict[str, dict[str, str]] | None = PrivateAttr(default=None)  # resource_keys, once
 

@@ -1,6 +1,10 @@
 """One settings object for the whole platform.
 
-Embedded defaults keep every piece of local state under one folder (``LEADTIME_HOME``,
+Where things are and how to reach them come from ``LEADTIME_*`` environment variables (and a
+``.env``); how the platform behaves comes from ``leadtime.yaml`` at ``config_path``, read and
+validated once as :attr:`Settings.leadtime` (its ``engine`` and ``tier1`` sections also as
+:attr:`Settings.engine` and :attr:`Settings.tier1`, the embedded defaults where the file is
+absent). Embedded defaults keep every piece of local state under one folder (``LEADTIME_HOME``,
 default ``./.leadtime``): the MLflow SQLite store and artifacts, the Feast registry and
 online store, Prefect's ephemeral database, plots and the decision log. Every URI can be
 overridden by environment (``MLFLOW_TRACKING_URI``, ``PREFECT_API_URL``, ``LEADTIME_*``).
@@ -12,12 +16,15 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from leadtime.config import EngineSpec, LeadtimeConfig, Tier1Spec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,10 +138,27 @@ class Settings(BaseSettings):
     )
     dask_workers: int = Field(default=2, description="Worker processes of the local Dask cluster.")
 
-    # Tier 1 defaults
-    history_days: int = Field(default=28, description="Days of history each baseline fit sees.")
-    backtest_cutoffs: int = Field(default=7, description="Daily cut-offs in the rolling backtest.")
-    horizon_hours: int = Field(default=24, description="Forecast horizon of the daily fit.")
+    @cached_property
+    def leadtime(self) -> LeadtimeConfig | None:
+        """``leadtime.yaml`` at ``config_path``, validated once (``leadtime.config``; a bad file
+        raises its :class:`~leadtime.config.ConfigError`); None where no file is there."""
+        from leadtime.config import load_config
+
+        return load_config(self.config_path) if self.config_path.is_file() else None
+
+    @property
+    def engine(self) -> EngineSpec:
+        """The engine's settings: ``leadtime.yaml``'s, or the defaults where it is absent."""
+        from leadtime.config import ENGINE_DEFAULTS
+
+        return ENGINE_DEFAULTS if self.leadtime is None else self.leadtime.engine
+
+    @property
+    def tier1(self) -> Tier1Spec:
+        """Tier 1's daily fit: ``leadtime.yaml``'s, or the defaults where it is absent."""
+        from leadtime.config import TIER1_DEFAULTS
+
+        return TIER1_DEFAULTS if self.leadtime is None else self.leadtime.tier1
 
     @property
     def home_dir(self) -> Path:

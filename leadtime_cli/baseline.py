@@ -50,8 +50,8 @@ def score_table(summary: dict[str, dict[str, float]], title: str):
 def bench_forecast(
     trace: Annotated[Path, typer.Option("--trace", help="Load-trace CSV (timestamp, producer_id, value).")],
     producer: Annotated[list[str] | None, typer.Option("--producer", help="Only this producer (repeatable).")] = None,
-    cutoffs: Annotated[int | None, typer.Option(help="Scored daily cut-offs (default from settings: 7).")] = None,
-    history_days: Annotated[int | None, typer.Option(help="Days of history per fit (default 28).")] = None,
+    cutoffs: Annotated[int | None, typer.Option(help="Scored daily cut-offs (default: leadtime.yaml's tier1.backtest_cutoffs, 7).")] = None,
+    history_days: Annotated[int | None, typer.Option(help="Days of history per fit (default: leadtime.yaml's tier1.history_s, 28 days).")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel worker processes (default: CPU count).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")] = False,
     strict: Annotated[bool, typer.Option(help="Refuse any irregular timestamp instead of repairing a few.")] = False,
@@ -76,7 +76,8 @@ def bench_forecast(
     unknown = sorted(set(chosen) - set(loaded.producers))
     if unknown:
         _fail(f"{trace.name}: no producer(s) {', '.join(unknown)}; it has {', '.join(loaded.producers[:10])}")
-    config = config_from_settings(settings, cutoffs=cutoffs, history_days=history_days)
+    config = config_from_settings(settings, cutoffs=cutoffs,
+                                  history_s=None if history_days is None else history_days * 86400.0)
     from models.tier1.backtest import history_requirement, history_shortfall
 
     short = {p: why for p in chosen if (why := history_shortfall(loaded.series(p), config))}

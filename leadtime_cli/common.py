@@ -40,14 +40,11 @@ def duration_s(text: str | None, flag: str, positive: bool = False) -> float | N
 def configured():
     """The settings' ``leadtime.yaml``, validated (None where the file is absent); a bad file
     is refused in one line."""
-    from leadtime.config import ConfigError, load_config
+    from leadtime.config import ConfigError
     from leadtime.settings import get_settings
 
-    path = get_settings().config_path
-    if not path.is_file():
-        return None
     try:
-        return load_config(path)
+        return get_settings().leadtime
     except ConfigError as exc:
         fail(str(exc))
 
@@ -55,10 +52,10 @@ def configured():
 def configured_engine():
     """The engine section of the settings' ``leadtime.yaml`` (the defaults where the file is
     absent): what the benchmarks replay unless a flag says otherwise. A bad file is refused."""
-    from leadtime.config import ENGINE_DEFAULTS
+    configured()  # a bad file is refused in one line
+    from leadtime.settings import get_settings
 
-    config = configured()
-    return ENGINE_DEFAULTS if config is None else config.engine
+    return get_settings().engine
 
 
 def verbose(ctx: typer.Context | None) -> bool:

@@ -117,10 +117,10 @@ def prefect_ui_command(settings) -> str:
 
 def _configured(settings, producers: list[str]) -> str | None:
     """The first of ``producers`` that leadtime.yaml declares (the API decides only for those)."""
-    from leadtime.config import ConfigError, load_config
+    from leadtime.config import ConfigError
 
     try:
-        declared = load_config(settings.config_path).producers()
+        declared = settings.leadtime.producers() if settings.leadtime is not None else {}
     except ConfigError:
         return None
     return next((p for p in producers if p in declared), None)
@@ -129,7 +129,7 @@ def _configured(settings, producers: list[str]) -> str | None:
 def demo(
     ctx: typer.Context,
     trace: Annotated[Path | None, typer.Option(help="Load trace (default: the NASA 1995 trace).")] = None,
-    cutoffs: Annotated[int | None, typer.Option(help="Scored daily cut-offs (default 7).")] = None,
+    cutoffs: Annotated[int | None, typer.Option(help="Scored daily cut-offs (default: leadtime.yaml's tier1.backtest_cutoffs, 7).")] = None,
     days: Annotated[int, typer.Option(min=1, help="Last whole days of the trace replayed and "
                                                   "scored against the peers.")] = DEMO_DAYS,
     from_prometheus: Annotated[str | None, typer.Option(

@@ -21,7 +21,7 @@ def history_trace(span: str) -> Path:
     import pandas as pd
 
     from connectors.prometheus import PrometheusClient, PrometheusError, history, load_queries
-    from leadtime.config import ConfigError, load_config
+    from leadtime.config import ConfigError
     from leadtime.settings import get_settings
     from leadtime.validation import TraceError
     from leadtime_cli.common import fail
@@ -36,9 +36,11 @@ def history_trace(span: str) -> Path:
     if length <= pd.Timedelta(0):
         fail("--from-prometheus: the span must be positive")
     try:
-        config = load_config(settings.config_path)
+        config = settings.leadtime
     except ConfigError as exc:
         fail(str(exc))
+    if config is None:
+        fail(f"--from-prometheus: no {settings.config_path} (it names each producer's load_query)")
     queries = load_queries(config)
     if not queries:
         fail(f"--from-prometheus: no producer in {settings.config_path} names a load_query")

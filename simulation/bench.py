@@ -236,13 +236,13 @@ def run_bench(
     """Read the trace, derive the settings and replay every producer (or the chosen one);
     ``interval_s`` samples a request trace and ``reading`` is how it becomes load
     (:func:`simulation.traces.read_demand`); each daily Tier 1 fit sees ``history_s`` seconds
-    (default: ``settings.history_days``)."""
+    (default: the settings' ``tier1.history_s``)."""
     began = time.perf_counter()
     demand = read_demand(path, producer, interval_s, reading)
     if history_s is None:
         from leadtime.settings import get_settings
 
-        history_s = get_settings().history_days * 86400.0
+        history_s = get_settings().tier1.history_s
     configs: dict[str, SimConfig] = {}
     work = 0
     for name, series in demand.series.items():

@@ -7,7 +7,7 @@ re-runs that choice every day; the replay makes it once (a simplification: the d
 would cost 15 fits a day).
 
 For every calendar day ``D`` the simulated policies act in, a fresh forecaster of the recipe is
-fitted on the ``history_days`` before ``D`` (strictly earlier timestamps; a :class:`LeakGuard`
+fitted on the ``history_s`` before ``D`` (strictly earlier timestamps; a :class:`LeakGuard`
 enforces it) and published at ``D`` as a :class:`models.tier1.registry.BaselineBundle`, as the
 daily flow registers it. The decision loop asks that bundle its one question
 (``BaselineBundle.window_peak``: the peak of ``[t, t + L]``), exactly as serving asks the
@@ -31,9 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leadtime.config import TIER1_DEFAULTS
 from models.tier1.forecasters import LEVELS, Forecaster
 
-HISTORY_S = 28 * 86400.0  # default history of a fit, 28 days (settings.history_days)
+HISTORY_S = TIER1_DEFAULTS.history_s  # default history of a fit (leadtime.yaml's tier1.history_s)
 
 ForecasterFactory = Callable[[str], Forecaster]
 
@@ -107,14 +108,14 @@ class Recipe:
     note: str
 
 
-def choose_recipe(history: pd.Series, history_days: int) -> Recipe:
+def choose_recipe(history: pd.Series, history_s: float) -> Recipe:
     """``baseline-daily``'s choice on ``history`` (the past only): best mean WIS over the
     backtest's cut-offs, with that model's conformal offsets; seasonal naive when the history
     is too short for a backtest."""
     from models.tier1.backtest import BacktestConfig, backtest_producer, final_choice
     from models.tier1.registry import final_offsets
 
-    config = BacktestConfig(history_days=history_days)
+    config = BacktestConfig(history_s=history_s)
     frame = backtest_producer(history, config)
     if frame.empty:
         return Recipe("seasonal_naive", {}, "history too short for a backtest: seasonal_naive")
@@ -164,7 +165,7 @@ def daily_tier1(
     if model == "champion" and factory is not default_factory:
         model, note = "custom", "the factory's forecaster (no recipe to choose)"
     elif model == "champion":
-        recipe = choose_recipe(history_of(demand, days[0], history_s), int(history_s / 86400))
+        recipe = choose_recipe(history_of(demand, days[0], history_s), history_s)
         model, offsets, note = recipe.model, recipe.offsets, recipe.note
     jobs: list[tuple[np.ndarray, tuple]] = []
     for day in days:

@@ -1,6 +1,6 @@
 """Rolling-origin backtest of the Tier 1 forecasters.
 
-For each daily cut-off, every model is fitted on the ``history_days`` strictly before it and
+For each daily cut-off, every model is fitted on the ``history_s`` strictly before it and
 forecasts the next ``horizon_s`` seconds; the forecast is scored against what happened. The first
 ``warmup_cutoffs`` are not scored: they give the conformal interval calibration its first
 out-of-sample errors and the champion choice its first scores. At every later cut-off *k*, each
@@ -40,9 +40,9 @@ class BacktestConfig:
     cutoffs: int = 7  # scored cut-offs
     warmup_cutoffs: int = 3  # earlier cut-offs that only calibrate intervals and choose
     aci_step: float = 0.5  # adaptive conformal step (0 = plain split conformal)
-    history_days: int = 28
+    history_s: float = 28 * 86400.0  # what each fit sees (leadtime.yaml's tier1.history_s)
     models: tuple[str, ...] = MODEL_NAMES
-    min_history_days: int = 2
+    min_history_s: float = 2 * 86400.0  # the first cut-off is this long after the first day
 
 
 def cutoff_times(series: pd.Series, config: BacktestConfig) -> list[pd.Timestamp]:
@@ -50,7 +50,7 @@ def cutoff_times(series: pd.Series, config: BacktestConfig) -> list[pd.Timestamp
     observed = series.dropna().index
     if observed.empty:
         return []
-    first = observed[0].normalize() + pd.Timedelta(days=config.min_history_days)
+    first = observed[0].normalize() + pd.Timedelta(seconds=config.min_history_s)
     native = pd.Timedelta(series.index.freq) if series.index.freq else pd.Timedelta(0)
     last = (observed[-1] + native - pd.Timedelta(seconds=config.horizon_s)).normalize()
     days = pd.date_range(first, last, freq="D")
@@ -60,15 +60,15 @@ def cutoff_times(series: pd.Series, config: BacktestConfig) -> list[pd.Timestamp
 def required_history_s(config: BacktestConfig) -> float:
     """The shortest span (seconds) a series must cover for every cut-off of the backtest.
 
-    The first cut-off is ``min_history_days`` after the first observation's midnight, the
+    The first cut-off is ``min_history_s`` after the first observation's midnight, the
     ``warmup_cutoffs + cutoffs`` cut-offs are daily, and the last one needs a full
     ``horizon_s`` after it (see :func:`cutoff_times`).
 
-    >>> required_history_s(BacktestConfig(cutoffs=2, warmup_cutoffs=3, min_history_days=2)) / 86400
+    >>> required_history_s(BacktestConfig(cutoffs=2, warmup_cutoffs=3, min_history_s=2 * 86400)) / 86400
     7.0
     """
-    days = config.min_history_days + config.warmup_cutoffs + config.cutoffs - 1
-    return days * 86400.0 + config.horizon_s
+    days = config.warmup_cutoffs + config.cutoffs - 1
+    return config.min_history_s + days * 86400.0 + config.horizon_s
 
 
 def history_shortfall(series: pd.Series, config: BacktestConfig) -> str | None:
@@ -92,14 +92,15 @@ def history_requirement(config: BacktestConfig) -> str:
     need_s = required_history_s(config)
     hours = int(config.horizon_s / 3600)
     return (f"the backtest needs at least {need_s / 86400:g} days of history: "
-            f"{config.min_history_days} days before the first cut-off, "
+            f"{config.min_history_s / 86400:g} days before the first cut-off, "
             f"{config.warmup_cutoffs} warm-up + {config.cutoffs} scored daily cut-offs "
             f"and a {hours} h horizon after the last (fewer cut-offs: --cutoffs)")
 
 
-def history_before(series: pd.Series, cutoff: pd.Timestamp, history_days: int) -> pd.Series:
-    """The training window: strictly before ``cutoff``, at most ``history_days`` long."""
-    return series[(series.index < cutoff) & (series.index >= cutoff - pd.Timedelta(days=history_days))]
+def history_before(series: pd.Series, cutoff: pd.Timestamp, history_s: float) -> pd.Series:
+    """The training window: strictly before ``cutoff``, at most ``history_s`` long."""
+    start = cutoff - pd.Timedelta(seconds=history_s)
+    return series[(series.index < cutoff) & (series.index >= start)]
 
 
 def score(actual: pd.Series, forecast: pd.DataFrame, scale: float) -> dict[str, float]:
@@ -150,7 +151,7 @@ def backtest_producer(series: pd.Series, config: BacktestConfig = BacktestConfig
     producer = str(series.name)
     runs: dict[str, list[dict]] = {name: [] for name in config.models}
     for cutoff in cutoff_times(series, config):
-        history = history_before(series, cutoff, config.history_days)
+        history = history_before(series, cutoff, config.history_s)
         actual = series[(series.index >= cutoff)
                         & (series.index < cutoff + pd.Timedelta(seconds=config.horizon_s))]
         if history.notna().sum() < 2 or actual.notna().sum() == 0:

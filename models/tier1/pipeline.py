@@ -48,26 +48,22 @@ def backtest_all(
     return pd.concat(frames, ignore_index=True)
 
 
-def read_training_trace(path, config_path=None, **options):
+def read_training_trace(path, config=None, **options):
     """A load trace to train Tier 1 on (:func:`leadtime.data.read_load_trace`), its resource
-    series held to ``leadtime.yaml`` when there is one (:func:`leadtime.data.check_resources`)."""
-    from pathlib import Path
-
+    series held to ``config`` (``leadtime.yaml``) when there is one
+    (:func:`leadtime.data.check_resources`)."""
     from leadtime.data import check_resources, read_load_trace
 
     trace = read_load_trace(path, **options)
-    if config_path is not None and Path(config_path).exists():
-        from leadtime.config import load_config
-
-        check_resources(trace, load_config(config_path).resource_keys())
+    if config is not None:
+        check_resources(trace, config.resource_keys())
     return trace
 
 
 def config_from_settings(settings, **overrides) -> BacktestConfig:
-    """The backtest configuration the settings describe (flags may override fields)."""
-    config = BacktestConfig(
-        horizon_s=settings.horizon_hours * 3600.0,
-        cutoffs=settings.backtest_cutoffs,
-        history_days=settings.history_days,
-    )
+    """The backtest configuration of the settings' ``tier1`` section (``leadtime.yaml``;
+    flags may override fields)."""
+    tier1 = settings.tier1
+    config = BacktestConfig(horizon_s=tier1.horizon_s, cutoffs=tier1.backtest_cutoffs,
+                            history_s=tier1.history_s)
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})

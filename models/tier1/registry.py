@@ -165,9 +165,9 @@ class BaselineBundle:
         return frame.assign(**{c: out[c].astype(float) for c in out.columns}, model=model)
 
 
-def fit_champion(series: pd.Series, model_name: str, offsets: dict, history_days: int) -> BaseForecaster:
-    """Fit the chosen model on the latest history, with the backtest's conformal offsets."""
-    history = series[series.index >= series.index[-1] - pd.Timedelta(days=history_days)]
+def fit_champion(series: pd.Series, model_name: str, offsets: dict, history_s: float) -> BaseForecaster:
+    """Fit the chosen model on the latest ``history_s``, with the backtest's conformal offsets."""
+    history = series[series.index >= series.index[-1] - pd.Timedelta(seconds=history_s)]
     forecaster = make_forecaster(model_name).fit(history)
     forecaster.calibrator.offsets = dict(offsets or {})
     return forecaster

@@ -11,7 +11,7 @@ from models.tier1.backtest import BacktestConfig, history_shortfall, required_hi
 
 
 def test_required_history_follows_the_backtest_configuration():
-    config = BacktestConfig(cutoffs=2, warmup_cutoffs=3, min_history_days=2)
+    config = BacktestConfig(cutoffs=2, warmup_cutoffs=3, min_history_s=2 * 86400.0)
     assert required_history_s(config) == 6 * 86400.0 + config.horizon_s
     index = pd.date_range("2024-03-04", periods=7 * 288, freq="5min")
     assert history_shortfall(pd.Series(1.0, index=index, name="p"), config) is None

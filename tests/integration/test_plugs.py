@@ -165,6 +165,7 @@ def stack(services, tmp_path_factory):
     # quiet nights included), so that every pass routes the pool and HAProxy is always written
     config = {"engine": {"mode": "act", "threshold": 0.02, "decision_interval_s": 2,
                          "weights": {"tier1": 0.7, "tier3": 0.3}},
+              "tier1": {"history_s": 14 * 86400.0, "backtest_cutoffs": 1},  # a quick fit
               "pools": {"web": {"defaults": {"capacity_per_instance": 15, "max_instances": 60,
                                              "spinup_lead_time_s": 300},
                                 "producers": [{"id": p, **s} for p, s in producers(
@@ -182,7 +183,6 @@ def stack(services, tmp_path_factory):
         "LEADTIME_PROMETHEUS_URL": services["LEADTIME_IT_PROMETHEUS_URL"],
         "LEADTIME_PROMETHEUS_TIMEOUT_S": "1",
         "LEADTIME_HAPROXY_SOCKET": services["LEADTIME_IT_HAPROXY_SOCKET"],
-        "LEADTIME_HISTORY_DAYS": "14", "LEADTIME_BACKTEST_CUTOFFS": "1",
         "LEADTIME_API_TOKEN": TOKEN, "PREFECT_LOGGING_LEVEL": "WARNING",
     })
     if not env["PREFECT_API_URL"]:

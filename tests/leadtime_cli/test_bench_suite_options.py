@@ -62,6 +62,7 @@ def test_the_benchmarks_replay_the_engine_of_the_settings_leadtime_yaml(tmp_path
         assert _engine(None).violation_cost == 19.0
         assert _engine(49.0, "1.0").violation_cost == 49.0  # the flags win
         config.write_text("engine:\n  sizing_budget: -3\n" + pools)
+        get_settings.cache_clear()  # the settings read leadtime.yaml once, as a new process does
         result = CliRunner().invoke(app, ["bench", "suite", "--scenario", "demo", "--no-real"])
         assert result.exit_code == 2 and "sizing_budget" in result.output
         assert "Traceback" not in result.output
