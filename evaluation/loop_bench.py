@@ -104,8 +104,13 @@ def _written() -> int:
 
 def run_loop(producers: int, pools: int = 100, passes: int = 10,
              decision_interval_s: float = 300.0, progress: Progress | None = None,
-             home: Path | None = None) -> dict[str, Any]:
-    """Build the loop for ``producers`` (module docstring), warm it, time ``passes`` passes."""
+             home: Path | None = None, warm_s: float | None = None,
+             trace_state: bool = False) -> dict[str, Any]:
+    """Build the loop for ``producers`` (module docstring), warm it (at least ``warm_s`` of its
+    clock when given), time ``passes`` passes; ``trace_state``: also the bytes the fleet's
+    state holds at the end, by part (:func:`state_bytes`)."""
+    import tracemalloc
+
     from prometheus_client import generate_latest
 
     from leadtime.config import parse_config
@@ -133,9 +138,12 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
     need_s = (max(engine.sizing_min_history_s, engine.sizing_min_windows * decision_interval_s)
               + 300.0 + 2 * decision_interval_s + 3600.0)
     warm_passes = math.ceil(need_s / decision_interval_s) + 1
-    live = max(warm_steps, warm_passes * per_pass) + passes * per_pass
+    live = max(warm_steps, warm_passes * per_pass, math.ceil((warm_s or 0.0) / STEP_S))
+    live += passes * per_pass
     history_steps = int(HISTORY_S / STEP_S)
     loads = synthetic_loads(len(ids), history_steps + live, STEP_S)
+    if trace_state:
+        tracemalloc.start(12)  # deep enough to reach a runtime frame from the libraries'
     say(f"{producers:,} producers: fitting Tier 1 (seasonal naive)")
     t1 = time.perf_counter()
     tier1 = Tier1Champion(InMemoryChampion(_tier1(ids, loads[:, :history_steps], STEP_S)))
@@ -194,6 +202,13 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
             say(f"{producers:,} producers: warm-up pass {len(export)} "
                 f"({elapsed:.2f} s)")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    held = None
+    if trace_state:
+        import gc
+
+        gc.collect()  # what is only garbage is not state
+        held = state_bytes(tracemalloc.take_snapshot())
+        tracemalloc.stop()
     timed_sorted = sorted(timed)
     scrape = export[-len(timed):]
     return {
@@ -216,15 +231,59 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
         "sizing_calibrated": calibrated, "tier3_answered": tier3_answered,
         "tier1_fit_s": round(fit_s, 2), "wall_time_s": round(time.perf_counter() - began, 1),
         "tier1_recipe": "seasonal_naive",
+        **({"state_bytes": held, "state_after_s": live * STEP_S} if held is not None else {}),
     }
 
 
+#: Where the state a producer holds is allocated: the innermost frame of the project's runtime
+#: (the benchmark's own arrays, the libraries' caches and imports are left out).
+STATE_PARTS = (("tier3 detector (KNN-CAD)", "monitoring/knncad.py"),
+               ("tier3 state and nowcast", "models/tier3/"),
+               ("sizing record", "loop/sizing.py"), ("HPA twin", "loop/hpa_twin.py"),
+               ("tier1 champion", "models/tier1/"), ("loop and sources", "loop/"))
+
+
+def state_bytes(snapshot: Any) -> dict[str, int]:
+    """Bytes still allocated in ``snapshot``, per part of :data:`STATE_PARTS`: each allocation
+    goes to the innermost runtime frame of its traceback (pandas' arrays under a Tier 1
+    forecaster count as the champion's)."""
+    parts = dict.fromkeys((name for name, _ in STATE_PARTS), 0)
+    for stat in snapshot.statistics("traceback"):
+        for frame in reversed(stat.traceback):  # innermost first
+            where = frame.filename.replace("\\", "/")
+            part = next((name for name, path in STATE_PARTS if f"/{path}" in where), None)
+            if part is not None:
+                parts[part] += stat.size
+                break
+            if "/evaluation/" in where:
+                break
+    return parts
+
+
+def steady_state(interval_days: float = 3.0, decision_interval_s: float = 300.0,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """One producer's state after ``interval_days`` of the loop (every span its parts keep is
+    then full: Tier 3's two-day detector reference, the sizing's three days of windows), in
+    bytes per part: what a fleet holds per producer once it has run for days, where the timed
+    runs, warmed for hours, hold less."""
+    if progress:
+        progress(f"one producer's state after {interval_days:g} days (traced: a few minutes)")
+    row = run_loop(1, 1, 1, decision_interval_s, None, warm_s=interval_days * 86400.0,
+                   trace_state=True)
+    return {"after_days": interval_days, "load_every_s": STEP_S,
+            "bytes": row["state_bytes"], "total_bytes": sum(row["state_bytes"].values())}
+
+
 def run_loop_bench(sizes: list[int], pools: int = 100, passes: int = 10,
-                   decision_interval_s: float = 300.0,
-                   progress: Progress | None = None) -> dict[str, Any]:
-    """:func:`run_loop` at each fleet size, smallest first."""
+                   decision_interval_s: float = 300.0, progress: Progress | None = None,
+                   steady_days: float = 3.0) -> dict[str, Any]:
+    """:func:`run_loop` at each fleet size, smallest first, and one producer's
+    :func:`steady_state` after ``steady_days`` (0: not measured)."""
     rows = [run_loop(n, pools, passes, decision_interval_s, progress) for n in sorted(sizes)]
-    return {"runs": rows}
+    document: dict[str, Any] = {"runs": rows}
+    if steady_days > 0:
+        document["steady_state"] = steady_state(steady_days, decision_interval_s, progress)
+    return document
 
 
 def format_table(document: dict[str, Any]) -> str:
@@ -248,4 +307,11 @@ def format_table(document: dict[str, Any]) -> str:
                      f"{r['tier3_answered']:,}; written: bytes the pass asked the kernel to "
                      "write (the decision log); disk: the log's size per producer-day; peak "
                      "memory is the process's")
+    steady = document.get("steady_state")
+    if steady:
+        parts = ", ".join(f"{name} {size / 1024:,.0f} KiB"
+                          for name, size in steady["bytes"].items() if size)
+        lines.append(f"one producer after {steady['after_days']:g} days (its load every "
+                     f"{steady['load_every_s']:g} s) holds {steady['total_bytes'] / 2**20:.1f} "
+                     f"MiB of state: {parts}; the timed runs above, warmed for hours, hold less")
     return "\n".join(lines)

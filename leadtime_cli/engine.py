@@ -67,6 +67,9 @@ def bench_loop(
     passes: Annotated[int, typer.Option(help="Timed passes per size, after the warm-up.")] = 10,
     interval: Annotated[float, typer.Option(
         "--interval-s", help="The loop's decision interval (seconds of its replay clock).")] = 300.0,
+    steady_days: Annotated[float, typer.Option(
+        help="Also trace one producer's state after this many days of the loop, by part: "
+        "what each producer of a fleet holds once every span is full (0: skip).")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Time whole passes of the decision loop at fleet size: every tier source, sizing, the HPA
@@ -82,10 +85,12 @@ def bench_loop(
         fail(f"--producers {producers!r}: give fleet sizes like 1000,10000")
     if not sizes or min(sizes) < 1:
         fail(f"--producers {producers!r}: give fleet sizes like 1000,10000")
+    if not steady_days >= 0:
+        fail(f"--steady-days {steady_days!r}: give a number of days, or 0 to skip")
     err = Console(stderr=True)
     with err.status("building the loop") as status:
         document = run_loop_bench(sizes, pools, passes, interval,
-                                  progress=lambda m: status.update(m))
+                                  progress=lambda m: status.update(m), steady_days=steady_days)
     typer.echo(json.dumps(document, indent=2) if as_json else format_table(document))
 
 

@@ -215,12 +215,16 @@ class _ClosedWindows:
     dropped from the front as they age, so a refit reads arrays instead of walking windows.
     A candidate's column is NaN in the windows it did not answer.
 
+    A candidate with one value at every grid quantile (a tier's upper bound) keeps one column
+    instead of one per grid quantile, and reads as that column, which broadcasts: a producer's
+    record is then a fifth of the size. It widens the first time a value differs across the grid.
+
     >>> closed = _ClosedWindows(2)
     >>> closed.append(_Window(0.0, {"tier1": np.array([1.0, 2.0])}, 0, peak=3.0))
     >>> closed.append(_Window(60.0, {"reactive": np.array([4.0, 4.0])}, 0, peak=5.0))
     >>> closed.popleft()
     >>> len(closed), closed.column("peak"), closed.candidates()["reactive"]
-    (1, array([5.]), array([[4., 4.]]))
+    (1, array([5.]), array([[4.]]))
     """
 
     SCALARS = ("t0", "peak", "reacting", "floor", "held", "used")
@@ -242,10 +246,13 @@ class _ClosedWindows:
                                 window.held, window.used)
         for name, value in window.values.items():
             column = self.values.get(name)
+            uniform = value.min() == value.max()
             if column is None:
-                column = self.values[name] = np.full((self.scalars.shape[1], self.grid_size),
-                                                     np.nan)
-            column[row] = value
+                column = self.values[name] = np.full(
+                    (self.scalars.shape[1], 1 if uniform else self.grid_size), np.nan)
+            elif column.shape[1] == 1 and not uniform:  # the first value that differs: widen
+                column = self.values[name] = np.repeat(column, self.grid_size, axis=1)
+            column[row] = value[:1] if column.shape[1] == 1 else value
         self.end += 1
 
     def popleft(self) -> None:
@@ -266,13 +273,15 @@ class _ClosedWindows:
         return {name: live[name] for name in sorted(first, key=first.__getitem__)}
 
     def _make_room(self) -> None:
-        """Move the live rows to the front, doubling the columns when more than half are live."""
+        """Move the live rows to the front, with half as many rows again when more than three
+        quarters are live (a record that has stopped growing then moves once every quarter of
+        its length, and holds at most twice its rows)."""
         live, capacity = len(self), self.scalars.shape[1]
-        size = capacity * 2 if live > capacity // 2 else capacity
+        size = capacity + capacity // 2 if live > capacity * 3 // 4 else capacity
         scalars = np.full((len(self.SCALARS), size), np.nan)
         scalars[:, :live] = self.scalars[:, self.start:self.end]
         for name, column in self.values.items():
-            moved = np.full((size, self.grid_size), np.nan)
+            moved = np.full((size, column.shape[1]), np.nan)
             moved[:live] = column[self.start:self.end]
             self.values[name] = moved
         self.scalars, self.start, self.end = scalars, 0, live

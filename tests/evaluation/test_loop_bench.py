@@ -16,3 +16,19 @@ def test_the_loop_bench_warms_every_part_and_reports_each_measure(tmp_path):
     assert (tmp_path / "decisions.db").is_file()
     table = format_table({"runs": [row]})
     assert "20" in table and "Tier 2 not wired" in table
+
+
+def test_the_state_a_producer_holds_is_traced_by_part(tmp_path):
+    """The steady-state measure: every byte the runtime still holds, attributed to its part
+    (here after the warm-up alone, which already fills each part a little)."""
+    from evaluation.loop_bench import STATE_PARTS, format_table, run_loop
+
+    row = run_loop(2, pools=1, passes=1, home=tmp_path, trace_state=True)
+    held = row["state_bytes"]
+    assert set(held) == {name for name, _ in STATE_PARTS}
+    for part in ("tier3 detector (KNN-CAD)", "tier3 state and nowcast", "sizing record",
+                 "HPA twin", "tier1 champion"):
+        assert held[part] > 0, part
+    steady = {"after_days": 0.1, "load_every_s": 60.0, "bytes": held,
+              "total_bytes": sum(held.values())}
+    assert "MiB of state: tier3 detector" in format_table({"runs": [row], "steady_state": steady})

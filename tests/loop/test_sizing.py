@@ -262,3 +262,24 @@ def test_priced_by_demand_the_busy_windows_buy_a_higher_quantile_than_the_quiet_
     window, demand = quantiles("window"), quantiles("demand")
     assert window[1000.0] < window[100.0]
     assert demand[1000.0] > window[1000.0] and demand[100.0] < window[100.0]
+
+
+def test_a_record_keeps_one_column_for_one_value_and_widens_when_values_differ():
+    """A tier's upper bound (one value at every grid quantile) is kept as one column; the
+    first value that differs across the grid widens the column, the earlier rows repeated, so
+    the refit reads what one column per grid quantile would have held."""
+    from loop.sizing import _ClosedWindows, _Window
+
+    grid = len(GRID)
+    closed = _ClosedWindows(grid, capacity=4)
+    flat = [np.full(grid, 3.0), np.full(grid, 4.0)]
+    spread = np.linspace(1.0, 2.0, grid)
+    for t0, value in enumerate(flat):
+        closed.append(_Window(float(t0), {"tier1": value}, 0, peak=5.0))
+    assert closed.values["tier1"].shape[1] == 1
+    for t0 in range(2, 6):  # past the capacity: the rows move, the record grows by half
+        closed.append(_Window(float(t0), {"tier1": spread}, 0, peak=5.0))
+    read = closed.candidates()["tier1"]
+    assert read.shape == (6, grid)
+    np.testing.assert_array_equal(read, np.vstack([*flat, *[spread] * 4]))
+    assert closed.scalars.shape[1] == 6  # 4 + 4 // 2: more than three quarters were live
