@@ -12,7 +12,10 @@ Each sample is embedded as the window of its last ``dim`` values. Its *nonconfor
 of the squared Mahalanobis distances (metric ``(X'X)^-1`` of the reference windows ``X``) to its
 ``k`` nearest reference windows. The score is the share of the last ``P`` nonconformity scores it
 exceeds (above all of them, ``1 - (max / s) / P``, so the top keeps resolution). The reference
-set slides: a window joins it ``P`` samples after it was scored. After an alert (score >=
+set slides: a window joins it ``P`` samples after it was scored. The windows overlap, so the
+detector keeps the values they are cut from (the last ``2 P + dim``) rather than the windows:
+the reference's raw windows are cut again only when the metric is refitted, and only their
+images under the metric are kept. After an alert (score >=
 ``alarm``) the detector rests for a fifth of ``P`` samples (score ``rest_score``), NAB's knncad
 rule, so that one incident is one alert. A value beyond the range of everything seen before
 scores 1.
@@ -35,7 +38,6 @@ True
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,16 +68,14 @@ class KNNCADDetector:
     dim: int = field(init=False)
     reference: int = field(init=False)
     rest: int = field(init=False)
-    _buf: deque = field(default_factory=deque, init=False, repr=False)
-    _collect: list = field(default_factory=list, init=False, repr=False)
-    _pending: deque = field(default_factory=deque, init=False, repr=False)
-    _train: np.ndarray | None = field(default=None, init=False, repr=False)
+    _values: np.ndarray = field(default=None, init=False, repr=False)  # ring: the last values
+    _count: int = field(default=0, init=False)  # finite values seen; value v sits at (v-1) % len
+    _joined: int = field(default=0, init=False)  # the newest window in the reference (0: none)
     _z: np.ndarray | None = field(default=None, init=False, repr=False)
     _zn: np.ndarray | None = field(default=None, init=False, repr=False)
     _chol: np.ndarray | None = field(default=None, init=False, repr=False)
     _scores: np.ndarray | None = field(default=None, init=False, repr=False)
     _pos_score: int = field(default=0, init=False)
-    _pos_train: int = field(default=0, init=False)
     _since: int = field(default=0, init=False)
     _resting: int = field(default=0, init=False)
     _lo: float = field(default=math.inf, init=False)
@@ -86,7 +86,32 @@ class KNNCADDetector:
         self.reference = samples_in(self.reference_s, self.interval_s,
                                     max(self.min_reference, 2 * self.k + 2))
         self.rest = int(self.reference * self.rest_share)
-        self._buf = deque(maxlen=self.dim)
+        self._values = np.zeros(2 * self.reference + self.dim)
+
+    def __setstate__(self, state: dict) -> None:
+        """Detectors pickled when they kept their windows (Tier 3 checkpoints) load into the
+        ring of values: the windows overlap, so their values are the first window's and each
+        later window's last, in age order."""
+        state = dict(state)
+        if "_pending" in state:
+            state.update(_from_windows(state))
+        self.__dict__.update(state)
+
+    @property
+    def _started(self) -> bool:
+        return self._joined > 0
+
+    def _window(self, g: int) -> np.ndarray:
+        """Window ``g`` (1-based): values ``g .. g + dim - 1``."""
+        return np.take(self._values, np.arange(g - 1, g - 1 + self.dim), mode="wrap")
+
+    def _reference_windows(self) -> np.ndarray:
+        """The reference set: row ``r`` holds the newest joined window ``g`` with
+        ``(g - 1) % P == r`` (each window joins over the oldest)."""
+        P, J = self.reference, self._joined
+        first = J - (J - 1 - np.arange(P)) % P  # per row, its window
+        at = first[:, None] - 1 + np.arange(self.dim)[None, :]
+        return np.take(self._values, at, mode="wrap")
 
     @property
     def min_threshold(self) -> float:
@@ -95,12 +120,13 @@ class KNNCADDetector:
 
     def _fit_metric(self) -> None:
         """Mahalanobis metric ``(X'X)^-1`` of the reference windows, as a Cholesky factor."""
+        train = self._reference_windows()
         try:
-            self._chol = np.linalg.cholesky(np.linalg.inv(self._train.T @ self._train))
+            self._chol = np.linalg.cholesky(np.linalg.inv(train.T @ train))
         except np.linalg.LinAlgError:  # singular (e.g. a flat series): keep the previous metric
             if self._chol is None:
                 self._chol = np.eye(self.dim)
-        self._z = self._train @ self._chol
+        self._z = train @ self._chol
         self._zn = np.einsum("ij,ij->i", self._z, self._z)
 
     def _distances(self, item: np.ndarray) -> np.ndarray:
@@ -108,8 +134,7 @@ class KNNCADDetector:
         return np.maximum(self._zn + z @ z - 2.0 * (self._z @ z), 0.0)
 
     def _start(self) -> None:
-        self._train = np.array(self._collect)
-        self._collect = []
+        self._joined = self.reference  # windows 1 .. P: the first reference
         self._fit_metric()
         gram = self._z @ self._z.T
         d2 = np.maximum(self._zn[:, None] + self._zn[None, :] - 2.0 * gram, 0.0)
@@ -120,19 +145,19 @@ class KNNCADDetector:
         if not math.isfinite(value):
             return 0.0
         value = float(value)
-        novel = (self.spatial and self._train is not None
+        novel = (self.spatial and self._started
                  and (value > self._hi or value < self._lo))
         self._lo, self._hi = min(self._lo, value), max(self._hi, value)
-        self._buf.append(value)
-        if len(self._buf) < self.dim:
+        self._values[self._count % len(self._values)] = value
+        self._count += 1
+        if self._count < self.dim:
             return 0.0
-        item = np.fromiter(self._buf, float, self.dim)
-        if self._train is None:
-            self._collect.append(item)
-            if len(self._collect) >= self.reference:
+        newest = self._count - self.dim + 1  # the window this value completes
+        if not self._started:
+            if newest >= self.reference:
                 self._start()
             return 0.0
-        score = self._conformal(item)
+        score = self._conformal(self._window(newest))
         if self._resting > 0:
             self._resting -= 1
             return self.rest_score
@@ -155,12 +180,33 @@ class KNNCADDetector:
         score = 1.0 - top / s / n if s > top else float(np.count_nonzero(self._scores < s)) / n
         self._scores[self._pos_score] = s
         self._pos_score = (self._pos_score + 1) % n
-        self._pending.append(item)
         if self._since >= self.reference:  # the window scored P samples ago joins the reference
-            new = self._pending.popleft()
-            z = new @ self._chol
-            self._train[self._pos_train] = new
-            self._z[self._pos_train] = z
-            self._zn[self._pos_train] = z @ z
-            self._pos_train = (self._pos_train + 1) % len(self._train)
+            g = self._joined + 1
+            row = (g - 1) % self.reference
+            z = self._window(g) @ self._chol
+            self._z[row] = z
+            self._zn[row] = z @ z
+            self._joined = g
         return score
+
+
+def _from_windows(state: dict) -> dict:
+    """The ring of values and window numbers of a detector pickled with its windows: its
+    reference rows (the oldest at ``_pos_train``) and the windows waiting to join, or the
+    windows collected before its first reference, or its last few values."""
+    P, dim = state["reference"], state["dim"]
+    train = state.pop("_train", None)  # unset fields were the class's defaults
+    waiting, collected = list(state.pop("_pending")), list(state.pop("_collect", ()))
+    last = list(state.pop("_buf", ()))
+    oldest = state.pop("_pos_train", 0)
+    if train is not None:  # windows g0 .. g0 + P - 1 in the reference, the waiting after them
+        windows = [train[(oldest + i) % P] for i in range(P)] + waiting
+        g0 = oldest + 1 + P  # so that window g sits in row (g - 1) % P, as the rows were
+        joined = g0 + P - 1
+    else:
+        windows, g0, joined = collected, 1, 0
+    values = ([*windows[0], *(w[-1] for w in windows[1:])] if windows else last)
+    ring = np.zeros(2 * P + dim)
+    for i, v in enumerate(values):
+        ring[(g0 - 1 + i) % len(ring)] = v
+    return {"_values": ring, "_count": g0 - 1 + len(values), "_joined": joined}

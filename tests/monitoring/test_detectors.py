@@ -136,3 +136,48 @@ def test_threshold_never_reads_labels():
     a = score_series(series, scores, [(series.index[500], series.index[520])])
     b = score_series(series, scores, [])
     assert a.threshold == b.threshold
+
+
+def test_knncad_keeps_values_not_windows_and_loads_checkpoints_that_kept_windows():
+    """KNN-CAD keeps the values its overlapping windows are cut from. A Tier 3 checkpoint
+    pickled when the detector kept the windows themselves (the reference rows, the oldest at
+    ``_pos_train``, and the windows waiting to join) loads into the same detector: it scores
+    the rest of the series exactly as the detector that never stopped."""
+    import copy
+    import pickle
+    from collections import deque
+
+    import numpy as np
+
+    from monitoring.knncad import KNNCADDetector
+
+    rng = np.random.default_rng(5)
+    t = np.arange(2400)
+    series = 100 + 30 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 3, t.size)
+    series[rng.integers(1500, 2400, 8)] += 90
+    for cut in (10, 300, 700, 1500):  # too few values, collecting, before the first join, after
+        live = KNNCADDetector(interval_s=300)
+        for v in series[:cut]:
+            live.score_learn(v)
+        P, dim = live.reference, live.dim
+        legacy = {k: v for k, v in copy.deepcopy(live.__dict__).items()
+                  if k not in ("_values", "_count", "_joined")}
+        newest = live._count - dim + 1
+        if live._joined:
+            legacy["_train"] = live._reference_windows()
+            legacy["_pos_train"] = live._joined % P
+            legacy["_pending"] = deque(live._window(g) for g in range(live._joined + 1, newest + 1))
+        else:
+            legacy["_collect"] = [live._window(g) for g in range(1, newest + 1)]
+            legacy["_pending"] = deque()
+        legacy["_buf"] = deque(live._window(newest) if newest >= 1 else
+                               series[:cut], maxlen=dim)
+        restored = KNNCADDetector.__new__(KNNCADDetector)
+        restored.__setstate__(legacy)
+        assert not {"_train", "_pending", "_collect", "_buf"} & set(restored.__dict__)
+        again = pickle.loads(pickle.dumps(restored))
+        rest = series[cut:]
+        expected = [live.score_learn(v) for v in rest]
+        assert [restored.score_learn(v) for v in rest] == expected, cut
+        assert [again.score_learn(v) for v in rest] == expected, cut
+    assert max(expected) >= KNNCADDetector().alarm  # the spikes still raise an alert

@@ -37,7 +37,7 @@ def test_ratio_is_the_window_peak_over_the_level_at_decision_time():
     nowcast = LoadNowcast(config)
     feed(nowcast, [10, 10, 30, 10, 10])  # samples at 60..300 s
     # decided after the sample at 60 s (level 10): window = samples at 120, 180 and 240 s
-    _t0, level, _echo, peak = nowcast.ratios[0]
+    _t0, level, _echo, peak = nowcast.ratios.rows()[0]
     assert level == 10 and peak / level == pytest.approx(3.0)
     assert nowcast.known_ratios == 2  # the window of 120 s is complete too (peak 30 / level 10)
 
@@ -122,3 +122,37 @@ def test_a_stream_that_does_not_repeat_keeps_the_level():
     nowcast = LoadNowcast(NowcastConfig(lead_s=300))
     feed(nowcast, rng.poisson(100, 3 * 1440))
     assert nowcast.base == "level"
+
+
+def test_a_checkpoint_with_lists_and_tuples_loads_into_arrays_and_answers_the_same():
+    """The nowcast keeps its stream in arrays of floats and its ratios in one array. A Tier 3
+    checkpoint pickled when they were lists and a deque of tuples loads into the arrays, and
+    the restored nowcast answers as the one that never stopped."""
+    import copy
+    import pickle
+    from collections import deque
+
+    import numpy as np
+
+    from models.tier3.nowcast import LoadNowcast
+
+    rng = np.random.default_rng(4)
+    t = np.arange(4 * 288) * 300.0
+    load = 100 + 40 * np.sin(2 * np.pi * t / 86400) + rng.normal(0, 4, t.size)
+    live = LoadNowcast()
+    for at, v in zip(t[:600], load[:600]):
+        live.update(at, v)
+    legacy = copy.deepcopy(live.__dict__)
+    legacy["times"], legacy["values"] = list(live.times), list(live.values)
+    legacy["ratios"] = deque(tuple(map(float, row)) for row in live.ratios.rows())
+    restored = LoadNowcast.__new__(LoadNowcast)
+    restored.__setstate__(legacy)
+    restored = pickle.loads(pickle.dumps(restored))
+    assert type(restored.times) is type(live.times) and len(restored.ratios) == len(live.ratios)
+    for at, v in zip(t[600:], load[600:]):
+        live.update(at, v)
+        restored.update(at, v)
+        assert restored.predict() == live.predict()
+    assert live.predict() is not None
+    for mine, theirs in zip(restored.phase_samples(), live.phase_samples(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
