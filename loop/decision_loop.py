@@ -31,9 +31,8 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from leadtime.config import LeadtimeConfig, shard_of
@@ -47,6 +46,7 @@ from leadtime.engine import (
     decide_all,
     reacting_floor,
 )
+from leadtime.rows import FloatRows
 from loop.clock import Clock
 from loop.hpa_twin import HpaTwin, HpaTwinConfig, window_max
 from loop.sizing import (
@@ -88,12 +88,45 @@ class Pass:
     seconds: float  # wall time the pass took
 
 
-@dataclass
 class _History:
-    """The loop's own record of its tier points and of the observed load, for recalibration."""
+    """The loop's own record of its tier points and of the observed load, for recalibration,
+    as rows of floats (a week of it at one pass a minute took 4 MiB a producer as tuples and
+    dicts): per decision ``(decided_at, producer, lead, tier, point, tier, point, ...)``, names
+    as their number in :attr:`names` and NaN for the slots of tiers that did not answer; per
+    producer ``(at, load)``."""
 
-    decisions: deque = field(default_factory=deque)  # (decided_at, producer, lead, {tier: point})
-    observed: dict[str, deque] = field(default_factory=dict)  # producer → deque[(at, load)]
+    SLOTS = len(TIERS)  # tier points a decision keeps: one per tier
+
+    def __init__(self) -> None:
+        self.decisions = FloatRows(3 + 2 * self.SLOTS)
+        self.observed: dict[str, FloatRows] = {}
+        self.names: list[str] = []
+        self._numbers: dict[str, int] = {}
+
+    def number(self, name: str) -> int:
+        """The number a producer or tier name is kept under."""
+        if name not in self._numbers:
+            self._numbers[name] = len(self.names)
+            self.names.append(name)
+        return self._numbers[name]
+
+    def remember(self, now: float, pid: str, lead: float, points: Mapping[str, float]) -> None:
+        if len(points) > self.SLOTS:
+            raise ValueError(f"{len(points)} tier points; the record keeps {self.SLOTS}")
+        row = [now, self.number(pid), lead] + [math.nan] * (2 * self.SLOTS)
+        for slot, (tier, point) in enumerate(points.items()):
+            row[3 + 2 * slot], row[4 + 2 * slot] = self.number(tier), point
+        self.decisions.append(row)
+
+    def points(self, since: float) -> list[tuple[float, str, float, str, float]]:
+        """``(decided_at, producer, lead, tier, point)`` of the decisions from ``since``, in
+        the order they were taken, each decision's tiers in the order they answered."""
+        rows = self.decisions.rows()
+        rows = rows[rows[:, 0] >= since]
+        names = self.names
+        return [(at, names[int(pid)], lead, names[int(rest[i])], rest[i + 1])
+                for at, pid, lead, *rest in rows.tolist()
+                for i in range(0, 2 * self.SLOTS, 2) if rest[i] == rest[i]]
 
 
 def _several(resources: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
@@ -347,13 +380,15 @@ class DecisionLoop:
         return held
 
     def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
-        ring = self._history.observed.setdefault(producer_id, deque())
-        if ring and ring[-1][0] == at_s:
-            ring[-1] = (at_s, load)
+        ring = self._history.observed.get(producer_id)
+        if ring is None:
+            ring = self._history.observed[producer_id] = FloatRows(2)
+        if len(ring) and ring.last() == at_s:
+            ring.set_last((at_s, load))
         else:
             ring.append((at_s, load))
         keep = at_s - self.config.engine.recalibration_window_s - 2 * self._max_lead
-        while ring and ring[0][0] < keep:
+        while len(ring) and ring.first() < keep:
             ring.popleft()
 
     # --- the pass --------------------------------------------------------------------------
@@ -509,10 +544,10 @@ class DecisionLoop:
         points = {t: p.point for t, p in tiers.items() if p is not None and p.usable()}
         if not points:
             return
+        self._history.remember(now, pid, lead, points)
         history = self._history.decisions
-        history.append((now, pid, lead, points))
         keep = now - self.config.engine.recalibration_window_s - 2 * lead
-        while history and history[0][0] < keep:
+        while len(history) and history.first() < keep:
             history.popleft()
 
     def joined(self, now: float):
@@ -522,14 +557,11 @@ class DecisionLoop:
         from loop.recalibrate import join_window_peaks
 
         since = now - self.config.engine.recalibration_window_s
-        rows = [(at, pid, lead, tier, point)
-                for at, pid, lead, points in self._history.decisions if at >= since
-                for tier, point in points.items()]
-        predictions = pd.DataFrame(rows, columns=["decided_at", "producer_id", "lead_s", "tier",
-                                                  "point"])
+        predictions = pd.DataFrame(self._history.points(since),
+                                   columns=["decided_at", "producer_id", "lead_s", "tier", "point"])
         observed = pd.DataFrame(
             [(pid, at, load) for pid, ring in self._history.observed.items()
-             for at, load in ring], columns=["producer_id", "at", "load"])
+             for at, load in ring.rows().tolist()], columns=["producer_id", "at", "load"])
         return join_window_peaks(predictions, observed)
 
     def _maybe_recalibrate(self, now: float) -> None:

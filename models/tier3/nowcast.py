@@ -38,7 +38,6 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
 from statistics import median
 
@@ -47,6 +46,7 @@ import numpy as np
 from leadtime.config import ENGINE_DEFAULTS, PRODUCER_DEFAULTS
 from leadtime.engine import TierPrediction
 from leadtime.quantiles import linear_quantiles
+from leadtime.rows import FloatRows
 from monitoring.accuracy import pinball
 
 
@@ -84,46 +84,6 @@ class NowcastConfig:
 BASES = ("level", "echo")
 
 
-class _Ratios:
-    """The known windows' rows ``(t0, level, echo, peak)``, oldest first, in one array of
-    floats: appended as windows close, dropped from the front as they age (a week of them is
-    10,080 rows at one sample a minute, which as tuples of floats took six times the room).
-
-    >>> ratios = _Ratios([(0.0, 1.0, math.nan, 2.0), (60.0, 1.0, 1.5, 3.0)])
-    >>> ratios.popleft()
-    >>> len(ratios), ratios.first_t0(), ratios.rows().tolist()
-    (1, 60.0, [[60.0, 1.0, 1.5, 3.0]])
-    """
-
-    def __init__(self, rows: Iterable[tuple[float, float, float, float]] = ()) -> None:
-        self.data = np.empty((64, 4))
-        self.start = self.end = 0
-        for row in rows:
-            self.append(row)
-
-    def __len__(self) -> int:
-        return self.end - self.start
-
-    def append(self, row: tuple[float, float, float, float]) -> None:
-        if self.end == len(self.data):  # move the live rows to the front, half as many again
-            live, size = len(self), len(self.data)  # rows when more than 3/4 are live
-            size += size // 2 if live > size * 3 // 4 else 0
-            data = np.empty((size, 4))
-            data[:live] = self.data[self.start:self.end]
-            self.data, self.start, self.end = data, 0, live
-        self.data[self.end] = row
-        self.end += 1
-
-    def popleft(self) -> None:
-        self.start += 1
-
-    def first_t0(self) -> float:
-        return float(self.data[self.start, 0])
-
-    def rows(self) -> np.ndarray:
-        return self.data[self.start:self.end]
-
-
 class LoadNowcast:
     """One producer's online level, echo, ratio history and quantile tables."""
 
@@ -136,8 +96,8 @@ class LoadNowcast:
         """Nowcasts pickled with their stream in lists and their ratios in a deque of tuples
         (Tier 3 checkpoints) load into arrays holding the same floats."""
         state = dict(state)
-        if "ratios" in state and not isinstance(state["ratios"], _Ratios):
-            state["ratios"] = _Ratios(state["ratios"])
+        if "ratios" in state and not isinstance(state["ratios"], FloatRows):
+            state["ratios"] = FloatRows(4, state["ratios"])
         for key in ("times", "values"):
             if isinstance(state.get(key), list):
                 state[key] = array("d", state[key])
@@ -149,7 +109,8 @@ class LoadNowcast:
         self.level_sum = 0.0
         self.recent: deque[tuple[float, float]] = deque()  # (t, value) an open window needs
         self.open: deque[tuple[float, float, float]] = deque()  # (t0, level(t0), echo(t0))
-        self.ratios = _Ratios()  # (t0, level, echo, peak) of the windows known
+        self.ratios = FloatRows(4)  # (t0, level, echo, peak) of the windows known (a week of
+        # them is 10,080 rows at one sample a minute)
         self.times = array("d")  # the stream the echo reads (echo_history_s and a period)
         self.values = array("d")
         self.tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # base: (edges, table)
@@ -176,7 +137,7 @@ class LoadNowcast:
             t0, level0, echo0 = self.open.popleft()
             peak = max(v for s, v in self.recent if s >= t0)
             self.ratios.append((t0, level0, echo0, peak))
-        while len(self.ratios) and self.ratios.first_t0() < t - c.history_s:
+        while len(self.ratios) and self.ratios.first() < t - c.history_s:
             self.ratios.popleft()
         self.samples.append((t, value))
         self.level_sum += value
