@@ -262,10 +262,11 @@ def state_bytes(snapshot: Any) -> dict[str, int]:
 
 def steady_state(interval_days: float = 3.0, decision_interval_s: float = 300.0,
                  progress: Progress | None = None) -> dict[str, Any]:
-    """One producer's state after ``interval_days`` of the loop (every span its parts keep is
-    then full: Tier 3's two-day detector reference, the sizing's three days of windows), in
-    bytes per part: what a fleet holds per producer once it has run for days, where the timed
-    runs, warmed for hours, hold less."""
+    """One producer's state after ``interval_days`` of the loop, in bytes per part: what a
+    fleet holds per producer once it has run for days, where the timed runs, warmed for hours,
+    hold less. At 3 days Tier 3's two-day detector reference and the sizing's three days of
+    windows are full; the week-long spans (the nowcast's ratios, recalibration's record) are
+    not."""
     if progress:
         progress(f"one producer's state after {interval_days:g} days (traced: a few minutes)")
     row = run_loop(1, 1, 1, decision_interval_s, None, warm_s=interval_days * 86400.0,

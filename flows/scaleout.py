@@ -12,10 +12,12 @@ import time
 from prefect import flow
 
 from flows.baseline import fit_task, validate_trace
+from leadtime.config import TIER1_DEFAULTS
 
 
 @flow(name="baseline-fit")
-def baseline_fit(trace: str, model: str = "prophet", history_s: float = 28 * 86400.0) -> dict:
+def baseline_fit(trace: str, model: str = "prophet",
+                 history_s: float = TIER1_DEFAULTS.history_s) -> dict:
     """Fit ``model`` for every producer of ``trace``; return timings (no registration)."""
     loaded = validate_trace(trace)
     series = [loaded.series(p) for p in loaded.producers]

@@ -19,12 +19,22 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 
+def room_for(live: int, size: int) -> int:
+    """The rows a full array of ``size`` rows, ``live`` of them live, moves into: half as many
+    again when more than three quarters are live, else the same.
+
+    >>> room_for(100, 128), room_for(90, 128)
+    (192, 128)
+    """
+    return size + size // 2 if live > size * 3 // 4 else size
+
+
 class FloatRows:
     """Rows of ``width`` floats, oldest first: appended at the back, dropped from the front.
 
-    The live rows move to the front when the array is full, into half as many rows again when
-    more than three quarters are live, so a record that has stopped growing moves once every
-    quarter of its length and holds at most twice its rows.
+    The live rows move to the front when the array is full, into :func:`room_for` rows, so a
+    record that has stopped growing moves once every quarter of its length and holds at most
+    twice its rows.
     """
 
     def __init__(self, width: int, rows: Iterable[Sequence[float]] = ()) -> None:
@@ -38,8 +48,7 @@ class FloatRows:
 
     def append(self, row: Sequence[float]) -> None:
         if self.end == len(self.data):
-            live, size = len(self), len(self.data)
-            size += size // 2 if live > size * 3 // 4 else 0
+            live, size = len(self), room_for(len(self), len(self.data))
             data = np.empty((size, self.data.shape[1]))
             data[:live] = self.data[self.start:self.end]
             self.data, self.start, self.end = data, 0, live

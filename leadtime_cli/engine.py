@@ -69,7 +69,7 @@ def bench_loop(
         "--interval-s", help="The loop's decision interval (seconds of its replay clock).")] = 300.0,
     steady_days: Annotated[float, typer.Option(
         help="Also trace one producer's state after this many days of the loop, by part: "
-        "what each producer of a fleet holds once every span is full (0: skip).")] = 3.0,
+        "what each producer of a fleet holds once it has run that long (0: skip).")] = 3.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Time whole passes of the decision loop at fleet size: every tier source, sizing, the HPA

@@ -68,6 +68,7 @@ import numpy as np
 from leadtime.config import ENGINE_DEFAULTS, EngineSpec
 from leadtime.engine import Sizing
 from leadtime.quantiles import linear_quantiles
+from leadtime.rows import room_for
 
 REACTIVE = "reactive"
 COMBINED = "combined"
@@ -273,11 +274,8 @@ class _ClosedWindows:
         return {name: live[name] for name in sorted(first, key=first.__getitem__)}
 
     def _make_room(self) -> None:
-        """Move the live rows to the front, with half as many rows again when more than three
-        quarters are live (a record that has stopped growing then moves once every quarter of
-        its length, and holds at most twice its rows)."""
-        live, capacity = len(self), self.scalars.shape[1]
-        size = capacity + capacity // 2 if live > capacity * 3 // 4 else capacity
+        """Move the live rows to the front, into :func:`leadtime.rows.room_for` rows."""
+        live, size = len(self), room_for(len(self), self.scalars.shape[1])
         scalars = np.full((len(self.SCALARS), size), np.nan)
         scalars[:, :live] = self.scalars[:, self.start:self.end]
         for name, column in self.values.items():

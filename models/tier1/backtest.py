@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leadtime.config import TIER1_DEFAULTS
 from models.tier1.forecasters import DAY, LEVELS, conformal_offsets, make_forecaster, widen
 
 MODEL_NAMES = ("seasonal_naive", "prophet", "mstl")
@@ -36,11 +37,11 @@ CHAMPION = "champion"
 
 @dataclass(frozen=True)
 class BacktestConfig:
-    horizon_s: float = 24 * 3600.0
-    cutoffs: int = 7  # scored cut-offs
+    horizon_s: float = TIER1_DEFAULTS.horizon_s
+    cutoffs: int = TIER1_DEFAULTS.backtest_cutoffs  # scored cut-offs
     warmup_cutoffs: int = 3  # earlier cut-offs that only calibrate intervals and choose
     aci_step: float = 0.5  # adaptive conformal step (0 = plain split conformal)
-    history_s: float = 28 * 86400.0  # what each fit sees (leadtime.yaml's tier1.history_s)
+    history_s: float = TIER1_DEFAULTS.history_s  # what each fit sees
     models: tuple[str, ...] = MODEL_NAMES
     min_history_s: float = 2 * 86400.0  # the first cut-off is this long after the first day
 
