@@ -109,12 +109,14 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
     """Build the loop for ``producers`` (module docstring), warm it (at least ``warm_s`` of its
     clock when given), time ``passes`` passes; ``trace_state``: also the bytes the fleet's
     state holds at the end, by part (:func:`state_bytes`)."""
+    import gc
     import tracemalloc
 
     from prometheus_client import generate_latest
 
     from leadtime.config import parse_config
     from loop.clock import ReplayClock
+    from loop.collector import FleetCollector
     from loop.decision_log import DecisionLog
     from loop.decision_loop import DecisionLoop, Report
     from loop.sources import Tier1Champion, Tier3Assess, Unavailable
@@ -154,6 +156,7 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
     decision_log = DecisionLog(log_path)
     metrics = Metrics()
     export: list[tuple[float, int]] = []
+    collector = FleetCollector()
 
     def on_pass(result: Any) -> None:
         metrics.observe_pass(result.fleet, result.seconds, result.degraded, tiers=result.tiers,
@@ -162,6 +165,7 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
         t = time.perf_counter()
         body = generate_latest(metrics.registry)
         export.append((time.perf_counter() - t, len(body)))
+        collector.after_pass()  # as ``leadtime serve`` does after each pass
 
     clock = ReplayClock(START.timestamp())
     loop = DecisionLoop(config, [tier1, Unavailable("tier2", "a load trace announces no "
@@ -202,10 +206,9 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
             say(f"{producers:,} producers: warm-up pass {len(export)} "
                 f"({elapsed:.2f} s)")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gc.unfreeze()  # the next fleet's run starts from a collector that scans everything
     held = None
     if trace_state:
-        import gc
-
         gc.collect()  # what is only garbage is not state
         held = state_bytes(tracemalloc.take_snapshot())
         tracemalloc.stop()

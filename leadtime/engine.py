@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,14 +207,15 @@ def combine(
     used: list[tuple[str, float, TierPrediction]] = []
     missing: list[str] = []
     total = 0.0
+    isfinite = math.isfinite  # TierPrediction.usable, inline: this runs per producer per pass
     for tier, weight in weights.items():
         if weight <= 0:
             continue
-        prediction = predictions.get(tier)
-        if prediction is None or not prediction.usable():
+        p = predictions.get(tier)
+        if p is None or not (isfinite(p.point) and isfinite(p.lower) and isfinite(p.upper)):
             missing.append(tier)
         else:
-            used.append((tier, weight, prediction))
+            used.append((tier, weight, p))
             total += weight
     if total <= 0:
         return None
@@ -267,6 +269,12 @@ def reacting_floor(load: float | None, config: ProducerConfig, instances: int | 
         if abs(1.0 - usage) <= tolerance:
             needed = instances
     return min(max(needed, config.min_instances), config.max_instances)
+
+
+@lru_cache(maxsize=1024)
+def _weights_text(weights: tuple[tuple[str, float], ...]) -> str:
+    """The tier weights as a reason shows them; a fleet shares a few sets, formatted once."""
+    return ", ".join(f"{tier}={weight:.2f}" for tier, weight in weights)
 
 
 def _hours(instance_seconds: float | None) -> str:
@@ -354,7 +362,7 @@ def allocate(
         by_upper = instances_for(prediction.upper, config, config.peak_capacity)
         by_point = instances_for(prediction.point, config)
         wanted = max(by_upper, by_point)
-        tiers = ", ".join(f"{t}={w:.2f}" for t, w in prediction.weights.items())
+        tiers = _weights_text(tuple(prediction.weights.items()))
         reasons.append(
             f"upper bound {prediction.upper:.4g} needs {by_upper} instance(s) at "
             f"{config.max_utilisation:.0%} utilisation, point {prediction.point:.4g} needs "
@@ -629,19 +637,19 @@ def decide_all(
         capacity: dict[str, float] = {}
         load: dict[str, float] = {}
         over: dict[str, bool] = {}
+        limit = threshold if threshold > 0 else 1.0  # a load score at or over it is over
         for p in ids:
             d = decisions[p]
             # capacity surely there both now and at the window one lead time ahead
             key = binding_key.get(p, p)
             instances = min(d.current_instances, d.target_instances)
-            capacity[p] = instances * configs[key].capacity_per_instance
+            capacity[p] = room = instances * configs[key].capacity_per_instance
             if d.prediction is not None:
-                load[p] = max(0.0, d.prediction.point)
+                load[p] = value = max(0.0, d.prediction.point)
             else:
                 current = states.get(key)
-                load[p] = float(current.current_load or 0.0) if current else 0.0
-            score = load_score(load[p], capacity[p])
-            over[p] = score >= threshold if threshold > 0 else score >= 1.0
+                load[p] = value = float(current.current_load or 0.0) if current else 0.0
+            over[p] = load_score(value, room) >= limit
         total = sum(load.values())
         current_share = (
             {p: load[p] / total for p in ids} if total > 0

@@ -38,15 +38,20 @@ def bench_engine(
     """Time one full engine pass (allocate, threshold, redirect, selection) against the budget."""
     from leadtime.config import ENGINE_DEFAULTS
     from leadtime.engine import decide_all
+    from loop.collector import FleetCollector
 
     fleet = synthetic_fleet(producers, pools)
     options = {"weights": ENGINE_DEFAULTS.weights, "threshold": ENGINE_DEFAULTS.threshold}
+    collector = FleetCollector()  # the fleet's state frozen out of collections, as served
     decide_all(*fleet, **options)
+    collector.after_pass()
     times = []
     for _ in range(runs):
         began = time.perf_counter()
         decide_all(*fleet, **options)
         times.append(1000 * (time.perf_counter() - began))
+        collector.after_pass()  # the loop's, outside the engine's time (bench loop times it)
+    collector.release()
     result = {"producers": producers, "pools": pools, "runs": runs,
               "best_ms": round(min(times), 2), "median_ms": round(statistics.median(times), 2),
               "p90_ms": round(sorted(times)[int(0.9 * (runs - 1))], 2),

@@ -40,6 +40,7 @@ from leadtime.config import (
 )
 from leadtime.engine import Decision, TierPrediction
 from loop.clock import Clock, WallClock
+from loop.collector import FleetCollector
 from loop.decision_loop import TIERS, DecisionLoop, NotRecorded, Pass, Report
 from loop.sources import Tier1Champion, Tier2Announced, Tier3Assess, TierSource, Unavailable
 from serving.auth import token_guard
@@ -189,6 +190,7 @@ class DecisionRuntime:
         self._waiting = 0  # long polls waiting now (touched on the event loop only)
         self.rendered: dict[tuple[int, str | None], Rendered] = {}  # the latest pass, as bytes
         self.actuators: list[Actuator] = self.build_actuators()
+        self.collector = FleetCollector()  # the fleet's state frozen out of each collection
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -302,6 +304,7 @@ class DecisionRuntime:
                 decided_at=result.decided_at)
         self._actuate(result)
         self.rendered.clear()
+        self.collector.after_pass()
         with self._passed:
             self._passed.notify_all()
         if self._event_loop is not None:
@@ -326,6 +329,7 @@ class DecisionRuntime:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.collector.release()
 
     def _run(self) -> None:
         last = time.monotonic()

@@ -94,10 +94,14 @@ class IntervalCalibrator:
 
     def bounds(self, index: pd.DatetimeIndex, point: np.ndarray) -> pd.DataFrame:
         frame = pd.DataFrame({"point": point}, index=index)
-        offsets = pd.DataFrame([self.table.get(h, self.table[-1]) for h in index.hour], index=index)
+        # each timestamp's residual quantiles, looked up by its hour (a table of 24 rows)
+        names = [f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")]
+        by_hour = np.array([[self.table.get(h, self.table[-1])[n] for n in names]
+                            for h in range(24)])
+        offsets = dict(zip(names, by_hour[index.hour.to_numpy()].T))
         for level in LEVELS:
-            lower = point + offsets[f"lower_{level}"].to_numpy()
-            upper = point + offsets[f"upper_{level}"].to_numpy()
+            lower = point + offsets[f"lower_{level}"]
+            upper = point + offsets[f"upper_{level}"]
             frame[f"lower_{level}"] = np.maximum(np.minimum(lower, point), 0.0)
             frame[f"upper_{level}"] = np.maximum(upper, point)
         frame["point"] = np.maximum(frame["point"], 0.0)
@@ -345,10 +349,12 @@ def conformal_offsets(
 def widen(forecast: pd.DataFrame, offsets: dict[int, tuple[float, float]]) -> pd.DataFrame:
     """Apply conformal offsets to a forecast's bounds (lower kept at or below the point, >= 0)."""
     out = forecast.copy()
+    point = out["point"].to_numpy()
     for level, (factor, floor) in offsets.items():
-        extra = factor * np.maximum(out[f"upper_{level}"] - out[f"lower_{level}"], floor)
-        out[f"lower_{level}"] = np.maximum(np.minimum(out[f"lower_{level}"] - extra, out["point"]), 0.0)
-        out[f"upper_{level}"] = np.maximum(out[f"upper_{level}"] + extra, out["point"])
+        lower, upper = out[f"lower_{level}"].to_numpy(), out[f"upper_{level}"].to_numpy()
+        extra = factor * np.maximum(upper - lower, floor)
+        out[f"lower_{level}"] = np.maximum(np.minimum(lower - extra, point), 0.0)
+        out[f"upper_{level}"] = np.maximum(upper + extra, point)
     return out
 
 
