@@ -265,6 +265,13 @@ class EngineSpec(_Strict):
         "price whose estimated spend fits the budget b); 'repay', an overspend is paid back "
         "(the next refits aim at b x b / r while r > b); 'track', both ways (b x b / r, at "
         "most 1.5 b), so the spend settles at the budget.")
+    sizing_rank_at: Literal["cost", "in_force"] = Field(
+        default="in_force", description="Where the sizing ranks its candidates (tiers, their "
+        "combination, the current load, Tier 3's phase samples) by pinball loss: 'in_force', at "
+        "the quantile of the price in force (the budget mode moves it), where the pass then "
+        "sizes, and each price's spend estimated with the candidates ranked at its own "
+        "quantile (chosen by leave-one-trace-out over traces at 1, 5, 30 and 60-minute "
+        "samples); 'cost', at the quantile of violation_cost whatever the price in force.")
     sizing_history_s: float = Field(
         default=3 * 86400.0, gt=0, description="Windows the sizing calibration learns from.")
     sizing_min_history_s: float = Field(

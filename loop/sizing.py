@@ -32,10 +32,12 @@ candidate and grid quantile, over the last ``sizing_history_s`` of windows (neve
 * the **loss** is the pinball loss at ``q`` of ``k x value`` against the peaks, over the mean
   peak;
 * the **spend** at each price: what sizing would have held over the last ``sizing_budget_window_s``
-  (the best-ranked candidate in each window), in instance-seconds.
+  (the candidate ranked best at that price's quantile in each window), in instance-seconds.
 
-The candidate with the lowest loss at the price's own quantile ``price / (1 + price)`` sizes:
-``k x`` its value at each grid quantile is the window peak's calibrated quantile now.
+The candidate with the lowest loss at the quantile ``price / (1 + price)`` of the price in force
+sizes (``engine.sizing_rank_at: in_force``; ``cost`` ranks at ``engine.violation_cost``'s
+whatever price the budget affords): ``k x`` its value at each grid quantile is the window peak's
+calibrated quantile now.
 ``reactive`` is always a candidate, so a producer whose tiers have no skill (a flash crowd, a
 noisy series) is sized like a reactive autoscaler with its measured headroom: the tiers step
 aside. Until a candidate's windows span ``sizing_min_history_s`` and number at least
@@ -95,6 +97,7 @@ class SizingConfig:
     sizing_budget_window_s: float = ENGINE_DEFAULTS.sizing_budget_window_s
     sizing_budget_feedback: str = ENGINE_DEFAULTS.sizing_budget_feedback  # what was spent
     violation_unit: str = ENGINE_DEFAULTS.violation_unit  # "window" or "demand"
+    sizing_rank_at: str = ENGINE_DEFAULTS.sizing_rank_at  # "cost" or "in_force"
 
     @classmethod
     def from_engine(cls, engine: EngineSpec) -> SizingConfig:
@@ -102,7 +105,7 @@ class SizingConfig:
         return cls(**{name: getattr(engine, name) for name in (
             "violation_cost", "sizing_history_s", "sizing_min_history_s", "sizing_min_windows",
             "sizing_budget", "sizing_budget_window_s", "sizing_budget_feedback",
-            "violation_unit")})
+            "violation_unit", "sizing_rank_at")})
 
     @property
     def quantile(self) -> float:
@@ -351,6 +354,13 @@ class WindowPeakCalibrator:
             else np.broadcast_to(np.asarray(value, dtype=float), self.quantiles.shape)
         return arr if arr.min() > 0 and arr.max() < math.inf else None
 
+    def _rank(self, price: float) -> int:
+        """The grid index candidates are ranked at for a pass sized at ``price``: the
+        violation cost's quantile, or (``sizing_rank_at: in_force``) the price's own."""
+        if self.config.sizing_rank_at != "in_force":
+            return self.rank_at
+        return int(np.argmin(np.abs(self.quantiles - price / (1.0 + price))))
+
     def record(self, t0: float, values: Mapping[str, float | np.ndarray],
                reacting: float | None = None, floor: int | None = None) -> None:
         """A pass at ``t0``: its candidates' values (one, or one per grid quantile), the
@@ -459,23 +469,31 @@ class WindowPeakCalibrator:
         force, what the loop held and what the HPA twin held, each in instance-seconds."""
         closed = self.closed
         t0s = closed.column("t0")
-        chosen = np.full((len(closed), len(self.grid)), np.nan)
-        for name in sorted(sized, key=lambda k: self.losses[k][self.rank_at]):
-            index, out = sized[name]
-            free = np.isnan(chosen[index, 0])
-            chosen[index[free]] = out[free]
+        ranks = [self._rank(p) for p in self.config.prices]
+        chosen_at = {rank: np.full((len(closed), len(self.grid)), np.nan)
+                     for rank in {self.rank_at, *ranks}}  # per ranking, the best present
+        for rank, chosen in chosen_at.items():
+            for name in sorted(sized, key=lambda k: self.losses[k][rank]):
+                index, out = sized[name]
+                free = np.isnan(chosen[index, 0])
+                chosen[index[free]] = out[free]
+        chosen = chosen_at[self.rank_at]  # every ranking covers the same windows
         reacting, floors = closed.column("reacting"), closed.column("floor")
         actual, used = closed.column("held"), closed.column("used").astype(int)
         mask = ((t0s >= now - self.config.sizing_budget_window_s) & ~np.isnan(chosen[:, 0])
                 & np.isfinite(reacting) & np.isfinite(actual) & (used >= 0))
         spacing = np.diff(t0s, append=now)[mask]
-        held = self._instances(chosen[mask])
-        held = np.fmax(held, floors[mask][:, None])  # never below the reacting floor
+        # never below the reacting floor
+        held_at = {rank: np.fmax(self._instances(c[mask]), floors[mask][:, None])
+                   for rank, c in chosen_at.items()}
+        weight_at = {rank: self._weight(c[mask]) for rank, c in chosen_at.items()}
+        held = held_at[self.rank_at]
         rows = np.arange(len(held))
         reacting_only = np.where(np.isfinite(floors[mask]), floors[mask], held[:, 0])
-        weight = self._weight(chosen[mask])
-        at_price = np.stack([(held[rows, self._choose(held, p, weight)] if p > 0 else reacting_only)
-                             * spacing for p in self.config.prices])  # (prices, windows)
+        at_price = np.stack([
+            (held_at[r][rows, self._choose(held_at[r], p, weight_at[r])] if p > 0
+             else reacting_only) * spacing
+            for p, r in zip(self.config.prices, ranks)])  # (prices, windows)
         self.spend = at_price.sum(axis=1)
         self.spend_in_force = float(at_price[used[mask], rows].sum())
         self.spend_reacting = float((reacting[mask] * spacing).sum())
@@ -524,7 +542,7 @@ class WindowPeakCalibrator:
         floor, so the highest quantile it already holds is free."""
         if now - self.fitted_at >= self.config.refit_every_s:
             self.refit(now)
-        rank = self.rank_at
+        rank = self._rank(self.price)
         usable = []
         for name, v in values.items():
             arr = self._per_quantile(v) if name in self.losses else None

@@ -47,10 +47,10 @@ PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 COST_BAR = 1.05  # instance-hours against the HPA's
 _BUDGET = {"reacting_floor": True, "violation_cost": 199.0, "sizing_budget_feedback": "estimate"}
 _HELD = _BUDGET | {"reacting_stabilisation_s": 300.0}
+_BUDGET_1_03 = _HELD | {"sizing_budget": 1.03}
 ALTERNATIVES: dict[str, dict[str, Any]] = {
-    "budget 1.0": _HELD | {"sizing_budget": 1.0},
-    "budget 1.03 (default)": _HELD | {"sizing_budget": 1.03},
-    "budget 1.05": _HELD | {"sizing_budget": 1.05},
+    "ranked at the cost's quantile": _BUDGET_1_03 | {"sizing_rank_at": "cost"},
+    "ranked at the price in force (default)": _BUDGET_1_03 | {"sizing_rank_at": "in_force"},
 }
 
 

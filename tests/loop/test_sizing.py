@@ -283,3 +283,22 @@ def test_a_record_keeps_one_column_for_one_value_and_widens_when_values_differ()
     assert read.shape == (6, grid)
     np.testing.assert_array_equal(read, np.vstack([*flat, *[spread] * 4]))
     assert closed.scalars.shape[1] == 6  # 4 + 4 // 2: more than three quarters were live
+
+
+@pytest.mark.parametrize("rank_at, expected", [("in_force", "median_skill"), ("cost", "tail_skill")])
+def test_candidates_are_ranked_at_the_quantile_of_the_price_in_force(rank_at, expected):
+    """The budget mode moved the price to 1 (the median): the candidate with the lower loss
+    there sizes, though another is better at the 0.98 quantile of the violation cost (49).
+    Ranked at the cost's quantile (the option), the tail's candidate sizes at the median."""
+    config = SizingConfig(violation_cost=49.0, sizing_budget=1.0, sizing_rank_at=rank_at)
+    calibrator = WindowPeakCalibrator(LEAD + 60.0, config)
+    grid = np.asarray(GRID)
+    calibrator.fitted_at, calibrator.price = 0.0, 1.0  # fitted; the price the budget affords
+    calibrator.losses = {"tail_skill": np.where(grid >= 0.9, 0.1, 0.5),
+                         "median_skill": np.where(grid >= 0.9, 0.3, 0.2)}
+    for name in calibrator.losses:
+        calibrator.edges[name] = np.zeros((len(GRID), config.buckets - 1))
+        calibrator.bucket_factors[name] = np.ones((len(GRID), config.buckets))
+    sizing = calibrator.sizing(60.0, {"tail_skill": 100.0, "median_skill": 120.0}, floor=1)
+    assert sizing is not None and sizing.source == expected
+    assert sizing.loss == pytest.approx(calibrator.losses[expected][calibrator._rank(1.0)])
