@@ -265,6 +265,13 @@ class EngineSpec(_Strict):
         "price whose estimated spend fits the budget b); 'repay', an overspend is paid back "
         "(the next refits aim at b x b / r while r > b); 'track', both ways (b x b / r, at "
         "most 1.5 b), so the spend settles at the budget.")
+    sizing_budget_scale_floor: float = Field(
+        default=1.0, gt=0, le=1.0, description="The budget mode scales each price's estimated "
+        "spend by what the loop really held against what its sizing asked over the trailing "
+        "window (floors and scale-in steps move it), within [this floor, 1.5]. 1.0 (the "
+        "default, chosen by leave-one-trace-out over traces at 1, 5, 30 and 60-minute "
+        "samples): holding less than asked never raises what the next day may buy, holding "
+        "more lowers it; 0.8 let a shortfall raise it by up to a quarter.")
     sizing_rank_at: Literal["cost", "in_force"] = Field(
         default="in_force", description="Where the sizing ranks its candidates (tiers, their "
         "combination, the current load, Tier 3's phase samples) by pinball loss: 'in_force', at "

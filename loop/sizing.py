@@ -98,6 +98,7 @@ class SizingConfig:
     sizing_budget_feedback: str = ENGINE_DEFAULTS.sizing_budget_feedback  # what was spent
     violation_unit: str = ENGINE_DEFAULTS.violation_unit  # "window" or "demand"
     sizing_rank_at: str = ENGINE_DEFAULTS.sizing_rank_at  # "cost" or "in_force"
+    sizing_budget_scale_floor: float = ENGINE_DEFAULTS.sizing_budget_scale_floor
 
     @classmethod
     def from_engine(cls, engine: EngineSpec) -> SizingConfig:
@@ -105,7 +106,7 @@ class SizingConfig:
         return cls(**{name: getattr(engine, name) for name in (
             "violation_cost", "sizing_history_s", "sizing_min_history_s", "sizing_min_windows",
             "sizing_budget", "sizing_budget_window_s", "sizing_budget_feedback",
-            "violation_unit", "sizing_rank_at")})
+            "violation_unit", "sizing_rank_at", "sizing_budget_scale_floor")})
 
     @property
     def quantile(self) -> float:
@@ -519,7 +520,8 @@ class WindowPeakCalibrator:
         if feedback == "track" or (feedback == "repay" and held > budget * reacting):
             budget *= min(budget * reacting / held, 1.5)  # the trailing window's misspend
         self.aim = budget
-        scale = min(max(held / in_force, 0.8), 1.5)
+        # what the loop held against what sizing asked; a shortfall raises no allowance
+        scale = min(max(held / in_force, self.config.sizing_budget_scale_floor), 1.5)
         fits = np.flatnonzero(spend * scale <= budget * reacting)
         low = int(fits[-1]) if fits.size else 0
         prices = self.config.prices

@@ -47,10 +47,12 @@ PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 COST_BAR = 1.05  # instance-hours against the HPA's
 _BUDGET = {"reacting_floor": True, "violation_cost": 199.0, "sizing_budget_feedback": "estimate"}
 _HELD = _BUDGET | {"reacting_stabilisation_s": 300.0}
-_BUDGET_1_03 = _HELD | {"sizing_budget": 1.03}
+_RANKED = _HELD | {"sizing_budget": 1.03, "sizing_rank_at": "in_force"}
 ALTERNATIVES: dict[str, dict[str, Any]] = {
-    "ranked at the cost's quantile": _BUDGET_1_03 | {"sizing_rank_at": "cost"},
-    "ranked at the price in force (default)": _BUDGET_1_03 | {"sizing_rank_at": "in_force"},
+    "a shortfall raises the allowance, scale floor 0.8": _RANKED
+    | {"sizing_budget_scale_floor": 0.8},
+    "a shortfall raises none, scale floor 1.0 (default)": _RANKED
+    | {"sizing_budget_scale_floor": 1.0},
 }
 
 

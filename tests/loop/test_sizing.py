@@ -302,3 +302,19 @@ def test_candidates_are_ranked_at_the_quantile_of_the_price_in_force(rank_at, ex
     sizing = calibrator.sizing(60.0, {"tail_skill": 100.0, "median_skill": 120.0}, floor=1)
     assert sizing is not None and sizing.source == expected
     assert sizing.loss == pytest.approx(calibrator.losses[expected][calibrator._rank(1.0)])
+
+
+@pytest.mark.parametrize("floor, allowed", [(1.0, 2), (0.8, 3)])
+def test_holding_less_than_asked_raises_no_allowance_by_default(floor, allowed):
+    """The loop held 80 % of what its sizing asked over the trailing day (floors, scale-in
+    steps). With the default floor of 1.0 the estimates stand as they are, and the budget
+    affords the price whose estimate fits it; with 0.8 the shortfall scales every estimate
+    down, and a higher price fits."""
+    config = SizingConfig(violation_cost=49.0, sizing_budget=1.0,
+                          sizing_budget_scale_floor=floor)
+    calibrator = WindowPeakCalibrator(LEAD + 60.0, config)
+    calibrator.spend = np.array([100.0 * (1 + i) for i in range(len(config.prices))])
+    calibrator.spend_reacting = 300.0  # prices[2] spends the budget on the estimate
+    calibrator.spend_in_force, calibrator.spend_held = 375.0, 300.0  # held 80 % of it
+    chosen = {config.prices.index(calibrator._within_budget(1.0)) for _ in range(10)}
+    assert max(chosen) == allowed
