@@ -191,6 +191,7 @@ class DecisionRuntime:
         self.rendered: dict[tuple[int, str | None], Rendered] = {}  # the latest pass, as bytes
         self.actuators: list[Actuator] = self.build_actuators()
         self.collector = FleetCollector()  # the fleet's state frozen out of each collection
+        self.published = -1  # the last pass whose effects are applied (actuators, metrics)
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -305,6 +306,7 @@ class DecisionRuntime:
         self._actuate(result)
         self.rendered.clear()
         self.collector.after_pass()
+        self.published = result.number  # a long poll answers once the pass has been applied
         with self._passed:
             self._passed.notify_all()
         if self._event_loop is not None:
@@ -399,7 +401,7 @@ class DecisionRuntime:
         self._waiting += 1
         try:
             deadline = time.monotonic() + wait_s
-            while loop.latest is None or loop.latest.number <= after_pass:
+            while loop.latest is None or self.published <= after_pass:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -426,7 +428,7 @@ class DecisionRuntime:
         if after_pass is not None:
             deadline = time.monotonic() + wait_s
             with self._passed:
-                while (self.loop.latest is None or self.loop.latest.number <= after_pass) and (
+                while (self.loop.latest is None or self.published <= after_pass) and (
                         remaining := deadline - time.monotonic()) > 0:
                     self._passed.wait(remaining)
         result = self.loop.latest
