@@ -206,7 +206,7 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
             say(f"{producers:,} producers: warm-up pass {len(export)} "
                 f"({elapsed:.2f} s)")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    gc.unfreeze()  # the next fleet's run starts from a collector that scans everything
+    collector.release()  # the next fleet's run starts from a collector that scans everything
     held = None
     if trace_state:
         gc.collect()  # what is only garbage is not state
