@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from leadtime.config import DEFAULT_WEIGHTS
-from loop.sizing import window_bounds
+from leadtime.window_peak import window_bounds
 from monitoring.accuracy import combined_error, drifted, tier_errors
 
 
@@ -41,7 +41,7 @@ def join_window_peaks(predictions: pd.DataFrame, observed: pd.DataFrame) -> pd.D
     ``producer_id, at, load`` (load known at ``at``: the end of its metric interval, or the
     moment an allocator reported it). A decision taken at ``s`` is for ``[s, s + lead]``: its
     ``actual`` is the maximum of the loads that cover that window (stamped in ``(s, s + lead]``,
-    and the first one stamped after ``s + lead``: :func:`loop.sizing.window_bounds`), what the
+    and the first one stamped after ``s + lead``: :func:`leadtime.window_peak.window_bounds`), what the
     tiers predict and what sizing pays for. Decisions whose window is not yet over (no
     observation after ``s + lead``) are left out.
 

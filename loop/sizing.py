@@ -45,23 +45,18 @@ aside. Until a candidate's windows span ``sizing_min_history_s`` and number at l
 there is no calibrated sizing, and the engine uses its uncalibrated rule (point under the
 target utilisation, upper bound under the maximum).
 
-**The window peak at any sampling interval.** A load sample is stamped when it is known, at the
-end of the interval it covers (from the previous sample's stamp to its own). A decision at
+**The window peak at any sampling interval** is defined in :mod:`leadtime.window_peak`: a pass at
 ``t0`` answers for ``[t0, t0 + horizon]``, ``horizon`` being the lead time plus the decision
-interval: its instances serve from ``t0 + lead``, and the next pass's only from one interval
-later, so this pass's capacity must carry the window until then. The window's peak is the
-largest sample whose interval overlaps it: those stamped after ``t0`` up to and including the
-first stamped at or after ``t0 + horizon``, known when that one arrives. At one sample a minute
-and a 5-minute lead that is six samples; at 30 minutes it is the two samples covering the next
-hour, so calibration works whether the interval is finer or coarser than the lead
-(:func:`window_bounds` is the same rule for batches). Every limit is a duration, floored in
-windows so that the statistics have samples to stand on.
+interval, and the window's peak is the largest sample whose interval overlaps it, so
+calibration works whether the interval is finer or coarser than the lead. The per-quintile
+factors are that module's :func:`~leadtime.window_peak.ratio_table`, the one calibration Tier 3's
+nowcast uses too. Every limit is a duration, floored in windows so that the statistics have
+samples to stand on.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -71,6 +66,7 @@ from leadtime.config import ENGINE_DEFAULTS, EngineSpec
 from leadtime.engine import Sizing
 from leadtime.quantiles import linear_quantiles
 from leadtime.rows import room_for
+from leadtime.window_peak import OpenWindows, RatioTable, ratio_table
 
 REACTIVE = "reactive"
 COMBINED = "combined"
@@ -121,22 +117,6 @@ class SizingConfig:
                 self.violation_cost)
 
 
-def window_bounds(at: np.ndarray, start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray,
-                                                                                   np.ndarray]:
-    """Per window ``[start, start + length]``, the slice ``at[first:last]`` of the samples whose
-    intervals overlap it (sorted stamps ``at``; the rule of the module docstring), and
-    ``last == 0`` when the window is not over yet (no sample stamped at or after its end).
-
-    >>> at = np.array([1800.0, 3600.0, 5400.0])  # half-hourly samples, a 5-minute window
-    >>> window_bounds(at, np.array([0.0, 3600.0, 5400.0]), np.array([300.0, 300.0, 300.0]))
-    (array([0, 2, 3]), array([1, 3, 0]))
-    """
-    first = np.searchsorted(at, start, side="right")
-    covers_end = np.searchsorted(at, start + length, side="left")  # the first at or after it
-    last = np.where(covers_end < at.size, covers_end + 1, 0)
-    return first, last
-
-
 def sample_quantiles(samples: tuple, grid: tuple[float, ...],
                      min_size: int = 3) -> np.ndarray | None:
     """A candidate offered as samples of plausible window peaks (one array per condition, e.g.
@@ -167,37 +147,6 @@ def candidate_values(uppers: Mapping[str, float], samples: Mapping[str, tuple],
         if value is not None:
             out[name] = value
     return out
-
-
-def _bucket_quantiles(ratio: np.ndarray, bucket: np.ndarray, q: np.ndarray, buckets: int,
-                      min_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per column ``g`` of ``ratio`` (windows, grid): its ``q[g]`` quantile overall, and per
-    bucket ``0 .. buckets - 1`` of ``bucket`` (same shape) over the bucket's members, numpy's
-    "higher" method; a bucket with fewer than ``min_size`` members takes the overall one. Two
-    sorts for all columns (the second a radix sort of small bucket numbers), no loop over
-    windows. One column answers every ``q`` (a candidate whose value is the same at every grid
-    quantile: a tier's upper bound), sorted once.
-
-    >>> ratio = np.array([[1.0], [5.0], [2.0], [9.0], [3.0]])
-    >>> _bucket_quantiles(ratio, np.array([[0], [1], [0], [1], [0]]), np.array([0.5]), 3, 2)
-    (array([3.]), array([[2., 9., 3.]]))
-    """
-    n, width = ratio.shape
-    rows = np.arange(width)
-    read = rows if width == len(q) else np.zeros(len(q), dtype=np.intp)  # the row of each q
-    by_row, bucket = np.ascontiguousarray(ratio.T), np.ascontiguousarray(bucket.T)  # row sorts
-    order = np.argsort(by_row, axis=1)
-    ranked = np.take_along_axis(by_row, order, axis=1)
-    overall = ranked[read, np.ceil(q * (n - 1) - 1e-12).astype(int)]
-    # within each row, grouped by bucket, ascending within a bucket (a stable sort keeps it)
-    small = np.take_along_axis(bucket, order, axis=1).astype(np.int8 if buckets <= 127 else np.intp)
-    grouped = np.take_along_axis(ranked, np.argsort(small, axis=1, kind="stable"), axis=1)
-    counts = np.bincount((bucket + rows[:, None] * buckets).ravel(),
-                         minlength=width * buckets).reshape(width, buckets)[read]  # (grid, buckets)
-    starts = np.cumsum(counts, axis=1) - counts
-    at = starts + np.ceil(q[:, None] * np.maximum(counts - 1, 0) - 1e-12).astype(int)
-    picked = grouped[read[:, None], np.minimum(at, n - 1)]
-    return overall, np.where(counts >= min_size, picked, overall[:, None])
 
 
 @dataclass(slots=True)
@@ -328,12 +277,10 @@ class WindowPeakCalibrator:
         self.quantiles = np.asarray(GRID)
         self.rank_at = int(np.argmin(np.abs(self.quantiles - config.quantile)))
         self.price = config.violation_cost  # in force: the budget mode moves it
-        self.loads: deque[tuple[float, float]] = deque()  # (at, load) an open window needs
-        self.open: deque[_Window] = deque()
+        self.pending: OpenWindows[_Window] = OpenWindows(self.horizon_s)  # not closed yet
         self.closed = _ClosedWindows(len(GRID))
         self.factors: dict[str, float] = {}  # at the price's quantile, overall
-        self.edges: dict[str, np.ndarray] = {}  # per candidate: (grid, buckets - 1)
-        self.bucket_factors: dict[str, np.ndarray] = {}  # per candidate: (grid, buckets)
+        self.tables: dict[str, RatioTable] = {}  # per candidate: its factors per quintile
         self.losses: dict[str, np.ndarray] = {}  # per candidate: (grid,)
         self.windows: dict[str, int] = {}
         self.spend = np.zeros(len(config.prices))  # per price, sizing's, last budget window
@@ -372,28 +319,24 @@ class WindowPeakCalibrator:
             if arr is not None:
                 kept[name] = arr
         used = self._chosen[1] if self._chosen[0] == t0 else -1  # the price index, if it sized
-        if kept and (not self.open or t0 > self.open[-1].t0):
-            self.open.append(_Window(t0, kept, used,
-                                     math.nan if reacting is None else float(reacting),
-                                     math.nan if floor is None else float(floor)))
+        if kept:
+            self.pending.open(t0, _Window(t0, kept, used,
+                                          math.nan if reacting is None else float(reacting),
+                                          math.nan if floor is None else float(floor)))
 
     def held(self, t0: float, instances: int) -> None:
         """What the loop decided to hold at the pass ``t0`` (after :meth:`record`)."""
-        if self.open and self.open[-1].t0 == t0:
-            self.open[-1].held = float(instances)
+        newest = self.pending.newest()
+        if newest is not None and newest[0] == t0:
+            newest[1].held = float(instances)
 
     def observe(self, at: float, load: float) -> None:
         """A load known at ``at``; closes the windows it completes."""
-        if not math.isfinite(load) or (self.loads and at <= self.loads[-1][0]):
+        if not math.isfinite(load):
             return
-        self.loads.append((at, float(load)))
-        while self.open and self.open[0].t0 + self.horizon_s <= at:  # ``at`` covers its end
-            window = self.open.popleft()
-            window.peak = max(v for s, v in self.loads if s > window.t0)
+        for window, peak in self.pending.observe(at, float(load)):
+            window.peak = peak
             self.closed.append(window)
-        first_open = self.open[0].t0 if self.open else at
-        while self.loads and self.loads[0][0] <= first_open and len(self.loads) > 1:
-            self.loads.popleft()
         horizon = at - self.config.sizing_history_s
         floor = self.config.sizing_history_min_windows
         while len(self.closed) > floor and self.closed.first_t0() < horizon:
@@ -408,7 +351,7 @@ class WindowPeakCalibrator:
         c = self.config
         grid = self.quantiles
         self.factors, self.losses, self.windows = {}, {}, {}
-        self.edges, self.bucket_factors = {}, {}
+        self.tables = {}
         if not len(self.closed):
             return
         closed = self.closed
@@ -423,20 +366,13 @@ class WindowPeakCalibrator:
             pk = peaks[index]
             # a tier's upper bound is one value at every grid quantile: one column answers all
             base = values[:, :1] if (values == values[:, :1]).all() else values
-            edges = linear_quantiles(base, np.linspace(0, 1, c.buckets + 1)[1:-1]).T
-            # per (grid quantile, quintile of the value): the quantile's factor
-            bucket = (edges[None, :, :] < base[:, :, None]).sum(axis=2)  # searchsorted, left
-            overall, factors = _bucket_quantiles(pk[:, None] / base, bucket, grid, c.buckets,
-                                                 c.min_per_bucket)
-            if base is not values:
-                edges = np.repeat(edges, len(grid), axis=0)  # sizing() reads one row per q
-            out = factors[np.arange(len(grid))[None, :], bucket] * values  # bucket broadcasts
+            table, out = ratio_table(base, pk, grid, c.buckets, c.min_per_bucket)
             diff = pk[:, None] - out
             loss = (np.maximum(grid * diff, (grid - 1) * diff).mean(axis=0)
                     / max(float(pk.mean()), 1e-12))  # pinball at each grid quantile
-            self.edges[name], self.bucket_factors[name] = edges, factors
+            self.tables[name] = table
             self.losses[name], self.windows[name] = loss, len(index)
-            self.factors[name] = float(overall[self.rank_at])
+            self.factors[name] = float(table.overall[self.rank_at])
             sized[name] = (index, out)
         self._fit_spend(now, sized)
         if c.sizing_budget is not None:
@@ -558,9 +494,7 @@ class WindowPeakCalibrator:
         if not usable:
             return None
         loss, name, value = min(usable, key=lambda u: (u[0], u[1]))
-        edges, table = self.edges[name], self.bucket_factors[name]
-        bucket = (edges < value[:, None]).sum(axis=1)  # per grid quantile, searchsorted left
-        factors = table[np.arange(len(self.grid)), bucket]
+        factors = self.tables[name].factor(value)
         peaks = factors * value
         instances = self._instances(peaks)
         if floor is not None:

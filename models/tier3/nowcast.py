@@ -12,14 +12,17 @@ kept, online and from the past only:
   the median over ``k = 1..3`` of ``max(load in [t - kP - J, t - kP + lead + J])``, with a
   phase tolerance ``J`` of 5 % of the period (at least one sample). None without a period.
 
-For each base and each past decision time ``t0``, the **ratio**
-``max(load in [t0, t0 + lead]) / base(t0)`` is known once the window has passed (the window
-maximum, because instances removed at ``t0`` are gone at once and instances requested at ``t0``
-serve from ``t0 + lead``). The **answer** is ``base(t) x`` the median and the central ``level``
-interval quantiles of the ratios of the last ``history_s`` recorded at a *similar base* (the
-quintile of past bases ``base(t)`` falls in): relative noise shrinks as load grows (counts are
-roughly Poisson), so one ratio distribution for all levels would over-provision at the peaks and
-under-provision at night.
+The window is the lead time's: from a decision at ``t0`` until the instances it requests serve,
+through the first load they serve, i.e. the samples (:mod:`leadtime.window_peak`'s rule) up to
+the first stamped *after* ``t0 + lead``. At one sample a minute and a 5-minute lead that is the
+sizing's window of the lead and one decision interval; at 30 or 60 minutes it is the one sample
+that covers the lead, where the sizing's window also reaches into the next sample (chosen by
+leave-one-trace-out: ``docs/results.md``, "One window-peak calibrator"). For each base and each
+past decision time ``t0`` the **ratio** ``peak / base(t0)`` is known once the window has passed.
+The **answer** is ``base(t) x`` the median and the central ``level`` interval quantiles of the
+ratios of the last ``history_s`` recorded at a *similar base*: the sizing's own calibration
+(:func:`leadtime.window_peak.ratio_table`), per quintile of past bases, because relative noise
+shrinks as load grows.
 
 **Which base answers** is measured, not assumed: at each refit both bases' upper bounds are
 scored on the known windows by the pinball loss at the upper quantile, and the echo answers only
@@ -45,8 +48,8 @@ import numpy as np
 
 from leadtime.config import ENGINE_DEFAULTS, PRODUCER_DEFAULTS
 from leadtime.engine import TierPrediction
-from leadtime.quantiles import linear_quantiles
 from leadtime.rows import FloatRows
+from leadtime.window_peak import OpenWindows, RatioTable, ratio_table
 from monitoring.accuracy import pinball
 
 
@@ -76,6 +79,13 @@ class NowcastConfig:
             raise ValueError("lead_s must be >= 0, windows positive")
 
     @property
+    def window_s(self) -> float:
+        """The windows' length for :class:`leadtime.window_peak.OpenWindows`: a millisecond past
+        the lead time, so that the first sample stamped after it closes the window (samples
+        are stamped to the second or coarser)."""
+        return self.lead_s + 1e-3
+
+    @property
     def quantiles(self) -> tuple[float, float, float]:
         tail = (1 - self.level / 100) / 2
         return tail, 0.5, 1 - tail
@@ -93,27 +103,36 @@ class LoadNowcast:
     losses: dict | None = None
 
     def __setstate__(self, state: dict) -> None:
-        """Nowcasts pickled with their stream in lists and their ratios in a deque of tuples
-        (Tier 3 checkpoints) load into arrays holding the same floats."""
+        """Nowcasts pickled with their stream in lists, their ratios in a deque of tuples, their
+        open windows in deques and their tables as ``(edges, table)`` (Tier 3 checkpoints) load
+        into the arrays, windows and tables holding the same values."""
         state = dict(state)
         if "ratios" in state and not isinstance(state["ratios"], FloatRows):
             state["ratios"] = FloatRows(4, state["ratios"])
         for key in ("times", "values"):
             if isinstance(state.get(key), list):
                 state[key] = array("d", state[key])
+        if "open" in state:  # windows (t0, level, echo) and the samples they need
+            pending = OpenWindows(state["config"].window_s)
+            pending.loads.extend(state.pop("recent", ()))
+            pending.pending.extend((t0, (t0, level, echo)) for t0, level, echo in state.pop("open"))
+            state["pending"] = pending
+        state["tables"] = {base: table if isinstance(table, RatioTable) else RatioTable(
+            np.asarray(table[0], dtype=float)[None, :], np.full(3, np.nan),  # overall: not kept
+            np.asarray(table[1], dtype=float).T) for base, table in state.get("tables", {}).items()}
         self.__dict__.update(state)
 
     def __init__(self, config: NowcastConfig | None = None) -> None:
         self.config = config or NowcastConfig()
         self.samples: deque[tuple[float, float]] = deque()  # (t, value) within the level window
         self.level_sum = 0.0
-        self.recent: deque[tuple[float, float]] = deque()  # (t, value) an open window needs
-        self.open: deque[tuple[float, float, float]] = deque()  # (t0, level(t0), echo(t0))
+        # the windows not closed yet, each carrying (t0, level(t0), echo(t0))
+        self.pending: OpenWindows[tuple[float, float, float]] = OpenWindows(self.config.window_s)
         self.ratios = FloatRows(4)  # (t0, level, echo, peak) of the windows known (a week of
         # them is 10,080 rows at one sample a minute)
         self.times = array("d")  # the stream the echo reads (echo_history_s and a period)
         self.values = array("d")
-        self.tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # base: (edges, table)
+        self.tables: dict[str, RatioTable] = {}  # base: its ratios' quantiles per quintile
         self.fitted_at = -math.inf
         self.last_t = -math.inf
         self.period_s = None
@@ -128,14 +147,9 @@ class LoadNowcast:
         c = self.config
         self.last_t = t
         value = max(0.0, float(value))
-        self.recent.append((t, value))
         self.times.append(t)
         self.values.append(value)
-        # windows [t0, t0 + lead] are complete once a sample beyond them arrives (that sample is
-        # the one the instances requested at t0 meet first, so it belongs to the window)
-        while self.open and self.open[0][0] + c.lead_s < t:
-            t0, level0, echo0 = self.open.popleft()
-            peak = max(v for s, v in self.recent if s >= t0)
+        for (t0, level0, echo0), peak in self.pending.observe(t, value):  # windows it closes
             self.ratios.append((t0, level0, echo0, peak))
         while len(self.ratios) and self.ratios.first() < t - c.history_s:
             self.ratios.popleft()
@@ -144,9 +158,7 @@ class LoadNowcast:
         while self.samples and self.samples[0][0] <= t - c.level_window_s:
             self.level_sum -= self.samples.popleft()[1]
         # a decision taken now: its window starts with the next sample
-        self.open.append((t + 1e-9, self.level(), self.echo(t)))
-        while self.recent and self.recent[0][0] < self.open[0][0]:
-            self.recent.popleft()
+        self.pending.open(t, (t, self.level(), self.echo(t)))
         if t - self.fitted_at >= c.refit_every_s:
             self.refit(t)
         return True
@@ -207,44 +219,32 @@ class LoadNowcast:
             return
         data = self.ratios.rows()
         peaks = data[:, 3]
+        quantiles = np.asarray(c.quantiles, dtype=float)
         q_high = c.quantiles[2]
         for column, base in ((1, "level"), (2, "echo")):
             values = data[:, column]
             ok = np.isfinite(values) & (values > 0)
             if ok.sum() < c.min_ratios:
                 continue
-            edges, table = self._table(values[ok], peaks[ok] / values[ok])
-            self.tables[base] = (edges, table)
-            upper = values[ok] * table[np.searchsorted(edges, values[ok]), 2]
-            self.losses[base] = pinball(peaks[ok], upper, q_high) / max(peaks[ok].mean(), 1e-12)
+            table, answers = ratio_table(values[ok], peaks[ok], quantiles, c.buckets,
+                                         c.min_per_bucket)
+            self.tables[base] = table
+            self.losses[base] = (pinball(peaks[ok], answers[:, 2], q_high)
+                                 / max(peaks[ok].mean(), 1e-12))
         if "echo" in self.losses and self.losses["echo"] < self.losses.get("level", math.inf):
             self.base = "echo"
 
-    def _table(self, bases: np.ndarray, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        c = self.config
-        edges = linear_quantiles(bases, np.linspace(0, 1, c.buckets + 1)[1:-1])
-        bucket = np.searchsorted(edges, bases)
-        quantiles = np.asarray(c.quantiles, dtype=float)
-        overall = linear_quantiles(ratios, quantiles)
-        rows = []
-        for b in range(c.buckets):
-            mine = ratios[bucket == b]
-            rows.append(linear_quantiles(mine, quantiles) if mine.size >= c.min_per_bucket
-                        else overall)
-        return edges, np.array(rows)
-
     # ------------------------------------------------------------------ answering
     def predict(self) -> TierPrediction | None:
-        """The load of the window one lead time ahead, or None while too little is known."""
+        """The peak load of the window one lead time ahead, or None while too little is known."""
         base = self.base
         value = self.level() if base == "level" else self.echo(self.last_t)
         if base == "echo" and not (math.isfinite(value) and value > 0):
             base, value = "level", self.level()
         if base not in self.tables or not math.isfinite(value):
             return None
-        edges, table = self.tables[base]
-        low, mid, high = table[int(np.searchsorted(edges, value))]
-        return TierPrediction(point=value * mid, lower=value * low, upper=value * high)
+        low, mid, high = (value * self.tables[base].factor(value)).tolist()
+        return TierPrediction(point=mid, lower=low, upper=high)
 
     def phase_samples(self) -> tuple[np.ndarray, ...]:
         """Per period (the detected one and ``phase_period_s``), the window peaks at the

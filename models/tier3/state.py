@@ -466,7 +466,8 @@ class Tier3State:
         if self.nowcasts is None:  # a checkpoint from before the nowcast existed
             self.nowcasts = {}
         if producer not in self.nowcasts:
-            lead, level = (self.leads or {}).get(producer, (self.config.lead_s, 80))
+            lead, level = (self.leads or {}).get(producer,
+                                                (self.config.lead_s, ENGINE_DEFAULTS.level))
             self.nowcasts[producer] = LoadNowcast(NowcastConfig(lead_s=lead, level=level))
         return self.nowcasts[producer]
 

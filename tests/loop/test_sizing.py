@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from leadtime.window_peak import RatioTable
 from loop.sizing import GRID, REACTIVE, SizingConfig, WindowPeakCalibrator, linear_quantiles
 
 LEAD = 300.0
@@ -128,9 +129,9 @@ def test_no_sizing_until_enough_windows_and_bad_values_are_ignored():
         calibrator.observe(60.0 * i, 10.0)
         calibrator.record(60.0 * i, {REACTIVE: 10.0, "tier1": float("nan"), "tier3": -1.0})
     assert calibrator.sizing(60.0 * 30, {REACTIVE: 10.0}) is None
-    assert all(set(w.values) == {REACTIVE} for w in calibrator.open)
+    assert all(set(w.values) == {REACTIVE} for _t0, w in calibrator.pending.pending)
     calibrator.observe(60.0, 99.0)  # older than the newest: skipped
-    assert calibrator.loads[-1] == (60.0 * 29, 10.0)
+    assert calibrator.pending.loads[-1] == (60.0 * 29, 10.0)
 
 
 def budget_replay(budget: float | None, reacting: int, days: float = 2.0):
@@ -297,8 +298,8 @@ def test_candidates_are_ranked_at_the_quantile_of_the_price_in_force(rank_at, ex
     calibrator.losses = {"tail_skill": np.where(grid >= 0.9, 0.1, 0.5),
                          "median_skill": np.where(grid >= 0.9, 0.3, 0.2)}
     for name in calibrator.losses:
-        calibrator.edges[name] = np.zeros((len(GRID), config.buckets - 1))
-        calibrator.bucket_factors[name] = np.ones((len(GRID), config.buckets))
+        calibrator.tables[name] = RatioTable(np.zeros((1, config.buckets - 1)), np.ones(len(GRID)),
+                                             np.ones((len(GRID), config.buckets)))
     sizing = calibrator.sizing(60.0, {"tail_skill": 100.0, "median_skill": 120.0}, floor=1)
     assert sizing is not None and sizing.source == expected
     assert sizing.loss == pytest.approx(calibrator.losses[expected][calibrator._rank(1.0)])

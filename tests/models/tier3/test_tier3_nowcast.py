@@ -36,7 +36,8 @@ def test_ratio_is_the_window_peak_over_the_level_at_decision_time():
     config = NowcastConfig(lead_s=120, level_window_s=60, min_ratios=1, refit_every_s=1e9)
     nowcast = LoadNowcast(config)
     feed(nowcast, [10, 10, 30, 10, 10])  # samples at 60..300 s
-    # decided after the sample at 60 s (level 10): window = samples at 120, 180 and 240 s
+    # decided after the sample at 60 s (level 10): the window runs to the first sample
+    # stamped after the lead time (180 s), so it holds the samples at 120, 180 and 240 s
     _t0, level, _echo, peak = nowcast.ratios.rows()[0]
     assert level == 10 and peak / level == pytest.approx(3.0)
     assert nowcast.known_ratios == 2  # the window of 120 s is complete too (peak 30 / level 10)
@@ -125,9 +126,10 @@ def test_a_stream_that_does_not_repeat_keeps_the_level():
 
 
 def test_a_checkpoint_with_lists_and_tuples_loads_into_arrays_and_answers_the_same():
-    """The nowcast keeps its stream in arrays of floats and its ratios in one array. A Tier 3
-    checkpoint pickled when they were lists and a deque of tuples loads into the arrays, and
-    the restored nowcast answers as the one that never stopped."""
+    """The nowcast keeps its stream in arrays of floats, its ratios in one array, its open
+    windows in :class:`leadtime.window_peak.OpenWindows` and its tables as ``RatioTable``. A
+    Tier 3 checkpoint pickled when they were lists, deques of tuples and ``(edges, table)``
+    loads into them, and the restored nowcast answers as the one that never stopped."""
     import copy
     import pickle
     from collections import deque
@@ -145,6 +147,12 @@ def test_a_checkpoint_with_lists_and_tuples_loads_into_arrays_and_answers_the_sa
     legacy = copy.deepcopy(live.__dict__)
     legacy["times"], legacy["values"] = list(live.times), list(live.values)
     legacy["ratios"] = deque(tuple(map(float, row)) for row in live.ratios.rows())
+    # open windows as deques of tuples, tables as (edges, rows of per-bucket quantiles)
+    pending = legacy.pop("pending")
+    legacy["open"] = deque(item for _t0, item in pending.pending)
+    legacy["recent"] = deque(pending.loads)
+    legacy["tables"] = {base: (t.edges[0], t.factors.T) for base, t in live.tables.items()}
+    assert legacy["tables"] and legacy["open"]
     restored = LoadNowcast.__new__(LoadNowcast)
     restored.__setstate__(legacy)
     restored = pickle.loads(pickle.dumps(restored))
