@@ -126,7 +126,10 @@ class RatioTable:
     def factor(self, base: float | np.ndarray) -> np.ndarray:
         """The factor at each quantile for a base value (one for all, or one per quantile):
         ``base x factor`` is the window peak's calibrated quantile."""
-        value = np.broadcast_to(np.asarray(base, dtype=float), self.overall.shape)
+        if np.ndim(base) == 0 and self.edges.shape[0] == 1:  # one value, one row of edges
+            return self.factors[:, int(np.searchsorted(self.edges[0], base))]
+        value = base if isinstance(base, np.ndarray) and base.shape == self.overall.shape \
+            else np.broadcast_to(np.asarray(base, dtype=float), self.overall.shape)
         bucket = (self.edges < value[:, None]).sum(axis=1)  # per quantile, searchsorted left
         return self.factors[np.arange(len(bucket)), bucket]
 
