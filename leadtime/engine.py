@@ -172,9 +172,9 @@ class ProducerState:
 class Decision:
     """An allocate decision: the instance count to request now, and why.
 
-    Not frozen, for speed (see :class:`CombinedPrediction`; ``uv run leadtime bench engine
-    --producers 10000 --pools 100`` went from about 114 to 95 ms a pass with both plain); read
-    it, never change it: ``dataclasses.replace`` makes the changed copy."""
+    Not frozen, for speed (see :class:`CombinedPrediction`, and ``docs/results.md``, "Speed",
+    for what it measured); read it, never change it: ``dataclasses.replace`` makes the changed
+    copy."""
 
     producer_id: str
     target_instances: int

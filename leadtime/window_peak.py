@@ -24,6 +24,7 @@ Two answers are calibrated against that peak, with the same pieces: the sizing's
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -37,7 +38,9 @@ T = TypeVar("T")
 
 class OpenWindows(Generic[T]):
     """Windows ``[t0, t0 + length_s]`` opened at decision times, each carrying an item, and
-    closed by the samples that cover them (the module's rule).
+    closed by the samples that cover them (the module's rule). With ``past_end``, a window
+    runs on to the first sample stamped strictly after its end, the first load that instances
+    ready at the end serve (Tier 3's window of the lead time).
 
     Windows of 120 s decided at 0 and 60 s, samples a minute apart:
 
@@ -53,10 +56,18 @@ class OpenWindows(Generic[T]):
     >>> _ = windows.open(0.0, "a")
     >>> windows.observe(1800.0, 25.0)
     [('a', 25.0)]
+
+    Past the end, the sample stamped at 120 s does not close the 120-s window; the next does:
+
+    >>> windows = OpenWindows(120.0, past_end=True)
+    >>> _ = windows.open(0.0, "a")
+    >>> windows.observe(60.0, 30.0), windows.observe(120.0, 20.0), windows.observe(180.0, 5.0)
+    ([], [], [('a', 30.0)])
     """
 
-    def __init__(self, length_s: float) -> None:
+    def __init__(self, length_s: float, past_end: bool = False) -> None:
         self.length_s = float(length_s)
+        self._closes = operator.lt if past_end else operator.le  # (window end, sample stamp)
         self.loads: deque[tuple[float, float]] = deque()  # (at, load) an open window needs
         self.pending: deque[tuple[float, T]] = deque()  # (t0, item), oldest first
 
@@ -84,7 +95,7 @@ class OpenWindows(Generic[T]):
         loads.append((at, load))
         closed = []
         pending = self.pending
-        while pending and pending[0][0] + self.length_s <= at:  # ``at`` covers its end
+        while pending and self._closes(pending[0][0] + self.length_s, at):  # ``at`` covers it
             t0, item = pending.popleft()
             closed.append((item, max(v for s, v in loads if s > t0)))
         first_open = pending[0][0] if pending else at

@@ -79,13 +79,6 @@ class NowcastConfig:
             raise ValueError("lead_s must be >= 0, windows positive")
 
     @property
-    def window_s(self) -> float:
-        """The windows' length for :class:`leadtime.window_peak.OpenWindows`: a millisecond past
-        the lead time, so that the first sample stamped after it closes the window (samples
-        are stamped to the second or coarser)."""
-        return self.lead_s + 1e-3
-
-    @property
     def quantiles(self) -> tuple[float, float, float]:
         tail = (1 - self.level / 100) / 2
         return tail, 0.5, 1 - tail
@@ -113,7 +106,7 @@ class LoadNowcast:
             if isinstance(state.get(key), list):
                 state[key] = array("d", state[key])
         if "open" in state:  # windows (t0, level, echo) and the samples they need
-            pending = OpenWindows(state["config"].window_s)
+            pending = OpenWindows(state["config"].lead_s, past_end=True)
             pending.loads.extend(state.pop("recent", ()))
             pending.pending.extend((t0, (t0, level, echo)) for t0, level, echo in state.pop("open"))
             state["pending"] = pending
@@ -127,7 +120,8 @@ class LoadNowcast:
         self.samples: deque[tuple[float, float]] = deque()  # (t, value) within the level window
         self.level_sum = 0.0
         # the windows not closed yet, each carrying (t0, level(t0), echo(t0))
-        self.pending: OpenWindows[tuple[float, float, float]] = OpenWindows(self.config.window_s)
+        self.pending: OpenWindows[tuple[float, float, float]] = OpenWindows(
+            self.config.lead_s, past_end=True)  # through the first load the instances serve
         self.ratios = FloatRows(4)  # (t0, level, echo, peak) of the windows known (a week of
         # them is 10,080 rows at one sample a minute)
         self.times = array("d")  # the stream the echo reads (echo_history_s and a period)
