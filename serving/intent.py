@@ -45,11 +45,15 @@ _KEYS = {
                   "(when the champion predicts a run time): it holds capacity from now for its "
                   "predicted run time until POST /v1/requests/progress reports it finished.",
 }
+_QUEUED = ("Optional, with a tracked request_id. true: a queue holds the request and its start "
+           "is unknown; it holds capacity from the earliest moment asked until POST "
+           "/v1/requests/progress reports it started (absent or false: it starts now).")
 
 
 def _key_fields() -> dict[str, Any]:
-    return {name: (str | None, Field(default=None, max_length=200, description=text))
-            for name, text in _KEYS.items()}
+    return {**{name: (str | None, Field(default=None, max_length=200, description=text))
+               for name, text in _KEYS.items()},
+            "queued": (bool | None, Field(default=None, description=_QUEUED))}
 
 
 class GenericRequest(BaseModel):
@@ -65,6 +69,7 @@ class GenericRequest(BaseModel):
     request_type: str | None = Field(default=None, max_length=200,
                                      description=_KEYS["request_type"])
     request_id: str | None = Field(default=None, max_length=200, description=_KEYS["request_id"])
+    queued: bool | None = Field(default=None, description=_QUEUED)
 
 
 def body_adapter(one: type[BaseModel]) -> TypeAdapter:
@@ -236,6 +241,9 @@ class InFlightCollector:
         held = sum(ledger.in_flight(p) for p in ledger.producers())
         yield GaugeMetricFamily("leadtime_tier2_in_flight_requests",
                                 "Requests Tier 2 tracks as running or queued.", value=held)
+        yield GaugeMetricFamily("leadtime_tier2_queued_requests",
+                                "Tracked requests announced as queued, not yet reported started.",
+                                value=sum(ledger.queued(p) for p in ledger.producers()))
         yield CounterMetricFamily("leadtime_tier2_unknown_progress",
                                   "Progress reports for a request the ledger does not hold "
                                   "(late, unknown producer, or never announced).",
@@ -292,7 +300,7 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
                 for row, p in tracked:
                     inflight.announce(row["producer_id"], now,
                                       (p["demand"], p["lower"], p["upper"]),
-                                      job=row["request_id"])
+                                      job=row["request_id"], queued=bool(row.get("queued")))
                 out["in_flight"] = len(tracked)
             else:
                 out["not_in_flight"] = (f"the champion predicts {unit!r}, not a run time in "

@@ -254,8 +254,9 @@ class Leadtime:
 
 class RequestFeed:
     """A request trace told to Tier 2 as a front end and a scheduler would tell it: each request
-    announced at its arrival with its predicted run time (:mod:`simulation.intent_replay`),
-    started when it starts, finished when it ends, into the in-flight ledger
+    announced at its arrival with its predicted run time (:mod:`simulation.intent_replay`), as
+    queued when it waits (the front end knows it queued it, not for how long), started when it
+    starts, finished when it ends, into the in-flight ledger
     (:class:`models.tier2.inflight.InFlight`) the loop's Tier 2 reads. Requests without a
     prediction (before Tier 2's first fit) are not announced."""
 
@@ -279,7 +280,8 @@ class RequestFeed:
             at, kind, i = events[self._next]
             r = self.rows[i]
             if kind == 0:
-                ledger.announce(pid, at, (r.point, r.lower, r.upper), r.units, job=str(i))
+                ledger.announce(pid, at, (r.point, r.lower, r.upper), r.units, job=str(i),
+                                queued=r.start_s > r.arrival_s)
             elif kind == 1:
                 ledger.started(pid, str(i), at)
             else:

@@ -6,7 +6,9 @@ point]`` and ``[start, start + upper]``. A request is announced at its arrival (
 then taken to be its arrival, or a later moment a queue has told), told when it actually starts
 (:meth:`InFlight.started`), and leaves the ledger when it is seen to finish
 (:meth:`InFlight.finished`). A request still running past its predicted end is known to be
-running, so it counts until the next moment asked.
+running, so it counts until the next moment asked. A request announced as **queued** (a queue
+holds it, its start unknown) starts at the earliest moment asked: it holds its run time from
+then on until it is told to have started, however long it waits.
 
 Tier 2's answer for the window ``[now, now + w]`` is the window peak of the held units, for each
 bound, plus the projected arrivals of new work: the units that arrived per second over the last
@@ -29,6 +31,15 @@ rate (3 units in the last 60 s: 0.05 per second) adds 0.05 x 60 = 3 units of new
 (3.5, 5.0, 5.0)
 >>> ledger.finished("p", "b"), ledger.in_flight("p")
 (True, 1)
+
+A queued request of 30 s announced at 0 s and still waiting at 100 s is 30 s of work from
+100 s, not work that ended at 30 s:
+
+>>> queue = InFlight()
+>>> queue.announce("p", at_s=0.0, duration=(30.0, 30.0, 30.0), job="q", queued=True)
+'q'
+>>> round(queue.predict({"p": 60.0}, {"p": 1.0}, now=100.0)["p"].point, 2)  # 1 unit + none new
+1.0
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ class _Job:
     start: float
     durations: tuple[float, float, float]  # point, lower, upper (seconds)
     units: float
+    queued: bool = False  # a queue holds it: it starts at the earliest moment asked
 
 
 class InFlight:
@@ -71,9 +83,12 @@ class InFlight:
         self.dropped = 0  # requests forgotten (no finish within forget_after_s) or over max_jobs
 
     def announce(self, producer: str, at_s: float, duration: tuple[float, float, float],
-                 units: float = 1.0, start_s: float | None = None, job: str | None = None) -> str:
+                 units: float = 1.0, start_s: float | None = None, job: str | None = None,
+                 queued: bool = False) -> str:
         """Record a request announced at ``at_s`` with its predicted run time
-        ``(point, lower, upper)``; returns its job id (``job``, or a new one)."""
+        ``(point, lower, upper)``; returns its job id (``job``, or a new one). ``start_s``: when
+        it starts, if known; else ``queued`` says a queue holds it (it starts at the earliest
+        moment asked, until :meth:`started`), and without either it starts at ``at_s``."""
         point, lower, upper = (max(0.0, float(d)) for d in duration)
         with self._lock:
             if job is None:
@@ -82,7 +97,8 @@ class InFlight:
             jobs = self._jobs.setdefault(producer, {})
             self._seen.add(producer)
             durations = (point, min(lower, point), max(upper, point))
-            jobs[job] = _Job(at_s, at_s if start_s is None else start_s, durations, float(units))
+            jobs[job] = _Job(at_s, at_s if start_s is None else start_s, durations, float(units),
+                             queued and start_s is None)
             arrivals = self._arrivals.setdefault(producer, deque(maxlen=self.max_jobs))
             arrivals.append((at_s, float(units), durations))
             while arrivals and arrivals[0][0] < at_s - self.forget_after_s:
@@ -99,7 +115,7 @@ class InFlight:
             if found is None:
                 self.late += 1
                 return False
-            found.start = at_s
+            found.start, found.queued = at_s, False
             return True
 
     def finished(self, producer: str, job: str) -> bool:
@@ -117,6 +133,11 @@ class InFlight:
     def in_flight(self, producer: str) -> int:
         with self._lock:
             return len(self._jobs.get(producer, {}))
+
+    def queued(self, producer: str) -> int:
+        """Requests announced as queued and not yet told to have started."""
+        with self._lock:
+            return sum(j.queued for j in self._jobs.get(producer, {}).values())
 
     def predict(self, windows_s: Mapping[str, float], scales: Mapping[str, float],
                 now: float) -> dict[str, TierPrediction]:
@@ -154,7 +175,7 @@ class InFlight:
         horizon = now + window
         if not jobs:
             return rate * min(window, mean_run)
-        starts = np.array([j.start for j in jobs])
+        starts = np.array([max(j.start, now) if j.queued else j.start for j in jobs])
         units = np.array([j.units for j in jobs])
         ends = starts + np.array([j.durations[k] for j in jobs])
         running = starts <= now

@@ -192,4 +192,14 @@ def test_tracked_requests_hold_tier2_until_reported_finished(client):
     text = client.get("/metrics").text
     assert "leadtime_tier2_in_flight_requests 2.0" in text
     assert "leadtime_tier2_unknown_progress_total 1.0" in text
+    # a request a queue holds counts as queued until its start is reported
+    queued = {**body[0], "request_id": "q0", "queued": True}
+    assert client.post("/v1/requests/predict", headers=auth, json=queued).json()["in_flight"] == 1
+    assert "leadtime_tier2_queued_requests 1.0" in client.get("/metrics").text
+    assert client.post("/v1/requests/predict", headers=auth,
+                       json={**queued, "queued": "yes"}).status_code == 422
+    started = client.post("/v1/requests/progress", headers=auth, json={"started": [
+        {"producer_id": "P1", "request_id": "q0"}]})
+    assert started.json() == {"started": 1, "finished": 0, "unknown": 0}
+    assert "leadtime_tier2_queued_requests 0.0" in client.get("/metrics").text
     assert client.post("/v1/requests/progress", json={"finished": []}).status_code == 401

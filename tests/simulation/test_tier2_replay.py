@@ -90,6 +90,28 @@ def test_a_queued_request_counts_from_its_start(wait):
     assert held == pytest.approx((1.0 if wait == 0 else 0.0) + 300.0 / 300.0 * 1.0)
 
 
+def test_a_queued_request_waits_from_the_earliest_moment_asked():
+    """Work a queue still holds past its predicted run time is still to come: announced as
+    queued it overlaps a request known to start inside the window; taken to have started at
+    its arrival it would have ended long ago (counted only at the moment asked). No arrivals
+    fall in the last window, so nothing new is projected."""
+    from models.tier2.inflight import InFlight
+
+    def peak(queued: bool) -> float:
+        ledger = InFlight()
+        ledger.announce("p", 0.0, (100.0, 100.0, 100.0), job="waiting", queued=queued)
+        ledger.announce("p", 0.0, (100.0, 100.0, 100.0), job="later", start_s=150.0)
+        return ledger.predict({"p": 60.0}, {"p": 1.0}, now=120.0)["p"].point
+
+    assert peak(queued=True) == pytest.approx(2.0) and peak(queued=False) == pytest.approx(1.0)
+    ledger = InFlight()
+    ledger.announce("p", 0.0, (100.0, 100.0, 100.0), job="waiting", queued=True)
+    assert ledger.queued("p") == 1 and ledger.started("p", "waiting", 130.0)
+    assert ledger.queued("p") == 0  # from its reported start on, as any request
+    # held over [130, 230] from its reported start
+    assert ledger.predict({"p": 60.0}, {"p": 1.0}, now=140.0)["p"].point == pytest.approx(1.0)
+
+
 @pytest.mark.slow
 def test_tier2_predictions_come_from_fits_on_finished_requests_only(state, tmp_path,
                                                                       monkeypatch):
