@@ -12,30 +12,38 @@ then on until it is told to have started, however long it waits.
 
 Tier 2's answer for the window ``[now, now + w]`` is the window peak of the held units, for each
 bound, plus the projected arrivals of new work: the units that arrived per second over the last
-``w`` (the recent rate), each holding for the mean predicted run time of those arrivals, so that
-new work adds ``rate x min(t - now, mean run time)`` at ``now + t``. The peak is read where it can
-occur: now, each start inside the window, just before each end inside it, and the window's end.
+``rate_span_s`` (an hour; never less than ``w``), each holding for the mean predicted run time
+of those arrivals, so that new work adds ``rate x min(t - now, mean run time)`` at ``now + t``.
+Arrivals are counted over an hour rather than the window because a window of minutes sees a
+handful of them at most, and their rate would jump between none and several. How many arrive in
+the window is uncertain even at a known rate: the bounds scale the rate by Poisson's 10 % and
+90 % counts over the expected count (an 80 % interval, the intent model's). The peak is read
+where it can occur: now, each start inside the window, just before each end inside it, and the
+window's end.
 
-Two requests in flight at 20 s, asked about ``[20, 80]``: "a" (2 units, from 0 s, predicted
-100 s, 50-200 s) and "b" (1 unit, from 10 s, predicted 30 s, 20-40 s). At the point both hold 3
-units until "b" ends at 40 s; then "a" holds 2 to the window's end, where the recent arrivals'
-rate (3 units in the last 60 s: 0.05 per second) adds 0.05 x 60 = 3 units of new work:
+Two requests in flight at 20 s, asked about ``[20, 80]`` with arrivals counted over the last
+60 s: "a" (2 units, from 0 s, predicted 100 s, 50-200 s) and "b" (1 unit, from 10 s, predicted
+30 s, 20-40 s). At the point both hold 3 units until "b" ends at 40 s; then "a" holds 2 to the
+window's end, where the arrivals' rate (3 units in the last 60 s: 0.05 per second) adds
+0.05 x 60 = 3 units of new work. Two arrivals were expected in the window; Poisson's 90 % count
+is 4, so the upper bound's new work is twice the point's, and its 10 % count, 0, adds none to
+the lower bound:
 
->>> ledger = InFlight()
+>>> ledger = InFlight(rate_span_s=60.0)
 >>> ledger.announce("p", at_s=0.0, duration=(100.0, 50.0, 200.0), units=2.0, job="a")
 'a'
 >>> ledger.announce("p", at_s=10.0, duration=(30.0, 20.0, 40.0), job="b")
 'b'
 >>> answer = ledger.predict({"p": 60.0}, {"p": 1.0}, now=20.0)["p"]
 >>> round(answer.lower, 2), round(answer.point, 2), round(answer.upper, 2)
-(3.5, 5.0, 5.0)
+(3.0, 5.0, 8.0)
 >>> ledger.finished("p", "b"), ledger.in_flight("p")
 (True, 1)
 
 A queued request of 30 s announced at 0 s and still waiting at 100 s is 30 s of work from
 100 s, not work that ended at 30 s:
 
->>> queue = InFlight()
+>>> queue = InFlight(rate_span_s=60.0)
 >>> queue.announce("p", at_s=0.0, duration=(30.0, 30.0, 30.0), job="q", queued=True)
 'q'
 >>> round(queue.predict({"p": 60.0}, {"p": 1.0}, now=100.0)["p"].point, 2)  # 1 unit + none new
@@ -44,14 +52,38 @@ A queued request of 30 s announced at 0 s and still waiting at 100 s is 30 s of 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 from leadtime.engine import TierPrediction
+
+ARRIVALS_LOW, ARRIVALS_HIGH = 0.1, 0.9  # new work's count: an 80 % interval
+
+
+def poisson_quantile(mean: float, q: float) -> int:
+    """The smallest count whose Poisson(``mean``) probability of at most it reaches ``q``; from
+    a mean of 100 on, the normal approximation (within a count of the exact one there).
+
+    >>> poisson_quantile(2.0, 0.1), poisson_quantile(2.0, 0.9), poisson_quantile(0.05, 0.9)
+    (0, 4, 0)
+    >>> poisson_quantile(10_000.0, 0.9), poisson_quantile(10_000.0, 0.1)
+    (10128, 9872)
+    """
+    if mean >= 100.0:
+        return max(0, math.ceil(mean + NormalDist().inv_cdf(q) * math.sqrt(mean) - 0.5))
+    term = total = math.exp(-mean)
+    count = 0
+    while total < q and term > 0.0:
+        count += 1
+        term *= mean / count
+        total += term
+    return count
 
 
 @dataclass
@@ -71,9 +103,11 @@ class InFlight:
     goes first). Unknown finishes and dropped requests are counted (``late``, ``dropped``).
     """
 
-    def __init__(self, forget_after_s: float = 86_400.0, max_jobs: int = 100_000) -> None:
+    def __init__(self, forget_after_s: float = 86_400.0, max_jobs: int = 100_000,
+                 rate_span_s: float = 3600.0) -> None:
         self.forget_after_s = forget_after_s
         self.max_jobs = max_jobs
+        self.rate_span_s = rate_span_s  # new work's arrival rate: over this span (>= the window)
         self._lock = threading.Lock()
         self._jobs: dict[str, dict[str, _Job]] = {}
         self._seen: set[str] = set()  # producers with at least one announcement
@@ -150,8 +184,9 @@ class InFlight:
                     continue
                 jobs = self._prune(producer, now)
                 window = max(float(windows_s.get(producer, 300.0)), 1.0)
-                recent = [a for a in self._arrivals.get(producer, ()) if now - window < a[0] <= now]
-                bounds = [self._peak(jobs, recent, now, window, k)
+                span = max(self.rate_span_s, window)
+                recent = [a for a in self._arrivals.get(producer, ()) if now - span < a[0] <= now]
+                bounds = [self._peak(jobs, recent, now, window, span, k)
                           for k in (1, 0, 2)]  # lower, point, upper
                 out[producer] = TierPrediction(bounds[1] * scale, bounds[0] * scale,
                                                bounds[2] * scale)
@@ -167,10 +202,15 @@ class InFlight:
         return list(jobs.values())
 
     @staticmethod
-    def _peak(jobs: list[_Job], recent: list, now: float, window: float, k: int) -> float:
+    def _peak(jobs: list[_Job], recent: list, now: float, window: float, span: float,
+              k: int) -> float:
         """The most units held at once in ``[now, now + window]`` with run times ``k``
-        (0 point, 1 lower, 2 upper), projected arrivals (from ``recent``) included."""
-        rate = sum(a[1] for a in recent) / window
+        (0 point, 1 lower, 2 upper), projected arrivals (``recent``: those of the last ``span``)
+        included, their count at Poisson's 10 % (lower) or 90 % (upper) for the bounds."""
+        rate = sum(a[1] for a in recent) / span
+        expected = len(recent) / span * window  # arrivals expected in the window
+        if k and expected > 0:
+            rate *= poisson_quantile(expected, ARRIVALS_LOW if k == 1 else ARRIVALS_HIGH) / expected
         mean_run = float(np.mean([a[2][k] for a in recent])) if recent else 0.0
         horizon = now + window
         if not jobs:

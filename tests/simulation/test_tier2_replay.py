@@ -83,7 +83,7 @@ def test_requests_without_a_prediction_are_not_announced():
 def test_a_queued_request_counts_from_its_start(wait):
     from models.tier2.inflight import InFlight
 
-    ledger = InFlight()
+    ledger = InFlight(rate_span_s=300.0)  # arrivals counted over the window itself
     ledger.announce("p", 0.0, (600.0, 600.0, 600.0), job="a", start_s=wait)
     held = ledger.predict({"p": 300.0}, {"p": 1.0}, now=1.0)["p"].point
     # arrivals of the last window project one more unit over its mean run time (300 s of 600)
@@ -93,23 +93,39 @@ def test_a_queued_request_counts_from_its_start(wait):
 def test_a_queued_request_waits_from_the_earliest_moment_asked():
     """Work a queue still holds past its predicted run time is still to come: announced as
     queued it overlaps a request known to start inside the window; taken to have started at
-    its arrival it would have ended long ago (counted only at the moment asked). No arrivals
-    fall in the last window, so nothing new is projected."""
+    its arrival it would have ended long ago (counted only at the moment asked). Arrivals are
+    counted over the last minute, where none fall, so nothing new is projected."""
     from models.tier2.inflight import InFlight
 
     def peak(queued: bool) -> float:
-        ledger = InFlight()
+        ledger = InFlight(rate_span_s=60.0)
         ledger.announce("p", 0.0, (100.0, 100.0, 100.0), job="waiting", queued=queued)
         ledger.announce("p", 0.0, (100.0, 100.0, 100.0), job="later", start_s=150.0)
         return ledger.predict({"p": 60.0}, {"p": 1.0}, now=120.0)["p"].point
 
     assert peak(queued=True) == pytest.approx(2.0) and peak(queued=False) == pytest.approx(1.0)
-    ledger = InFlight()
+    ledger = InFlight(rate_span_s=60.0)
     ledger.announce("p", 0.0, (100.0, 100.0, 100.0), job="waiting", queued=True)
     assert ledger.queued("p") == 1 and ledger.started("p", "waiting", 130.0)
     assert ledger.queued("p") == 0  # from its reported start on, as any request
     # held over [130, 230] from its reported start
     assert ledger.predict({"p": 60.0}, {"p": 1.0}, now=140.0)["p"].point == pytest.approx(1.0)
+
+
+def test_new_work_arrives_at_the_last_hours_rate_with_poisson_bounds():
+    """Six one-unit requests of 600 s arrived over the last hour, none in the last five minutes:
+    a window of five minutes still expects new work at the hour's rate (0.5 arrivals), and its
+    bounds are Poisson's 10 % and 90 % counts of arrivals (0 and 1), not the rate itself."""
+    from models.tier2.inflight import InFlight
+
+    ledger = InFlight()
+    for i in range(6):
+        ledger.announce("p", 300.0 + 600.0 * i, (600.0, 600.0, 600.0), job=f"r{i}")
+        ledger.finished("p", f"r{i}")  # all done: only new work is left
+    answer = ledger.predict({"p": 300.0}, {"p": 1.0}, now=3600.0)["p"]
+    # point: 6 units an hour, each held 600 s, reaches 6 / 3600 x 300 = 0.5 units by the end
+    assert answer.point == pytest.approx(0.5)
+    assert answer.lower == pytest.approx(0.0) and answer.upper == pytest.approx(1.0)
 
 
 @pytest.mark.slow
