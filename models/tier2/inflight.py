@@ -12,10 +12,12 @@ then on until it is told to have started, however long it waits.
 
 Tier 2's answer for the window ``[now, now + w]`` is the window peak of the held units, for each
 bound, plus the projected arrivals of new work: the units that arrived per second over the last
-``rate_span_s`` (an hour; never less than ``w``), each holding for the mean predicted run time
+``rate_span_s`` (an hour, or the window if longer), each holding for the mean predicted run time
 of those arrivals, so that new work adds ``rate x min(t - now, mean run time)`` at ``now + t``.
 Arrivals are counted over an hour rather than the window because a window of minutes sees a
-handful of them at most, and their rate would jump between none and several. How many arrive in
+handful of them at most, and their rate would jump between none and several. While the producer
+has announced for less than the span, the rate is over the time it has (never less than the
+window); while the record of arrivals (``max_jobs`` long) is full, over the time it holds. How many arrive in
 the window is uncertain even at a known rate: the bounds scale the rate by Poisson's 10 % and
 90 % counts over the expected count (an 80 % interval, the intent model's). The peak is read
 where it can occur: now, each start inside the window, just before each end inside it, and the
@@ -112,6 +114,7 @@ class InFlight:
         self._jobs: dict[str, dict[str, _Job]] = {}
         self._seen: set[str] = set()  # producers with at least one announcement
         self._arrivals: dict[str, deque] = {}  # (at, units, durations): the recent rate
+        self._first: dict[str, float] = {}  # per producer, its first announcement
         self._next = 0
         self.late = 0  # finishes or starts reported for a request the ledger does not hold
         self.dropped = 0  # requests forgotten (no finish within forget_after_s) or over max_jobs
@@ -133,6 +136,7 @@ class InFlight:
             durations = (point, min(lower, point), max(upper, point))
             jobs[job] = _Job(at_s, at_s if start_s is None else start_s, durations, float(units),
                              queued and start_s is None)
+            self._first.setdefault(producer, at_s)
             arrivals = self._arrivals.setdefault(producer, deque(maxlen=self.max_jobs))
             arrivals.append((at_s, float(units), durations))
             while arrivals and arrivals[0][0] < at_s - self.forget_after_s:
@@ -184,13 +188,28 @@ class InFlight:
                     continue
                 jobs = self._prune(producer, now)
                 window = max(float(windows_s.get(producer, 300.0)), 1.0)
-                span = max(self.rate_span_s, window)
-                recent = [a for a in self._arrivals.get(producer, ()) if now - span < a[0] <= now]
+                recent, span = self._recent(producer, now, max(self.rate_span_s, window), window)
                 bounds = [self._peak(jobs, recent, now, window, span, k)
                           for k in (1, 0, 2)]  # lower, point, upper
                 out[producer] = TierPrediction(bounds[1] * scale, bounds[0] * scale,
                                                bounds[2] * scale)
         return out
+
+    def _recent(self, producer: str, now: float, span: float,
+                window: float) -> tuple[list, float]:
+        """The arrivals of the last ``span`` (older ones leave the record: they are never read
+        again) and the time they were counted over: the span, or less while the producer's first
+        announcement is younger (never less than ``window`` then), or while the record is full
+        (``max_jobs``) and its oldest arrival is younger."""
+        arrivals = self._arrivals.get(producer)
+        if not arrivals:
+            return [], span
+        while arrivals and arrivals[0][0] <= now - span:
+            arrivals.popleft()
+        span = min(span, max(now - self._first[producer], window))
+        if len(arrivals) == arrivals.maxlen:
+            span = min(span, max(now - arrivals[0][0], 1.0))
+        return [a for a in arrivals if a[0] <= now], span
 
     def _prune(self, producer: str, now: float) -> list[_Job]:
         jobs = self._jobs.get(producer, {})

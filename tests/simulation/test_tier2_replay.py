@@ -113,9 +113,10 @@ def test_a_queued_request_waits_from_the_earliest_moment_asked():
 
 
 def test_new_work_arrives_at_the_last_hours_rate_with_poisson_bounds():
-    """Six one-unit requests of 600 s arrived over the last hour, none in the last five minutes:
-    a window of five minutes still expects new work at the hour's rate (0.5 arrivals), and its
-    bounds are Poisson's 10 % and 90 % counts of arrivals (0 and 1), not the rate itself."""
+    """Six one-unit requests of 600 s, one every 600 s from 300 s, none in the last five
+    minutes before 3600 s: a window of five minutes still expects new work at the rate since
+    the first announcement (6 in 3300 s: 0.55 arrivals in the window), and its bounds are
+    Poisson's 10 % and 90 % counts of arrivals (0 and 2), not the rate itself."""
     from models.tier2.inflight import InFlight
 
     ledger = InFlight()
@@ -123,9 +124,27 @@ def test_new_work_arrives_at_the_last_hours_rate_with_poisson_bounds():
         ledger.announce("p", 300.0 + 600.0 * i, (600.0, 600.0, 600.0), job=f"r{i}")
         ledger.finished("p", f"r{i}")  # all done: only new work is left
     answer = ledger.predict({"p": 300.0}, {"p": 1.0}, now=3600.0)["p"]
-    # point: 6 units an hour, each held 600 s, reaches 6 / 3600 x 300 = 0.5 units by the end
-    assert answer.point == pytest.approx(0.5)
-    assert answer.lower == pytest.approx(0.0) and answer.upper == pytest.approx(1.0)
+    # each holds 600 s, so by the window's end new work holds 6 / 3300 x 300 units
+    assert answer.point == pytest.approx(6 / 3300 * 300)
+    assert answer.lower == pytest.approx(0.0) and answer.upper == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("room", [10, 100_000])
+def test_new_work_is_counted_over_the_time_the_record_covers(room):
+    """One one-second request a second for 20 minutes: new work holds one unit, whether the
+    record has room for the last 10 arrivals only or for all of them over a span (an hour)
+    longer than the producer has been announcing; arrivals older than the span leave it."""
+    from models.tier2.inflight import InFlight
+
+    ledger = InFlight(max_jobs=room)
+    for i in range(1200):
+        ledger.announce("p", float(i), (1.0, 1.0, 1.0), job=f"r{i}")
+        ledger.finished("p", f"r{i}")
+    answer = ledger.predict({"p": 300.0}, {"p": 1.0}, now=1200.0)["p"]
+    assert answer.point == pytest.approx(1.0, rel=0.01)
+    assert answer.lower < answer.point < answer.upper
+    ledger.predict({"p": 300.0}, {"p": 1.0}, now=1200.0 + 3600.0)
+    assert ledger.predict({"p": 300.0}, {"p": 1.0}, now=1200.0 + 3600.0)["p"].point == 0.0
 
 
 @pytest.mark.slow
