@@ -253,7 +253,11 @@ HELP = (
 
 
 def frontier(
-    trace: TraceOption,
+    trace: Annotated[Path | None, typer.Option(
+        "--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml (default: "
+                        "a --scenario).")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        help="The generated request scenario consumer_jobs, when no --trace.")] = None,
     producer: Annotated[
         str | None,
         typer.Option(help="The producer to sweep (needed when the trace has several)."),
@@ -265,7 +269,11 @@ def frontier(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     plot: Annotated[bool, typer.Option(help="Save a PNG of the frontiers.")] = True,
 ) -> None:
-    """Sweep each policy's risk knob and compare violations at equal instance-hours."""
+    """Sweep each policy's risk knob and compare violations at equal instance-hours. On a
+    request trace with run times (replayed as occupancy) leadtime hears each request through
+    Tier 2, fitted daily on the requests finished before each day, as in the loop."""
+    import tempfile
+
     import pandas as pd
     from rich.console import Console
     from rich.table import Table
@@ -276,10 +284,19 @@ def frontier(
     from simulation.bench import engine_spec, plot_frontier, violations_at_cost
     from simulation.bench import frontier as sweep
     from simulation.config import derive_config
+    from simulation.request_scenarios import REQUEST_SCENARIOS
     from simulation.traces import read_demand
 
     began = time.perf_counter()
     err = Console(stderr=True)
+    if (trace is None) == (scenario is None):
+        fail("give one of --trace or --scenario")
+    if scenario is not None and scenario not in REQUEST_SCENARIOS:
+        fail(f"unknown --scenario {scenario!r}: choose {', '.join(REQUEST_SCENARIOS)}")
+    scratch = tempfile.TemporaryDirectory(prefix="leadtime-frontier-")
+    if trace is None:
+        trace = REQUEST_SCENARIOS[scenario](Path(scratch.name))
+    requests = None
     try:
         demand = read_demand(trace, producer, duration_s(interval, "--interval"),
                              reading)
@@ -289,11 +306,18 @@ def frontier(
         name, series = next(iter(demand.series.items()))
         cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds(),
                             spinup_s=duration_s(spinup, "--spinup"))
+        if demand.reading == "occupancy":  # requests with run times: Tier 2 can hold them
+            from simulation.intent_replay import predict_requests
+
+            with err.status("Tier 2: daily fits on the requests finished before") as status:
+                requests = predict_requests(trace, progress=status.update).frame
         with err.status("sweeping the policies' risk knobs") as status:
             rows = sweep(series, cfg, model, progress=lambda label: status.update(label),
-                         engine=engine_spec(base=configured_engine()))
-    except (TraceError, ValueError) as exc:
-        fail(str(exc))
+                         engine=engine_spec(base=configured_engine()), requests=requests)
+    except (TraceError, KeyError, ValueError) as exc:
+        fail(str(exc).strip("'\""))
+    finally:
+        scratch.cleanup()
     lead = {f"{r['knob']}={r['value']:g}": r for r in rows if r["policy"] == "leadtime"}
     iso = {
         label: {p: violations_at_cost(rows, p, r["cost_vs_oracle"]) for p in PEERS}
@@ -305,7 +329,8 @@ def frontier(
     at_default = {p: {"cost_vs_oracle": r["cost_vs_oracle"], "violations_pct": r["slo_violation_pct"],
                       "leadtime": violations_at_cost(rows, "leadtime", r["cost_vs_oracle"])}
                   for p, r in defaults.items()}
-    doc = {"trace": str(trace), "producer": name, "model": model, "points": rows,
+    doc = {"trace": scenario or str(trace), "producer": name, "model": model,
+           "tier2": requests is not None, "points": rows,
            "at_leadtime_cost": iso, "leadtime_at_default_cost": at_default,
            "wall_time_s": round(time.perf_counter() - began, 2)}
     if plot:

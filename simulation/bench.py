@@ -412,9 +412,12 @@ def frontier(
     factory: ForecasterFactory = default_factory,
     progress: Progress | None = None,
     engine: EngineSpec | None = None,
+    requests: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """SLO violations against instance-hours for each policy across its risk knob (leadtime's
-    from ``engine``, the defaults when None).
+    from ``engine``, the defaults when None; with ``requests``, a request trace's requests with
+    Tier 2's predicted run times (:func:`simulation.intent_replay.predict_requests`), leadtime
+    hears them through Tier 2 as the ablation's full loop does).
 
     One operating point per policy says little: a reactive policy can buy fewer violations with
     a lower target utilisation, leadtime with a larger budget (its spend against the HPA twin's,
@@ -453,10 +456,10 @@ def frontier(
     start = pd.DatetimeIndex(series.index)[0]
     for budget in budgets:
         chosen = Leadtime(cfg, fitted, str(series.name), start,
-                          base.model_copy(update={"sizing_budget": budget}))
+                          base.model_copy(update={"sizing_budget": budget}), requests=requests)
         add("leadtime", "sizing_budget", budget, cfg, chosen, HPA(cfg))
     chosen = Leadtime(cfg, fitted, str(series.name), start,
-                      base.model_copy(update={"sizing_budget": None}))
+                      base.model_copy(update={"sizing_budget": None}), requests=requests)
     add("leadtime", "violation_cost", base.violation_cost, cfg, chosen, HPA(cfg))
     return rows
 

@@ -147,6 +147,25 @@ def test_new_work_is_counted_over_the_time_the_record_covers(room):
     assert ledger.predict({"p": 300.0}, {"p": 1.0}, now=1200.0 + 3600.0)["p"].point == 0.0
 
 
+def test_the_frontier_hears_a_request_trace_through_tier2():
+    """``bench frontier`` on requests: leadtime's points replay the requests through Tier 2
+    (their run times known), the peers' stay what they were without them."""
+    from sim_fixtures import daily_naive_factory
+
+    from simulation.bench import frontier
+
+    series, requests = long_jobs(days=9)
+    cfg = derive_config(series, pd.Timedelta("5min").total_seconds())
+    kwargs = {"factory": daily_naive_factory, "targets": (0.7,), "budgets": (1.0,)}
+    heard = frontier(series, cfg, requests=requests, **kwargs)
+    deaf = frontier(series, cfg, **kwargs)
+    assert [r for r in heard if r["policy"] != "leadtime"] == [
+        r for r in deaf if r["policy"] != "leadtime"]
+    lead = [(r["slo_violation_pct"], r["instance_hours"]) for r in heard if r["policy"] == "leadtime"]
+    assert lead != [(r["slo_violation_pct"], r["instance_hours"]) for r in deaf
+                    if r["policy"] == "leadtime"]
+
+
 @pytest.mark.slow
 def test_tier2_predictions_come_from_fits_on_finished_requests_only(state, tmp_path,
                                                                       monkeypatch):
