@@ -17,11 +17,11 @@ of those arrivals, so that new work adds ``rate x min(t - now, mean run time)`` 
 Arrivals are counted over an hour rather than the window because a window of minutes sees a
 handful of them at most, and their rate would jump between none and several. While the producer
 has announced for less than the span, the rate is over the time it has (never less than the
-window); while the record of arrivals (``max_jobs`` long) is full, over the time it holds. How many arrive in
-the window is uncertain even at a known rate: the bounds scale the rate by Poisson's 10 % and
-90 % counts over the expected count (an 80 % interval, the intent model's). The peak is read
-where it can occur: now, each start inside the window, just before each end inside it, and the
-window's end.
+window); while the record of arrivals (``max_jobs`` long) is full, over the time it holds. How
+many arrive in the window is uncertain even at a known rate: the bounds scale the rate by
+Poisson's 10 % and 90 % counts over the expected count (an 80 % interval, the intent model's).
+The peak is read where it can occur: now, each start inside the window, just before each end
+inside it, and the window's end.
 
 Two requests in flight at 20 s, asked about ``[20, 80]`` with arrivals counted over the last
 60 s: "a" (2 units, from 0 s, predicted 100 s, 50-200 s) and "b" (1 unit, from 10 s, predicted
