@@ -280,7 +280,7 @@ def frontier(
 
     from leadtime.settings import get_settings
     from leadtime.validation import TraceError
-    from leadtime_cli.common import configured_engine, fail
+    from leadtime_cli.common import configured_engine, fail, tier2_requests
     from simulation.bench import engine_spec, plot_frontier, violations_at_cost
     from simulation.bench import frontier as sweep
     from simulation.config import derive_config
@@ -306,11 +306,7 @@ def frontier(
         name, series = next(iter(demand.series.items()))
         cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds(),
                             spinup_s=duration_s(spinup, "--spinup"))
-        if demand.reading == "occupancy":  # requests with run times: Tier 2 can hold them
-            from simulation.intent_replay import predict_requests
-
-            with err.status("Tier 2: daily fits on the requests finished before") as status:
-                requests = predict_requests(trace, progress=status.update).frame
+        requests = tier2_requests(trace, demand, err)
         with err.status("sweeping the policies' risk knobs") as status:
             rows = sweep(series, cfg, model, progress=lambda label: status.update(label),
                          engine=engine_spec(base=configured_engine()), requests=requests)

@@ -125,3 +125,15 @@ def engine_from_flags(violation_cost: float | None, budget: str | None = None):
     if not value > 0:
         fail(f"--budget {budget!r}: must be > 0")
     return spec.model_copy(update={"sizing_budget": value})
+
+
+def tier2_requests(trace, demand, console, every_s: float = 86400.0):
+    """A request trace's requests with Tier 2's predicted run times, fitted every ``every_s`` on
+    the requests finished before, when the trace is replayed as occupancy (the benchmarks then
+    tell leadtime each request through Tier 2); None for any other trace."""
+    if demand.reading != "occupancy":
+        return None
+    from simulation.intent_replay import predict_requests
+
+    with console.status("Tier 2: daily fits on the requests finished before") as status:
+        return predict_requests(trace, every_s=every_s, progress=status.update).frame

@@ -140,7 +140,7 @@ def ablation(
     from rich.table import Table
 
     from leadtime.validation import TraceError
-    from leadtime_cli.common import fail
+    from leadtime_cli.common import fail, tier2_requests
     from simulation.request_scenarios import REQUEST_SCENARIOS
     from simulation.suite import ablation as run_ablation
 
@@ -160,12 +160,7 @@ def ablation(
                 fail(f"{trace.name} has {len(demand.series)} producers: choose one with "
                      f"--producer ({', '.join(list(demand.series)[:5])}...)")
             series = next(iter(demand.series.values()))
-            if demand.reading == "occupancy":  # requests with run times: Tier 2 can hold them
-                from simulation.intent_replay import predict_requests
-
-                with err.status("Tier 2: daily fits on the requests finished before") as status:
-                    requests = predict_requests(trace, every_s=every_s,
-                                                progress=status.update).frame
+            requests = tier2_requests(trace, demand, err, every_s)
         else:
             from simulation.scenarios import scenario as make
 
