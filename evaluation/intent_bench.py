@@ -45,6 +45,14 @@ def format_table(document: dict) -> str:
                 lines.append(f"-- {segment.replace('_', ' ')} ({n} requests)")
             lines.extend(rows)
     lines.extend(_coverage_lines(document["models"]["intent"].get("coverage_by_group")))
+    intent = document["models"]["intent"]
+    static = intent.get("as_calibrated")
+    if static and static["coverage_80"] is not None:
+        median = intent["median_interval_width"]
+        lines.append(f"  intent's intervals as calibrated, not recalibrated online: coverage_80 "
+                     f"{static['coverage_80']:.3f}, width {static['interval_width']:.3f} (median "
+                     f"{median['as_calibrated']:.3f}; recalibrated {median['recalibrated']:.3f}); "
+                     "catboost_plain's are not recalibrated")
     selection = document.get("intent_selection")
     if selection:
         scores = ", ".join(f"{name} {value:.3f}" for name, value in
@@ -73,7 +81,8 @@ def _coverage_lines(groups: dict | None) -> list[str]:
             return f"{label} - (0)"
         return f"{label} {entry['coverage_80']:.3f} ({entry['n']})"
 
-    lines = ["intent coverage_80 by group (requests): " + "; ".join(
+    lines = ["intent coverage_80 by group (requests; intervals recalibrated online as requests "
+             "finish): " + "; ".join(
         cell(label, groups[key]) for key, label in (("overall", "overall"),
                                                     ("seen_consumers", "seen"),
                                                     ("new_consumers", "new")))]

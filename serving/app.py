@@ -16,6 +16,7 @@ from leadtime.settings import Settings, get_settings
 from loop.clock import Clock
 from models.tier2.announced import AnnouncedDemand
 from models.tier2.inflight import AnnouncedWork, InFlight
+from models.tier2.online_calibration import OnlineCalibration
 
 
 class State:
@@ -26,7 +27,12 @@ class State:
         self.intent: Any = None
         self.intent_error: str | None = None
         self.announced = AnnouncedDemand()  # Tier 2 for the engine, fed by /v1/requests/predict
-        self.inflight = InFlight()  # requests tracked by id, from predict to their finish
+        # each interval's width follows what the finished requests of its calibration key
+        # said (models.tier2.online_calibration), across champions: a drift the last one's
+        # calibration missed is likely missed by the next, and 500 outcomes on it is the new
+        # champion's own
+        self.intervals = OnlineCalibration()
+        self.inflight = InFlight(calibration=self.intervals)  # tracked by id, predict to finish
         self.work = AnnouncedWork(self.announced, self.inflight)  # what the loop's Tier 2 reads
 
     def load_intent(self) -> None:
@@ -34,7 +40,9 @@ class State:
         from serving.intent import load_runtime
 
         try:
-            self.intent = load_runtime(self.settings)
+            runtime = load_runtime(self.settings)
+            runtime.calibration = self.intervals
+            self.intent = runtime
             self.intent_error = None
         except Exception as exc:  # no champion, no Feast repo, registry unreachable
             kept = (f"; serving last loaded version {self.intent.version}"

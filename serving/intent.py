@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from features.store import ENTITY_KEYS
 from leadtime.data import SECONDS_UNITS
+from models.tier2.online_calibration import widen
 
 MAX_BATCH = 1000
 #: The largest magnitude a numeric request field may have (no request size is near it).
@@ -91,6 +92,9 @@ class IntentRuntime:
     trace: str
     adapter: TypeAdapter  # validates one request or a list of them
     reader: Any = None  # features.online.OnlineFeatureReader over ``store``
+    # online recalibration (models.tier2.online_calibration): each interval widened by what the
+    # finished requests of its calibration key said; None: served as calibrated
+    calibration: Any = None
 
     def __post_init__(self) -> None:
         if self.reader is None:
@@ -107,10 +111,14 @@ class IntentRuntime:
             self._used = [f for f in self.model.features if f in names]
         joined = [{**row, **feats} for row, feats in zip(rows, features, strict=True)]
         preds = self.model.predict_rows(joined)
+        keys = self.model.row_keys(joined)
         unit = self.model.unit
+        calibration = self.calibration
         out = []
-        for row, feats, (point, lower, upper) in zip(rows, features, preds, strict=True):
+        for row, feats, key, bounds in zip(rows, features, keys, preds, strict=True):
             known = feats["consumer_known"] > 0
+            point, lower, upper = (bounds if calibration is None
+                                   else widen(*bounds, calibration.delta(key)))
             out.append({
                 "consumer_id": row.get("consumer_id"),
                 "demand": point,
@@ -118,6 +126,7 @@ class IntentRuntime:
                 "upper": upper,
                 "unit": unit,
                 "interval": 0.8,
+                "calibration_key": key,
                 "consumer_known": known,
                 "feature_source": "consumer" if known else "population",
                 "features": {f: _plain(feats[f]) for f in self._used},
@@ -251,6 +260,26 @@ class InFlightCollector:
         yield CounterMetricFamily("leadtime_tier2_dropped_requests",
                                   "Tracked requests dropped without a finish report.",
                                   value=ledger.dropped)
+        calibration = getattr(ledger, "calibration", None)
+        if calibration is not None:
+            outcomes = calibration.outcomes()
+            scored = CounterMetricFamily(
+                "leadtime_tier2_interval_outcomes", "Finished tracked requests scored against "
+                "their 80 % interval, per calibration key.", labels=["key"])
+            covered = GaugeMetricFamily(
+                "leadtime_tier2_interval_coverage", "Share of those whose run time fell inside "
+                "the interval they were served (the target is 0.8).", labels=["key"])
+            widening = GaugeMetricFamily(
+                "leadtime_tier2_interval_widening", "How far online recalibration widens the "
+                "calibrated interval now, each side, in log1p units (negative: narrows).",
+                labels=["key"])
+            for key, entry in outcomes.items():
+                scored.add_metric([key], entry["outcomes"])
+                covered.add_metric([key], entry["coverage"])
+                widening.add_metric([key], entry["delta"])
+            yield scored
+            yield covered
+            yield widening
 
 
 def router(get_runtime, announced=None, clock=None, *, settings=None,
@@ -300,7 +329,8 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
                 for row, p in tracked:
                     inflight.announce(row["producer_id"], now,
                                       (p["demand"], p["lower"], p["upper"]),
-                                      job=row["request_id"], queued=bool(row.get("queued")))
+                                      job=row["request_id"], queued=bool(row.get("queued")),
+                                      key=p.get("calibration_key"))
                 out["in_flight"] = len(tracked)
             else:
                 out["not_in_flight"] = (f"the champion predicts {unit!r}, not a run time in "
@@ -372,7 +402,9 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
         started = sum(ledger.started(e.producer_id, e.request_id,
                                      e.at_s if e.at_s is not None else now)
                       for e in batch.started)
-        finished = sum(ledger.finished(e.producer_id, e.request_id) for e in batch.finished)
+        finished = sum(ledger.finished(e.producer_id, e.request_id,
+                                       e.at_s if e.at_s is not None else now)
+                       for e in batch.finished)
         unknown = len(batch.started) + len(batch.finished) - started - finished
         return _json(200, {"started": started, "finished": finished, "unknown": unknown})
 

@@ -7,7 +7,9 @@ the request's arrival, outcomes counted only once known: ``features.profiles.kno
 the intent model (:func:`models.tier2.evaluate.fit_models`, the same candidates and choice) is
 fitted on the requests that had *finished* before that day began, and predicts the run time of
 the requests arriving that day. Requests before the first day with enough finished history get
-no prediction (Tier 2 says nothing for them).
+no prediction (Tier 2 says nothing for them). Each interval is then widened as the service's
+online recalibration would have served it (:mod:`models.tier2.online_calibration`): by the run
+times of the requests that had finished before it arrived.
 
 This needs a run time per request, i.e. a trace whose target is in seconds or whose schema
 names a ``duration`` column (:class:`leadtime.data.RequestSchema`).
@@ -39,9 +41,10 @@ class RequestPredictions:
 
 def predict_requests(path: str | Path, settings=None, every_s: float = 86400.0,
                      config=None, progress: Callable[[str], None] | None = None,
-                     ) -> RequestPredictions:
+                     track: bool = True) -> RequestPredictions:
     """Each request's run time predicted by the intent model fitted, every ``every_s`` seconds
-    (default: daily), on the requests finished before (see the module docstring)."""
+    (default: daily), on the requests finished before (see the module docstring); ``track``:
+    the intervals recalibrated online as the service recalibrates them."""
     import time
 
     from leadtime.data import read_request_trace
@@ -68,6 +71,7 @@ def predict_requests(path: str | Path, settings=None, every_s: float = 86400.0,
         raise RuntimeError("the feature rows do not follow the trace's order")
     step = float(every_s)
     fits = 0
+    keys = np.full(len(out), "*", dtype=object)
     for day in np.arange(np.floor(arrival.min() / step) * step, arrival.max() + step, step):
         today = (arrival >= day) & (arrival < day + step)
         finished = end < day
@@ -77,7 +81,28 @@ def predict_requests(path: str | Path, settings=None, every_s: float = 86400.0,
         predicted = models["intent"].predict(data.frame[today])
         out.loc[today, ["point", "lower", "upper"]] = predicted[["point", "lower",
                                                                 "upper"]].to_numpy()
+        keys[today] = models["intent"].interval_keys(data.frame[today])
         fits += 1
         if progress:
             progress(f"Tier 2 fit {fits}: {pd.Timestamp(day, unit='s').date()}")
+    if track:
+        _track(out, keys)
     return RequestPredictions(out, fits, time.perf_counter() - began)
+
+
+def _track(out: pd.DataFrame, keys: np.ndarray) -> None:
+    """Widen the predicted intervals as the service's online recalibration would have served
+    them (:mod:`models.tier2.online_calibration`): each by the run times of the requests that
+    had finished before it arrived, one tracker across the daily fits."""
+    from models.tier2.online_calibration import recalibrated_intervals
+
+    have = out["point"].notna().to_numpy()
+    if not have.any():
+        return
+    rows = out[have]
+    lower, upper = recalibrated_intervals(
+        rows["arrival_s"].tolist(), rows["end_s"].tolist(), keys[have].tolist(),
+        (rows["end_s"] - rows["start_s"]).tolist(), rows["point"].tolist(),
+        rows["lower"].tolist(), rows["upper"].tolist())
+    out.loc[have, "lower"] = lower
+    out.loc[have, "upper"] = upper

@@ -215,6 +215,8 @@ def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
         pred = model.predict(test)
         predictions[name] = (pred["point"].to_numpy(), pred["lower"].to_numpy(),
                              pred["upper"].to_numpy())
+    static = predictions["intent"]
+    predictions["intent"] = recalibrated(test, y, static, models["intent"], data.requests.unit)
     seen = seen_mask(test) if data.requests.has_consumer else None
     report: dict = {}
     for name in (*BASELINES, "intent"):
@@ -226,6 +228,13 @@ def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
                                        None if lower is None else lower[mask],
                                        None if upper is None else upper[mask], edges)
         report[name] = entry
+    calibrated = metrics(y, *static, edges)
+    report["intent"]["as_calibrated"] = {k: calibrated[k] for k in ("coverage_80",
+                                                                    "interval_width")}
+    widths = {"recalibrated": predictions["intent"][2] - predictions["intent"][1],
+              "as_calibrated": static[2] - static[1]}
+    report["intent"]["median_interval_width"] = {k: float(np.median(v)) if v.size else None
+                                                 for k, v in widths.items()}
     _, lower, upper = predictions["intent"]
     in_training = (test["consumer_id"].isin(set(data.frame.loc[data.train, "consumer_id"]))
                    .to_numpy() if data.requests.has_consumer else None)
@@ -236,6 +245,25 @@ def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
         name: paired_mae_difference(intent_err, np.abs(y - predictions[name][0]))
         for name in BASELINES}
     return report
+
+
+def recalibrated(test: pd.DataFrame, y: np.ndarray, predicted: tuple, model: IntentModel,
+            unit: str) -> tuple:
+    """The intent model's holdout intervals as a service recalibrating them online would serve
+    them (:mod:`models.tier2.online_calibration`): each request's widened by the outcomes known
+    before it arrived, a request's outcome known when the feature store knows it
+    (:func:`features.profiles.known_at`)."""
+    from features.profiles import known_at
+    from models.tier2.online_calibration import recalibrated_intervals
+
+    point, lower, upper = predicted
+    arrivals = pd.to_datetime(test["event_timestamp"])
+    known = known_at(test.assign(y=y), unit)
+    seconds = [(t - arrivals.iloc[0]).dt.total_seconds() for t in (arrivals, known)]
+    lo, hi = recalibrated_intervals(seconds[0].tolist(), seconds[1].tolist(),
+                               model.interval_keys(test), y.tolist(), point.tolist(),
+                               lower.tolist(), upper.tolist())
+    return point, np.asarray(lo), np.asarray(hi)
 
 
 def paired_mae_difference(errors: np.ndarray, baseline_errors: np.ndarray,

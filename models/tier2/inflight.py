@@ -64,6 +64,7 @@ from statistics import NormalDist
 import numpy as np
 
 from leadtime.engine import TierPrediction
+from models.tier2.online_calibration import OnlineCalibration
 
 ARRIVALS_LOW, ARRIVALS_HIGH = 0.1, 0.9  # new work's count: an 80 % interval
 
@@ -95,6 +96,8 @@ class _Job:
     durations: tuple[float, float, float]  # point, lower, upper (seconds)
     units: float
     queued: bool = False  # a queue holds it: it starts at the earliest moment asked
+    key: str | None = None  # the interval's calibration key, for online recalibration
+    widened: float = 0.0  # how far the calibration had widened its interval (log1p units)
 
 
 class InFlight:
@@ -106,7 +109,8 @@ class InFlight:
     """
 
     def __init__(self, forget_after_s: float = 86_400.0, max_jobs: int = 100_000,
-                 rate_span_s: float = 3600.0) -> None:
+                 rate_span_s: float = 3600.0, calibration: OnlineCalibration | None = None) -> None:
+        self.calibration = calibration  # told each finished request's run time, to recalibrate
         self.forget_after_s = forget_after_s
         self.max_jobs = max_jobs
         self.rate_span_s = rate_span_s  # new work's arrival rate: over this span (>= the window)
@@ -121,11 +125,12 @@ class InFlight:
 
     def announce(self, producer: str, at_s: float, duration: tuple[float, float, float],
                  units: float = 1.0, start_s: float | None = None, job: str | None = None,
-                 queued: bool = False) -> str:
+                 queued: bool = False, key: str | None = None) -> str:
         """Record a request announced at ``at_s`` with its predicted run time
         ``(point, lower, upper)``; returns its job id (``job``, or a new one). ``start_s``: when
         it starts, if known; else ``queued`` says a queue holds it (it starts at the earliest
-        moment asked, until :meth:`started`), and without either it starts at ``at_s``."""
+        moment asked, until :meth:`started`), and without either it starts at ``at_s``.
+        ``key``: the calibration key of its interval, which its finish updates (``calibration``)."""
         point, lower, upper = (max(0.0, float(d)) for d in duration)
         with self._lock:
             if job is None:
@@ -134,8 +139,10 @@ class InFlight:
             jobs = self._jobs.setdefault(producer, {})
             self._seen.add(producer)
             durations = (point, min(lower, point), max(upper, point))
+            widened = (self.calibration.delta(key)
+                       if self.calibration is not None and key is not None else 0.0)
             jobs[job] = _Job(at_s, at_s if start_s is None else start_s, durations, float(units),
-                             queued and start_s is None)
+                             queued and start_s is None, key, widened)
             self._first.setdefault(producer, at_s)
             arrivals = self._arrivals.setdefault(producer, deque(maxlen=self.max_jobs))
             arrivals.append((at_s, float(units), durations))
@@ -156,13 +163,24 @@ class InFlight:
             found.start, found.queued = at_s, False
             return True
 
-    def finished(self, producer: str, job: str) -> bool:
-        """The request is seen to finish: it leaves the ledger."""
+    def finished(self, producer: str, job: str, at_s: float | None = None) -> bool:
+        """The request is seen to finish (at ``at_s``, if told): it leaves the ledger. With a
+        ``calibration``, its run time (``at_s`` less its start; a queued one's start is unknown)
+        is scored against its interval as calibrated (the one announced, less the widening
+        the calibration had given it then)."""
         with self._lock:
-            if self._jobs.get(producer, {}).pop(job, None) is None:
+            found = self._jobs.get(producer, {}).pop(job, None)
+            if found is None:
                 self.late += 1
                 return False
-            return True
+        if (self.calibration is not None and found.key is not None and at_s is not None
+                and not found.queued and at_s >= found.start):
+            _, lower, upper = found.durations
+            shift = found.widened  # the interval as calibrated, before the calibration widened it
+            self.calibration.update(found.key, at_s - found.start,
+                                math.expm1(math.log1p(lower) + shift) if lower > 0 else 0.0,
+                                math.expm1(math.log1p(upper) - shift), served=(lower, upper))
+        return True
 
     def producers(self) -> list[str]:
         with self._lock:

@@ -137,6 +137,18 @@ class IntentModel:
         groups, types = row_groups(frame, self.group_column, self.type_column)
         return self._offsets(groups, types)
 
+    def interval_keys(self, frame: pd.DataFrame) -> list[str]:
+        """Each row's calibration key (:func:`lookup_key`): the offset its interval took."""
+        groups, types = row_groups(frame, self.group_column, self.type_column)
+        return [lookup_key(self.offsets, g, t) for g, t in zip(groups, types, strict=True)]
+
+    def row_keys(self, rows: list[dict]) -> list[str]:
+        """:meth:`interval_keys` for request dicts (the serving path)."""
+        return [lookup_key(self.offsets,
+                           _group_key(row.get(self.group_column)) if self.group_column else "*",
+                           _category(row.get(self.type_column)) if self.type_column else None)
+                for row in rows]
+
     def _offsets(self, groups: list[str], types: list[str | None]) -> np.ndarray:
         """The most specific calibrated offset per row (see :func:`lookup_offset`)."""
         return np.array([lookup_offset(self.offsets, g, t)
@@ -248,11 +260,18 @@ def cell_key(group: str, kind: str) -> str:
 
 def lookup_offset(offsets: dict[str, float], group: str, kind: str | None) -> float:
     """The offset of the (group, type) cell, else of the group, else the pooled one ("*")."""
+    return offsets.get(lookup_key(offsets, group, kind), 0.0)
+
+
+def lookup_key(offsets: dict[str, float], group: str, kind: str | None) -> str:
+    """The key whose offset a request of ``group`` and type ``kind`` takes: its cell's, else its
+    group's, else the pooled "*" (the key online interval tracking follows,
+    :mod:`models.tier2.online_calibration`)."""
     if kind is not None:
-        value = offsets.get(cell_key(group, kind))
-        if value is not None:
-            return value
-    return offsets.get(group, offsets.get("*", 0.0))
+        cell = cell_key(group, kind)
+        if cell in offsets:
+            return cell
+    return group if group in offsets else "*"
 
 
 def row_groups(frame: pd.DataFrame, group_column: str | None, type_column: str | None

@@ -203,3 +203,41 @@ def test_tracked_requests_hold_tier2_until_reported_finished(client):
     assert started.json() == {"started": 1, "finished": 0, "unknown": 0}
     assert "leadtime_tier2_queued_requests 0.0" in client.get("/metrics").text
     assert client.post("/v1/requests/progress", json={"finished": []}).status_code == 401
+
+
+def test_finished_run_times_recalibrate_the_interval_of_their_calibration_key(client):
+    """Online recalibration: once a calibration key has its 100 outcomes, tracked requests
+    reported finished far past their interval's upper end widen the interval served to the next
+    request of that key; /metrics shows the key's outcomes, coverage and widening."""
+    import time
+
+    from models.tier2.online_calibration import MIN_OUTCOMES
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    body = {"consumer_id": "C002", "producer_id": "P1", "request_type": "TXT_2_IMG",
+            "steps": 30, "images": 2}
+    before = client.post("/v1/requests/predict", json=body).json()
+    key = before["calibration_key"]
+    assert key
+    tracked = [{**body, "request_id": f"slow{i}"} for i in range(MIN_OUTCOMES)]
+    answer = client.post("/v1/requests/predict", headers=auth, json=tracked).json()
+    assert answer["in_flight"] == MIN_OUTCOMES
+    late = time.time() + 10 * before["upper"] + 3600.0  # far past any interval's upper end
+    done = client.post("/v1/requests/progress", headers=auth, json={"finished": [
+        {"producer_id": "P1", "request_id": f"slow{i}", "at_s": late}
+        for i in range(MIN_OUTCOMES)]})
+    assert done.json()["finished"] == MIN_OUTCOMES
+    after = client.post("/v1/requests/predict", json=body).json()
+    assert after["demand"] == pytest.approx(before["demand"])
+    assert after["upper"] > before["upper"] and after["lower"] <= before["lower"]
+    text = client.get("/metrics").text
+    outcomes = _metric(text, f'leadtime_tier2_interval_outcomes_total{{key="{key}"}}')
+    assert outcomes >= MIN_OUTCOMES  # and any finished in the tests before, at their report
+    assert (_metric(text, f'leadtime_tier2_interval_coverage{{key="{key}"}}')
+            <= 1 - MIN_OUTCOMES / outcomes)
+    assert _metric(text, f'leadtime_tier2_interval_widening{{key="{key}"}}') > 0
+
+
+def _metric(text: str, series: str) -> float:
+    line = next(line for line in text.splitlines() if line.startswith(series + " "))
+    return float(line.rsplit(" ", 1)[1])
