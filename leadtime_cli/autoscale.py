@@ -257,7 +257,8 @@ def frontier(
         "--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml (default: "
                         "a --scenario).")] = None,
     scenario: Annotated[str | None, typer.Option(
-        help="The generated request scenario consumer_jobs, when no --trace.")] = None,
+        help="A generated request scenario (consumer_jobs, or consumer_jobs_direct without "
+        "its queue), when no --trace.")] = None,
     producer: Annotated[
         str | None,
         typer.Option(help="The producer to sweep (needed when the trace has several)."),

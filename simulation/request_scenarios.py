@@ -12,6 +12,9 @@ GPU pool serving 36 consumers in three groups:
 Each request's run time follows its size (a numeric field known at submission), its type and
 its consumer's own speed factor, with noise; so the consumer's profile and the request's fields
 predict it, and the work already admitted is the most certain part of the next window.
+
+``consumer_jobs_direct`` is the same trace without the queue: every job starts when it is
+submitted, so a queue's lead is gone and Tier 2 leads only by the work in flight.
 """
 
 from __future__ import annotations
@@ -83,4 +86,15 @@ def _requests(rng, consumer: str, group: str, speed: float, shifts: bool,
     return out
 
 
-REQUEST_SCENARIOS = {"consumer_jobs": consumer_jobs}
+def consumer_jobs_direct(folder: Path, days: int = 14, seed: int = 0) -> Path:
+    """``consumer_jobs`` without the front-end queue: the same requests, each starting when it is
+    submitted (no ``wait`` in the schema), as on a cluster whose jobs are admitted at once. Tier
+    2 then leads only by the work in flight and the rate of new work, never by a queue."""
+    queued = consumer_jobs(folder, days, seed)
+    path = folder / "consumer_jobs_direct.csv"
+    pd.read_csv(queued).drop(columns="queue_s").to_csv(path, index=False)
+    path.with_suffix(".schema.yaml").write_text(SCHEMA.replace("wait: queue_s\n", ""))
+    return path
+
+
+REQUEST_SCENARIOS = {"consumer_jobs": consumer_jobs, "consumer_jobs_direct": consumer_jobs_direct}

@@ -198,3 +198,20 @@ def test_tier2_predictions_come_from_fits_on_finished_requests_only(state, tmp_p
     first_day = pd.Timestamp(result.frame.arrival_s.min(), unit="s").floor("D").timestamp()
     assert (predicted.arrival_s >= first_day + 86400).all()  # nothing before the first fit
     assert (predicted.lower <= predicted.point).all() and (predicted.point <= predicted.upper).all()
+
+
+def test_consumer_jobs_direct_is_the_same_requests_without_the_queue(tmp_path):
+    """The no-queue variant keeps every request, and its replay starts each one when it is
+    submitted: the occupancy load of the queued trace, each job moved to its arrival."""
+    from leadtime.data import read_request_trace
+    from simulation.request_scenarios import REQUEST_SCENARIOS
+    from simulation.traces import request_runs
+
+    queued = request_runs(read_request_trace(REQUEST_SCENARIOS["consumer_jobs"](
+        tmp_path / "q", days=2)))
+    direct = request_runs(read_request_trace(REQUEST_SCENARIOS["consumer_jobs_direct"](
+        tmp_path / "d", days=2)))
+    assert len(direct) == len(queued) and (queued.start_s > queued.arrival_s).any()
+    assert (direct.start_s == direct.arrival_s).all()
+    assert np.allclose(direct.end_s - direct.start_s, queued.end_s - queued.start_s)
+    assert np.allclose(direct.units, queued.units)
