@@ -248,7 +248,7 @@ def evaluate(data: Dataset, models: dict[str, IntentModel]) -> dict:
 
 
 def recalibrated(test: pd.DataFrame, y: np.ndarray, predicted: tuple, model: IntentModel,
-            unit: str) -> tuple:
+                 unit: str) -> tuple:
     """The intent model's holdout intervals as a service recalibrating them online would serve
     them (:mod:`models.tier2.online_calibration`): each request's widened by the outcomes known
     before it arrived, a request's outcome known when the feature store knows it
@@ -261,8 +261,8 @@ def recalibrated(test: pd.DataFrame, y: np.ndarray, predicted: tuple, model: Int
     known = known_at(test.assign(y=y), unit)
     seconds = [(t - arrivals.iloc[0]).dt.total_seconds() for t in (arrivals, known)]
     lo, hi = recalibrated_intervals(seconds[0].tolist(), seconds[1].tolist(),
-                               model.interval_keys(test), y.tolist(), point.tolist(),
-                               lower.tolist(), upper.tolist())
+                                    model.interval_keys(test), y.tolist(), point.tolist(),
+                                    lower.tolist(), upper.tolist())
     return point, np.asarray(lo), np.asarray(hi)
 
 

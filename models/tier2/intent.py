@@ -265,7 +265,7 @@ def lookup_offset(offsets: dict[str, float], group: str, kind: str | None) -> fl
 
 def lookup_key(offsets: dict[str, float], group: str, kind: str | None) -> str:
     """The key whose offset a request of ``group`` and type ``kind`` takes: its cell's, else its
-    group's, else the pooled "*" (the key online interval tracking follows,
+    group's, else the pooled "*" (the key online recalibration follows,
     :mod:`models.tier2.online_calibration`)."""
     if kind is not None:
         cell = cell_key(group, kind)

@@ -40,6 +40,7 @@ widened by what finished before it arrived: no outcome from its future.
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections import deque
@@ -79,7 +80,8 @@ class OnlineCalibration:
         self.coverage = coverage
         self.window = window
         self.min_outcomes = min_outcomes
-        self._scores: dict[str, deque[float]] = {}
+        self._scores: dict[str, deque[float]] = {}  # per key, the last ``window``, in order
+        self._ranked: dict[str, list[float]] = {}
         self._delta: dict[str, float] = {}
         self._outcomes: dict[str, list[int]] = {}  # key -> [inside, missed] as served
         self._lock = threading.Lock()
@@ -95,14 +97,18 @@ class OnlineCalibration:
         low, high = served if served is not None else (lower, upper)
         missed = not (low <= actual <= high)
         with self._lock:
-            scores = self._scores.setdefault(key, deque(maxlen=self.window))
+            scores = self._scores.setdefault(key, deque())
+            ranked = self._ranked.setdefault(key, [])  # the same scores, kept sorted
+            if len(scores) == self.window:
+                del ranked[bisect.bisect_left(ranked, scores.popleft())]
             scores.append(value)
+            bisect.insort(ranked, value)
             counts = self._outcomes.setdefault(key, [0, 0])
             counts[int(missed)] += 1
-            n = len(scores)
+            n = len(ranked)
             if n >= self.min_outcomes:
                 k = min(n, math.ceil((n + 1) * self.coverage - 1e-9))
-                self._delta[key] = sorted(scores)[k - 1]
+                self._delta[key] = ranked[k - 1]
 
     def outcomes(self) -> dict[str, dict[str, float]]:
         """Per key: outcomes seen, the share inside the interval served, the widening now."""

@@ -93,3 +93,17 @@ def test_the_ledger_scores_each_finished_request_against_its_interval_as_calibra
     assert ledger.finished("p", "next", at_s=400.0)  # inside what it was served
     assert calibration.outcomes()["1|a"]["coverage"] == pytest.approx(2 / 3)
     assert calibration.delta("1|a") == pytest.approx(widened)  # 400 s missed the calibrated one
+
+
+def test_the_widening_is_the_conformal_quantile_of_the_last_window_scores():
+    rng = np.random.default_rng(1)
+    calibration = OnlineCalibration(window=50, min_outcomes=10)
+    values = np.expm1(rng.uniform(0, 4, 300))
+    scores = []
+    for y in values:
+        calibration.update("k", float(y), 2.0, 10.0)
+        scores.append(max(math.log1p(2.0) - math.log1p(y), math.log1p(y) - math.log1p(10.0)))
+        last = sorted(scores[-50:])
+        if len(last) >= 10:
+            k = min(len(last), math.ceil((len(last) + 1) * 0.8 - 1e-9))
+            assert calibration.delta("k") == pytest.approx(last[k - 1])
