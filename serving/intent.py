@@ -260,7 +260,7 @@ class InFlightCollector:
         yield CounterMetricFamily("leadtime_tier2_dropped_requests",
                                   "Tracked requests dropped without a finish report.",
                                   value=ledger.dropped)
-        calibration = getattr(ledger, "calibration", None)
+        calibration = ledger.calibration
         if calibration is not None:
             outcomes = calibration.outcomes()
             scored = CounterMetricFamily(

@@ -125,11 +125,7 @@ class IntentModel:
         matrix = [[_category(row.get(col)) if col in cats else _float(row.get(col))
                    for col in self.features] for row in rows]
         raw = np.asarray(self.booster.predict(matrix)).reshape(len(rows), -1)
-        groups = [_group_key(row.get(self.group_column)) if self.group_column else "*"
-                  for row in rows]
-        types = ([_category(row.get(self.type_column)) for row in rows] if self.type_column
-                 else [None] * len(rows))
-        point, lower, upper = _bounds(raw, self._offsets(groups, types), self.interval)
+        point, lower, upper = _bounds(raw, self._offsets(*self._row_cells(rows)), self.interval)
         return list(zip(point.tolist(), lower.tolist(), upper.tolist(), strict=True))
 
     def offset_for(self, frame: pd.DataFrame) -> np.ndarray:
@@ -139,20 +135,27 @@ class IntentModel:
 
     def interval_keys(self, frame: pd.DataFrame) -> list[str]:
         """Each row's calibration key (:func:`lookup_key`): the offset its interval took."""
-        groups, types = row_groups(frame, self.group_column, self.type_column)
-        return [lookup_key(self.offsets, g, t) for g, t in zip(groups, types, strict=True)]
+        return self._keys(*row_groups(frame, self.group_column, self.type_column))
 
     def row_keys(self, rows: list[dict]) -> list[str]:
         """:meth:`interval_keys` for request dicts (the serving path)."""
-        return [lookup_key(self.offsets,
-                           _group_key(row.get(self.group_column)) if self.group_column else "*",
-                           _category(row.get(self.type_column)) if self.type_column else None)
-                for row in rows]
+        return self._keys(*self._row_cells(rows))
+
+    def _row_cells(self, rows: list[dict]) -> tuple[list[str], list[str | None]]:
+        """Each request dict's consumer group and request type keys (:func:`row_groups`)."""
+        groups = [_group_key(row.get(self.group_column)) if self.group_column else "*"
+                  for row in rows]
+        types = ([_category(row.get(self.type_column)) for row in rows] if self.type_column
+                 else [None] * len(rows))
+        return groups, types
+
+    def _keys(self, groups: list[str], types: list[str | None]) -> list[str]:
+        return [lookup_key(self.offsets, g, t) for g, t in zip(groups, types, strict=True)]
 
     def _offsets(self, groups: list[str], types: list[str | None]) -> np.ndarray:
         """The most specific calibrated offset per row (see :func:`lookup_offset`)."""
-        return np.array([lookup_offset(self.offsets, g, t)
-                         for g, t in zip(groups, types, strict=True)], dtype=float)
+        return np.array([self.offsets.get(key, 0.0) for key in self._keys(groups, types)],
+                        dtype=float)
 
     def save(self, folder: Path) -> Path:
         folder = Path(folder)

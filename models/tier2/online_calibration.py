@@ -90,12 +90,12 @@ class OnlineCalibration:
         return self._delta.get(key, 0.0)
 
     def update(self, key: str, actual: float, lower: float, upper: float,
-               served: tuple[float, float] | None = None) -> None:
-        """One outcome: ``actual`` against the interval as calibrated (``lower``, ``upper``);
-        ``served``, the bounds it was served, counts whether it missed (default: the same)."""
-        value = score(actual, lower, upper)
-        low, high = served if served is not None else (lower, upper)
-        missed = not (low <= actual <= high)
+               widened: float = 0.0) -> None:
+        """One outcome: ``actual`` against the interval it was served (``lower``, ``upper``),
+        which this calibration had widened by ``widened``: its score against the interval as
+        calibrated is its score against the served one plus the widening."""
+        value = score(actual, lower, upper) + widened
+        missed = not (lower <= actual <= upper)
         with self._lock:
             scores = self._scores.setdefault(key, deque())
             ranked = self._ranked.setdefault(key, [])  # the same scores, kept sorted
@@ -118,10 +118,11 @@ class OnlineCalibration:
                     for key, (inside, missed) in sorted(self._outcomes.items())}
 
 
-def recalibrated_intervals(arrivals: Iterable[float], known: Iterable[float], keys: Iterable[str],
-                      actual: Iterable[float], point: Iterable[float], lower: Iterable[float],
-                      upper: Iterable[float], calibration: OnlineCalibration | None = None
-                      ) -> tuple[list[float], list[float]]:
+def recalibrated_intervals(arrivals: Iterable[float], known: Iterable[float],
+                           keys: Iterable[str], actual: Iterable[float], point: Iterable[float],
+                           lower: Iterable[float], upper: Iterable[float],
+                           calibration: OnlineCalibration | None = None
+                           ) -> tuple[list[float], list[float]]:
     """The intervals a recalibrating service would have served, requests in arrival order: each
     widened by the outcomes known (``known``, a time on the arrivals' clock) strictly before it
     arrived. Returns the served lower and upper bounds, in the input order.
@@ -130,8 +131,8 @@ def recalibrated_intervals(arrivals: Iterable[float], known: Iterable[float], ke
     5 and 11 s; the second (at 10 s) is not, as only one was known then:
 
     >>> lo, hi = recalibrated_intervals([0, 10, 12], [5, 11, 30], ["k"] * 3, [30, 12, 1],
-    ...                            [4, 4, 4], [2, 2, 2], [10, 10, 10],
-    ...                            OnlineCalibration(min_outcomes=2))
+    ...                                 [4, 4, 4], [2, 2, 2], [10, 10, 10],
+    ...                                 OnlineCalibration(min_outcomes=2))
     >>> [round(v, 2) for v in hi]
     [10.0, 10.0, 30.0]
     """
@@ -140,15 +141,15 @@ def recalibrated_intervals(arrivals: Iterable[float], known: Iterable[float], ke
             zip(arrivals, known, keys, actual, point, lower, upper, strict=True)]
     order = sorted(range(len(rows)), key=lambda i: rows[i][0])
     reveal = sorted(range(len(rows)), key=lambda i: rows[i][1])
-    served_lo, served_hi = [0.0] * len(rows), [0.0] * len(rows)
+    served_lo, served_hi, widened = ([0.0] * len(rows) for _ in range(3))
     told = 0
     for i in order:
         arrival, _, key, _, p, lo, hi = rows[i]
         # known strictly before this arrival, so it arrived before it too: already served
         while told < len(reveal) and rows[reveal[told]][1] < arrival:
             j = reveal[told]
-            _, _, key_j, y_j, _, lo_j, hi_j = rows[j]
-            calibration.update(key_j, y_j, lo_j, hi_j, (served_lo[j], served_hi[j]))
+            calibration.update(rows[j][2], rows[j][3], served_lo[j], served_hi[j], widened[j])
             told += 1
-        _, served_lo[i], served_hi[i] = widen(p, lo, hi, calibration.delta(key))
+        widened[i] = calibration.delta(key)
+        _, served_lo[i], served_hi[i] = widen(p, lo, hi, widened[i])
     return served_lo, served_hi
