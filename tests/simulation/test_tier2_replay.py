@@ -201,8 +201,8 @@ def test_tier2_predictions_come_from_fits_on_finished_requests_only(state, tmp_p
 
 
 def test_consumer_jobs_direct_is_the_same_requests_without_the_queue(tmp_path):
-    """The no-queue variant keeps every request, and its replay starts each one when it is
-    submitted: the occupancy load of the queued trace, each job moved to its arrival."""
+    """The no-queue variant keeps every request, with the same run time and units, and its
+    replay starts each one when it is submitted."""
     from leadtime.data import read_request_trace
     from simulation.request_scenarios import REQUEST_SCENARIOS
     from simulation.traces import request_runs
