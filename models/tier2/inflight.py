@@ -167,7 +167,7 @@ class InFlight:
         """The request is seen to finish (at ``at_s``, if told): it leaves the ledger. With a
         ``calibration``, its run time (``at_s`` less its start; a queued one's start is unknown)
         is scored against its interval as calibrated (the one announced, less the widening
-        the calibration had given it then: :meth:`OnlineCalibration.update`)."""
+        the calibration had given it then)."""
         with self._lock:
             found = self._jobs.get(producer, {}).pop(job, None)
             if found is None:
@@ -176,7 +176,10 @@ class InFlight:
         if (self.calibration is not None and found.key is not None and at_s is not None
                 and not found.queued and at_s >= found.start):
             _, lower, upper = found.durations
-            self.calibration.update(found.key, at_s - found.start, lower, upper, found.widened)
+            shift = found.widened  # the interval as calibrated, before it was widened
+            self.calibration.update(found.key, at_s - found.start,
+                                    math.expm1(math.log1p(lower) + shift) if lower > 0 else 0.0,
+                                    math.expm1(math.log1p(upper) - shift), served=(lower, upper))
         return True
 
     def producers(self) -> list[str]:

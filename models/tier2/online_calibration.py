@@ -90,12 +90,12 @@ class OnlineCalibration:
         return self._delta.get(key, 0.0)
 
     def update(self, key: str, actual: float, lower: float, upper: float,
-               widened: float = 0.0) -> None:
-        """One outcome: ``actual`` against the interval it was served (``lower``, ``upper``),
-        which this calibration had widened by ``widened``: its score against the interval as
-        calibrated is its score against the served one plus the widening."""
-        value = score(actual, lower, upper) + widened
-        missed = not (lower <= actual <= upper)
+               served: tuple[float, float] | None = None) -> None:
+        """One outcome: ``actual`` against the interval as calibrated (``lower``, ``upper``);
+        ``served``, the bounds it was served, counts whether it missed (default: the same)."""
+        value = score(actual, lower, upper)
+        low, high = served if served is not None else (lower, upper)
+        missed = not (low <= actual <= high)
         with self._lock:
             scores = self._scores.setdefault(key, deque())
             ranked = self._ranked.setdefault(key, [])  # the same scores, kept sorted
@@ -141,15 +141,15 @@ def recalibrated_intervals(arrivals: Iterable[float], known: Iterable[float],
             zip(arrivals, known, keys, actual, point, lower, upper, strict=True)]
     order = sorted(range(len(rows)), key=lambda i: rows[i][0])
     reveal = sorted(range(len(rows)), key=lambda i: rows[i][1])
-    served_lo, served_hi, widened = ([0.0] * len(rows) for _ in range(3))
+    served_lo, served_hi = [0.0] * len(rows), [0.0] * len(rows)
     told = 0
     for i in order:
         arrival, _, key, _, p, lo, hi = rows[i]
         # known strictly before this arrival, so it arrived before it too: already served
         while told < len(reveal) and rows[reveal[told]][1] < arrival:
             j = reveal[told]
-            calibration.update(rows[j][2], rows[j][3], served_lo[j], served_hi[j], widened[j])
+            _, _, key_j, y_j, _, lo_j, hi_j = rows[j]
+            calibration.update(key_j, y_j, lo_j, hi_j, (served_lo[j], served_hi[j]))
             told += 1
-        widened[i] = calibration.delta(key)
-        _, served_lo[i], served_hi[i] = widen(p, lo, hi, widened[i])
+        _, served_lo[i], served_hi[i] = widen(p, lo, hi, calibration.delta(key))
     return served_lo, served_hi
