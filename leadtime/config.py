@@ -279,6 +279,20 @@ class EngineSpec(_Strict):
         "sizes, and each price's spend estimated with the candidates ranked at its own "
         "quantile (chosen by leave-one-trace-out over traces at 1, 5, 30 and 60-minute "
         "samples); 'cost', at the quantile of violation_cost whatever the price in force.")
+    sizing_step_aside: bool = Field(
+        default=True, description="Step aside to reacting where it has done better: while "
+        "the HPA twin (run on the same load) has missed less of the windows' load than the "
+        "sizing would have, by at least sizing_step_aside_margin, the loop holds what the "
+        "twin holds. Each window counts the load of its peak where the peak exceeded what was "
+        "held, as the SLO's share of requests counts it; older windows fade over "
+        "sizing_step_aside_memory_s. On by default, chosen by leave-one-trace-out over traces "
+        "at 1, 5, 30 and 60-minute samples.")
+    sizing_step_aside_memory_s: float = Field(
+        default=7 * 86400.0, gt=0, description="How fast older windows fade in the step-aside "
+        "comparison: a window's weight is exp(-age / this).")
+    sizing_step_aside_margin: float = Field(
+        default=0.1, ge=0, lt=1, description="How much less the twin must have missed, as a "
+        "share of what the sizing missed, before the loop steps aside.")
     sizing_history_s: float = Field(
         default=3 * 86400.0, gt=0, description="Windows the sizing calibration learns from.")
     sizing_min_history_s: float = Field(

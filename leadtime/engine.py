@@ -94,6 +94,9 @@ class Sizing:
     own_spend: float | None = None
     aim: float | None = None  # the multiple of reacting's spend aimed at now: the budget, moved
     # by what the loop really spent over the trailing window (engine.sizing_budget_feedback)
+    # stepping aside (engine.sizing_step_aside): the windows' load the sizing would have
+    # missed and the HPA twin missed, faded with age; None when the sizing holds
+    aside: tuple[float, float] | None = None
 
     def usable(self) -> bool:
         return math.isfinite(self.value) and self.value >= 0
@@ -342,7 +345,13 @@ def allocate(
     score: float | None = None
     if prediction is not None:
         score = load_score(prediction.point, current * config.capacity_per_instance)
-    if calibrated and sizing.price == 0:
+    if calibrated and sizing.aside is not None:
+        wanted = 0
+        reasons.append(
+            f"stepping aside: the HPA twin has missed less of the windows' load than the "
+            f"sizing would have ({sizing.aside[1]:.4g} against {sizing.aside[0]:.4g}, older "
+            f"windows fading), so the loop holds what it holds")
+    elif calibrated and sizing.price == 0:
         wanted = 0
         reasons.append(
             f"budget: holding what reacting holds, nothing bought ahead (price 0): the sizing "

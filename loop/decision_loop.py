@@ -440,6 +440,12 @@ class DecisionLoop:
             self._pool_prices(now)
             held_notes: dict[str, str] = {}
             for pid, s in states.items():
+                twin = self._twins.get(pid)
+                if sizing[pid] is not None and sizing[pid].aside is not None and twin.sized:
+                    # stepping aside: the floor is what the HPA twin holds, as reacting would
+                    states[pid] = replace(s, reacting_instances=twin.instances)
+                    held_notes[pid] = f"reacting floor: what the HPA twin holds, {twin.instances}"
+                    continue
                 reacting = sizing[pid] is None or sizing[pid].source == REACTIVE
                 if reacting and held[pid] is not None:  # as Kubernetes: never back up to it
                     held[pid] = min(max(s.instances, s.reacting_instances), held[pid])

@@ -95,6 +95,9 @@ class SizingConfig:
     violation_unit: str = ENGINE_DEFAULTS.violation_unit  # "window" or "demand"
     sizing_rank_at: str = ENGINE_DEFAULTS.sizing_rank_at  # "cost" or "in_force"
     sizing_budget_scale_floor: float = ENGINE_DEFAULTS.sizing_budget_scale_floor
+    sizing_step_aside: bool = ENGINE_DEFAULTS.sizing_step_aside
+    sizing_step_aside_memory_s: float = ENGINE_DEFAULTS.sizing_step_aside_memory_s
+    sizing_step_aside_margin: float = ENGINE_DEFAULTS.sizing_step_aside_margin
 
     @classmethod
     def from_engine(cls, engine: EngineSpec) -> SizingConfig:
@@ -102,7 +105,8 @@ class SizingConfig:
         return cls(**{name: getattr(engine, name) for name in (
             "violation_cost", "sizing_history_s", "sizing_min_history_s", "sizing_min_windows",
             "sizing_budget", "sizing_budget_window_s", "sizing_budget_feedback",
-            "violation_unit", "sizing_rank_at", "sizing_budget_scale_floor")})
+            "violation_unit", "sizing_rank_at", "sizing_budget_scale_floor",
+            "sizing_step_aside", "sizing_step_aside_memory_s", "sizing_step_aside_margin")})
 
     @property
     def quantile(self) -> float:
@@ -294,6 +298,11 @@ class WindowPeakCalibrator:
         self._mix = 0.0  # the budget mode's share of refit periods owed the next price up
         self.spend_rows: tuple[np.ndarray, ...] | None = None  # per window (_fit_spend)
         self.aim: float | None = None  # the budget mode's aim at the last refit (price_for)
+        # stepping aside: the windows' load sizing would have missed and the twin missed, faded
+        self.missed: tuple[float, float] | None = None
+        self.aside = False  # the twin has missed less: the loop holds what it holds
+        self._outcomes: tuple[np.ndarray, ...] | None = None  # per window (_fit_spend)
+        self._counted = (-math.inf, -math.inf)  # the newest window in ``missed``, and when
 
     def _per_quantile(self, value: float | np.ndarray) -> np.ndarray | None:
         """``value`` at each grid quantile (one value is the same at all), or None unless every
@@ -377,6 +386,36 @@ class WindowPeakCalibrator:
         self._fit_spend(now, sized)
         if c.sizing_budget is not None:
             self.price = self._within_budget(c.sizing_budget)
+        if c.sizing_step_aside:
+            self._step_aside(now)
+
+    def _step_aside(self, now: float) -> None:
+        """Whether the loop steps aside to reacting (``engine.sizing_step_aside``). Each window
+        closed since the last refit counts the load of its peak where the peak exceeded what
+        was held, as the SLO's share of requests counts it: by the sizing at the highest price
+        whose estimate fits the budget (before the feedback on what was really held), and by
+        the HPA twin's count. The sums fade by ``exp(-age / sizing_step_aside_memory_s)``; the
+        loop steps aside while the twin's is under the sizing's by the margin."""
+        if self._outcomes is None:
+            return
+        t0s, peaks, instances, twin = self._outcomes
+        new = t0s > self._counted[0]
+        if not new.any():
+            return
+        c = self.config
+        if c.sizing_budget is None:
+            index = len(c.prices) - 1
+        else:
+            fits = np.flatnonzero(self.spend <= c.sizing_budget * self.spend_reacting)
+            index = int(fits[-1]) if fits.size else 0
+        unit = self.capacity[0] * (1 + 1e-9)
+        peaks, held, twin = peaks[new], instances[index][new], twin[new]
+        missed = (float(peaks[peaks > held * unit].sum()), float(peaks[peaks > twin * unit].sum()))
+        if self.missed is not None:
+            fade = math.exp(-(now - self._counted[1]) / c.sizing_step_aside_memory_s)
+            missed = (self.missed[0] * fade + missed[0], self.missed[1] * fade + missed[1])
+        self.missed, self._counted = missed, (float(t0s[new][-1]), now)
+        self.aside = missed[1] < (1.0 - c.sizing_step_aside_margin) * missed[0]
 
     def _instances(self, sized: np.ndarray) -> np.ndarray:
         unit, low, high = self.capacity
@@ -438,6 +477,9 @@ class WindowPeakCalibrator:
         # per window, for a producer pooling its resources' records (:func:`pooled_price`)
         self.spend_rows = (t0s[mask], at_price, at_price[used[mask], rows],
                            reacting[mask] * spacing, actual[mask] * spacing)
+        # per window, what each price's sizing and the twin held against its peak (_step_aside)
+        self._outcomes = (t0s[mask], closed.column("peak")[mask],
+                          at_price / np.maximum(spacing, 1e-12), reacting[mask])
 
     def _within_budget(self, budget: float) -> float:
         """The highest price whose sizing would have held at most ``budget`` times what the HPA
@@ -487,6 +529,8 @@ class WindowPeakCalibrator:
             if arr is not None:
                 usable.append((float(self.losses[name][rank]), name, arr))
         budget = self.config.sizing_budget
+        if floor is not None and self.aside:  # the twin has done better: hold what it holds
+            return self._reacting(now, aside=True)
         if budget is not None and floor is not None and (not usable or self.price == 0):
             # the budget mode buys nothing it cannot measure; without a reacting floor (no
             # load known) there is nothing to hold instead, so the tiers size as in the price mode
@@ -508,13 +552,15 @@ class WindowPeakCalibrator:
                       own_spend=self.spend_held if budget is not None else None,
                       aim=self.aim if budget is not None else None)
 
-    def _reacting(self, now: float) -> Sizing:
+    def _reacting(self, now: float, aside: bool = False) -> Sizing:
         """The budget mode's sizing at price 0, and while no candidate is calibrated: nothing
-        bought ahead, so the decision holds the reacting floor (what the load needs now)."""
+        bought ahead, so the decision holds the reacting floor (what the load needs now).
+        Stepping ``aside``, the loop raises that floor to what the HPA twin holds."""
         self._chosen = (now, 0)
         return Sizing(value=0.0, quantile=0.0, source=REACTIVE, factor=0.0, price=0.0,
                       budget=self.config.sizing_budget, reacting_spend=self.spend_reacting,
-                      own_spend=self.spend_held, aim=self.aim)
+                      own_spend=self.spend_held, aim=self.aim,
+                      aside=self.missed if aside else None)
 
 
 def pooled_price(sizers: Sequence[WindowPeakCalibrator], budget: float) -> float | None:

@@ -47,12 +47,16 @@ PEERS = ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa")
 COST_BAR = 1.05  # instance-hours against the HPA's
 _BUDGET = {"reacting_floor": True, "violation_cost": 199.0, "sizing_budget_feedback": "estimate"}
 _HELD = _BUDGET | {"reacting_stabilisation_s": 300.0}
-_RANKED = _HELD | {"sizing_budget": 1.03, "sizing_rank_at": "in_force"}
+_RANKED = _HELD | {"sizing_budget": 1.03, "sizing_rank_at": "in_force",
+                   "sizing_budget_scale_floor": 1.0}
 ALTERNATIVES: dict[str, dict[str, Any]] = {
-    "a shortfall raises the allowance, scale floor 0.8": _RANKED
-    | {"sizing_budget_scale_floor": 0.8},
-    "a shortfall raises none, scale floor 1.0 (default)": _RANKED
-    | {"sizing_budget_scale_floor": 1.0},
+    "sizing always": _RANKED | {"sizing_step_aside": False},
+    "step aside where the twin missed a tenth less (default)": _RANKED | {
+        "sizing_step_aside": True, "sizing_step_aside_memory_s": 7 * 86400.0,
+        "sizing_step_aside_margin": 0.1},
+    "step aside where the twin missed a fifth less": _RANKED | {
+        "sizing_step_aside": True, "sizing_step_aside_memory_s": 7 * 86400.0,
+        "sizing_step_aside_margin": 0.2},
 }
 
 

@@ -1,0 +1,87 @@
+"""Stepping aside to reacting (``engine.sizing_step_aside``): while the HPA twin has missed
+less of the windows' load than the sizing would have, the loop holds what the twin holds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from loop.sizing import SizingConfig, WindowPeakCalibrator
+from simulation.bench import HISTORY_S, engine_spec, replay_setup
+from simulation.config import derive_config
+from simulation.forecast import daily_tier1
+from simulation.policies import HPA, Leadtime
+from simulation.scenarios import scenario
+from simulation.simulator import simulate
+
+HOUR = 3600.0
+
+
+def drive(foresees: bool) -> WindowPeakCalibrator:
+    """Hourly passes over load in blocks of five busy hours (100) and five quiet ones (10).
+    The HPA twin holds what the last hour needed, so it misses only each block's first hour.
+    The one tier answers 50 whatever comes (no skill), or, with ``foresees``, the window's
+    true peak. The budget affords half as much again as the twin spends, so sizing cannot
+    simply hold the busy hours' count throughout."""
+    config = SizingConfig(violation_cost=99.0, sizing_budget=1.5, sizing_min_windows=10,
+                          sizing_min_history_s=0, sizing_step_aside=True)
+    sizer = WindowPeakCalibrator(300.0 + HOUR, config)
+    loads = np.tile([100.0] * 5 + [10.0] * 5, 20)
+    for i in range(len(loads) - 2):
+        now = i * HOUR
+        value = max(loads[i], loads[i + 1]) if foresees else 50.0  # the hours the window spans
+        sizing = sizer.sizing(now, {"tier1": value})
+        twin = int(loads[i - 1]) if i else 10
+        sizer.record(now, {"tier1": value}, reacting=twin)
+        sizer.held(now, twin if sizing is None else int(np.ceil(sizing.value)))
+        sizer.observe(now + HOUR, loads[i])
+    return sizer
+
+
+def test_a_tier_without_skill_steps_aside_to_what_the_twin_holds():
+    sizer = drive(foresees=False)
+    sized, reacting = sizer.missed
+    assert reacting < 0.9 * sized  # the twin misses each block's first hour, sizing more
+    assert sizer.aside
+    sizing = sizer.sizing(200 * HOUR, {"tier1": 50.0}, floor=3)
+    assert sizing.aside == sizer.missed and sizing.price == 0.0
+
+
+def test_a_tier_that_foresees_keeps_sizing():
+    sizer = drive(foresees=True)
+    sized, reacting = sizer.missed
+    assert sized < reacting and not sizer.aside
+    assert sizer.sizing(200 * HOUR, {"tier1": 100.0}, floor=3).aside is None
+
+
+def test_the_loop_holds_the_twins_count_and_says_so():
+    """Replayed hourly, a bursty scenario steps aside on some passes: those hold exactly what
+    the loop's HPA twin holds, and their reasons say why; with it off, none does."""
+    series = scenario("intermittent_two_grids_5min", days=10)
+    series = series.resample("1h").mean().asfreq("1h")
+    cfg = derive_config(series, HOUR)
+    demand, lead, switch, _, _ = replay_setup(series, cfg)
+    tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S)
+
+    def replay(step_aside: bool) -> list:
+        engine = engine_spec(sizing_step_aside=step_aside)
+        policy = Leadtime(cfg, tier1, "svc", series.index[0], engine)
+        seen = []
+        step = policy.loop.step
+
+        def logged():
+            passed = step()
+            twin = policy.loop._twins.get("svc")
+            seen.append((passed.fleet.decisions["svc"], twin.instances if twin else None))
+            return passed
+
+        policy.loop.step = logged
+        simulate(demand, cfg, policy, HPA(cfg), switch)
+        return seen
+
+    aside = [(d, twin) for d, twin in replay(True) if d.sizing is not None and d.sizing.aside]
+    assert aside
+    for decision, twin in aside:
+        assert decision.target_instances == min(max(twin, cfg.min_instances), cfg.max_instances)
+        assert any(r.startswith("stepping aside") for r in decision.reasons)
+    assert not any(any(r.startswith("stepping aside") for r in d.reasons)
+                   for d, _ in replay(False))
