@@ -493,7 +493,9 @@ def decision_json(d: Decision, pool: str | None) -> dict[str, Any]:
             "source": d.sizing.source, "factor": _f(d.sizing.factor),
             "loss": _f(d.sizing.loss), "price": d.sizing.price, "budget": d.sizing.budget,
             "reacting_spend_s": _f(d.sizing.reacting_spend),
-            "own_spend_s": _f(d.sizing.own_spend), "aim": _f(d.sizing.aim)},
+            "own_spend_s": _f(d.sizing.own_spend), "aim": _f(d.sizing.aim),
+            "aside": None if d.sizing.aside is None else {
+                "sizing_missed": _f(d.sizing.aside[0]), "twin_missed": _f(d.sizing.aside[1])}},
         "reasons": list(d.reasons),
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from loop.sizing import SizingConfig, WindowPeakCalibrator
+from serving.decisions import decision_json
 from simulation.bench import HISTORY_S, engine_spec, replay_setup
 from simulation.config import derive_config
 from simulation.forecast import daily_tier1
@@ -55,7 +56,8 @@ def test_a_tier_that_foresees_keeps_sizing():
 
 def test_the_loop_holds_the_twins_count_and_says_so():
     """Replayed hourly, a bursty scenario steps aside on some passes: those hold exactly what
-    the loop's HPA twin holds, and their reasons say why; with it off, none does."""
+    the loop's HPA twin holds, their reasons say why and the API shows both sums; with it off,
+    none does."""
     series = scenario("intermittent_two_grids_5min", days=10)
     series = series.resample("1h").mean().asfreq("1h")
     cfg = derive_config(series, HOUR)
@@ -83,5 +85,8 @@ def test_the_loop_holds_the_twins_count_and_says_so():
     for decision, twin in aside:
         assert decision.target_instances == min(max(twin, cfg.min_instances), cfg.max_instances)
         assert any(r.startswith("stepping aside") for r in decision.reasons)
+        shown = decision_json(decision, "pool")["sizing"]["aside"]  # GET /v1/decisions
+        assert shown == {"sizing_missed": decision.sizing.aside[0],
+                         "twin_missed": decision.sizing.aside[1]}
     assert not any(any(r.startswith("stepping aside") for r in d.reasons)
                    for d, _ in replay(False))
