@@ -18,6 +18,10 @@ the price:
   it cannot yet say what buying ahead costs;
 * **price**: ``engine.violation_cost``, whatever it costs.
 
+In either mode the loop **steps aside** (``engine.sizing_step_aside``) while the HPA twin has
+missed less of the windows' load than the sizing would have, by a margin, over the last week's
+windows (:meth:`WindowPeakCalibrator._step_aside`): the decision then holds the twin's count.
+
 No tier answers the peak's distribution, so it is calibrated on the loop's own record. For every
 pass and every **candidate** (each tier that answered with weight, their ``combined``
 prediction, ``reactive``: the current load itself, and samples a tier offers such as Tier 3's
