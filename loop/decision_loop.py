@@ -440,8 +440,9 @@ class DecisionLoop:
             self._pool_prices(now)
             held_notes: dict[str, str] = {}
             for pid, s in states.items():
-                twin = self._twins.get(pid)
-                if sizing[pid] is not None and sizing[pid].aside is not None and twin.sized:
+                aside = sizing[pid] is not None and sizing[pid].aside is not None
+                twin = self._twins[pid] if aside else None  # a sizing has its twin
+                if aside and twin.sized:
                     # stepping aside: the floor is what the HPA twin holds, as reacting would
                     states[pid] = replace(s, reacting_instances=twin.instances)
                     held_notes[pid] = f"reacting floor: what the HPA twin holds, {twin.instances}"

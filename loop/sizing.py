@@ -407,11 +407,8 @@ class WindowPeakCalibrator:
         if not new.any():
             return
         c = self.config
-        if c.sizing_budget is None:
-            index = len(c.prices) - 1
-        else:
-            fits = np.flatnonzero(self.spend <= c.sizing_budget * self.spend_reacting)
-            index = int(fits[-1]) if fits.size else 0
+        index = (len(c.prices) - 1 if c.sizing_budget is None
+                 else _highest_fitting(self.spend, c.sizing_budget * self.spend_reacting))
         unit = self.capacity[0] * (1 + 1e-9)
         peaks, held, twin = peaks[new], instances[index][new], twin[new]
         missed = (float(peaks[peaks > held * unit].sum()), float(peaks[peaks > twin * unit].sum()))
@@ -504,8 +501,7 @@ class WindowPeakCalibrator:
         self.aim = budget
         # what the loop held against what sizing asked; a shortfall raises no allowance
         scale = min(max(held / in_force, self.config.sizing_budget_scale_floor), 1.5)
-        fits = np.flatnonzero(spend * scale <= budget * reacting)
-        low = int(fits[-1]) if fits.size else 0
+        low = _highest_fitting(spend * scale, budget * reacting)
         prices = self.config.prices
         if low + 1 < len(prices) and spend[low + 1] > spend[low]:
             # the budget lies between two prices: the higher one for the share of refit periods
@@ -565,6 +561,13 @@ class WindowPeakCalibrator:
                       budget=self.config.sizing_budget, reacting_spend=self.spend_reacting,
                       own_spend=self.spend_held, aim=self.aim,
                       aside=self.missed if aside else None)
+
+
+def _highest_fitting(spend: np.ndarray, allowed: float) -> int:
+    """The index of the highest price whose spend is at most ``allowed`` (0, reacting, when
+    none is)."""
+    fits = np.flatnonzero(spend <= allowed)
+    return int(fits[-1]) if fits.size else 0
 
 
 def pooled_price(sizers: Sequence[WindowPeakCalibrator], budget: float) -> float | None:

@@ -154,8 +154,8 @@ class IntentModel:
 
     def _offsets(self, groups: list[str], types: list[str | None]) -> np.ndarray:
         """The most specific calibrated offset per row (see :func:`lookup_offset`)."""
-        return np.array([self.offsets.get(key, 0.0) for key in self._keys(groups, types)],
-                        dtype=float)
+        return np.array([lookup_offset(self.offsets, g, t)
+                         for g, t in zip(groups, types, strict=True)], dtype=float)
 
     def save(self, folder: Path) -> Path:
         folder = Path(folder)
