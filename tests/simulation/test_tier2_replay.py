@@ -215,3 +215,32 @@ def test_consumer_jobs_direct_is_the_same_requests_without_the_queue(tmp_path):
     assert (direct.start_s == direct.arrival_s).all()
     assert np.allclose(direct.end_s - direct.start_s, queued.end_s - queued.start_s)
     assert np.allclose(direct.units, queued.units)
+
+
+def test_a_job_trace_in_the_contracts_keys_alone_is_replayed_as_occupancy(tmp_path):
+    """A job trace whose schema names only the input contract's keys (no ``wait``, no
+    ``units``) and has no ``producer_id`` column: one producer named after the file, every job
+    holding one unit from its submission for its run time; its extra categorical columns (a
+    queue, an application) are features like any other."""
+    from leadtime.data import read_request_trace
+    from simulation.traces import read_demand, request_runs
+
+    path = tmp_path / "jobs.csv"
+    pd.DataFrame({
+        "submit_time": ["2024-05-06 00:01:00", "2024-05-06 00:02:00", "2024-05-06 00:12:00"],
+        "consumer_id": ["u1", "u2", "u1"], "queue": ["vc-a", "vc-b", "vc-a"],
+        "application": ["train", "train", "notebook"], "gpus": [4, 1, 1],
+        "duration": [1200.0, 300.0, 60.0],
+    }).to_csv(path, index=False)
+    path.with_suffix(".schema.yaml").write_text(
+        "target: duration\ntarget_unit: seconds\ncategorical: [consumer_id, queue, application]\n"
+        "numeric: [gpus]\ntime: submit_time\n")
+    runs = request_runs(read_request_trace(path))
+    assert (runs.producer_id == "jobs").all() and (runs.units == 1.0).all()
+    assert (runs.start_s == runs.arrival_s).all()
+    assert (runs.end_s - runs.start_s).tolist() == [1200.0, 300.0, 60.0]
+    demand = read_demand(path)
+    assert demand.reading == "occupancy" and demand.producers == ["jobs"]
+    # 00:00-00:05: job 1 for 4 of the 5 minutes, job 2 for 3; 00:05-00:10: job 1 for 5, job 2
+    # for 2 (it ends at 00:07); 00:10-00:15: job 1 for 5, job 3 for its one minute
+    assert demand.series["jobs"].iloc[:3].round(6).tolist() == [1.4, 1.4, 1.2]
