@@ -31,6 +31,8 @@ def format_table(document: dict) -> str:
     lines = [(f"{document['trace']}: target {document['target']} ({document['unit']}), "
               f"train {document['n_train']} / test {document['n_test']} requests "
               f"(test from {document['test_from']})"),
+             *(f"no {name} column: {meaning}"
+               for name, meaning in (document.get("missing_columns") or {}).items()),
              f"{'model':<22}" + "".join(f"{c:>16}" for c in cols)]
     for segment in (None, "seen_consumers", "new_consumers"):
         rows = []

@@ -63,8 +63,30 @@ def holdout_report(result: Evaluated) -> dict:
         "n_test": int(data.test.sum()),
         "test_from": str(data.frame.loc[data.test, "event_timestamp"].min()),
         "intent_selection": result.models["intent"].meta.get("selection"),
+        "missing_columns": missing_columns(result.trace.frame.columns),
         "models": result.report,
     }
+
+
+#: The input contract's optional request columns, and what the intent model does without each.
+OPTIONAL_COLUMNS = {
+    "consumer_id": "every request counts as a new consumer's: no consumer profile, and the "
+                   "per-consumer baseline is the global median",
+    "request_type": "every request is of one type, 'default': the per-type baseline is the "
+                    "global median",
+    "producer_id": "the trace is one producer's",
+}
+
+
+def missing_columns(columns) -> dict[str, str]:
+    """The input contract's optional columns (``consumer_id``, ``request_type``,
+    ``producer_id``) a trace lacks, each with what the intent model does without it.
+
+    >>> list(missing_columns(["timestamp", "consumer_id", "demand"]))
+    ['request_type', 'producer_id']
+    """
+    present = set(columns)
+    return {name: meaning for name, meaning in OPTIONAL_COLUMNS.items() if name not in present}
 
 
 def register(result: Evaluated, settings: Settings):
