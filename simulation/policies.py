@@ -225,7 +225,8 @@ class Leadtime:
                  else Unavailable("tier2", "a load trace announces no requests"))
         self.loop = DecisionLoop(self.config, [bundles, tier2, Tier3Assess(lambda: self.tier3)],
                                  self.clock, recalibrate=recalibrate)
-        self.sizing_sources: Counter[str] = Counter()  # which candidate sized, per pass
+        self.sizing_sources: Counter[str] = Counter()  # which candidate sized (or "stepped
+        # aside", the loop holding its HPA twin's count), per pass
 
     @property
     def weights(self) -> dict[str, float]:
@@ -248,7 +249,9 @@ class Leadtime:
             self.feed.until(now)
         self.loop.report([Report(self.producer_id, obs.current, obs.last_load)])
         decision = self.loop.step().fleet.decisions[self.producer_id]
-        self.sizing_sources[decision.sizing.source if decision.sizing else "uncalibrated"] += 1
+        sizing = decision.sizing
+        self.sizing_sources["uncalibrated" if sizing is None else
+                            "stepped aside" if sizing.aside is not None else sizing.source] += 1
         return decision.target_instances
 
 

@@ -78,10 +78,12 @@ def test_the_loop_holds_the_twins_count_and_says_so():
 
         policy.loop.step = logged
         simulate(demand, cfg, policy, HPA(cfg), switch)
+        counted.append(policy.sizing_sources["stepped aside"])  # what `bench ablation` shows
         return seen
 
+    counted: list[int] = []
     aside = [(d, twin) for d, twin in replay(True) if d.sizing is not None and d.sizing.aside]
-    assert aside
+    assert aside and counted == [len(aside)]
     for decision, twin in aside:
         assert decision.target_instances == min(max(twin, cfg.min_instances), cfg.max_instances)
         assert any(r.startswith("stepping aside") for r in decision.reasons)
@@ -90,3 +92,4 @@ def test_the_loop_holds_the_twins_count_and_says_so():
                          "twin_missed": decision.sizing.aside[1]}
     assert not any(any(r.startswith("stepping aside") for r in d.reasons)
                    for d, _ in replay(False))
+    assert counted[1] == 0
