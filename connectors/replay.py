@@ -72,8 +72,11 @@ class ReplayExporter:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the scraper went away (timed out or stopped): nothing to answer
 
             def log_message(self, *args: object) -> None:
                 return
