@@ -467,10 +467,11 @@ class WindowPeakCalibrator:
         held = held_at[self.rank_at]
         rows = np.arange(len(held))
         reacting_only = np.where(np.isfinite(floors[mask]), floors[mask], held[:, 0])
-        at_price = np.stack([
-            (held_at[r][rows, self._choose(held_at[r], p, weight_at[r])] if p > 0
-             else reacting_only) * spacing
+        instances_at = np.stack([
+            held_at[r][rows, self._choose(held_at[r], p, weight_at[r])] if p > 0
+            else reacting_only
             for p, r in zip(self.config.prices, ranks)])  # (prices, windows)
+        at_price = instances_at * spacing
         self.spend = at_price.sum(axis=1)
         self.spend_in_force = float(at_price[used[mask], rows].sum())
         self.spend_reacting = float((reacting[mask] * spacing).sum())
@@ -479,8 +480,7 @@ class WindowPeakCalibrator:
         self.spend_rows = (t0s[mask], at_price, at_price[used[mask], rows],
                            reacting[mask] * spacing, actual[mask] * spacing)
         # per window, what each price's sizing and the twin held against its peak (_step_aside)
-        self._outcomes = (t0s[mask], closed.column("peak")[mask],
-                          at_price / np.maximum(spacing, 1e-12), reacting[mask])
+        self._outcomes = (t0s[mask], closed.column("peak")[mask], instances_at, reacting[mask])
 
     def _within_budget(self, budget: float) -> float:
         """The highest price whose sizing would have held at most ``budget`` times what the HPA
