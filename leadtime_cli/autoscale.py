@@ -257,8 +257,9 @@ def frontier(
         "--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml (default: "
                         "a --scenario).")] = None,
     scenario: Annotated[str | None, typer.Option(
-        help="A generated request scenario (consumer_jobs, or consumer_jobs_direct without "
-        "its queue), when no --trace.")] = None,
+        help="A generated request scenario (consumer_jobs; consumer_jobs_direct without its "
+        "queue; consumer_jobs_contract, the direct one in the input contract's keys alone), "
+        "when no --trace.")] = None,
     producer: Annotated[
         str | None,
         typer.Option(help="The producer to sweep (needed when the trace has several)."),

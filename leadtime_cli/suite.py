@@ -121,8 +121,9 @@ def ablation(
     producer: Annotated[str | None, typer.Option(
         help="The producer (needed when the trace has several).")] = None,
     scenario: Annotated[str, typer.Option(
-        help="A suite scenario, or a generated request scenario (consumer_jobs, or "
-             "consumer_jobs_direct without its queue), when no --trace.")] = "periodic_drift",
+        help="A suite scenario, or a generated request scenario (consumer_jobs; "
+             "consumer_jobs_direct without its queue; consumer_jobs_contract, the direct one "
+             "in the input contract's keys alone), when no --trace.")] = "periodic_drift",
     tier2_every: Annotated[str, typer.Option(
         "--tier2-every", help="How often Tier 2's intent model is refitted in the replay "
                               "(on the requests finished before), e.g. 1d, 7d.")] = "1d",

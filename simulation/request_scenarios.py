@@ -15,6 +15,8 @@ predict it, and the work already admitted is the most certain part of the next w
 
 ``consumer_jobs_direct`` is the same trace without the queue: every job starts when it is
 submitted, so a queue's lead is gone and Tier 2 leads only by the work in flight.
+``consumer_jobs_contract`` is the direct trace with another seed, named in the input contract's
+keys alone: every job one unit, as a job log that does not say ``units:`` is read.
 """
 
 from __future__ import annotations
@@ -97,4 +99,34 @@ def consumer_jobs_direct(folder: Path, days: int = 14, seed: int = 0) -> Path:
     return path
 
 
-REQUEST_SCENARIOS = {"consumer_jobs": consumer_jobs, "consumer_jobs_direct": consumer_jobs_direct}
+CONTRACT_SCHEMA = """\
+target: duration
+target_unit: seconds
+categorical: [consumer_id, queue, application]
+numeric: [size, gpus]
+time: submit_time
+"""
+
+
+def consumer_jobs_contract(folder: Path, days: int = 14, seed: int = 7) -> Path:
+    """``consumer_jobs_direct`` as a job trace named in the input contract's keys alone: another
+    seed (7) than the scenarios Tier 2's choices were made beside, columns named as a cluster's
+    job log names them (a queue per consumer group, an application per request type), no
+    ``producer_id``, and each job's GPUs a numeric feature rather than ``units``, so every job
+    holds one unit. The shape of the long-running-job trace issue #30 checks Tier 2 on."""
+    frame = pd.read_csv(consumer_jobs_direct(folder, days, seed))
+    groups = {"int": "vc-dev", "bat": "vc-prod", "mix": "vc-research"}
+    jobs = pd.DataFrame({
+        "submit_time": frame["timestamp"], "consumer_id": frame["consumer_id"],
+        "queue": frame["consumer_id"].str[:3].map(groups),
+        "application": frame["request_type"].map({"train": "pytorch-train",
+                                                  "infer": "notebook"}),
+        "gpus": frame["gpus"], "size": frame["size"], "duration": frame["runtime"]})
+    path = folder / "consumer_jobs_contract.csv"
+    jobs.to_csv(path, index=False)
+    path.with_suffix(".schema.yaml").write_text(CONTRACT_SCHEMA)
+    return path
+
+
+REQUEST_SCENARIOS = {"consumer_jobs": consumer_jobs, "consumer_jobs_direct": consumer_jobs_direct,
+                     "consumer_jobs_contract": consumer_jobs_contract}

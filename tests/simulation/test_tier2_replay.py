@@ -244,3 +244,23 @@ def test_a_job_trace_in_the_contracts_keys_alone_is_replayed_as_occupancy(tmp_pa
     # 00:00-00:05: job 1 for 4 of the 5 minutes, job 2 for 3; 00:05-00:10: job 1 for 5, job 2
     # for 2 (it ends at 00:07); 00:10-00:15: job 1 for 5, job 3 for its one minute
     assert demand.series["jobs"].iloc[:3].round(6).tolist() == [1.4, 1.4, 1.2]
+
+
+def test_consumer_jobs_contract_is_the_direct_trace_in_the_contracts_keys(tmp_path):
+    """The rehearsal scenario: the direct trace's requests (same seed), one unit each, its schema
+    naming only the contract's keys."""
+    import yaml
+
+    from leadtime.data import read_request_trace
+    from simulation.request_scenarios import consumer_jobs_contract, consumer_jobs_direct
+    from simulation.traces import request_runs
+
+    path = consumer_jobs_contract(tmp_path / "c", days=2, seed=3)
+    schema = yaml.safe_load(path.with_suffix(".schema.yaml").read_text())
+    assert set(schema) == {"target", "target_unit", "categorical", "numeric", "time"}
+    jobs = request_runs(read_request_trace(path))
+    direct = request_runs(read_request_trace(consumer_jobs_direct(tmp_path / "d", days=2,
+                                                                  seed=3)))
+    assert (jobs.units == 1.0).all() and (direct.units > 1.0).any()
+    assert np.allclose(jobs.end_s - jobs.start_s, direct.end_s - direct.start_s)
+    assert (jobs.producer_id == "consumer_jobs_contract").all()
