@@ -13,10 +13,17 @@ interval), maximum utilisation ``u`` and arrivals ``a``:
   Little's law the mean backlog over the interval divided by the usable capacity:
   ``F = (q[t-1] + q[t]) / 2 / K * interval``. Dropped demand counts as ``timeout_s``.
 * **SLO**: an interval meets the SLO when nothing is carried over (``q[t] == 0``: work left
-  unfinished at the interval's end waits for a later interval) and its p99 latency
-  ``s + F + W99`` is within ``slo_ms``, where ``W99 = ln(C / 0.01) * s / (N*(1-rho))`` (0 when
-  ``C <= 0.01``). Fewer instances can only raise the p99 or the backlog, so the fewest instances
-  meeting the SLO for known arrivals (the oracle) is a true lower bound.
+  unfinished at the interval's end waits for a later interval), nothing is dropped, its M/M/c
+  p99 ``s + W99`` is within ``slo_ms``, where ``W99 = ln(C / 0.01) * s / (N*(1-rho))`` (0 when
+  ``C <= 0.01``), and no backlog was carried in. Where one was and it drains within the
+  interval, only the arrivals queued behind it are late: at time ``x`` (in intervals) the queue
+  ahead is ``q[t-1] - (K - a) x``, so the share ``(q[t-1] - K * slack) / (K - a)`` of the
+  interval's demand misses (``slack``: the SLO less ``s + W99``, in intervals;
+  :func:`simulation.simulator.late_share`). The score is then the same whatever the sampling
+  interval of a load held constant within each interval. ``F``, the mean fluid wait, enters
+  the p99 latency metric only. Fewer instances can only raise the p99, the backlog or its
+  drain, so the fewest instances meeting the SLO for known arrivals (the oracle) is a true
+  lower bound.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Scores of a replay, over the scored intervals only (after warm-up, gaps excluded).
 
-* ``slo_violation_pct``: share of the demand (load units) that arrived in intervals that missed
-  the SLO (p99 latency above ``slo_ms``, or work carried over / dropped: see
-  :mod:`simulation.latency`), in percent.
+* ``slo_violation_pct``: share of the demand (load units) served later than the SLO, in
+  percent: all of an interval's where it carried work out, dropped some or its p99 latency was
+  above ``slo_ms``; where it drained a backlog carried in, the arrivals queued behind it (see
+  :mod:`simulation.latency`).
 * ``underprovisioned_pct``: share of intervals whose ready instances were fewer than the
   interval's arrivals needed to meet the SLO (the oracle's per-interval need), in percent.
 * ``instance_hours``: running plus starting instances, summed over the intervals, in hours
@@ -12,7 +13,7 @@
   distribution (service + fluid wait + M/M/N wait), weighted by its arrivals, dropped demand at
   the timeout.
 * ``scaling_actions``: intervals in which the policy launched or terminated instances.
-* ``slo_misses``: runs of consecutive scored intervals that missed the SLO (one outage, however
+* ``slo_misses``: runs of consecutive scored intervals with demand late (one outage, however
   long, is one miss); ``slo_miss_minutes``: how long they lasted in all, in minutes.
 
 Totals over several producers: ``instance_hours``, ``scaling_actions`` and the misses are summed,
@@ -45,7 +46,7 @@ def score(run: Run, cfg: SimConfig, scored: np.ndarray, need: np.ndarray) -> dic
     arrivals = np.nan_to_num(run.demand, nan=0.0)
     weights = np.where(scored, arrivals, 0.0)
     total = float(weights.sum())
-    late = float(weights[run.violated].sum())
+    late = float((weights * run.late_share).sum())
     intervals = int(scored.sum())
     missed = run.violated & scored
     short = int((scored & (run.ready < need)).sum())

@@ -184,10 +184,13 @@ def served(name: str, demands: dict[str, np.ndarray], cfgs: dict[str, SimConfig]
     """``run``'s fleet serving every resource: violated where any resource is, and each
     interval weighted by the instances' worth of its binding resource."""
     violated = np.zeros(run.violated.shape, dtype=bool)
+    share = np.zeros(run.violated.shape)
     for resource, demand in demands.items():
-        violated |= serve(name, demand, run.ready, run.starting, run.actions,
-                          cfgs[resource]).violated
-    return replace(run, policy=name, demand=stake(demands, cfgs), violated=violated)
+        one = serve(name, demand, run.ready, run.starting, run.actions, cfgs[resource])
+        violated |= one.violated
+        share = np.maximum(share, one.late_share)
+    return replace(run, policy=name, demand=stake(demands, cfgs), violated=violated,
+                   late_share=share)
 
 
 def stake(demands: dict[str, np.ndarray], cfgs: dict[str, SimConfig]) -> np.ndarray:

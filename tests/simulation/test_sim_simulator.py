@@ -106,6 +106,45 @@ def test_slo_need_is_the_fewest_instances_meeting_the_slo():
             assert worse.violated[0]
 
 
+def test_a_drained_backlog_makes_late_only_the_arrivals_waiting_behind_it():
+    # hour 0 is short by 30 units; hour 1 has room for 200 more, so the 30 carried in drain in
+    # 30/200 of it (9 minutes): the arrivals of those minutes are late, the rest are not
+    from simulation.simulator import serve
+
+    c = SimConfig(interval_s=3600, capacity_per_instance=100.0, max_utilisation=0.8,
+                  max_instances=10, timeout_s=7200.0)  # nothing times out
+    run = serve("x", np.array([190.0, 200.0]), np.array([2, 5]), np.array([0, 0]),
+                np.array([False, False]), c)
+    assert list(run.backlog) == [30.0, 0.0]
+    assert run.late_share[0] == 1.0  # work carried out of the hour: all of it late
+    slack = (c.slo_ms - c.service_time_ms) / 1000.0 / 3600.0  # in hours
+    assert run.late_share[1] == pytest.approx((30.0 - 400.0 * slack) / 200.0, rel=1e-3)
+    assert run.violated.tolist() == [True, True]
+    m = score(run, c, np.array([True, True]), np.array([3, 3]))
+    assert m["slo_violation_pct"] == pytest.approx(
+        100 * (190.0 + 200.0 * run.late_share[1]) / 390.0)
+
+
+@pytest.mark.parametrize("coarse_s", [1800.0, 3600.0])
+def test_a_load_held_constant_within_each_interval_scores_alike_at_any_interval(coarse_s):
+    # one trajectory (arrivals and ready instances constant within each coarse interval),
+    # served at its own interval and at one sample a minute: the share of demand served late
+    # must not depend on the sampling interval
+    from simulation.simulator import serve
+
+    rng = np.random.default_rng(3)
+    arrivals = rng.uniform(50.0, 300.0, 150)
+    ready = np.ceil(np.r_[arrivals[0], arrivals[:-1]] / (30.0 * 0.85)).astype(int)  # a lag
+    shares = []
+    for dt, repeat in ((coarse_s, 1), (60.0, int(coarse_s // 60))):
+        c = SimConfig(interval_s=dt, capacity_per_instance=30.0, max_instances=60)
+        a, n = np.repeat(arrivals, repeat), np.repeat(ready, repeat)
+        run = serve("x", a, n, np.zeros_like(n), np.zeros(a.size, dtype=bool), c)
+        shares.append(score(run, c, np.ones(a.size, dtype=bool), n)["slo_violation_pct"])
+    assert 20.0 < shares[1] < 80.0  # a lag that misses often, so the test has teeth
+    assert shares[0] == pytest.approx(shares[1], abs=0.1)
+
+
 def test_oracle_has_no_violations_and_is_never_beaten_on_cost_at_zero_violations():
     for seed, spin in [(0, "0min"), (1, "5min"), (2, "15min")]:
         demand = daily_trace(days=3, freq="1min", seed=seed, base=300.0).to_numpy()
