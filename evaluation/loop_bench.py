@@ -17,13 +17,15 @@ and times its passes:
   warm enough that its load nowcast answers;
 * **sizing**: each producer's calibrator and HPA twin, warmed by real passes until sizing is
   calibrated (two hours of windows);
-* **the decision log** on disk (SQLite, WAL), and the Prometheus export rendered after each pass,
-  as a scrape would.
+* **the decision log** on disk (SQLite, WAL), and the Prometheus metrics updated in the pass as
+  ``leadtime serve`` updates them; the export is rendered after each pass, as a scrape would.
+  Serving renders it on the scrape's own request, not in the pass, so it is timed apart.
 
 The loop runs one pass every ``decision_interval_s`` of its replay clock, and each minute of
 that clock every producer's load reaches Tier 3 and the loop's state, as the API's
 ``/v1/observations`` and ``/v1/producers/state`` would bring it. Timed: each pass
-(:meth:`DecisionLoop.step`), each minute's reports, and the export; measured: peak memory of the
+(:meth:`DecisionLoop.step`, with the metrics' update), each minute's reports, and the export's
+rendering; measured: peak memory of the
 process and the decision log's bytes written per pass.
 """
 
@@ -158,14 +160,18 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
     export: list[tuple[float, int]] = []
     collector = FleetCollector()
 
-    def on_pass(result: Any) -> None:
+    def on_pass(result: Any) -> None:  # what ``leadtime serve`` does after each pass
         metrics.observe_pass(result.fleet, result.seconds, result.degraded, tiers=result.tiers,
                              loads={p: r.current_load for p, r in loop.states.items()},
                              decided_at=result.decided_at)
+        collector.after_pass()
+
+    def render_export() -> None:
+        """A scrape of ``/metrics`` after the pass: rendered on the scrape's own request in
+        serving, not in the pass, so timed apart."""
         t = time.perf_counter()
         body = generate_latest(metrics.registry)
         export.append((time.perf_counter() - t, len(body)))
-        collector.after_pass()  # as ``leadtime serve`` does after each pass
 
     clock = ReplayClock(START.timestamp())
     loop = DecisionLoop(config, [tier1, Unavailable("tier2", "a load trace announces no "
@@ -196,6 +202,7 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
         result = loop.step()
         elapsed = time.perf_counter() - t
         wrote = _written() - before
+        render_export()
         instances = {pid: d.target_instances for pid, d in result.fleet.decisions.items()}
         if k >= first_timed:
             timed.append(elapsed)

@@ -447,13 +447,18 @@ class WindowPeakCalibrator:
         closed = self.closed
         t0s = closed.column("t0")
         ranks = [self._rank(p) for p in self.config.prices]
-        chosen_at = {rank: np.full((len(closed), len(self.grid)), np.nan)
-                     for rank in {self.rank_at, *ranks}}  # per ranking, the best present
-        for rank, chosen in chosen_at.items():
-            for name in sorted(sized, key=lambda k: self.losses[k][rank]):
+        # per ranking, the best candidate present at each window; rankings that order the
+        # candidates alike choose alike, so each order is filled once
+        orders = {rank: tuple(sorted(sized, key=lambda k: self.losses[k][rank]))
+                  for rank in {self.rank_at, *ranks}}
+        by_order: dict[tuple[str, ...], np.ndarray] = {}
+        for order in set(orders.values()):
+            chosen = by_order[order] = np.full((len(closed), len(self.grid)), np.nan)
+            for name in order:
                 index, out = sized[name]
                 free = np.isnan(chosen[index, 0])
                 chosen[index[free]] = out[free]
+        chosen_at = {rank: by_order[order] for rank, order in orders.items()}
         chosen = chosen_at[self.rank_at]  # every ranking covers the same windows
         reacting, floors = closed.column("reacting"), closed.column("floor")
         actual, used = closed.column("held"), closed.column("used").astype(int)
@@ -461,9 +466,11 @@ class WindowPeakCalibrator:
                 & np.isfinite(reacting) & np.isfinite(actual) & (used >= 0))
         spacing = np.diff(t0s, append=now)[mask]
         # never below the reacting floor
-        held_at = {rank: np.fmax(self._instances(c[mask]), floors[mask][:, None])
-                   for rank, c in chosen_at.items()}
-        weight_at = {rank: self._weight(c[mask]) for rank, c in chosen_at.items()}
+        held_by = {order: np.fmax(self._instances(c[mask]), floors[mask][:, None])
+                   for order, c in by_order.items()}
+        weight_by = {order: self._weight(c[mask]) for order, c in by_order.items()}
+        held_at = {rank: held_by[order] for rank, order in orders.items()}
+        weight_at = {rank: weight_by[order] for rank, order in orders.items()}
         held = held_at[self.rank_at]
         rows = np.arange(len(held))
         reacting_only = np.where(np.isfinite(floors[mask]), floors[mask], held[:, 0])

@@ -68,24 +68,39 @@ class BaselineBundle:
         if forecaster is None:
             return "unknown"
         start = pd.Timestamp(start)
-        end = start + pd.Timedelta(seconds=float(window_s))
-        fitted = self.fitted_until.get(str(producer))  # not .get(p, default): a custom
-        if fitted is None:  # forecaster (tests) has no last_timestamp to fall back on
-            fitted = forecaster.last_timestamp
-        fitted = pd.Timestamp(fitted)
-        limit = fitted + pd.Timedelta(hours=max_ahead_hours)
-        if end > limit:
+        fitted, limit, grid = self._horizon(str(producer), forecaster, level, max_ahead_hours)
+        if (start.tzinfo is None) != (limit.tzinfo is None):
+            raise TypeError(f"window start {start} and fitted history {fitted} must both have "
+                            "a time zone or both have none")
+        end_ns = start.value + pd.Timedelta(seconds=float(window_s)).value  # as nanoseconds:
+        if end_ns > limit.value:  # a pass asks every producer, so no Timestamp arithmetic
             return "stale"
-        grid, values = self._table(str(producer), forecaster, level, fitted, limit)
-        step = grid[1] - grid[0] if len(grid) > 1 else np.timedelta64(0, "ns")
-        first = int(np.searchsorted(grid, (start - step).asm8, side="right"))  # open at start
-        last = int(np.searchsorted(grid, end.asm8, side="left"))  # opened before the end
+        _, values = self._table(str(producer), forecaster, level, fitted, limit)
+        step = int(grid[1] - grid[0]) if len(grid) > 1 else 0
+        first = int(np.searchsorted(grid, start.value - step, side="right"))  # open at start
+        last = int(np.searchsorted(grid, end_ns, side="left"))  # opened before the end
         if last <= first:
             last = min(first + 1, len(grid))
         if first >= len(grid):
             return "stale"
         peak = values[first:last].max(axis=0)
         return float(peak[0]), float(peak[1]), float(peak[2])
+
+    def _horizon(self, producer: str, forecaster: BaseForecaster, level: int,
+                 max_ahead_hours: float) -> tuple[pd.Timestamp, pd.Timestamp, np.ndarray]:
+        """The producer's fitted end, the latest window end it answers for, and its table's
+        grid in nanoseconds: parsed once per producer, level and horizon."""
+        key = ("horizon", producer, level, max_ahead_hours)
+        cached = self._tables.get(key)
+        if cached is None:
+            fitted = self.fitted_until.get(producer)  # not .get(p, default): a custom
+            if fitted is None:  # forecaster (tests) has no last_timestamp to fall back on
+                fitted = forecaster.last_timestamp
+            fitted = pd.Timestamp(fitted)
+            limit = fitted + pd.Timedelta(hours=max_ahead_hours)
+            grid, _ = self._table(producer, forecaster, level, fitted, limit)
+            cached = self._tables[key] = (fitted, limit, grid.view("i8"))
+        return cached
 
     def _table(self, producer: str, forecaster: BaseForecaster, level: int,
                fitted: pd.Timestamp, limit: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
