@@ -458,8 +458,7 @@ class WindowPeakCalibrator:
                 index, out = sized[name]
                 free = np.isnan(chosen[index, 0])
                 chosen[index[free]] = out[free]
-        chosen_at = {rank: by_order[order] for rank, order in orders.items()}
-        chosen = chosen_at[self.rank_at]  # every ranking covers the same windows
+        chosen = by_order[orders[self.rank_at]]  # every ranking covers the same windows
         reacting, floors = closed.column("reacting"), closed.column("floor")
         actual, used = closed.column("held"), closed.column("used").astype(int)
         mask = ((t0s >= now - self.config.sizing_budget_window_s) & ~np.isnan(chosen[:, 0])

@@ -68,14 +68,13 @@ class BaselineBundle:
         if forecaster is None:
             return "unknown"
         start = pd.Timestamp(start)
-        fitted, limit, grid = self._horizon(str(producer), forecaster, level, max_ahead_hours)
+        limit, grid, values = self._horizon(str(producer), forecaster, level, max_ahead_hours)
         if (start.tzinfo is None) != (limit.tzinfo is None):
-            raise TypeError(f"window start {start} and fitted history {fitted} must both have "
+            raise TypeError(f"window start {start} and forecast horizon {limit} must both have "
                             "a time zone or both have none")
         end_ns = start.value + pd.Timedelta(seconds=float(window_s)).value  # as nanoseconds:
         if end_ns > limit.value:  # a pass asks every producer, so no Timestamp arithmetic
             return "stale"
-        _, values = self._table(str(producer), forecaster, level, fitted, limit)
         step = int(grid[1] - grid[0]) if len(grid) > 1 else 0
         first = int(np.searchsorted(grid, start.value - step, side="right"))  # open at start
         last = int(np.searchsorted(grid, end_ns, side="left"))  # opened before the end
@@ -87,9 +86,9 @@ class BaselineBundle:
         return float(peak[0]), float(peak[1]), float(peak[2])
 
     def _horizon(self, producer: str, forecaster: BaseForecaster, level: int,
-                 max_ahead_hours: float) -> tuple[pd.Timestamp, pd.Timestamp, np.ndarray]:
-        """The producer's fitted end, the latest window end it answers for, and its table's
-        grid in nanoseconds: parsed once per producer, level and horizon."""
+                 max_ahead_hours: float) -> tuple[pd.Timestamp, np.ndarray, np.ndarray]:
+        """The latest window end the producer's forecast answers for, and its table (the grid
+        in nanoseconds, the values): found once per producer, level and horizon."""
         key = ("horizon", producer, level, max_ahead_hours)
         cached = self._tables.get(key)
         if cached is None:
@@ -98,8 +97,8 @@ class BaselineBundle:
                 fitted = forecaster.last_timestamp
             fitted = pd.Timestamp(fitted)
             limit = fitted + pd.Timedelta(hours=max_ahead_hours)
-            grid, _ = self._table(producer, forecaster, level, fitted, limit)
-            cached = self._tables[key] = (fitted, limit, grid.view("i8"))
+            grid, values = self._table(producer, forecaster, level, fitted, limit)
+            cached = self._tables[key] = (limit, grid.view("i8"), values)
         return cached
 
     def _table(self, producer: str, forecaster: BaseForecaster, level: int,

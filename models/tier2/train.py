@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,7 @@ OPTIONAL_COLUMNS = {
 }
 
 
-def missing_columns(columns) -> dict[str, str]:
+def missing_columns(columns: Iterable[str]) -> dict[str, str]:
     """The input contract's optional columns (``consumer_id``, ``request_type``,
     ``producer_id``) a trace lacks, each with what the intent model does without it.
 
