@@ -7,8 +7,13 @@ then taken to be its arrival, or a later moment a queue has told), told when it 
 (:meth:`InFlight.started`), and leaves the ledger when it is seen to finish
 (:meth:`InFlight.finished`). A request still running past its predicted end is known to be
 running, so it counts until the next moment asked. A request announced as **queued** (a queue
-holds it, its start unknown) starts at the earliest moment asked: it holds its run time from
-then on until it is told to have started, however long it waits.
+holds it, its start unknown) starts when the queue's record says it may: the ledger keeps the
+waits it has seen (announced to started) per producer, and a request that has waited ``e``
+seconds starts after the 10 %, 50 % and 90 % quantiles of the recorded waits longer than ``e``
+(less ``e``), for the upper, point and lower bound: early for the most the window may hold, late
+for the least. Until ``min_waits`` waits are recorded, or once it has waited longer than any
+recorded, it starts at the earliest moment asked. Either way it holds its run time from its
+start until it is told to have started, however long it waits.
 
 Tier 2's answer for the window ``[now, now + w]`` is the window peak of the held units, for each
 bound, plus the projected arrivals of new work: the units that arrived per second over the last
@@ -67,6 +72,7 @@ from leadtime.engine import TierPrediction
 from models.tier2.online_calibration import OnlineCalibration
 
 ARRIVALS_LOW, ARRIVALS_HIGH = 0.1, 0.9  # new work's count: an 80 % interval
+WAIT_QUANTILES = (0.5, 0.9, 0.1)  # a queued request's remaining wait: point, lower, upper
 
 
 def poisson_quantile(mean: float, q: float) -> int:
@@ -109,7 +115,8 @@ class InFlight:
     """
 
     def __init__(self, forget_after_s: float = 86_400.0, max_jobs: int = 100_000,
-                 rate_span_s: float = 3600.0, calibration: OnlineCalibration | None = None) -> None:
+                 rate_span_s: float = 3600.0, calibration: OnlineCalibration | None = None,
+                 wait_record: int = 1000, min_waits: int = 20) -> None:
         self.calibration = calibration  # told each finished request's run time, to recalibrate
         self.forget_after_s = forget_after_s
         self.max_jobs = max_jobs
@@ -119,6 +126,8 @@ class InFlight:
         self._seen: set[str] = set()  # producers with at least one announcement
         self._arrivals: dict[str, deque] = {}  # (at, units, durations): the recent rate
         self._first: dict[str, float] = {}  # per producer, its first announcement
+        self._waits: dict[str, deque] = {}  # per producer, the queue waits seen (seconds)
+        self.wait_record, self.min_waits = wait_record, min_waits
         self._next = 0
         self.late = 0  # finishes or starts reported for a request the ledger does not hold
         self.dropped = 0  # requests forgotten (no finish within forget_after_s) or over max_jobs
@@ -160,6 +169,9 @@ class InFlight:
             if found is None:
                 self.late += 1
                 return False
+            if found.queued:
+                self._waits.setdefault(producer, deque(maxlen=self.wait_record)).append(
+                    max(0.0, at_s - found.arrived))
             found.start, found.queued = at_s, False
             return True
 
@@ -207,7 +219,8 @@ class InFlight:
                 jobs = self._prune(producer, now)
                 window = max(float(windows_s.get(producer, 300.0)), 1.0)
                 recent, span = self._recent(producer, now, max(self.rate_span_s, window), window)
-                bounds = [self._peak(jobs, recent, now, window, span, k)
+                starts = self._starts(producer, jobs, now)
+                bounds = [self._peak(jobs, starts[k], recent, now, window, span, k)
                           for k in (1, 0, 2)]  # lower, point, upper
                 out[producer] = TierPrediction(bounds[1] * scale, bounds[0] * scale,
                                                bounds[2] * scale)
@@ -238,12 +251,32 @@ class InFlight:
         self.dropped += len(stale)
         return list(jobs.values())
 
+    def _starts(self, producer: str, jobs: list[_Job], now: float) -> list[np.ndarray]:
+        """Each request's start for the point, lower and upper bound: a queued one's from the
+        recorded waits longer than it has waited (see the module docstring)."""
+        starts = np.array([j.start for j in jobs])
+        queued = [i for i, j in enumerate(jobs) if j.queued]
+        if not queued:
+            return [starts, starts, starts]
+        out = [starts.copy(), starts.copy(), starts.copy()]
+        record = self._waits.get(producer)
+        waits = np.sort(np.fromiter(record, float)) if record and len(record) >= self.min_waits \
+            else np.empty(0)
+        for i in queued:
+            waited = now - jobs[i].arrived
+            longer = waits[np.searchsorted(waits, waited, side="right"):]
+            for k, q in enumerate(WAIT_QUANTILES):
+                rest = float(np.quantile(longer, q)) - waited if len(longer) else 0.0
+                out[k][i] = now + max(rest, 0.0)
+        return out
+
     @staticmethod
-    def _peak(jobs: list[_Job], recent: list, now: float, window: float, span: float,
-              k: int) -> float:
+    def _peak(jobs: list[_Job], starts: np.ndarray, recent: list, now: float, window: float,
+              span: float, k: int) -> float:
         """The most units held at once in ``[now, now + window]`` with run times ``k``
-        (0 point, 1 lower, 2 upper), projected arrivals (``recent``: those of the last ``span``)
-        included, their count at Poisson's 10 % (lower) or 90 % (upper) for the bounds."""
+        (0 point, 1 lower, 2 upper) from ``starts``, projected arrivals (``recent``: those of
+        the last ``span``) included, their count at Poisson's 10 % (lower) or 90 % (upper) for
+        the bounds."""
         rate = sum(a[1] for a in recent) / span
         expected = len(recent) / span * window  # arrivals expected in the window
         if k and expected > 0:
@@ -252,7 +285,6 @@ class InFlight:
         horizon = now + window
         if not jobs:
             return rate * min(window, mean_run)
-        starts = np.array([max(j.start, now) if j.queued else j.start for j in jobs])
         units = np.array([j.units for j in jobs])
         ends = starts + np.array([j.durations[k] for j in jobs])
         running = starts <= now

@@ -112,6 +112,34 @@ def test_a_queued_request_waits_from_the_earliest_moment_asked():
     assert ledger.predict({"p": 60.0}, {"p": 1.0}, now=140.0)["p"].point == pytest.approx(1.0)
 
 
+def test_a_queued_request_starts_when_the_queues_record_says_it_may():
+    """Twenty requests have waited 0, 50, ..., 950 s in the queue. A new one, asked about the
+    next three minutes as it is announced, starts (of the waits longer than none: 50 to 950 s)
+    after the 90 % quantile's 860 s for the lower bound and the median's 500 s for the point,
+    both beyond the window, and after the 10 % quantile's 140 s for the upper, inside it; with
+    too few waits recorded it starts at once, as before. Having waited 900 s, only the 950 s
+    wait is longer: it starts 50 s on, in every bound. Arrivals are counted over a minute, where
+    only the new request falls (its projected successors are the same in both ledgers)."""
+    from models.tier2.inflight import InFlight
+
+    def ledger(min_waits: int) -> InFlight:
+        out = InFlight(rate_span_s=60.0, min_waits=min_waits)
+        for i in range(20):
+            job = out.announce("p", -50_000.0 + i, (30.0, 30.0, 30.0), job=f"old{i}", queued=True)
+            out.started("p", job, -50_000.0 + i + 50.0 * i)
+            out.finished("p", job)
+        out.announce("p", 0.0, (600.0, 600.0, 600.0), job="new", queued=True)
+        return out
+
+    learnt, fresh = (x.predict({"p": 180.0}, {"p": 1.0}, now=0.0)["p"] for x in (ledger(20),
+                                                                             ledger(21)))
+    assert learnt.lower == pytest.approx(fresh.lower - 1.0)
+    assert learnt.point == pytest.approx(fresh.point - 1.0)
+    assert learnt.upper == pytest.approx(fresh.upper)
+    waited = ledger(20).predict({"p": 120.0}, {"p": 1.0}, now=900.0)["p"]
+    assert waited.lower == pytest.approx(1.0)  # starts at 950 s, inside [900, 1020]
+
+
 def test_new_work_arrives_at_the_last_hours_rate_with_poisson_bounds():
     """Six one-unit requests of 600 s, one every 600 s from 300 s, none in the last five
     minutes before 3600 s: a window of five minutes still expects new work at the rate since
