@@ -129,6 +129,8 @@ def ablation(
                               "(on the requests finished before), e.g. 1d, 7d.")] = "1d",
     violation_cost: ViolationCostOption = None,
     budget: BudgetOption = None,
+    plot: Annotated[bool, typer.Option(
+        help="Save a PNG of every variant and peer: violations against instance-hours.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """leadtime with parts switched off on one trace, the peers beside it: Tier 1 only, Tier 3
@@ -144,6 +146,7 @@ def ablation(
     from leadtime_cli.common import fail, tier2_requests
     from simulation.request_scenarios import REQUEST_SCENARIOS
     from simulation.suite import ablation as run_ablation
+    from simulation.suite import plot_ablation
 
     err = Console(stderr=True)
     requests = None
@@ -173,6 +176,13 @@ def ablation(
         fail(str(exc).strip("'\""))
     finally:
         scratch.cleanup()
+    plot_path = None
+    if plot:
+        from leadtime.settings import get_settings
+
+        stem = trace.stem if trace is not None else scenario
+        plot_path = plot_ablation(rows, f"bench ablation on {label}",
+                                  get_settings().prepare().plots_dir / f"ablation_{stem}.png")
     if as_json:
         keys = ("name", "tiers", "slo_violation_pct", "instance_hours", "cost_vs_hpa",
                 "sizing_sources")
@@ -180,7 +190,8 @@ def ablation(
             "trace": label,
             "variants": [{k: r[k] for k in keys} for r in rows if r["kind"] == "leadtime"],
             "policies": {r["name"]: {k: r[k] for k in keys[2:5]}
-                         for r in rows if r["kind"] == "peer"}}, indent=2))
+                         for r in rows if r["kind"] == "peer"},
+            **({"plot": str(plot_path)} if plot_path else {})}, indent=2))
         return
     table = Table(title=f"bench ablation on {label}")
     for header in ("variant", "SLO viol %", "inst-hours / hpa", "sized by (share of passes)"):
@@ -193,7 +204,10 @@ def ablation(
                            sorted(sources.items(), key=lambda kv: -kv[1]))
         table.add_row(r["name"], f"{r['slo_violation_pct']:.2f}", f"{r['cost_vs_hpa']:.2f}",
                       shares or "-")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if plot_path:
+        console.print(f"plot: {plot_path}")
 
 
 def defaults(

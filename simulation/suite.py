@@ -29,6 +29,7 @@ import pandas as pd
 
 from leadtime.config import EngineSpec
 from simulation.bench import (
+    COLOURS,
     FRONTIER_TARGETS,
     HISTORY_S,
     bench_producer,
@@ -225,3 +226,35 @@ def ablation(series: pd.Series, engine: EngineSpec | None = None,
         if progress:
             progress(variant)
     return rows
+
+
+def plot_ablation(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
+    """Each variant and peer of :func:`ablation` as one point: SLO violations (y) against
+    instance-hours over the HPA's (x), so what a tier buys and what it costs read together.
+    Variants with Tier 2 in blue, those without in cyan, the peers as squares in their
+    colours."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    markers = iter("ov^DPX*<>h")  # the variants lie close together: one marker and entry each
+    for r in rows:
+        x, y = r["cost_vs_hpa"], r["slo_violation_pct"]
+        if r["kind"] == "peer":
+            ax.plot(x, y, "s", color=COLOURS.get(r["name"], "tab:gray"), label=r["name"])
+        else:
+            ax.plot(x, y, next(markers, "o"), markersize=7, fillstyle="none", mew=1.5,
+                    color="tab:blue" if "tier2" in r["tiers"] else "tab:cyan",
+                    label=f"leadtime: {r['name']}")
+    ax.set_xlabel("instance-hours / HPA's")
+    ax.set_ylabel("SLO violations (% of demand)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -169,9 +169,10 @@ class InFlight:
             if found is None:
                 self.late += 1
                 return False
-            if found.queued:
-                self._waits.setdefault(producer, deque(maxlen=self.wait_record)).append(
-                    max(0.0, at_s - found.arrived))
+            wait = at_s - found.arrived
+            if found.queued and 0.0 <= wait <= self.forget_after_s:  # a start reported before
+                # its announcement, or a day after, says nothing of the queue's habits
+                self._waits.setdefault(producer, deque(maxlen=self.wait_record)).append(wait)
             found.start, found.queued = at_s, False
             return True
 
@@ -206,6 +207,11 @@ class InFlight:
         """Requests announced as queued and not yet told to have started."""
         with self._lock:
             return sum(j.queued for j in self._jobs.get(producer, {}).values())
+
+    def waits_recorded(self, producer: str) -> int:
+        """Queue waits recorded for the producer (announced as queued, then told to start)."""
+        with self._lock:
+            return len(self._waits.get(producer, ()))
 
     def predict(self, windows_s: Mapping[str, float], scales: Mapping[str, float],
                 now: float) -> dict[str, TierPrediction]:

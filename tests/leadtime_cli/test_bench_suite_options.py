@@ -90,3 +90,21 @@ def test_the_alternative_marked_default_is_the_engines_default():
     (marked,) = [name for name in ALTERNATIVES if name.endswith("(default)")]
     for key, value in ALTERNATIVES[marked].items():
         assert getattr(ENGINE_DEFAULTS, key) == value, key
+
+
+def test_the_ablation_plot_draws_every_variant_and_peer(tmp_path):
+    """``bench ablation`` saves one point per variant and peer, violations against
+    instance-hours over the HPA's; a PNG a person can open."""
+    from simulation.suite import plot_ablation
+
+    rows = [{"name": "hpa", "kind": "peer", "tiers": [], "slo_violation_pct": 22.3,
+             "cost_vs_hpa": 1.0},
+            {"name": "crane_ehpa", "kind": "peer", "tiers": [], "slo_violation_pct": 9.0,
+             "cost_vs_hpa": 1.24},
+            {"name": "tier1+3 recalibrated (default)", "kind": "leadtime",
+             "tiers": ["tier1", "tier3"], "slo_violation_pct": 22.2, "cost_vs_hpa": 1.001},
+            {"name": "tier1+2+3 recalibrated", "kind": "leadtime",
+             "tiers": ["tier1", "tier2", "tier3"], "slo_violation_pct": 13.7,
+             "cost_vs_hpa": 1.02}]
+    path = plot_ablation(rows, "ablation", tmp_path / "plots" / "ablation.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000

@@ -138,6 +138,11 @@ def test_a_queued_request_starts_when_the_queues_record_says_it_may():
     assert learnt.upper == pytest.approx(fresh.upper)
     waited = ledger(20).predict({"p": 120.0}, {"p": 1.0}, now=900.0)["p"]
     assert waited.lower == pytest.approx(1.0)  # starts at 950 s, inside [900, 1020]
+    odd = ledger(20)  # a start reported before its announcement, or days after, is not a wait
+    odd.announce("p", 5_000.0, (30.0, 30.0, 30.0), job="early", queued=True)
+    odd.announce("p", 5_000.0, (30.0, 30.0, 30.0), job="lost", queued=True)
+    assert odd.started("p", "early", 4_000.0) and odd.started("p", "lost", 5_000.0 + 3 * 86400)
+    assert odd.waits_recorded("p") == 20
 
 
 def test_new_work_arrives_at_the_last_hours_rate_with_poisson_bounds():
