@@ -234,8 +234,9 @@ class ProgressBatch(BaseModel):
 
 
 class InFlightCollector:
-    """``/metrics``: requests tracked in flight, progress reports for requests the ledger does
-    not hold (late, or never announced), and requests dropped unfinished."""
+    """``/metrics``: requests tracked in flight, the queue waits recorded, progress reports for
+    requests the ledger does not hold (late, or never announced), and requests dropped
+    unfinished."""
 
     def __init__(self, ledger) -> None:
         self.ledger = ledger
@@ -253,6 +254,15 @@ class InFlightCollector:
         yield GaugeMetricFamily("leadtime_tier2_queued_requests",
                                 "Tracked requests announced as queued, not yet reported started.",
                                 value=sum(ledger.queued(p) for p in ledger.producers()))
+        producers = ledger.producers()
+        waits = [ledger.waits_recorded(p) for p in producers]
+        yield GaugeMetricFamily("leadtime_tier2_queue_waits_recorded",
+                                "Queue waits Tier 2 has recorded (announced as queued to reported "
+                                "started), over every producer.", value=sum(waits))
+        yield GaugeMetricFamily("leadtime_tier2_queue_learnt_producers",
+                                "Producers whose queued requests start when their recorded waits "
+                                "say they may (enough waits recorded); the others' start at once.",
+                                value=sum(n >= ledger.min_waits for n in waits))
         yield CounterMetricFamily("leadtime_tier2_unknown_progress",
                                   "Progress reports for a request the ledger does not hold "
                                   "(late, unknown producer, or never announced).",

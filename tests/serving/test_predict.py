@@ -201,7 +201,11 @@ def test_tracked_requests_hold_tier2_until_reported_finished(client):
     started = client.post("/v1/requests/progress", headers=auth, json={"started": [
         {"producer_id": "P1", "request_id": "q0"}]})
     assert started.json() == {"started": 1, "finished": 0, "unknown": 0}
-    assert "leadtime_tier2_queued_requests 0.0" in client.get("/metrics").text
+    text = client.get("/metrics").text
+    assert "leadtime_tier2_queued_requests 0.0" in text
+    # its wait is recorded; one wait is too few for its producer's queue to be learnt
+    assert "leadtime_tier2_queue_waits_recorded 1.0" in text
+    assert "leadtime_tier2_queue_learnt_producers 0.0" in text
     assert client.post("/v1/requests/progress", json={"finished": []}).status_code == 401
 
 
