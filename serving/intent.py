@@ -248,13 +248,13 @@ class InFlightCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         ledger = self.ledger
-        held = sum(ledger.in_flight(p) for p in ledger.producers())
+        producers = ledger.producers()
+        held = sum(ledger.in_flight(p) for p in producers)
         yield GaugeMetricFamily("leadtime_tier2_in_flight_requests",
                                 "Requests Tier 2 tracks as running or queued.", value=held)
         yield GaugeMetricFamily("leadtime_tier2_queued_requests",
                                 "Tracked requests announced as queued, not yet reported started.",
-                                value=sum(ledger.queued(p) for p in ledger.producers()))
-        producers = ledger.producers()
+                                value=sum(ledger.queued(p) for p in producers))
         waits = [ledger.waits_recorded(p) for p in producers]
         yield GaugeMetricFamily("leadtime_tier2_queue_waits_recorded",
                                 "Queue waits Tier 2 has recorded (announced as queued to reported "
