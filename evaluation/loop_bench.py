@@ -16,7 +16,8 @@ and times its passes:
 * **Tier 3**: a :class:`models.tier3.state.Tier3State` fed every producer's load each minute,
   warm enough that its load nowcast answers;
 * **sizing**: each producer's calibrator and HPA twin, warmed by real passes until sizing is
-  calibrated (two hours of windows);
+  calibrated (two hours of windows), or for ``warm_s`` (``--warm-hours``): a pass costs more as
+  the records fill, for three days (the sizing's windows, Tier 3's phase cycles);
 * **the decision log** on disk (SQLite, WAL), and the Prometheus metrics updated in the pass as
   ``leadtime serve`` updates them; the export is rendered after each pass, as a scrape would.
   Serving renders it on the scrape's own request, not in the pass, so it is timed apart.
@@ -210,8 +211,8 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
             calibrated = sum(d.sizing is not None for d in result.fleet.decisions.values())
             tier3_answered = sum(t.get("tier3") is not None for t in result.tiers.values())
         else:
-            say(f"{producers:,} producers: warm-up pass {len(export)} "
-                f"({elapsed:.2f} s)")
+            say(f"{producers:,} producers: warm-up pass {len(export)} of "
+                f"{first_timed // per_pass} ({elapsed:.2f} s)")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     collector.release()  # the next fleet's run starts from a collector that scans everything
     held = None
@@ -225,6 +226,7 @@ def run_loop(producers: int, pools: int = 100, passes: int = 10,
         "producers": producers, "pools": min(pools, producers),
         "decision_interval_s": decision_interval_s, "passes_timed": len(timed),
         "warm_up_passes": len(export) - len(timed),
+        "warmed_s": first_timed * STEP_S,
         "pass_median_s": round(statistics.median(timed), 4),
         "pass_p99_s": round(timed_sorted[min(len(timed) - 1, math.ceil(0.99 * len(timed)) - 1)],
                             4),
@@ -287,10 +289,12 @@ def steady_state(interval_days: float = 3.0, decision_interval_s: float = 300.0,
 
 def run_loop_bench(sizes: list[int], pools: int = 100, passes: int = 10,
                    decision_interval_s: float = 300.0, progress: Progress | None = None,
-                   steady_days: float = 3.0) -> dict[str, Any]:
-    """:func:`run_loop` at each fleet size, smallest first, and one producer's
-    :func:`steady_state` after ``steady_days`` (0: not measured)."""
-    rows = [run_loop(n, pools, passes, decision_interval_s, progress) for n in sorted(sizes)]
+                   steady_days: float = 3.0, warm_s: float = 0.0) -> dict[str, Any]:
+    """:func:`run_loop` at each fleet size, smallest first (each warmed at least ``warm_s`` of
+    its clock), and one producer's :func:`steady_state` after ``steady_days`` (0: not
+    measured)."""
+    rows = [run_loop(n, pools, passes, decision_interval_s, progress, warm_s=warm_s or None)
+            for n in sorted(sizes)]
     document: dict[str, Any] = {"runs": rows}
     if steady_days > 0:
         document["steady_state"] = steady_state(steady_days, decision_interval_s, progress)
@@ -313,7 +317,8 @@ def format_table(document: dict[str, Any]) -> str:
     if document["runs"]:
         r = document["runs"][0]
         lines.append(f"one pass every {r['decision_interval_s']:g} s of the replay clock, "
-                     f"{r['passes_timed']} timed after {r['warm_up_passes']} warm-up passes; "
+                     f"{r['passes_timed']} timed after {r['warm_up_passes']} warm-up passes "
+                     f"({r['warmed_s'] / 3600:g} h of its clock); "
                      f"Tier 1 {r['tier1_recipe']}, Tier 2 not wired, Tier 3 answered for "
                      f"{r['tier3_answered']:,}; written: bytes the pass asked the kernel to "
                      "write (the decision log); disk: the log's size per producer-day; peak "
@@ -324,5 +329,5 @@ def format_table(document: dict[str, Any]) -> str:
                           for name, size in steady["bytes"].items() if size)
         lines.append(f"one producer after {steady['after_days']:g} days (its load every "
                      f"{steady['load_every_s']:g} s) holds {steady['total_bytes'] / 2**20:.1f} "
-                     f"MiB of state: {parts}; the timed runs above, warmed for hours, hold less")
+                     f"MiB of state: {parts}; runs warmed for hours hold less")
     return "\n".join(lines)

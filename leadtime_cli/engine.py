@@ -75,6 +75,11 @@ def bench_loop(
     steady_days: Annotated[float, typer.Option(
         help="Also trace one producer's state after this many days of the loop, by part: "
         "what each producer of a fleet holds once it has run that long (0: skip).")] = 3.0,
+    warm_hours: Annotated[float, typer.Option(
+        help="Run the loop at least this many hours of its clock before timing (0: until "
+        "sizing calibrates, about four). A fleet's records fill for days (the sizing keeps "
+        "three of windows), and a pass costs more as they fill: 72 times a pass at steady "
+        "state.")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Time whole passes of the decision loop at fleet size: every tier source, sizing, the HPA
@@ -92,10 +97,13 @@ def bench_loop(
         fail(f"--producers {producers!r}: give fleet sizes like 1000,10000")
     if not steady_days >= 0:
         fail(f"--steady-days {steady_days!r}: give a number of days, or 0 to skip")
+    if not warm_hours >= 0:
+        fail(f"--warm-hours {warm_hours!r}: give a number of hours, or 0 for the least")
     err = Console(stderr=True)
     with err.status("building the loop") as status:
         document = run_loop_bench(sizes, pools, passes, interval,
-                                  progress=lambda m: status.update(m), steady_days=steady_days)
+                                  progress=lambda m: status.update(m), steady_days=steady_days,
+                                  warm_s=warm_hours * 3600.0)
     typer.echo(json.dumps(document, indent=2) if as_json else format_table(document))
 
 

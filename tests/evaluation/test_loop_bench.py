@@ -14,8 +14,19 @@ def test_the_loop_bench_warms_every_part_and_reports_each_measure(tmp_path):
     assert row["bytes_written_per_pass"] > 0 and row["log_disk_bytes_per_producer_day"] > 0
     assert row["export_bytes"] > 0 and row["peak_rss_mib"] > 0
     assert (tmp_path / "decisions.db").is_file()
+    assert row["warmed_s"] >= 2 * 3600  # the least warm-up: until sizing calibrates
     table = format_table({"runs": [row]})
     assert "20" in table and "Tier 2 not wired" in table
+
+
+def test_the_loop_bench_warms_for_as_long_as_asked(tmp_path):
+    """``--warm-hours``: a pass costs more as the records fill, so steady state is timed after
+    the loop has run that long; the table says how long it ran."""
+    from evaluation.loop_bench import format_table, run_loop
+
+    row = run_loop(2, pools=1, passes=1, home=tmp_path, warm_s=6 * 3600.0)
+    assert row["warmed_s"] >= 6 * 3600 and row["warm_up_passes"] >= 6 * 12
+    assert "(6 h of its clock)" in format_table({"runs": [row]})
 
 
 def test_the_state_a_producer_holds_is_traced_by_part(tmp_path):
