@@ -14,8 +14,11 @@ of the squared Mahalanobis distances (metric ``(X'X)^-1`` of the reference windo
 exceeds (above all of them, ``1 - (max / s) / P``, so the top keeps resolution). The reference
 set slides: a window joins it ``P`` samples after it was scored. The windows overlap, so the
 detector keeps the values they are cut from (the last ``2 P + dim``) rather than the windows:
-the reference's raw windows are cut again only when the metric is refitted, and only their
-images under the metric are kept. After an alert (score >=
+the reference's raw windows are cut again only when the metric is refitted. A window's
+squared distance to each reference window ``r`` under the metric ``M = L L'`` is
+``|r L|^2 + |x L|^2 - 2 r . (L L' x)``: the first term is kept per reference window (one number
+each), the last is one correlation of the reference's values with ``L L' x``, so the detector
+holds ``O(P)`` numbers, not the ``P x dim`` images of its windows. After an alert (score >=
 ``alarm``) the detector rests for a fifth of ``P`` samples (score ``rest_score``), NAB's knncad
 rule, so that one incident is one alert. A value beyond the range of everything seen before
 scores 1.
@@ -71,8 +74,7 @@ class KNNCADDetector:
     _values: np.ndarray = field(default=None, init=False, repr=False)  # ring: the last values
     _count: int = field(default=0, init=False)  # finite values seen; value v sits at (v-1) % len
     _joined: int = field(default=0, init=False)  # the newest window in the reference (0: none)
-    _z: np.ndarray | None = field(default=None, init=False, repr=False)
-    _zn: np.ndarray | None = field(default=None, init=False, repr=False)
+    _zn: np.ndarray | None = field(default=None, init=False, repr=False)  # |r L|^2 per row
     _chol: np.ndarray | None = field(default=None, init=False, repr=False)
     _scores: np.ndarray | None = field(default=None, init=False, repr=False)
     _pos_score: int = field(default=0, init=False)
@@ -93,6 +95,7 @@ class KNNCADDetector:
         ring of values: the windows overlap, so their values are the first window's and each
         later window's last, in age order."""
         state = dict(state)
+        state.pop("_z", None)  # the reference's images, kept before: its norms are enough
         if "_pending" in state:
             state.update(_from_windows(state))
         self.__dict__.update(state)
@@ -118,25 +121,35 @@ class KNNCADDetector:
         """The a-priori alert floor: the published KNN-CAD alert level."""
         return self.alarm
 
-    def _fit_metric(self) -> None:
-        """Mahalanobis metric ``(X'X)^-1`` of the reference windows, as a Cholesky factor."""
+    def _fit_metric(self) -> np.ndarray:
+        """Mahalanobis metric ``(X'X)^-1`` of the reference windows, as a Cholesky factor, and
+        each reference window's squared norm under it; returns the windows' images (rows in
+        the reference's order), which are not kept."""
         train = self._reference_windows()
         try:
             self._chol = np.linalg.cholesky(np.linalg.inv(train.T @ train))
         except np.linalg.LinAlgError:  # singular (e.g. a flat series): keep the previous metric
             if self._chol is None:
                 self._chol = np.eye(self.dim)
-        self._z = train @ self._chol
-        self._zn = np.einsum("ij,ij->i", self._z, self._z)
+        z = train @ self._chol
+        self._zn = np.einsum("ij,ij->i", z, z)
+        return z
 
     def _distances(self, item: np.ndarray) -> np.ndarray:
+        """Squared distances under the metric from ``item`` to every reference window, in
+        the windows' age order (the k nearest do not depend on it)."""
         z = item @ self._chol
-        return np.maximum(self._zn + z @ z - 2.0 * (self._z @ z), 0.0)
+        P, J = self.reference, self._joined
+        # the reference is windows J - P + 1 .. J: their values, oldest first
+        values = np.take(self._values, np.arange(J - P, J + self.dim - 1), mode="wrap")
+        dots = np.correlate(values, self._chol @ z, "valid")  # window i . (L L' x)
+        norms = np.roll(self._zn, -(J % P))  # window J - P + 1 + i sits in row (J + i) % P
+        return np.maximum(norms + z @ z - 2.0 * dots, 0.0)
 
     def _start(self) -> None:
         self._joined = self.reference  # windows 1 .. P: the first reference
-        self._fit_metric()
-        gram = self._z @ self._z.T
+        z = self._fit_metric()
+        gram = z @ z.T
         d2 = np.maximum(self._zn[:, None] + self._zn[None, :] - 2.0 * gram, 0.0)
         kk = self.k + 1  # each reference window is its own nearest neighbour
         self._scores = np.partition(d2, kk, axis=1)[:, :kk].sum(axis=1)
@@ -184,7 +197,6 @@ class KNNCADDetector:
             g = self._joined + 1
             row = (g - 1) % self.reference
             z = self._window(g) @ self._chol
-            self._z[row] = z
             self._zn[row] = z @ z
             self._joined = g
         return score

@@ -181,3 +181,40 @@ def test_knncad_keeps_values_not_windows_and_loads_checkpoints_that_kept_windows
         assert [restored.score_learn(v) for v in rest] == expected, cut
         assert [again.score_learn(v) for v in rest] == expected, cut
     assert max(expected) >= KNNCADDetector().alarm  # the spikes still raise an alert
+
+
+def test_knncad_keeps_one_number_per_reference_window_and_loads_checkpoints_with_images():
+    """The reference's images under the metric (``P x dim`` numbers, 2.2 MiB at one sample a
+    minute) are not kept: a distance needs only each reference window's norm and one
+    correlation of the reference's values. The distances are the images' to rounding, and a
+    Tier 3 checkpoint pickled with the images loads and scores as the detector that never
+    stopped."""
+    import pickle
+
+    import numpy as np
+
+    from monitoring.knncad import KNNCADDetector
+
+    rng = np.random.default_rng(9)
+    t = np.arange(1600)
+    series = 50 + 20 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 2, t.size)
+    series[rng.integers(1000, 1600, 6)] += 60
+    live = KNNCADDetector(interval_s=300)
+    for v in series[:1200]:
+        live.score_learn(v)
+    assert not hasattr(live, "_z") and live._zn.shape == (live.reference,)
+    images = live._reference_windows() @ live._chol  # rows as the reference's rows
+    item = live._window(live._count - live.dim + 1)
+    z = item @ live._chol
+    by_images = np.maximum(live._zn + z @ z - 2.0 * (images @ z), 0.0)
+    # in the windows' age order: window J - P + 1 + i sits in row (J + i) % P
+    rows = (live._joined + np.arange(live.reference)) % live.reference
+    assert np.allclose(live._distances(item), by_images[rows],
+                       rtol=1e-9, atol=1e-9 * by_images.max())
+    state = dict(live.__dict__, _z=images)  # what a checkpoint held before
+    restored = KNNCADDetector.__new__(KNNCADDetector)
+    restored.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert "_z" not in restored.__dict__
+    rest = series[1200:]
+    assert [restored.score_learn(v) for v in rest] == [live.score_learn(v) for v in rest]
+    assert len(pickle.dumps(live)) < 40_000  # values, norms, scores and the metric
