@@ -293,7 +293,7 @@ def run_loop_bench(sizes: list[int], pools: int = 100, passes: int = 10,
     """:func:`run_loop` at each fleet size, smallest first (each warmed at least ``warm_s`` of
     its clock), and one producer's :func:`steady_state` after ``steady_days`` (0: not
     measured)."""
-    rows = [run_loop(n, pools, passes, decision_interval_s, progress, warm_s=warm_s or None)
+    rows = [run_loop(n, pools, passes, decision_interval_s, progress, warm_s=warm_s)
             for n in sorted(sizes)]
     document: dict[str, Any] = {"runs": rows}
     if steady_days > 0:

@@ -78,8 +78,8 @@ def bench_loop(
     warm_hours: Annotated[float, typer.Option(
         help="Run the loop at least this many hours of its clock before timing (0: until "
         "sizing calibrates, about four). A fleet's records fill for days (the sizing keeps "
-        "three of windows), and a pass costs more as they fill: 72 times a pass at steady "
-        "state.")] = 0.0,
+        "three of windows), and a pass costs more as they fill: 72 gives a pass at "
+        "steady state.")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Time whole passes of the decision loop at fleet size: every tier source, sizing, the HPA
