@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def test_producers_in_two_processes_score_as_one_after_another(tmp_path):
     from simulation.bench import run_bench
@@ -15,5 +17,9 @@ def test_producers_in_two_processes_score_as_one_after_another(tmp_path):
     assert list(parallel.producers) == list(serial.producers) == ["svc-1", "svc-2", "svc-3"]
     for name, result in serial.producers.items():
         assert parallel.producers[name].metrics == result.metrics
+        # the daily fits the replay asked stay in the worker; their schedule comes back
+        assert result.tier1.published and not parallel.producers[name].tier1.published
+        assert np.array_equal(parallel.producers[name].tier1.window, result.tier1.window,
+                              equal_nan=True)
     assert parallel.policies == serial.policies
     assert {t.split(":")[0] for t in ticks} == {"svc-1", "svc-2", "svc-3"}  # progress per producer

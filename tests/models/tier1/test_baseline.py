@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.tier1.forecasters import LEVELS, conformal_offsets, make_forecaster, widen
+from models.tier1 import forecasters
+from models.tier1.forecasters import LEVELS, FitMemo, conformal_offsets, make_forecaster, widen
 
 COLUMNS = ["point", "lower_80", "upper_80", "lower_95", "upper_95"]
 
@@ -52,6 +53,34 @@ def test_gaps_in_history_do_not_break_fits():
     for name in ("seasonal_naive", "prophet", "mstl"):
         forecast = make_forecaster(name).fit(series.iloc[:-96]).predict(series.index[-96:])
         assert forecast.notna().all().all(), name
+
+
+@pytest.mark.parametrize("name", ["prophet", "mstl"])
+def test_a_refit_makes_a_fit_it_has_made_once_and_forecasts_as_a_fresh_one(name, monkeypatch):
+    """On an expanding history of three weeks or more, a day's holdout (the last week) is fitted
+    on the series the fit of a week earlier saw: the memo makes that fit once, and the forecast
+    is what a fresh fit gives."""
+    series = periodic(days=30, noise=4)
+    start, future = series.index[0], series.index[-96:]
+    model = type(make_forecaster(name))
+    fitted_days: list[float] = []
+    fit_coarse = model._fit_coarse
+
+    def counted(self, coarse):
+        fitted_days.append(len(coarse) / 96)
+        return fit_coarse(self, coarse)
+
+    monkeypatch.setattr(model, "_fit_coarse", counted)
+    monkeypatch.setattr(forecasters, "FITS", FitMemo())
+    make_forecaster(name).fit(series[series.index < start + pd.Timedelta(days=22)])
+    refit = make_forecaster(name).fit(series[series.index < start + pd.Timedelta(days=29)])
+    # day 22: its holdout fit (15 days) and its full fit; day 29: its holdout fit is on day 22's
+    # 22 days, made already, so only its full fit
+    assert fitted_days == [15, 22, 29]
+    monkeypatch.setattr(forecasters, "FITS", FitMemo(size=0))
+    fresh = make_forecaster(name).fit(series[series.index < start + pd.Timedelta(days=29)])
+    assert fitted_days[3:] == [22, 29]
+    pd.testing.assert_frame_equal(refit.predict(future), fresh.predict(future))
 
 
 def test_unknown_model_is_a_clear_error():
