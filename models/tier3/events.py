@@ -91,9 +91,6 @@ class MetricSample(_Strict):
     def _to_utc(cls, value: datetime, info: ValidationInfo) -> datetime:
         return _utc(value, info)
 
-    def key(self) -> str:
-        return f"m|{self.producer_id}|{self.metric}|{self.timestamp.isoformat()}"
-
 
 class ObservationBatch(_Strict):
     """The body of ``POST /v1/observations``: events and/or metric samples, in any order."""

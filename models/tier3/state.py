@@ -29,7 +29,7 @@
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +45,7 @@ from models.tier3.events import MetricSample, PerformanceEvent
 METRIC_NAMES: tuple[str, ...] = get_args(MetricSample.model_fields["metric"].annotation)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RECENT_STAMPS = 64  # the samples a series remembers for telling a resent one from a late one
 
 
 def _seconds(ts: datetime) -> float:
@@ -68,7 +69,7 @@ class Tier3Config:
     load_window_s: float = 300.0
     lead_s: float = PRODUCER_DEFAULTS.spinup_lead_time_s  # the load nowcast answers for it
     stale_s: float = 300.0  # a pair event older than its pair's newest by this much: learn only
-    dedup_capacity: int = 500_000
+    dedup_capacity: int = 500_000  # performance events' keys (metric samples dedup per series)
     # common-cause test (see ``Tier3State.coincidence``): hit onsets of similar consumers that are
     # closer in time than independent blips at the observed base rate explain, at level alpha
     coincidence_alpha: float = 0.05
@@ -94,6 +95,8 @@ class PairState:
 class MetricState:
     detector: Any
     last_s: float = -math.inf
+    # the stamps of its last samples: a resent one is a duplicate, an older unseen one late
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_STAMPS))
     calibration: list[float] = field(default_factory=list)
     threshold: float | None = None
     last_value: float = math.nan
@@ -202,12 +205,12 @@ class Tier3State:
                 continue
             late += self._apply_event(event)
             accepted += 1
-        for sample in sorted(metrics, key=lambda m: m.timestamp):
-            if self._seen(sample.key()):
-                dup += 1
-                continue
-            if self._apply_metric(sample):
+        for sample in sorted(metrics, key=lambda m: m.timestamp):  # deduplicated per series
+            outcome = self._apply_metric(sample)
+            if outcome == "applied":
                 accepted_m += 1
+            elif outcome == "duplicate":
+                dup += 1
             else:
                 skipped += 1
         return IngestResult(accepted, accepted_m, dup, late, skipped)
@@ -265,8 +268,12 @@ class Tier3State:
         self.events_applied += 1
         return is_late
 
-    def _apply_metric(self, sample: MetricSample) -> bool:
-        """Score the sample with its series' detector; older-than-newest samples are skipped.
+    def _apply_metric(self, sample: MetricSample) -> str:
+        """Score the sample with its series' detector: ``"applied"``; a sample not newer than
+        the series' newest is ``"duplicate"`` when its stamp is among the last
+        :data:`RECENT_STAMPS` applied, else ``"late"``, and skipped. A series keeps its own
+        stamps rather than a key per sample in the events' dedup cache, where a fleet's samples
+        would crowd the events out.
 
         The detector is built at the series' second sample, when its sampling interval is known
         (every window it keeps is a duration over that interval); the first sample is then
@@ -280,9 +287,13 @@ class Tier3State:
         state = self.metrics.get(key)
         if state is None:
             state = self.metrics[key] = MetricState(detector=None)
+        recent = getattr(state, "recent", None)  # a checkpoint of an earlier version has none
+        if recent is None:
+            recent = state.recent = deque(maxlen=RECENT_STAMPS)
         if t <= state.last_s:
-            return False
+            return "duplicate" if t in recent else "late"
         state.last_s = t
+        recent.append(t)
         value = float(sample.value)
         if state.detector is None:
             if state.first is None:
@@ -301,7 +312,7 @@ class Tier3State:
             self.nowcast(sample.producer_id).update(t, value)
         if score is None:  # the series' first sample: nothing to score it against yet
             self.metrics_applied += 1
-            return True
+            return "applied"
         if state.threshold is None:
             state.calibration.append(score)
             # a checkpoint of an earlier version has no count: its detector's day at 5 minutes
@@ -316,7 +327,7 @@ class Tier3State:
                            "threshold": round(state.threshold, 4), "value": sample.value,
                            "at": sample.timestamp.isoformat()}
         self.metrics_applied += 1
-        return True
+        return "applied"
 
     # ----------------------------------------------------------------- risk and prediction
     def hit_consumers(self, producer: str) -> list[str]:

@@ -47,6 +47,21 @@ def test_metric_samples_late_and_duplicate():
     assert state.assess("p1").prediction.point == pytest.approx(10.0)
 
 
+def test_metric_samples_deduplicate_per_series_not_in_the_events_cache():
+    """A fleet's samples would crowd the events' keys out of the dedup cache: a series tells a
+    resent sample from a late one by the stamps of its own last samples."""
+    from models.tier3.state import RECENT_STAMPS
+
+    state = Tier3State()
+    m = [MetricSample(timestamp=T0 + timedelta(minutes=i), producer_id="p1", metric="load",
+                      value=10.0 + i) for i in range(RECENT_STAMPS + 10)]
+    assert state.ingest(metrics=m).accepted_metrics == len(m)
+    assert not state.seen  # no key a sample
+    out = state.ingest(metrics=[m[-1], m[-RECENT_STAMPS], m[0]])
+    assert (out.duplicates, out.late_metrics_skipped, out.accepted_metrics) == (2, 1, 0)
+    assert len(state.metrics[("p1", "load")].recent) == RECENT_STAMPS
+
+
 def test_similar_consumers_raise_risk_when_their_group_is_hit():
     """Two groups see producers differently; group A is hit on p0; A's other members are at risk."""
     state, t = _two_groups_state()
