@@ -25,13 +25,13 @@ import hashlib
 import logging
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
+from cachetools import LRUCache
 
 LEVELS = (80, 95)
 DAY = pd.Timedelta("1D")
@@ -54,7 +54,8 @@ def _durations_in_seconds(state: dict) -> dict:
 
 class FitMemo:
     """The last ``size`` fits a process made, by model and by the exact series they were
-    fitted on, so that a fit repeated on the same data is made once.
+    fitted on, so that a fit repeated on the same data is made once (cachetools' LRU, under a
+    lock: the flows fit from threads).
 
     A daily refit on an expanding history fits, for its calibration holdout, the very series
     the fit of ``calibration_s`` earlier was made on (once the history spans three times
@@ -69,33 +70,26 @@ class FitMemo:
     """
 
     def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self._fits: OrderedDict[tuple, dict] = OrderedDict()
+        self._fits: LRUCache[tuple, dict] = LRUCache(maxsize=size)
         self._lock = threading.Lock()
 
     def get(self, key: tuple) -> dict | None:
         with self._lock:
-            fitted = self._fits.get(key)
-            if fitted is not None:
-                self._fits.move_to_end(key)
-            return fitted
+            return self._fits.get(key)
 
     def put(self, key: tuple, fitted: dict) -> None:
         with self._lock:
             self._fits[key] = fitted
-            self._fits.move_to_end(key)
-            while len(self._fits) > self.size:
-                self._fits.popitem(last=False)
 
 
 FITS = FitMemo()  # shared by every forecaster of the process; fitted models are never mutated
 
 
-def series_key(coarse: pd.Series) -> tuple:
+def series_key(coarse: pd.Series) -> str:
     """A series' identity for :class:`FitMemo`: its timestamps and values, digested."""
     digest = hashlib.blake2b(coarse.index.asi8.tobytes(), digest_size=16)
     digest.update(np.ascontiguousarray(coarse.to_numpy(dtype=float)).tobytes())
-    return len(coarse), digest.hexdigest()
+    return digest.hexdigest()
 
 
 class Forecaster(Protocol):
@@ -215,7 +209,7 @@ class BaseForecaster:
         if not self.fitted_fields:
             self._fit_coarse(coarse)
             return coarse
-        key = (self.name, self.step, *series_key(coarse))
+        key = (self.name, self.step, series_key(coarse))
         fitted = FITS.get(key)
         if fitted is None:
             self._fit_coarse(coarse)

@@ -77,7 +77,7 @@ def test_a_refit_makes_a_fit_it_has_made_once_and_forecasts_as_a_fresh_one(name,
     # day 22: its holdout fit (15 days) and its full fit; day 29: its holdout fit is on day 22's
     # 22 days, made already, so only its full fit
     assert fitted_days == [15, 22, 29]
-    monkeypatch.setattr(forecasters, "FITS", FitMemo(size=0))
+    monkeypatch.setattr(forecasters, "FITS", FitMemo())  # empty: this fit makes both its fits
     fresh = make_forecaster(name).fit(series[series.index < start + pd.Timedelta(days=29)])
     assert fitted_days[3:] == [22, 29]
     pd.testing.assert_frame_equal(refit.predict(future), fresh.predict(future))
