@@ -17,7 +17,7 @@ and times its passes:
   warm enough that its load nowcast answers;
 * **sizing**: each producer's calibrator and HPA twin, warmed by real passes until sizing is
   calibrated (two hours of windows), or for ``warm_s`` (``--warm-hours``): a pass costs more as
-  the records fill, for three days (the sizing's windows, Tier 3's phase cycles);
+  the records fill, for days (the sizing's two days of windows, Tier 3's phase cycles);
 * **the decision log** on disk (SQLite, WAL), and the Prometheus metrics updated in the pass as
   ``leadtime serve`` updates them; the export is rendered after each pass, as a scrape would.
   Serving renders it on the scrape's own request, not in the pass, so it is timed apart.
@@ -276,7 +276,7 @@ def steady_state(interval_days: float = 3.0, decision_interval_s: float = 300.0,
                  progress: Progress | None = None) -> dict[str, Any]:
     """One producer's state after ``interval_days`` of the loop, in bytes per part: what a
     fleet holds per producer once it has run for days, where the timed runs, warmed for hours,
-    hold less. At 3 days Tier 3's two-day detector reference and the sizing's three days of
+    hold less. At 3 days Tier 3's two-day detector reference and the sizing's two days of
     windows are full; the week-long spans (the nowcast's ratios, recalibration's record) are
     not."""
     if progress:

@@ -77,8 +77,8 @@ def bench_loop(
         "what each producer of a fleet holds once it has run that long (0: skip).")] = 3.0,
     warm_hours: Annotated[float, typer.Option(
         help="Run the loop at least this many hours of its clock before timing (0: until "
-        "sizing calibrates, about four). A fleet's records fill for days (the sizing keeps "
-        "three of windows), and a pass costs more as they fill: 72 gives a pass at "
+        "sizing calibrates, about four). A fleet's records fill for days (the sizing keeps two "
+        "days of windows), and a pass costs more as they fill: 72 gives a pass at "
         "steady state.")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:

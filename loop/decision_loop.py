@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from leadtime.config import LeadtimeConfig, shard_of
+from leadtime.config import EngineSpec, LeadtimeConfig, shard_of
 from leadtime.engine import (
     FleetDecisions,
     ProducerConfig,
@@ -198,6 +198,7 @@ class DecisionLoop:
         self._max_lead = _max_lead(self._producers)
         self._phases = _refit_phases(self._resources)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
+        self._made_sizing_config: tuple[EngineSpec, SizingConfig] | None = None
         self._twins: dict[str, HpaTwin] = {}  # per producer, what reacting would hold
         self._floors: dict[str, list[tuple[float, int]]] = {}  # (stood until, floor) per producer
 
@@ -312,7 +313,7 @@ class DecisionLoop:
         if config is None:
             return None
         engine = self.config.engine
-        wanted = SizingConfig.from_engine(engine)
+        wanted = self._sizing_config(engine)
         horizon = config.window_s
         capacity = (config.peak_capacity, config.min_instances, config.max_instances)
         sizer = self._sizers.get(producer_id)
@@ -327,6 +328,14 @@ class DecisionLoop:
                 max_instances=config.max_instances, spinup_s=config.spinup_lead_time_s,
                 spend_window_s=engine.sizing_budget_window_s))
         return sizer
+
+    def _sizing_config(self, engine: EngineSpec) -> SizingConfig:
+        """The sizing's settings of ``engine``, made once per engine section rather than once
+        per producer and pass."""
+        made = self._made_sizing_config
+        if made is None or made[0] is not engine:
+            made = self._made_sizing_config = (engine, SizingConfig.from_engine(engine))
+        return made[1]
 
     def _sizing(self, now: float, pid: str, tiers: Mapping[str, TierPrediction | None],
                 state: ProducerState | None,

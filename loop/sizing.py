@@ -88,7 +88,7 @@ class SizingConfig:
     violation_cost: float = ENGINE_DEFAULTS.violation_cost  # the highest price in force
     sizing_history_s: float = ENGINE_DEFAULTS.sizing_history_s  # older windows forgotten ...
     sizing_history_min_windows: int = 150  # ... unless fewer than this many would be left
-    refit_every_s: float = 3600.0
+    refit_every_s: float = ENGINE_DEFAULTS.sizing_refit_s  # engine.sizing_refit_s
     sizing_min_history_s: float = ENGINE_DEFAULTS.sizing_min_history_s  # a candidate sizes
     sizing_min_windows: int = ENGINE_DEFAULTS.sizing_min_windows  # ... once both are reached
     buckets: int = 5  # factors per quintile of the candidate's value
@@ -105,8 +105,9 @@ class SizingConfig:
 
     @classmethod
     def from_engine(cls, engine: EngineSpec) -> SizingConfig:
-        """The sizing of ``leadtime.yaml``'s engine section, every value under its own name."""
-        return cls(**{name: getattr(engine, name) for name in (
+        """The sizing of ``leadtime.yaml``'s engine section, every value under its own name
+        (``sizing_refit_s`` as ``refit_every_s``)."""
+        return cls(refit_every_s=engine.sizing_refit_s, **{name: getattr(engine, name) for name in (
             "violation_cost", "sizing_history_s", "sizing_min_history_s", "sizing_min_windows",
             "sizing_budget", "sizing_budget_window_s", "sizing_budget_feedback",
             "violation_unit", "sizing_rank_at", "sizing_budget_scale_floor",
@@ -144,12 +145,12 @@ def sample_quantiles(samples: tuple, grid: tuple[float, ...],
 
 
 def candidate_values(uppers: Mapping[str, float], samples: Mapping[str, tuple],
-                     grid: tuple[float, ...]) -> dict[str, np.ndarray]:
-    """Every candidate's value at each grid quantile: a tier's upper bound at all of them, a
-    sample read at each (:func:`sample_quantiles`). Non-finite or non-positive values are left
-    out."""
-    out = {name: np.full(len(grid), float(v)) for name, v in uppers.items()
-           if math.isfinite(v) and v > 0}
+                     grid: tuple[float, ...]) -> dict[str, float | np.ndarray]:
+    """Every candidate's value at each grid quantile: a tier's upper bound, one value for all
+    of them, a sample read at each (:func:`sample_quantiles`). Non-finite or non-positive
+    values are left out."""
+    out: dict[str, float | np.ndarray] = {name: float(v) for name, v in uppers.items()
+                                          if math.isfinite(v) and v > 0}
     for name, sample in samples.items():
         value = sample_quantiles(sample, grid)
         if value is not None:
@@ -311,6 +312,8 @@ class WindowPeakCalibrator:
     def _per_quantile(self, value: float | np.ndarray) -> np.ndarray | None:
         """``value`` at each grid quantile (one value is the same at all), or None unless every
         one is finite and positive (a NaN fails both tests)."""
+        if isinstance(value, float):  # one value: tested as a number, not an array
+            return np.full(self.quantiles.shape, value) if 0.0 < value < math.inf else None
         arr = value if isinstance(value, np.ndarray) and value.shape == self.quantiles.shape \
             else np.broadcast_to(np.asarray(value, dtype=float), self.quantiles.shape)
         return arr if arr.min() > 0 and arr.max() < math.inf else None
@@ -533,7 +536,7 @@ class WindowPeakCalibrator:
         for name, v in values.items():
             arr = self._per_quantile(v) if name in self.losses else None
             if arr is not None:
-                usable.append((float(self.losses[name][rank]), name, arr))
+                usable.append((float(self.losses[name][rank]), name, arr, v))
         budget = self.config.sizing_budget
         if floor is not None and self.aside:  # the twin has done better: hold what it holds
             return self._reacting(now, aside=True)
@@ -543,8 +546,8 @@ class WindowPeakCalibrator:
             return self._reacting(now)
         if not usable:
             return None
-        loss, name, value = min(usable, key=lambda u: (u[0], u[1]))
-        factors = self.tables[name].factor(value)
+        loss, name, value, given = min(usable, key=lambda u: (u[0], u[1]))
+        factors = self.tables[name].factor(given if isinstance(given, float) else value)
         peaks = factors * value
         instances = self._instances(peaks)
         if floor is not None:

@@ -13,10 +13,11 @@ from loop.sizing import SizingConfig
 from loop.sources import Unavailable
 
 
-def refits_by_pass(producers: list[str], passes: int = 30, interval_s: float = 300.0):
+def refits_by_pass(producers: list[str], passes: int = 30, interval_s: float = 300.0,
+                   engine: dict | None = None):
     """Per pass, the producers whose sizing refitted at it (all report the same load)."""
     config = parse_config({
-        "engine": {"decision_interval_s": interval_s},
+        "engine": {"decision_interval_s": interval_s, **(engine or {})},
         "pools": {"p": {"defaults": {"capacity_per_instance": 10},
                         "producers": [{"id": p} for p in producers]}}})
     clock = ReplayClock(1_700_000_000.0)
@@ -51,3 +52,9 @@ def test_a_fleet_refits_spread_over_the_period_each_at_its_own_place():
 def test_one_producer_refits_every_period_from_its_first_pass():
     by_pass = refits_by_pass(["svc"], passes=25)
     assert [i for i, refits in enumerate(by_pass) if refits] == [0, 12, 24]
+
+
+def test_the_refit_period_is_the_engines_sizing_refit_s():
+    """``engine.sizing_refit_s`` in ``leadtime.yaml`` sets how often a producer refits."""
+    by_pass = refits_by_pass(["svc"], passes=25, engine={"sizing_refit_s": 7200.0})
+    assert [i for i, refits in enumerate(by_pass) if refits] == [0, 24]
