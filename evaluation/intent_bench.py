@@ -70,7 +70,25 @@ def format_table(document: dict) -> str:
         lines.append("intent MAE - baseline MAE (paired bootstrap 95% CI): " + "; ".join(
             f"{name} {g['diff']:+.3f} [{g['ci95_low']:+.3f}, {g['ci95_high']:+.3f}]"
             for name, g in gaps.items()))
+    lines.extend(_resource_lines(document.get("resources") or {}))
     return "\n".join(lines)
+
+
+def _resource_lines(resources: dict) -> list[str]:
+    """Each declared resource's model beside its baselines on the same holdout."""
+    lines = []
+    for name, entry in resources.items():
+        intent = entry["intent"]
+        unit = f" ({entry['unit']})" if entry.get("unit") else ""
+        chosen = (intent.get("selection") or {}).get("selected", "-")
+        lines.append(f"resource {name}{unit}: intent ({chosen}) MAE {intent['mae']:.3f}, "
+                     f"coverage_80 {intent['coverage_80']:.3f}, width "
+                     f"{intent['interval_width']:.3f}; MAE of " + ", ".join(
+                         f"{base} {entry[base]['mae']:.3f}" for base in
+                         ("global_median", "per_type_median", "per_consumer_median")
+                         if entry.get(base)))
+        lines.extend("  " + line for line in _coverage_lines(intent.get("coverage_by_group"))[:2])
+    return lines
 
 
 def _coverage_lines(groups: dict | None) -> list[str]:

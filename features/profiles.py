@@ -59,7 +59,9 @@ PRODUCER_STATS = ("p_n_10min", "p_n_1h", "p_demand_1h", "p_demand_mean_1h")
 @dataclass(frozen=True)
 class RequestFrame:
     """Requests in canonical columns: event_timestamp, consumer_id, producer_id, request_type,
-    the schema's numeric columns and ``y`` (the demand target)."""
+    the schema's numeric columns and ``y`` (the demand target). ``resources`` holds each
+    declared resource's demand (:attr:`leadtime.data.RequestSchema.resources`), row for row:
+    targets of their own models, never features, so not in ``frame``."""
 
     frame: pd.DataFrame
     numeric: list[str]
@@ -67,6 +69,7 @@ class RequestFrame:
     has_consumer: bool
     has_producer: bool
     unit: str = ""  # the schema's target_unit: decides when a request's demand is known
+    resources: pd.DataFrame | None = None  # a column per declared resource, frame's rows
 
 
 def canonical(trace: RequestTrace) -> RequestFrame:
@@ -89,9 +92,13 @@ def canonical(trace: RequestTrace) -> RequestFrame:
     for col in schema.numeric:
         frame[col] = raw[col].astype(float)
     frame["y"] = raw[schema.target].astype(float)
-    frame = frame.sort_values("event_timestamp", kind="stable").reset_index(drop=True)
+    order = np.argsort(frame["event_timestamp"].to_numpy(), kind="stable")
+    frame = frame.iloc[order].reset_index(drop=True)
+    resources = (pd.DataFrame({name: raw[column].astype(float).to_numpy()[order]
+                               for name, column in schema.resources.items()})
+                 if schema.resources else None)
     return RequestFrame(frame, list(schema.numeric), schema.target, has_consumer, has_producer,
-                        schema.target_unit)
+                        schema.target_unit, resources)
 
 
 def unit_seconds(unit: str | None) -> float | None:

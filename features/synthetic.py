@@ -15,10 +15,18 @@ time: timestamp
 """
 
 
+RESOURCES = """resources:
+  cpu: {column: cores, unit: cores}
+  memory: {column: gib, unit: GiB}
+"""
+
+
 def write_request_trace(folder: Path, n: int = 400, consumers: int = 12, seed: int = 0,
-                        name: str = "tiny_requests") -> Path:
+                        name: str = "tiny_requests", resources: bool = False) -> Path:
     """Write ``<name>.csv`` and its schema: demand grows with steps x images and each
-    consumer has its own speed factor (what consumer history can learn)."""
+    consumer has its own speed factor (what consumer history can learn). ``resources``: each
+    request also holds cores (with its steps) and GiB (with its images), declared in the
+    schema."""
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,7 +49,10 @@ def write_request_trace(folder: Path, n: int = 400, consumers: int = 12, seed: i
         "images": images,
         "demand": demand,
     })
+    if resources:
+        frame["cores"] = np.round(steps / 10 * rng.lognormal(0, 0.1, n), 2)
+        frame["gib"] = np.round(4.0 * images * rng.lognormal(0, 0.1, n), 2)
     path = folder / f"{name}.csv"
     frame.to_csv(path, index=False)
-    (folder / f"{name}.schema.yaml").write_text(SCHEMA)
+    (folder / f"{name}.schema.yaml").write_text(SCHEMA + (RESOURCES if resources else ""))
     return path

@@ -105,7 +105,11 @@ class RequestSchema:
     each request occupies its producer: ``duration`` (the column of its run time in seconds;
     default: the target when its unit is seconds), ``wait`` (seconds between its arrival at the
     front end and its start; default 0) and ``units`` (the capacity it holds while it runs;
-    default 1)."""
+    default 1). ``resources`` names, per resource of the producer (``cpu``, ``memory``...), the
+    column of what each request needs of it: while it runs when the target is a run time
+    (cores, GiB), else its demand of that resource as the target is its demand. Tier 2 learns
+    one model per resource beside the target's (:mod:`models.tier2.intent`). A resource is a
+    column name (``cpu: cpu_cores``) or ``{column: cpu_cores, unit: cores}``."""
 
     target: str
     categorical: list[str]
@@ -115,6 +119,8 @@ class RequestSchema:
     duration: str | None = None
     wait: str | None = None
     units: str | None = None
+    resources: dict[str, str] = field(default_factory=dict)  # resource name: its column
+    resource_units: dict[str, str] = field(default_factory=dict)  # resource name: its unit
 
     @property
     def duration_column(self) -> str | None:
@@ -136,6 +142,7 @@ class RequestSchema:
         missing = [key for key in ("target", "categorical", "numeric") if key not in raw]
         if missing:
             raise TraceError(f"{path.name}: schema lacks the key(s) {', '.join(missing)}")
+        resources, resource_units = _schema_resources(path, raw.get("resources"))
         return cls(
             target=str(raw["target"]),
             categorical=[str(c) for c in raw.get("categorical") or []],
@@ -144,7 +151,32 @@ class RequestSchema:
             target_unit=str(raw.get("target_unit", "")),
             **{key: str(raw[key]) for key in ("duration", "wait", "units")
                if raw.get(key) is not None},
+            resources=resources, resource_units=resource_units,
         )
+
+
+def _schema_resources(path: Path, raw: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """A sidecar's ``resources`` (see :class:`RequestSchema`): each resource's column and unit,
+    or a :class:`TraceError` in one line."""
+    if raw is None:
+        return {}, {}
+    if not isinstance(raw, dict):
+        raise TraceError(f"{path.name}: resources must map each resource to its column "
+                         f"(resources: {{cpu: cpu_cores, memory: memory_gib}}), not {raw!r}")
+    columns, units = {}, {}
+    for name, spec in raw.items():
+        name = str(name)
+        if not re.match(RESOURCE_NAME, name) or name == LOAD:
+            raise TraceError(f"{path.name}: resources: {name!r} is not a resource name (lower "
+                             f"case: cpu, memory, network...; not {LOAD!r})")
+        if isinstance(spec, dict) and spec.get("column"):
+            columns[name], units[name] = str(spec["column"]), str(spec.get("unit", ""))
+        elif isinstance(spec, str) and spec:
+            columns[name], units[name] = spec, ""
+        else:
+            raise TraceError(f"{path.name}: resources: {name}: give its column "
+                             f"({name}: <column>, or {name}: {{column: <column>, unit: <unit>}})")
+    return columns, units
 
 
 @dataclass(frozen=True)
@@ -390,6 +422,14 @@ def read_request_trace(path: str | Path, schema_path: str | Path | None = None) 
     schema = RequestSchema.from_yaml(schema_file)
     raw = _read_text_csv(path)
     occupancy = [c for c in schema.occupancy_columns if c != schema.target]
+    features = {*schema.categorical, *schema.numeric, schema.time}
+    leaks = sorted(c for c in schema.resources.values() if c in features)
+    if leaks:
+        raise TraceError(f"{path.name}: the resource column(s) {', '.join(map(repr, leaks))} "
+                         "are also features or the time: a resource's demand is measured after "
+                         "the request, so it cannot be an input")
+    occupancy = list(dict.fromkeys(
+        [*occupancy, *(c for c in schema.resources.values() if c != schema.target)]))
     required = [schema.time, schema.target, *schema.categorical, *schema.numeric, *occupancy]
     _require_columns(path, raw, list(dict.fromkeys(required)))
     numeric_re = r"^\s*$|" + NUMBER_RE  # blank numeric features are allowed (unknown)
@@ -405,8 +445,8 @@ def read_request_trace(path: str | Path, schema_path: str | Path | None = None) 
     frame[schema.time] = pd.to_datetime(_local_times(raw[schema.time])[0], format="mixed")
     for col in dict.fromkeys([schema.target, *schema.numeric, *occupancy]):
         frame[col] = pd.to_numeric(raw[col].replace("", np.nan), errors="coerce")
-    validate(path, frame, [Check.at_least(col, 0, "is negative (a duration, a wait or units "
-                                                  "cannot be)") for col in occupancy])
+    validate(path, frame, [Check.at_least(col, 0, "is negative (a duration, a wait, units or "
+                                                  "a resource's demand cannot be)") for col in occupancy])
     for col in schema.categorical:
         frame[col] = raw[col].replace("", "unknown")
     unordered = frame[schema.time].diff() < pd.Timedelta(0)

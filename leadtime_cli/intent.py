@@ -24,17 +24,32 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @bench.command("intent")
     def bench_intent(
-        requests: RequestsOption,
+        requests: Annotated[Path | None, typer.Option(
+            "--requests", help=REQUESTS_HELP + " (default: a --scenario)")] = None,
+        scenario: Annotated[str | None, typer.Option(
+            help="A generated request scenario when no --requests (consumer_jobs, "
+                 "consumer_jobs_direct, consumer_jobs_contract; cpu_memory_jobs declares CPU and "
+                 "memory: one model each)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
     ) -> None:
-        """Time-based holdout: the intent model side by side with its baselines."""
+        """Time-based holdout: the intent model side by side with its baselines (and, for a
+        trace that declares resources, each resource's model beside its baselines)."""
+        import tempfile
+
         from evaluation.intent_bench import format_table, run_bench
         from leadtime.settings import get_settings
+        from simulation.request_scenarios import REQUEST_SCENARIOS
 
-        try:
-            document = run_bench(get_settings().prepare(), requests)
-        except TraceError as exc:
-            fail(str(exc))
+        if (requests is None) == (scenario is None):
+            fail("give one of --requests or --scenario")
+        if scenario is not None and scenario not in REQUEST_SCENARIOS:
+            fail(f"unknown --scenario {scenario!r}: choose {', '.join(REQUEST_SCENARIOS)}")
+        with tempfile.TemporaryDirectory(prefix="leadtime-intent-") as scratch:
+            try:
+                path = requests or REQUEST_SCENARIOS[scenario](Path(scratch))
+                document = run_bench(get_settings().prepare(), path)
+            except TraceError as exc:
+                fail(str(exc))
         typer.echo(json.dumps(document, indent=2) if as_json else format_table(document))
 
     @bench.command("serve")
@@ -70,6 +85,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                    f"{'champion' if result['promoted'] else 'challenger'} ({result['reason']}); "
                    f"holdout MAE {intent_scores['mae']:.3f}, "
                    f"coverage_80 {intent_scores['coverage_80']:.3f}")
+        for name, entry in (result["holdout"].get("resources") or {}).items():
+            scores = entry["intent"]
+            typer.echo(f"  resource {name}: holdout MAE {scores['mae']:.3f} {entry['unit']}, "
+                       f"coverage_80 {scores['coverage_80']:.3f}")
 
     @intent.command("serve")
     def serve(host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),

@@ -140,7 +140,10 @@ class Tier1Bundles:
 
 
 class Tier2Announced:
-    """Tier 2: the demand announced per producer over its last lead time, times its factor."""
+    """Tier 2: the demand announced per producer over its last lead time, times its factor. A
+    declared resource answers from what was announced under its own key (a champion that
+    predicts each resource: :func:`serving.intent.resource_shares`), else from its producer's
+    announced demand times the resource's own factor."""
 
     tier = "tier2"
 
@@ -162,12 +165,17 @@ class Tier2Announced:
         scales = {p: s for p, s in scales.items() if p not in owners}
         windows = {p: producers[p].spinup_lead_time_s for p in scales}
         answered = self.announced.predict(windows, scales, now_s)
-        if resources:  # announced per producer: each resource's share by its own factor
-            per = self.announced.predict(
-                {owners[k]: producers[k].spinup_lead_time_s for k in resources},
-                {owners[k]: 1.0 for k in resources}, now_s)
+        if resources:
+            # a champion that predicts each resource announces under the resource's own key
             answered = dict(answered)
-            for key, scale in resources.items():
+            answered.update(self.announced.predict(
+                {k: producers[k].spinup_lead_time_s for k in resources}, resources, now_s))
+            # else announced per producer: each resource's share by its own factor
+            shared = {k: s for k, s in resources.items() if k not in answered}
+            per = self.announced.predict(
+                {owners[k]: producers[k].spinup_lead_time_s for k in shared},
+                {owners[k]: 1.0 for k in shared}, now_s)
+            for key, scale in shared.items():
                 if (base := per.get(owners[key])) is not None:
                     answered[key] = TierPrediction(base.point * scale, base.lower * scale,
                                                    base.upper * scale)

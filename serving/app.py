@@ -114,7 +114,8 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
     app.include_router(intent_router(state.get_intent, state.announced, clock,
                                      settings=state.settings,
                                      producers=lambda: state.decisions.known_producers(),
-                                     inflight=state.inflight))
+                                     inflight=state.inflight,
+                                     resource_keys=lambda: state.decisions.resource_keys()))
     from serving.observations import router as observations_router
 
     tier3_routes = observations_router(state.settings, clock)

@@ -376,6 +376,10 @@ class DecisionRuntime:
         self._wake.set()  # states reported: decide with them now
         return count, before
 
+    def resource_keys(self) -> dict[str, dict[str, str]]:
+        """Per configured producer, its resources' keys (:meth:`LeadtimeConfig.resource_keys`)."""
+        return self.config.resource_keys() if self.config is not None else {}
+
     def known_producers(self, config: LeadtimeConfig | None = None) -> frozenset[str]:
         """The producer ids of ``config`` (default: the loaded one), computed once per config."""
         config = config or self.config

@@ -112,13 +112,20 @@ class IntentRuntime:
         joined = [{**row, **feats} for row, feats in zip(rows, features, strict=True)]
         preds = self.model.predict_rows(joined)
         keys = self.model.row_keys(joined)
+        resources = self.model.predict_resources(joined) if self.model.resources else {}
+        units = {name: model.unit for name, model in self.model.resources.items()}
         unit = self.model.unit
         calibration = self.calibration
         out = []
-        for row, feats, key, bounds in zip(rows, features, keys, preds, strict=True):
+        for i, (row, feats, key, bounds) in enumerate(zip(rows, features, keys, preds,
+                                                           strict=True)):
             known = feats["consumer_known"] > 0
             point, lower, upper = (bounds if calibration is None
                                    else widen(*bounds, calibration.delta(key)))
+            each = ({"resources": {name: dict(zip(("demand", "lower", "upper"), answers[i],
+                                                  strict=True), unit=units[name])
+                                   for name, answers in resources.items()}}
+                    if resources else {})
             out.append({
                 "consumer_id": row.get("consumer_id"),
                 "demand": point,
@@ -130,6 +137,7 @@ class IntentRuntime:
                 "consumer_known": known,
                 "feature_source": "consumer" if known else "population",
                 "features": {f: _plain(feats[f]) for f in self._used},
+                **each,
             })
         return out
 
@@ -248,7 +256,7 @@ class InFlightCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         ledger = self.ledger
-        producers = ledger.producers()
+        producers = ledger.owners()  # a request once, not once per resource it holds
         held = sum(ledger.in_flight(p) for p in producers)
         yield GaugeMetricFamily("leadtime_tier2_in_flight_requests",
                                 "Requests Tier 2 tracks as running or queued.", value=held)
@@ -293,7 +301,7 @@ class InFlightCollector:
 
 
 def router(get_runtime, announced=None, clock=None, *, settings=None,
-           producers=None, inflight=None) -> APIRouter:
+           producers=None, inflight=None, resource_keys=None) -> APIRouter:
     """The intent routes; ``get_runtime()`` returns the process's runtime (or raises).
 
     Predicting is a read and needs no token. Announcing is a write: predictions for requests
@@ -301,7 +309,11 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
     ``announced`` (:class:`models.tier2.announced.AnnouncedDemand`) at the decision loop's
     ``clock`` time, the demand Tier 2 feeds the engine, only when the request carries the
     bearer token (``settings.api_token``). The answer says how many were announced and, when
-    some were not, why.
+    some were not, why. A champion that predicts each declared resource (its schema's
+    ``resources:``) announces, for a producer sized on the same resources (``resource_keys()``:
+    :meth:`leadtime.config.LeadtimeConfig.resource_keys`), each resource's own demand under
+    its key (:func:`resource_shares`), so the binding resource is sized from what the requests
+    will hold of it.
 
     The route is ``async`` and reads the raw body (orjson, then pydantic). Predicting is CPU
     work of well under a millisecond once features are cached, so it runs on the event loop
@@ -332,15 +344,28 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
         count = announced.add(now, ((row["producer_id"], p["demand"], p["lower"], p["upper"])
                                     for row, p in known))
         out: dict[str, Any] = {"announced": count}
-        tracked = [(row, p) for row, p in known if row.get("request_id")]
+        unit = str(predictions[0]["unit"])
+        run_time = unit.strip().lower() in SECONDS_UNITS
+        keys = resource_keys() if resource_keys is not None and predictions[0].get(
+            "resources") else {}
+        shares = [(row, p, resource_shares(p, keys.get(row["producer_id"], {}), run_time))
+                  for row, p in known]
+        resourced = [(key, *demand) for _, _, each in shares for key, (demand, _) in
+                     each.items()]
+        if resourced:
+            out["announced_resources"] = announced.add(now, resourced)
+        tracked = [(row, p, each) for row, p, each in shares if row.get("request_id")]
         if tracked and inflight is not None:
-            unit = str(predictions[0]["unit"])
-            if unit.strip().lower() in SECONDS_UNITS:  # a run time: how long it holds
-                for row, p in tracked:
-                    inflight.announce(row["producer_id"], now,
-                                      (p["demand"], p["lower"], p["upper"]),
-                                      job=row["request_id"], queued=bool(row.get("queued")),
+            if run_time:  # a run time: how long it holds
+                for row, p, each in tracked:
+                    pid, job, queued = row["producer_id"], row["request_id"], bool(
+                        row.get("queued"))
+                    duration = (p["demand"], p["lower"], p["upper"])
+                    inflight.announce(pid, now, duration, job=job, queued=queued,
                                       key=p.get("calibration_key"))
+                    for key, (_, units) in each.items():  # its share of each resource
+                        inflight.announce(key, now, duration, units=units, job=job,
+                                          queued=queued, owner=pid)
                 out["in_flight"] = len(tracked)
             else:
                 out["not_in_flight"] = (f"the champion predicts {unit!r}, not a run time in "
@@ -419,6 +444,32 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
         return _json(200, {"started": started, "finished": finished, "unknown": unknown})
 
     return api
+
+
+def resource_shares(prediction: dict[str, Any], keys: dict[str, str], run_time: bool
+                    ) -> dict[str, tuple[tuple[float, float, float], float]]:
+    """Per resource key of the producer whose resource the champion predicts: the request's
+    announced demand of it ``(point, lower, upper)`` and the units it holds while it runs. A
+    run-time champion's request holds ``units`` of the resource for its run time, so its
+    demand is the product (resource-seconds; the bounds the bounds' products); any other
+    champion's resource prediction is that resource's demand itself.
+
+    >>> p = {"demand": 10.0, "lower": 5.0, "upper": 20.0,
+    ...      "resources": {"cpu": {"demand": 2.0, "lower": 1.0, "upper": 3.0, "unit": "cores"}}}
+    >>> resource_shares(p, {"cpu": "db/cpu", "memory": "db/memory"}, run_time=True)
+    {'db/cpu': ((20.0, 5.0, 60.0), 2.0)}
+    """
+    out = {}
+    for name, r in (prediction.get("resources") or {}).items():
+        key = keys.get(name)
+        if key is None:
+            continue
+        point, lower, upper = r["demand"], r["lower"], r["upper"]
+        if run_time:
+            point, lower, upper = (point * prediction["demand"], lower * prediction["lower"],
+                                   upper * prediction["upper"])
+        out[key] = ((point, lower, upper), r["demand"])
+    return out
 
 
 def progress_schemas() -> dict[str, Any]:

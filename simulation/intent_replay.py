@@ -32,7 +32,9 @@ MIN_TRAINING_REQUESTS = 500
 class RequestPredictions:
     """One row per request: ``producer_id``, ``arrival_s``, ``start_s``, ``end_s`` (what
     happened) and ``point``, ``lower``, ``upper`` (the predicted run time; NaN when no fit yet);
-    ``units`` held while running."""
+    ``units`` held while running. For a trace that declares resources, per resource
+    ``units_<r>`` (held) and ``<r>_point``, ``<r>_lower``, ``<r>_upper`` (predicted by the
+    resource's own model, fitted with the run time's)."""
 
     frame: pd.DataFrame
     fits: int  # daily fits made
@@ -50,7 +52,7 @@ def predict_requests(path: str | Path, settings=None, every_s: float = 86400.0,
     from leadtime.data import read_request_trace
     from leadtime.settings import get_settings
     from leadtime.validation import TraceError
-    from models.tier2.evaluate import fit_models
+    from models.tier2.evaluate import fit_models, fit_resource_models
     from models.tier2.intent import IntentConfig
     from models.tier2.train import training_set
     from simulation.traces import request_runs
@@ -66,6 +68,9 @@ def predict_requests(path: str | Path, settings=None, every_s: float = 86400.0,
         progress("point-in-time features from Feast")
     _, data = training_set(settings, trace, config)
     out = request_runs(trace).assign(point=np.nan, lower=np.nan, upper=np.nan)
+    resources = list(trace.schema.resources)
+    for name in resources:
+        out[[f"{name}_point", f"{name}_lower", f"{name}_upper"]] = np.nan
     arrival, end = out["arrival_s"].to_numpy(), out["end_s"].to_numpy()
     if not np.allclose(data.frame["event_timestamp"].astype("int64") / 1e9, arrival):
         raise RuntimeError("the feature rows do not follow the trace's order")
@@ -82,6 +87,11 @@ def predict_requests(path: str | Path, settings=None, every_s: float = 86400.0,
         out.loc[today, ["point", "lower", "upper"]] = predicted[["point", "lower",
                                                                 "upper"]].to_numpy()
         keys[today] = models["intent"].interval_keys(data.frame[today])
+        if resources:  # each resource's own model, fitted on the same finished requests
+            for name, model in fit_resource_models(replace(data, train=finished, test=today),
+                                                   config).items():
+                out.loc[today, [f"{name}_point", f"{name}_lower", f"{name}_upper"]] = (
+                    model.predict(data.frame[today])[["point", "lower", "upper"]].to_numpy())
         fits += 1
         if progress:
             progress(f"Tier 2 fit {fits}: {pd.Timestamp(day, unit='s').date()}")

@@ -219,8 +219,14 @@ class Leadtime:
         else:  # any other Tier 1 source (tests give one whose skill they know)
             bundles = tier1
         self.tier3 = Tier3State()
-        self.feed = RequestFeed(requests, producer_id) if requests is not None else None
-        tier2 = (Tier2Announced(self.feed.ledger, lambda: {producer_id: 1.0})
+        keys = self.config.resource_keys().get(producer_id, {})
+        declared = {name: key for name, key in keys.items() if key != producer_id}
+        self.feed = (RequestFeed(requests, producer_id, declared) if requests is not None
+                     else None)
+        # each resource's occupancy is the units of it held: one unit of load per unit
+        scales = {key: 1.0 for key in keys.values()} or {producer_id: 1.0}
+        tier2 = (Tier2Announced(self.feed.ledger, lambda: scales,
+                                lambda: self.config.resource_owners())
                  if self.feed is not None
                  else Unavailable("tier2", "a load trace announces no requests"))
         self.loop = DecisionLoop(self.config, [bundles, tier2, Tier3Assess(lambda: self.tier3)],
@@ -261,9 +267,12 @@ class RequestFeed:
     queued when it waits (the front end knows it queued it, not for how long), started when it
     starts, finished when it ends, into the in-flight ledger
     (:class:`models.tier2.inflight.InFlight`) the loop's Tier 2 reads. Requests without a
-    prediction (before Tier 2's first fit) are not announced."""
+    prediction (before Tier 2's first fit) are not announced. ``resources`` (name: the
+    producer's key for it): each request is also announced under each resource's key, holding
+    what the resource's model predicts it holds (``<name>_point``), as the API announces it."""
 
-    def __init__(self, requests: pd.DataFrame, producer_id: str) -> None:
+    def __init__(self, requests: pd.DataFrame, producer_id: str,
+                 resources: dict[str, str] | None = None) -> None:
         from models.tier2.inflight import InFlight
 
         mine = requests[(requests["producer_id"] == producer_id) & requests["point"].notna()]
@@ -274,6 +283,9 @@ class RequestFeed:
             + [(r.start_s, 1, i) for i, r in enumerate(self.rows) if r.start_s > r.arrival_s]
             + [(r.end_s, 2, i) for i, r in enumerate(self.rows)])
         self.producer_id = producer_id
+        self.resources = {key: f"{name}_point" for name, key in (resources or {}).items()
+                          if f"{name}_point" in mine.columns}
+        self._held = {key: mine[column].to_numpy(float) for key, column in self.resources.items()}
         self._next = 0
 
     def until(self, now: float) -> None:
@@ -283,8 +295,13 @@ class RequestFeed:
             at, kind, i = events[self._next]
             r = self.rows[i]
             if kind == 0:
+                queued = r.start_s > r.arrival_s
                 ledger.announce(pid, at, (r.point, r.lower, r.upper), r.units, job=str(i),
-                                queued=r.start_s > r.arrival_s)
+                                queued=queued)
+                for key, held in self._held.items():  # its share of each resource
+                    if np.isfinite(held[i]):
+                        ledger.announce(key, at, (r.point, r.lower, r.upper), held[i],
+                                        job=str(i), queued=queued, owner=pid)
             elif kind == 1:
                 ledger.started(pid, str(i), at)
             else:

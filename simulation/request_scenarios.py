@@ -17,6 +17,12 @@ predict it, and the work already admitted is the most certain part of the next w
 submitted, so a queue's lead is gone and Tier 2 leads only by the work in flight.
 ``consumer_jobs_contract`` is the direct trace with another seed, named in the input contract's
 keys alone: every job one unit, as a job log that does not say ``units:`` is read.
+
+``cpu_memory_jobs`` is a CPU service whose requests differ in what they hold: interactive
+queries hold several cores and little memory for a few minutes, nightly extracts hold one
+core and tens of GiB for tens of minutes. Its schema declares both (``resources:``), so Tier 2
+learns each request's cores and GiB beside its run time, and the binding resource moves from
+CPU by day to memory at night.
 """
 
 from __future__ import annotations
@@ -128,5 +134,62 @@ def consumer_jobs_contract(folder: Path, days: int = 14, seed: int = 7) -> Path:
     return path
 
 
+RESOURCES_SCHEMA = """\
+target: runtime
+target_unit: seconds
+categorical: [consumer_id, producer_id, request_type]
+numeric: [size]
+time: timestamp
+resources:
+  cpu: {column: cpu_cores, unit: cores}
+  memory: {column: memory_gib, unit: GiB}
+"""
+
+
+def cpu_memory_jobs(folder: Path, days: int = 14, seed: int = 3) -> Path:
+    """Write ``cpu_memory_jobs.csv`` and its schema (module docstring): 24 consumers of one
+    service, ``api`` (queries through the day, peak 13:00) or ``etl`` (extracts at night, peak
+    02:00) or both; a query's cores grow with its size, an extract's GiB with its size and its
+    consumer's data (a factor of its own), each with noise. Returns the CSV's path."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-05-06")  # a Monday
+    rows = []
+    for group, count in {"api": 10, "etl": 6, "both": 8}.items():
+        for k in range(count):
+            consumer, data = f"{group}-{k:02d}", rng.lognormal(0.0, 0.4)
+            for day in range(days):
+                weekend = (start + pd.Timedelta(days=day)).dayofweek >= 5
+                queries = rng.poisson({"api": 50, "etl": 0, "both": 25}[group]
+                                      * (0.4 if weekend else 1.0))
+                extracts = rng.poisson({"api": 0, "etl": 8, "both": 4}[group])
+                for kind, n in (("query", queries), ("extract", extracts)):
+                    for _ in range(n):
+                        hour = (rng.normal(13.0, 3.0) if kind == "query"
+                                else rng.normal(2.0, 1.5)) % 24
+                        noise = rng.lognormal(0.0, 0.15)
+                        if kind == "query":
+                            size = float(rng.integers(1, 9))
+                            runtime = (60.0 + 60.0 * size) * rng.lognormal(0.0, 0.2)
+                            cores, gib = size * noise, 0.5 * noise
+                        else:
+                            size = float(rng.integers(10, 60))
+                            runtime = 30.0 * size * rng.lognormal(0.0, 0.2)
+                            cores, gib = 1.0, 0.6 * size * data * noise
+                        rows.append({"timestamp": start + pd.Timedelta(days=day, hours=hour),
+                                     "consumer_id": consumer, "producer_id": "reports",
+                                     "request_type": kind, "size": size,
+                                     "cpu_cores": round(float(cores), 2),
+                                     "memory_gib": round(float(gib), 2),
+                                     "runtime": round(float(runtime), 1)})
+    frame = pd.DataFrame(rows).sort_values("timestamp", kind="stable")
+    frame["timestamp"] = frame["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cpu_memory_jobs.csv"
+    frame.to_csv(path, index=False)
+    path.with_suffix(".schema.yaml").write_text(RESOURCES_SCHEMA)
+    return path
+
+
 REQUEST_SCENARIOS = {"consumer_jobs": consumer_jobs, "consumer_jobs_direct": consumer_jobs_direct,
-                     "consumer_jobs_contract": consumer_jobs_contract}
+                     "consumer_jobs_contract": consumer_jobs_contract,
+                     "cpu_memory_jobs": cpu_memory_jobs}

@@ -28,6 +28,13 @@ memory a nightly batch from 01:00 to 02:00, the network a weekly backup on Sunda
 to 04:00. Each binds at its own hours and starts sharply, so a spin-up lead time ahead is worth
 having for all three.
 
+A request trace that declares its resources (``resources:`` in its schema, e.g. the
+``cpu_memory_jobs`` scenario) is replayed the same way: each resource's load is the occupancy of
+what the requests hold of it (:func:`request_resources`), and leadtime hears every request
+through Tier 2 as the API does, each resource's share predicted by its own model
+(:func:`simulation.intent_replay.predict_requests`); ``leadtime_without_tier2`` is the same
+loop told nothing of the requests (Tiers 1 and 3 only).
+
 ``uv run leadtime bench resources [--json]`` prints the table.
 """
 
@@ -126,7 +133,8 @@ class LeadtimeResources(Leadtime):
     resource key, and Tier 1 answers each from its own daily fit."""
 
     def __init__(self, cfgs: dict[str, SimConfig], tier1: dict[str, Any], producer_id: str,
-                 start: pd.Timestamp, config: LeadtimeConfig) -> None:
+                 start: pd.Timestamp, config: LeadtimeConfig,
+                 requests: pd.DataFrame | None = None) -> None:
         from loop.sources import Tier1Bundles
         from models.tier1.registry import BaselineBundle
 
@@ -141,7 +149,8 @@ class LeadtimeResources(Leadtime):
                 {k: v for b in parts for k, v in b.choices.items()},
                 {k: v for b in parts for k, v in b.fitted_until.items()},
                 {k: v for b in parts for k, v in b.steps.items()}))
-        super().__init__(next(iter(cfgs.values())), bundles, producer_id, start, config=config)
+        super().__init__(next(iter(cfgs.values())), bundles, producer_id, start, config=config,
+                         requests=requests)
         self.keys = config.resource_keys()[producer_id]
 
     def decide(self, obs: Observation) -> int:
@@ -156,6 +165,8 @@ class LeadtimeResources(Leadtime):
                                                     metric="load", value=v)
                                        for name, v in loads.items()])
         self.clock.set(now)
+        if self.feed is not None:  # the requests announced, started and finished before now
+            self.feed.until(now)
         self.loop.report([Report(self.producer_id, obs.current, loads=loads or None)])
         decision = self.loop.step().fleet.decisions[self.producer_id]
         self.sizing_sources[decision.resource] += 1
@@ -259,16 +270,60 @@ def derived_capacity(frame: pd.DataFrame) -> dict[str, float]:
             for name, rows in frame.groupby("resource", sort=False)}
 
 
+def request_resources(path: str, interval_s: float = 300.0, producer: str | None = None,
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One producer's resources from a request trace whose schema declares them: the long
+    frame :func:`bench_resources` replays (each resource's load, the mean of it the requests
+    hold per interval, :func:`simulation.occupancy.occupancy`) and the producer's requests
+    (:func:`simulation.traces.request_runs`). Raises :class:`leadtime.validation.TraceError`
+    when the trace declares no resources or has no run times."""
+    from leadtime.data import read_request_trace
+    from leadtime.validation import TraceError
+    from simulation.occupancy import occupancy
+    from simulation.traces import request_runs
+
+    trace = read_request_trace(path)
+    name = Path(path).name
+    if not trace.schema.resources:
+        raise TraceError(f"{name}: its schema declares no resources (resources: {{cpu: <column>, "
+                         "memory: <column>}): nothing to replay per resource")
+    if trace.schema.duration_column is None:
+        raise TraceError(f"{name}: replaying requests per resource needs each request's run "
+                         "time (a target in seconds, or a `duration` column)")
+    runs = request_runs(trace)
+    producers = sorted(set(runs["producer_id"]))
+    if producer is None:
+        producer = producers[0]
+    elif producer not in producers:
+        raise TraceError(f"{name}: no producer {producer!r}; producers are: "
+                         f"{', '.join(producers[:10])}")
+    runs = runs[runs["producer_id"] == producer]
+    arrival, start, end = (runs[c].to_numpy(float) for c in ("arrival_s", "start_s", "end_s"))
+    first = np.floor(arrival.min() / interval_s) * interval_s
+    edges = np.arange(first, np.floor(end.max() / interval_s) * interval_s + 2 * interval_s
+                      - 1e-9, interval_s)
+    index = pd.to_datetime(edges[:-1], unit="s")
+    frame = pd.concat([pd.DataFrame({
+        "timestamp": index, "producer_id": producer, "resource": resource,
+        "value": occupancy(arrival, end - start, edges, start - arrival,
+                           runs[f"units_{resource}"].to_numpy(float))})
+        for resource in trace.schema.resources], ignore_index=True)
+    return frame, runs
+
+
 def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
                     max_instances: int | None = MAX_INSTANCES, engine: Any = None,
                     history_s: float = 28 * 86400.0,
                     on_step: Any = None,
-                    capacity: dict[str, float] | None = None) -> ResourcesResult:
+                    capacity: dict[str, float] | None = None,
+                    requests: pd.DataFrame | None = None) -> ResourcesResult:
     """Replay one producer's resources (a long-format frame) under every policy; each
     resource's capacity per instance from ``capacity`` (default: the scenario's), the
     ceiling ``max_instances`` (None: twice what the binding peak needs, as
     :func:`simulation.config.derive_config` sets a producer's); each resource's Tier 1 refit
-    daily on the ``history_s`` seconds before each day."""
+    daily on the ``history_s`` seconds before each day. ``requests`` (predicted by
+    :func:`simulation.intent_replay.predict_requests`): leadtime hears them through Tier 2, and
+    ``leadtime_without_tier2`` is replayed beside it."""
     capacity = capacity or CAPACITY
     from simulation.bench import replay_setup
     from simulation.forecast import daily_tier1
@@ -301,7 +356,7 @@ def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
         tier1[r] = daily_tier1(wide[r].rename(keys[r]), lead, switch, history_s=history_s)
         if on_step:
             on_step(f"Tier 1 fitted daily on {r}")
-    multi = LeadtimeResources(cfgs, tier1, producer_id, wide.index[0], config)
+    multi = LeadtimeResources(cfgs, tier1, producer_id, wide.index[0], config, requests)
     cpu_only = Leadtime(cfgs[first], tier1[first], keys[first], wide.index[0], engine)
     from simulation.crane_ehpa import CraneEHPA
     from simulation.knative_kpa import KnativeKPA
@@ -315,9 +370,14 @@ def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
             r: CraneEHPA(cfgs[r], wide[r]) for r in wide.columns}, cfgs[first]),
         "knative_kpa": KnativeKPA(cfgs[first]), "leadtime": multi, "leadtime_cpu": cpu_only,
         "oracle": Oracle(cfgs[first], need)}
+    names = list(POLICIES)
+    if requests is not None:
+        policies["leadtime_without_tier2"] = LeadtimeResources(cfgs, tier1, producer_id,
+                                                               wide.index[0], config)
+        names.insert(names.index("leadtime") + 1, "leadtime_without_tier2")
     metrics: dict[str, dict[str, float]] = {}
     ready, violated = {}, {}
-    for name in POLICIES:
+    for name in names:
         run = served(name, demands, cfgs, simulate(demands[first], cfgs[first], policies[name],
                                                    MultiMetricHPA(cfgs), switch, loads=demands))
         metrics[name] = score(run, cfgs[first], scored, need)

@@ -127,7 +127,8 @@ def _keys(trace) -> pd.Series:
 
 def request_runs(trace) -> pd.DataFrame:
     """Per request, in the trace's order: ``producer_id``, ``arrival_s`` (Unix seconds),
-    ``start_s`` (after its wait), ``end_s`` (after its run time) and the ``units`` it holds.
+    ``start_s`` (after its wait), ``end_s`` (after its run time) and the ``units`` it holds;
+    and ``units_<resource>``, what it holds of each resource its schema declares.
     Needs a run time (:attr:`leadtime.data.RequestSchema.duration_column`)."""
     frame, schema = trace.frame, trace.schema
     arrival = (pd.to_datetime(frame[schema.time]) - pd.Timestamp(0)).dt.total_seconds().to_numpy()
@@ -136,7 +137,9 @@ def request_runs(trace) -> pd.DataFrame:
     units = frame[schema.units].fillna(0.0).to_numpy(float) if schema.units else 1.0
     return pd.DataFrame({"producer_id": _keys(trace).to_numpy(), "arrival_s": arrival,
                          "start_s": arrival + wait, "end_s": arrival + wait + run,
-                         "units": units})
+                         "units": units,
+                         **{f"units_{name}": frame[column].fillna(0.0).to_numpy(float)
+                            for name, column in schema.resources.items()}})
 
 
 def _occupancy(trace, producer: str | None, interval_s: float) -> Demand:

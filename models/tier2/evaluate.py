@@ -134,20 +134,67 @@ def fit_models(data: Dataset, config: IntentConfig | None = None, **meta
     return {"intent": intent, "catboost_plain": plain}
 
 
+def fit_resource_models(data: Dataset, config: IntentConfig | None = None, units=None,
+                        **meta) -> dict[str, IntentModel]:
+    """Each declared resource's intent model (``data.requests.resources``): chosen, calibrated
+    and refitted as :func:`fit_models` does the target's, on the same rows and features, with
+    the resource's demand as the target (``units``: each resource's unit)."""
+    resources = data.requests.resources
+    if resources is None:
+        return {}
+    units = units or {}
+    return {name: fit_models(for_resource(data, name), config,
+                             **{**meta, "target": name, "unit": units.get(name, "")})["intent"]
+            for name in resources.columns}
+
+
+def for_resource(data: Dataset, name: str) -> Dataset:
+    """``data`` with the resource's demand as its target ``y``."""
+    return replace(data, y=pd.Series(data.requests.resources[name].to_numpy(float),
+                                     index=data.frame.index, name=name))
+
+
+def evaluate_resources(data: Dataset, model: IntentModel) -> dict:
+    """Per declared resource: its model's holdout metrics beside the global and per-type
+    medians', and its 80 % coverage per calibration group, as :func:`evaluate` scores the
+    target's. (The per-consumer median is left out: the feature store profiles a consumer's
+    target, not its resources.)"""
+    out = {}
+    for name, resource_model in model.resources.items():
+        data_r = for_resource(data, name)
+        test = data_r.frame[data_r.test]
+        y = data_r.y[data_r.test].to_numpy(float)
+        edges = np.quantile(data_r.y[data_r.train], [0.25, 0.5, 0.75])
+        pred = resource_model.predict(test)
+        point, lower, upper = (pred[c].to_numpy() for c in ("point", "lower", "upper"))
+        entry = {base: metrics(y, p, None, None, edges)
+                 for base, p in median_baselines(data_r).items()}
+        entry["intent"] = metrics(y, point, lower, upper, edges)
+        entry["intent"]["coverage_by_group"] = coverage_by_group(test, y, lower, upper)
+        entry["intent"]["selection"] = resource_model.meta.get("selection")
+        entry["unit"] = resource_model.unit
+        out[name] = entry
+    return out
+
+
 def baseline_predictions(data: Dataset) -> dict[str, np.ndarray]:
     """Point predictions of the median baselines on the test part."""
+    test = data.frame[data.test]
+    medians = median_baselines(data)
+    known = test["consumer_known"].to_numpy() > 0
+    per_consumer = np.where(known, test["c_demand_p50"].to_numpy(float),
+                            medians["per_type_median"])
+    return {**medians, "per_consumer_median": per_consumer}
+
+
+def median_baselines(data: Dataset) -> dict[str, np.ndarray]:
+    """The global and the per-request-type median of the training part, on the test part."""
     train, test = data.frame[data.train], data.frame[data.test]
     y_train = data.y[data.train]
     global_median = float(y_train.median())
     type_median = y_train.groupby(train["request_type"]).median()
     per_type = test["request_type"].map(type_median).fillna(global_median).to_numpy(float)
-    known = test["consumer_known"].to_numpy() > 0
-    per_consumer = np.where(known, test["c_demand_p50"].to_numpy(float), per_type)
-    return {
-        "global_median": np.full(len(test), global_median),
-        "per_type_median": per_type,
-        "per_consumer_median": per_consumer,
-    }
+    return {"global_median": np.full(len(test), global_median), "per_type_median": per_type}
 
 
 def metrics(y: np.ndarray, point: np.ndarray, lower: np.ndarray | None,

@@ -127,6 +127,8 @@ class InFlight:
         self._arrivals: dict[str, deque] = {}  # (at, units, durations): the recent rate
         self._first: dict[str, float] = {}  # per producer, its first announcement
         self._waits: dict[str, deque] = {}  # per producer, the queue waits seen (seconds)
+        self._children: dict[str, set[str]] = {}  # per producer, its resources' ledger keys
+        self._child_keys: set[str] = set()
         self.wait_record, self.min_waits = wait_record, min_waits
         self._next = 0
         self.late = 0  # finishes or starts reported for a request the ledger does not hold
@@ -134,12 +136,14 @@ class InFlight:
 
     def announce(self, producer: str, at_s: float, duration: tuple[float, float, float],
                  units: float = 1.0, start_s: float | None = None, job: str | None = None,
-                 queued: bool = False, key: str | None = None) -> str:
+                 queued: bool = False, key: str | None = None, owner: str | None = None) -> str:
         """Record a request announced at ``at_s`` with its predicted run time
         ``(point, lower, upper)``; returns its job id (``job``, or a new one). ``start_s``: when
         it starts, if known; else ``queued`` says a queue holds it (it starts at the earliest
         moment asked, until :meth:`started`), and without either it starts at ``at_s``.
-        ``key``: the calibration key of its interval, which its finish updates (``calibration``)."""
+        ``key``: the calibration key of its interval, which its finish updates (``calibration``).
+        ``owner``: ``producer`` is a resource's key of that producer (the request's share of one
+        resource, in that resource's ``units``): the owner's progress reports move it too."""
         point, lower, upper = (max(0.0, float(d)) for d in duration)
         with self._lock:
             if job is None:
@@ -147,6 +151,9 @@ class InFlight:
                 job = f"#{self._next}"
             jobs = self._jobs.setdefault(producer, {})
             self._seen.add(producer)
+            if owner is not None and owner != producer:
+                self._children.setdefault(owner, set()).add(producer)
+                self._child_keys.add(producer)
             durations = (point, min(lower, point), max(upper, point))
             widened = (self.calibration.delta(key)
                        if self.calibration is not None and key is not None else 0.0)
@@ -169,11 +176,15 @@ class InFlight:
             if found is None:
                 self.late += 1
                 return False
-            wait = at_s - found.arrived
-            if found.queued and 0.0 <= wait <= self.forget_after_s:  # a start reported before
-                # its announcement, or a day after, says nothing of the queue's habits
-                self._waits.setdefault(producer, deque(maxlen=self.wait_record)).append(wait)
-            found.start, found.queued = at_s, False
+            for key in (producer, *self._children.get(producer, ())):  # and its resources'
+                held = self._jobs.get(key, {}).get(job)
+                if held is None:
+                    continue
+                wait = at_s - held.arrived
+                if held.queued and 0.0 <= wait <= self.forget_after_s:  # a start reported
+                    # before its announcement, or a day after, says nothing of the queue
+                    self._waits.setdefault(key, deque(maxlen=self.wait_record)).append(wait)
+                held.start, held.queued = at_s, False
             return True
 
     def finished(self, producer: str, job: str, at_s: float | None = None) -> bool:
@@ -186,6 +197,8 @@ class InFlight:
             if found is None:
                 self.late += 1
                 return False
+            for key in self._children.get(producer, ()):  # its share of each resource goes too
+                self._jobs.get(key, {}).pop(job, None)
         if (self.calibration is not None and found.key is not None and at_s is not None
                 and not found.queued and at_s >= found.start):
             _, lower, upper = found.durations
@@ -196,8 +209,15 @@ class InFlight:
         return True
 
     def producers(self) -> list[str]:
+        """Every key the ledger answers for: producers and their resources' keys."""
         with self._lock:
             return sorted(self._seen)
+
+    def owners(self) -> list[str]:
+        """The producers requests were announced to, without their resources' keys (each
+        request counted once)."""
+        with self._lock:
+            return sorted(self._seen - self._child_keys)
 
     def in_flight(self, producer: str) -> int:
         with self._lock:
@@ -254,7 +274,8 @@ class InFlight:
                  if j.start + j.durations[2] + self.forget_after_s < now]
         for key in stale:
             del jobs[key]
-        self.dropped += len(stale)
+        if producer not in self._child_keys:  # a request counts once, not once per resource
+            self.dropped += len(stale)
         return list(jobs.values())
 
     def _starts(self, producer: str, jobs: list[_Job], now: float) -> list[np.ndarray]:

@@ -49,6 +49,15 @@ conformal) makes the served model older than the one the offsets describe, and u
 under-covers. The same windows are the validation data on which :mod:`models.tier2.evaluate`
 chooses the feature set; the holdout is never looked at.
 
+Several resources (``resources:`` in the trace's schema, :class:`leadtime.data.RequestSchema`):
+each declared resource (CPU, memory, network...) gets a model of its own, fitted, chosen and
+calibrated exactly as the target's, on the same requests and features; they ride in the target's
+model (:attr:`IntentModel.resources`, saved in its folder) and answer with it. One model per
+target because CatBoost's quantile losses take one target (``MultiQuantile`` is several
+quantiles of one target; its multi-target loss, ``MultiRMSE``, has no quantiles and so no
+interval), and because each resource then chooses its own feature set: a request's memory may
+follow its type where its run time follows the consumer.
+
 Serving uses :meth:`IntentModel.predict_rows` (plain lists into CatBoost, no DataFrame): the
 same numbers as :meth:`IntentModel.predict`, a fraction of the cost.
 """
@@ -66,6 +75,7 @@ import pandas as pd
 META_FILE = "intent.json"
 MODEL_FILE = "intent.cbm"
 TABLE_FILE = "intent_table.json"
+RESOURCES_DIR = "resources"  # a declared resource's model: <folder>/resources/<name>/
 
 
 @dataclass(frozen=True)
@@ -105,13 +115,21 @@ class IntentModel:
     unit: str = ""
     meta: dict = field(default_factory=dict)
     interval: str = "cqr"  # what the offsets widen (see _bounds); saved before: "cqr"
+    resources: dict[str, IntentModel] = field(default_factory=dict)  # per declared resource
+
+    def predict_resources(self, rows: list[dict]) -> dict[str, list[tuple[float, float, float]]]:
+        """Each declared resource's ``(point, lower, upper)`` per request dict, in its unit."""
+        return {name: model.predict_rows(rows) for name, model in self.resources.items()}
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Columns ``point``, ``lower``, ``upper`` in the target's unit, one row per request."""
         raw = np.asarray(self.booster.predict(prepare(frame, self.features, self.categorical)))
         point, lower, upper = _bounds(raw.reshape(len(frame), -1), self.offset_for(frame),
                                       self.interval)
-        return pd.DataFrame({"point": point, "lower": lower, "upper": upper}, index=frame.index)
+        out = pd.DataFrame({"point": point, "lower": lower, "upper": upper}, index=frame.index)
+        for name, model in self.resources.items():  # a resource's as <name>_point...
+            out = out.join(model.predict(frame).add_prefix(f"{name}_"))
+        return out
 
     def predict_rows(self, rows: list[dict]) -> list[tuple[float, float, float]]:
         """``(point, lower, upper)`` per request dict: the serving fast path (no pandas).
@@ -166,6 +184,10 @@ class IntentModel:
                 "offsets": self.offsets, "group_column": self.group_column,
                 "type_column": self.type_column, "target": self.target, "unit": self.unit,
                 "interval": self.interval, **self.meta}
+        if self.resources:
+            meta["resources"] = sorted(self.resources)
+            for name, model in self.resources.items():
+                model.save(folder / RESOURCES_DIR / name)
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return folder
 
@@ -181,12 +203,14 @@ class IntentModel:
             booster = CatBoostRegressor()
             booster.load_model(str(folder / MODEL_FILE))
         known = {"booster", "features", "categorical", "offsets", "group_column", "type_column",
-                 "target", "unit", "interval"}
+                 "target", "unit", "interval", "resources"}
         return cls(meta["features"], meta["categorical"], booster,
                    {k: float(v) for k, v in meta["offsets"].items()}, meta.get("group_column"),
                    meta.get("type_column"), meta.get("target", "demand"), meta.get("unit", ""),
                    {k: v for k, v in meta.items() if k not in known},
-                   meta.get("interval", "cqr"))  # saved without the key: the CQR scheme
+                   meta.get("interval", "cqr"),  # saved without the key: the CQR scheme
+                   {name: cls.load(folder / RESOURCES_DIR / name)
+                    for name in meta.get("resources", [])})
 
 
 INTERVALS = ("median", "cqr")

@@ -7,13 +7,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from features.store import Ingested, historical_features, ingest
 from leadtime.data import RequestTrace, read_request_trace
 from leadtime.settings import Settings
-from models.tier2.evaluate import Dataset, evaluate, fit_models, make_dataset
+from models.tier2.evaluate import (
+    Dataset,
+    evaluate,
+    evaluate_resources,
+    fit_models,
+    fit_resource_models,
+    make_dataset,
+)
 from models.tier2.intent import IntentConfig, IntentModel
 
 TEST_SHARE = 0.2
@@ -26,6 +33,7 @@ class Evaluated:
     data: Dataset
     models: dict[str, IntentModel]
     report: dict
+    resources: dict = field(default_factory=dict)  # per declared resource: its holdout scores
 
 
 def load(path: str | Path) -> RequestTrace:
@@ -49,7 +57,12 @@ def train_and_evaluate(settings: Settings, trace: RequestTrace,
     meta = {"trace": trace.path.name, "unit": trace.schema.target_unit,
             "target": trace.schema.target}
     models = fit_models(data, config, **meta)
-    return Evaluated(trace, ingested, data, models, evaluate(data, models))
+    meta.pop("target"), meta.pop("unit")
+    resources = fit_resource_models(data, config, trace.schema.resource_units, **meta)
+    if resources:  # the target's model carries each resource's
+        models["intent"] = replace(models["intent"], resources=resources)
+    return Evaluated(trace, ingested, data, models, evaluate(data, models),
+                     evaluate_resources(data, models["intent"]))
 
 
 def holdout_report(result: Evaluated) -> dict:
@@ -66,6 +79,7 @@ def holdout_report(result: Evaluated) -> dict:
         "intent_selection": result.models["intent"].meta.get("selection"),
         "missing_columns": missing_columns(result.trace.frame.columns),
         "models": result.report,
+        **({"resources": result.resources} if result.resources else {}),
     }
 
 
@@ -101,6 +115,9 @@ def register(result: Evaluated, settings: Settings):
     metrics = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
     for name in ("per_type_median", "catboost_plain"):
         metrics[f"{name}_mae"] = result.report[name]["mae"]
+    for name, entry in result.resources.items():  # each resource's own holdout scores
+        for key in ("mae", "coverage_80", "interval_width"):
+            metrics[f"{name}_{key}"] = entry["intent"][key]
     params = {"trace": result.trace.path.name, "target": result.trace.schema.target,
               "n_train": str(int(data.train.sum())), "n_test": str(int(data.test.sum())),
               "features": ",".join(result.models["intent"].features)}

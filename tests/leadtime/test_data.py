@@ -132,6 +132,35 @@ def test_request_trace_needs_its_schema_and_numbers(tmp_path):
         read_request_trace(csv)
 
 
+def test_request_trace_declares_resources_that_are_never_features(tmp_path):
+    """``resources:`` names each resource's column (or column and unit); a resource column that
+    is also a feature, a bad name or a negative demand refuses the file in one line."""
+    csv = write(tmp_path, "timestamp,request_type,size,cores,gib,runtime\n"
+                          "2024-01-01 00:00:01,a,3,2.5,0.5,12\n"
+                          "2024-01-01 00:00:02,b,4,1,16,600\n", "req.csv")
+    schema = tmp_path / "req.schema.yaml"
+    head = ("target: runtime\ntarget_unit: seconds\ncategorical: [request_type]\n"
+            "numeric: [size]\n")
+    schema.write_text(head + "resources:\n  cpu: cores\n  memory: {column: gib, unit: GiB}\n")
+    trace = read_request_trace(csv)
+    assert trace.schema.resources == {"cpu": "cores", "memory": "gib"}
+    assert trace.schema.resource_units == {"cpu": "", "memory": "GiB"}
+    assert trace.frame["gib"].tolist() == [0.5, 16.0]
+    for bad, needle in (("resources:\n  CPU: cores\n", "not a resource name"),
+                        ("resources: [cores]\n", "must map each resource"),
+                        ("resources:\n  cpu: size\n", "also features"),
+                        ("resources:\n  cpu: {unit: cores}\n", "give its column"),
+                        ("resources:\n  cpu: absent\n", "absent")):
+        schema.write_text(head + bad)
+        with pytest.raises(TraceError, match=needle) as caught:
+            read_request_trace(csv)
+        assert "Traceback" not in str(caught.value) and "\n" not in str(caught.value).strip()
+    schema.write_text(head + "resources:\n  cpu: cores\n")
+    csv.write_text(csv.read_text().replace(",2.5,", ",-2.5,"))
+    with pytest.raises(TraceError, match="resource's demand cannot be"):
+        read_request_trace(csv)
+
+
 def test_anomaly_set_reads_series_and_windows(tmp_path):
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "cpu.csv").write_text("timestamp,value\n2024-01-01 00:00:00,1\n"

@@ -12,10 +12,17 @@ pytestmark = pytest.mark.slow
 TOKEN = "s3cret"
 
 
-def intent_champion(root, interval_s: float = 1e-6):
+POOLS = {"gen": {"defaults": {"capacity_per_instance": 10, "spinup_lead_time_s": 300,
+                               "tier2_load_per_demand": 300.0},
+                  "producers": [{"id": "P1"}, {"id": "P9"}]}}
+
+
+def intent_champion(root, interval_s: float = 1e-6, pools=None, n: int = 300,
+                    resources: bool = False, engine=None):
     """Settings under ``root`` whose registry holds a trained ``leadtime-intent`` champion (a
-    small CatBoost on a synthetic request trace, its Feast store materialised); the loop runs a
-    pass every ``interval_s`` (at once, by default)."""
+    small CatBoost on a synthetic request trace of ``n`` requests, declaring CPU and memory with
+    ``resources``, its Feast store materialised); the loop runs a pass every ``interval_s`` (at
+    once, by default) over ``pools`` (default :data:`POOLS`), ``engine`` adding settings."""
     from pydantic import SecretStr
 
     from leadtime.settings import Settings
@@ -23,32 +30,36 @@ def intent_champion(root, interval_s: float = 1e-6):
 
     config = root / "leadtime.yaml"
     config.write_text(yaml.safe_dump({
-        "engine": {"decision_interval_s": interval_s},
-        "pools": {"gen": {"defaults": {"capacity_per_instance": 10, "spinup_lead_time_s": 300,
-                                       "tier2_load_per_demand": 300.0},
-                          "producers": [{"id": "P1"}, {"id": "P9"}]}}}))
+        "engine": {"decision_interval_s": interval_s, **(engine or {})},
+        "pools": pools or POOLS}))
     settings = Settings(home=root / "state", config_path=config,
                         api_token=SecretStr(TOKEN)).prepare()
-    path = write_request_trace(root / "data", n=300)
+    path = write_request_trace(root / "data", n=n, resources=resources)
     retrain(settings, path, IntentConfig(iterations=60, depth=4, thread_count=1))
     return settings
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def serve(root, **champion):
+    """A test client of the app on :func:`intent_champion`'s settings under ``root``, MLflow's
+    registry under its home (the environment's tracking URI set aside meanwhile)."""
     import os
 
     from fastapi.testclient import TestClient
 
     from serving.app import create_app
 
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    settings = intent_champion(tmp_path_factory.mktemp("serving"))
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
-    if old is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = old
+    old = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        with TestClient(create_app(intent_champion(root, **champion))) as test_client:
+            yield test_client
+    finally:
+        if old is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    yield from serve(tmp_path_factory.mktemp("serving"))
 
 
 def test_single_request(client):

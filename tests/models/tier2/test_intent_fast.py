@@ -133,3 +133,50 @@ def test_paired_mae_difference_separates_a_real_gap_from_noise():
     assert better["ci95_low"] < better["ci95_high"] < 0
     noise = paired_mae_difference(base + rng.normal(0, 1, base.size), base)
     assert noise["ci95_low"] < 0 < noise["ci95_high"]
+
+
+def test_each_declared_resource_gets_its_own_calibrated_model(tmp_path):
+    """A trace declaring CPU and memory: one model per resource rides in the target's, chosen
+    and calibrated like it, saved and loaded with it, and answering on the serving path."""
+    from features.profiles import RequestFrame
+    from models.tier2.evaluate import Dataset, evaluate_resources, fit_resource_models
+
+    rng = np.random.default_rng(5)
+    n = 900
+    kind = rng.choice(["query", "extract"], n)
+    size = rng.uniform(1, 10, n)
+    frame = pd.DataFrame({
+        "event_timestamp": pd.date_range("2024-01-01", periods=n, freq="min"),
+        "consumer_id": "__unknown__", "producer_id": "__all__", "request_type": kind,
+        "size": size, "y": 5.0 * size * rng.lognormal(0, 0.2, n),
+        "c_profile_class": "new", "consumer_known": 0.0})
+    resources = pd.DataFrame({  # cores follow the size for queries; GiB the type
+        "cpu": np.where(kind == "query", size, 1.0) * rng.lognormal(0, 0.1, n),
+        "memory": np.where(kind == "query", 0.5, 20.0) * rng.lognormal(0, 0.1, n)})
+    requests = RequestFrame(frame[["event_timestamp", "consumer_id", "producer_id",
+                                   "request_type", "size", "y"]], ["size"], "y", False, False,
+                            resources=resources)
+    train = np.arange(n) < 700
+    data = Dataset(frame, frame["y"], train, ~train, requests, ["c_profile_class",
+                                                                 "consumer_known"])
+    models = fit_resource_models(data, SMALL, {"cpu": "cores", "memory": "GiB"}, trace="t")
+    assert sorted(models) == ["cpu", "memory"]
+    assert models["memory"].unit == "GiB" and models["cpu"].target == "cpu"
+    target = fit_intent(frame.head(700), frame["y"].head(700), ["request_type", "size"],
+                        ["request_type"], SMALL)
+    target.resources = models
+    scores = evaluate_resources(data, target)
+    for name in ("cpu", "memory"):  # each beats the global median and covers near 80 %
+        entry = scores[name]
+        assert entry["intent"]["mae"] < 0.5 * entry["global_median"]["mae"]
+        assert 0.65 <= entry["intent"]["coverage_80"] <= 0.95
+    again = IntentModel.load(target.save(tmp_path / "m"))
+    assert sorted(again.resources) == ["cpu", "memory"]
+    test = frame.tail(5)
+    pd.testing.assert_frame_equal(again.predict(test), target.predict(test))
+    assert list(target.predict(test).columns) == [
+        "point", "lower", "upper", "cpu_point", "cpu_lower", "cpu_upper", "memory_point",
+        "memory_lower", "memory_upper"]
+    rows = again.predict_resources(test.to_dict("records"))
+    np.testing.assert_allclose(np.array(rows["memory"]), target.predict(test)[
+        ["memory_point", "memory_lower", "memory_upper"]].to_numpy(), rtol=1e-9)
