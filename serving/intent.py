@@ -447,9 +447,10 @@ def router(get_runtime, announced=None, clock=None, *, settings=None,
 
 
 def resource_shares(prediction: dict[str, Any], keys: dict[str, str], run_time: bool
-                    ) -> dict[str, tuple[tuple[float, float, float], float]]:
+                    ) -> dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]]:
     """Per resource key of the producer whose resource the champion predicts: the request's
-    announced demand of it ``(point, lower, upper)`` and the units it holds while it runs. A
+    announced demand of it ``(point, lower, upper)`` and the units it holds while it runs,
+    with their interval ``(point, lower, upper)``. A
     run-time champion's request holds ``units`` of the resource for its run time, so its
     demand is the product (resource-seconds; the bounds the bounds' products); any other
     champion's resource prediction is that resource's demand itself.
@@ -457,7 +458,7 @@ def resource_shares(prediction: dict[str, Any], keys: dict[str, str], run_time: 
     >>> p = {"demand": 10.0, "lower": 5.0, "upper": 20.0,
     ...      "resources": {"cpu": {"demand": 2.0, "lower": 1.0, "upper": 3.0, "unit": "cores"}}}
     >>> resource_shares(p, {"cpu": "db/cpu", "memory": "db/memory"}, run_time=True)
-    {'db/cpu': ((20.0, 5.0, 60.0), 2.0)}
+    {'db/cpu': ((20.0, 5.0, 60.0), (2.0, 1.0, 3.0))}
     """
     out = {}
     for name, r in (prediction.get("resources") or {}).items():
@@ -468,7 +469,7 @@ def resource_shares(prediction: dict[str, Any], keys: dict[str, str], run_time: 
         if run_time:
             point, lower, upper = (point * prediction["demand"], lower * prediction["lower"],
                                    upper * prediction["upper"])
-        out[key] = ((point, lower, upper), r["demand"])
+        out[key] = ((point, lower, upper), (r["demand"], r["lower"], r["upper"]))
     return out
 
 

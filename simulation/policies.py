@@ -269,7 +269,8 @@ class RequestFeed:
     (:class:`models.tier2.inflight.InFlight`) the loop's Tier 2 reads. Requests without a
     prediction (before Tier 2's first fit) are not announced. ``resources`` (name: the
     producer's key for it): each request is also announced under each resource's key, holding
-    what the resource's model predicts it holds (``<name>_point``), as the API announces it."""
+    what the resource's model predicts it holds (``<name>_point``, its interval ``<name>_lower``
+    and ``<name>_upper`` for the bounds), as the API announces it."""
 
     def __init__(self, requests: pd.DataFrame, producer_id: str,
                  resources: dict[str, str] | None = None) -> None:
@@ -283,9 +284,11 @@ class RequestFeed:
             + [(r.start_s, 1, i) for i, r in enumerate(self.rows) if r.start_s > r.arrival_s]
             + [(r.end_s, 2, i) for i, r in enumerate(self.rows)])
         self.producer_id = producer_id
-        self.resources = {key: f"{name}_point" for name, key in (resources or {}).items()
+        self.resources = {key: name for name, key in (resources or {}).items()
                           if f"{name}_point" in mine.columns}
-        self._held = {key: mine[column].to_numpy(float) for key, column in self.resources.items()}
+        self._held = {key: np.column_stack([mine[f"{name}_{end}"].to_numpy(float)
+                                            for end in ("point", "lower", "upper")])
+                      for key, name in self.resources.items()}
         self._next = 0
 
     def until(self, now: float) -> None:
@@ -299,8 +302,8 @@ class RequestFeed:
                 ledger.announce(pid, at, (r.point, r.lower, r.upper), r.units, job=str(i),
                                 queued=queued)
                 for key, held in self._held.items():  # its share of each resource
-                    if np.isfinite(held[i]):
-                        ledger.announce(key, at, (r.point, r.lower, r.upper), held[i],
+                    if np.isfinite(held[i]).all():
+                        ledger.announce(key, at, (r.point, r.lower, r.upper), tuple(held[i]),
                                         job=str(i), queued=queued, owner=pid)
             elif kind == 1:
                 ledger.started(pid, str(i), at)

@@ -21,7 +21,9 @@ The policies:
   (``resources`` in ``leadtime.yaml``): each resource's load reported, Tier 1 refit daily per
   resource, Tier 3 fed each resource's samples, the binding resource sizing;
 * ``leadtime_cpu``: the same loop with CPU as the producer's one load;
-* ``oracle``: the fewest instances meeting the SLO on every resource over the next lead time.
+* ``oracle``: the fewest instances meeting the SLO on every resource over the next lead time;
+* ``oracle_cpu``: the same on CPU alone (short on the other resources): what the other
+  resources cost at least, ``oracle`` against it.
 
 The scenario (:func:`binding_shift`): CPU follows a business day and binds most of the time,
 memory a nightly batch from 01:00 to 02:00, the network a weekly backup on Sunday from 02:00
@@ -60,7 +62,7 @@ from simulation.simulator import Run, serve, simulate, slo_need
 CAPACITY = {"cpu": 4.0, "memory": 16.0, "network": 1.0}
 MAX_INSTANCES = 60
 POLICIES = ("hpa", "hpa_cpu", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime",
-            "leadtime_cpu", "oracle")
+            "leadtime_cpu", "oracle", "oracle_cpu")
 
 
 def binding_shift(days: int = 28, interval: str = "5min", seed: int = 11,
@@ -369,7 +371,8 @@ def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
         "crane_ehpa": MaxOverResources("crane_ehpa", {
             r: CraneEHPA(cfgs[r], wide[r]) for r in wide.columns}, cfgs[first]),
         "knative_kpa": KnativeKPA(cfgs[first]), "leadtime": multi, "leadtime_cpu": cpu_only,
-        "oracle": Oracle(cfgs[first], need)}
+        "oracle": Oracle(cfgs[first], need),
+        "oracle_cpu": Oracle(cfgs[first], slo_need(demands[first], cfgs[first]))}
     names = list(POLICIES)
     if requests is not None:
         policies["leadtime_without_tier2"] = LeadtimeResources(cfgs, tier1, producer_id,

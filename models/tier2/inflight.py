@@ -104,6 +104,11 @@ class _Job:
     queued: bool = False  # a queue holds it: it starts at the earliest moment asked
     key: str | None = None  # the interval's calibration key, for online recalibration
     widened: float = 0.0  # how far the calibration had widened its interval (log1p units)
+    bounds: tuple[float, float] | None = None  # the units' own interval (lower, upper), if any
+
+    def held(self, k: int) -> float:
+        """The units it holds for the point (0), lower (1) or upper (2) bound."""
+        return self.units if k == 0 or self.bounds is None else self.bounds[k - 1]
 
 
 class InFlight:
@@ -135,7 +140,8 @@ class InFlight:
         self.dropped = 0  # requests forgotten (no finish within forget_after_s) or over max_jobs
 
     def announce(self, producer: str, at_s: float, duration: tuple[float, float, float],
-                 units: float = 1.0, start_s: float | None = None, job: str | None = None,
+                 units: float | tuple[float, float, float] = 1.0, start_s: float | None = None,
+                 job: str | None = None,
                  queued: bool = False, key: str | None = None, owner: str | None = None) -> str:
         """Record a request announced at ``at_s`` with its predicted run time
         ``(point, lower, upper)``; returns its job id (``job``, or a new one). ``start_s``: when
@@ -143,8 +149,14 @@ class InFlight:
         moment asked, until :meth:`started`), and without either it starts at ``at_s``.
         ``key``: the calibration key of its interval, which its finish updates (``calibration``).
         ``owner``: ``producer`` is a resource's key of that producer (the request's share of one
-        resource, in that resource's ``units``): the owner's progress reports move it too."""
+        resource, in that resource's ``units``): the owner's progress reports move it too.
+        ``units`` as ``(point, lower, upper)`` (a resource's predicted share with its interval):
+        the bounds hold the bounds' units."""
         point, lower, upper = (max(0.0, float(d)) for d in duration)
+        bounds = None
+        if isinstance(units, tuple):
+            units, low, high = (max(0.0, float(u)) for u in units)
+            bounds = (min(low, units), max(high, units))
         with self._lock:
             if job is None:
                 self._next += 1
@@ -158,7 +170,7 @@ class InFlight:
             widened = (self.calibration.delta(key)
                        if self.calibration is not None and key is not None else 0.0)
             jobs[job] = _Job(at_s, at_s if start_s is None else start_s, durations, float(units),
-                             queued and start_s is None, key, widened)
+                             queued and start_s is None, key, widened, bounds)
             self._first.setdefault(producer, at_s)
             arrivals = self._arrivals.setdefault(producer, deque(maxlen=self.max_jobs))
             arrivals.append((at_s, float(units), durations))
@@ -312,7 +324,7 @@ class InFlight:
         horizon = now + window
         if not jobs:
             return rate * min(window, mean_run)
-        units = np.array([j.units for j in jobs])
+        units = np.array([j.held(k) for j in jobs])
         ends = starts + np.array([j.durations[k] for j in jobs])
         running = starts <= now
         ends = np.where(running, np.maximum(ends, now + 1e-6), ends)  # known to be running

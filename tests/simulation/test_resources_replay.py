@@ -56,6 +56,10 @@ def test_leadtime_sized_on_every_resource_covers_the_batches_cpu_alone_misses():
     assert every["slo_violation_pct"] < cpu["slo_violation_pct"] / 2
     assert {"cpu", "memory"} <= set(result.binding)  # the binding resource changed
     assert result.metrics["oracle"]["slo_violation_pct"] == 0.0
+    # the oracle on CPU alone misses the batches and costs less: the others' least price
+    cpu_only = result.metrics["oracle_cpu"]
+    assert cpu_only["slo_violation_pct"] > 0
+    assert cpu_only["instance_hours"] < result.metrics["oracle"]["instance_hours"]
 
 
 @pytest.mark.parametrize("interval", ["1min", "5min", "30min", "60min"])

@@ -113,20 +113,21 @@ def test_a_queued_request_waits_from_the_earliest_moment_asked():
 
 
 def test_a_resources_share_moves_with_its_producers_reports():
-    """A request announced to its producer and, as ``owner``, to each resource's key: the
-    producer's start and finish move every share, counted once; a share forgotten unfinished is
-    not a second dropped request."""
+    """A request announced to its producer and, as ``owner``, to each resource's key (a share
+    with its interval): the producer's start and finish move every share, counted once; a share
+    forgotten unfinished is not a second dropped request."""
     from models.tier2.inflight import InFlight
 
     ledger = InFlight(rate_span_s=60.0, forget_after_s=1000.0)
-    for key, units in (("db", 1.0), ("db/cpu", 4.0), ("db/memory", 16.0)):
+    for key, units in (("db", 1.0), ("db/cpu", 4.0), ("db/memory", (16.0, 12.0, 20.0))):
         ledger.announce(key, 0.0, (100.0, 100.0, 100.0), units=units, job="j", queued=True,
                         owner=None if key == "db" else "db")
     assert ledger.owners() == ["db"] and ledger.producers() == ["db", "db/cpu", "db/memory"]
     assert ledger.started("db", "j", 30.0) and ledger.queued("db/memory") == 0
     held = ledger.predict({"db/memory": 10.0}, {"db/memory": 1.0}, now=70.0)["db/memory"]
     assert held.point == pytest.approx(16.0)  # from its reported start on, its 16 GiB (the
-    # arrival left the rate's last minute: nothing new projected)
+    # arrival left the rate's last minute: nothing new projected), its interval the bounds'
+    assert (held.lower, held.upper) == pytest.approx((12.0, 20.0))
     assert ledger.waits_recorded("db/cpu") == 1  # the queue's wait, for each share's starts
     assert ledger.finished("db", "j", 130.0) and ledger.late == 0
     assert ledger.in_flight("db/cpu") == ledger.in_flight("db/memory") == 0
