@@ -81,7 +81,7 @@ def resources(
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("bench resources", total=3 + len(POLICIES) + (requests is not None))
+        task = bar.add_task("bench resources", total=3 + len(POLICIES) + 2 * (requests is not None))
         result = bench_resources(frame, engine=engine, capacity=capacity,
                                  max_instances=None if trace is not None else MAX_INSTANCES,
                                  requests=requests,

@@ -199,6 +199,7 @@ class Leadtime:
         recalibrate: bool = True,
         requests: pd.DataFrame | None = None,
         config: LeadtimeConfig | None = None,
+        tier2_scales: dict[str, float] | None = None,
     ) -> None:
         from collections import Counter
 
@@ -223,8 +224,9 @@ class Leadtime:
         declared = {name: key for name, key in keys.items() if key != producer_id}
         self.feed = (RequestFeed(requests, producer_id, declared) if requests is not None
                      else None)
-        # each resource's occupancy is the units of it held: one unit of load per unit
-        scales = {key: 1.0 for key in keys.values()} or {producer_id: 1.0}
+        # each resource's occupancy is the units of it held: one unit of load per unit (unless
+        # ``tier2_scales`` says otherwise: tier2_load_per_demand, per resource key)
+        scales = tier2_scales or {key: 1.0 for key in keys.values()} or {producer_id: 1.0}
         tier2 = (Tier2Announced(self.feed.ledger, lambda: scales,
                                 lambda: self.config.resource_owners())
                  if self.feed is not None

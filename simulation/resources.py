@@ -35,7 +35,9 @@ A request trace that declares its resources (``resources:`` in its schema, e.g. 
 what the requests hold of it (:func:`request_resources`), and leadtime hears every request
 through Tier 2 as the API does, each resource's share predicted by its own model
 (:func:`simulation.intent_replay.predict_requests`); ``leadtime_without_tier2`` is the same
-loop told nothing of the requests (Tiers 1 and 3 only).
+loop told nothing of the requests (Tiers 1 and 3 only), and ``leadtime_tier2_one_demand`` the
+loop told each request's run time only, every resource's share one demand scaled by a factor
+(:func:`one_demand`), as before resources had models of their own.
 
 ``uv run leadtime bench resources [--json]`` prints the table.
 """
@@ -136,7 +138,8 @@ class LeadtimeResources(Leadtime):
 
     def __init__(self, cfgs: dict[str, SimConfig], tier1: dict[str, Any], producer_id: str,
                  start: pd.Timestamp, config: LeadtimeConfig,
-                 requests: pd.DataFrame | None = None) -> None:
+                 requests: pd.DataFrame | None = None,
+                 tier2_scales: dict[str, float] | None = None) -> None:
         from loop.sources import Tier1Bundles
         from models.tier1.registry import BaselineBundle
 
@@ -152,7 +155,7 @@ class LeadtimeResources(Leadtime):
                 {k: v for b in parts for k, v in b.fitted_until.items()},
                 {k: v for b in parts for k, v in b.steps.items()}))
         super().__init__(next(iter(cfgs.values())), bundles, producer_id, start, config=config,
-                         requests=requests)
+                         requests=requests, tier2_scales=tier2_scales)
         self.keys = config.resource_keys()[producer_id]
 
     def decide(self, obs: Observation) -> int:
@@ -313,6 +316,23 @@ def request_resources(path: str, interval_s: float = 300.0, producer: str | None
     return frame, runs
 
 
+def one_demand(requests: pd.DataFrame, keys: dict[str, str], before_s: float
+               ) -> tuple[pd.DataFrame, dict[str, float]] | None:
+    """Tier 2 the way before per-resource models: the requests with their run times only, and
+    each resource's ``tier2_load_per_demand`` as a user would set it, the mean of the resource a
+    request held per unit it held, over the requests finished before ``before_s`` (the scored
+    part's start). None when the requests carry no resource's prediction."""
+    names = [name for name in keys if f"{name}_point" in requests.columns]
+    if not names:
+        return None
+    past = requests[requests["end_s"] < before_s]
+    units = float(past["units"].mean()) if len(past) else 1.0
+    scales = {keys[name]: float(past[f"units_{name}"].mean()) / units if len(past) and units
+              else 1.0 for name in names}
+    dropped = [f"{name}_{end}" for name in names for end in ("point", "lower", "upper")]
+    return requests.drop(columns=dropped), scales
+
+
 def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
                     max_instances: int | None = MAX_INSTANCES, engine: Any = None,
                     history_s: float = 28 * 86400.0,
@@ -325,7 +345,8 @@ def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
     :func:`simulation.config.derive_config` sets a producer's); each resource's Tier 1 refit
     daily on the ``history_s`` seconds before each day. ``requests`` (predicted by
     :func:`simulation.intent_replay.predict_requests`): leadtime hears them through Tier 2, and
-    ``leadtime_without_tier2`` is replayed beside it."""
+    ``leadtime_without_tier2`` and ``leadtime_tier2_one_demand`` (:func:`one_demand`) are
+    replayed beside it."""
     capacity = capacity or CAPACITY
     from simulation.bench import replay_setup
     from simulation.forecast import daily_tier1
@@ -378,6 +399,11 @@ def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
         policies["leadtime_without_tier2"] = LeadtimeResources(cfgs, tier1, producer_id,
                                                                wide.index[0], config)
         names.insert(names.index("leadtime") + 1, "leadtime_without_tier2")
+        scaled = one_demand(requests, keys, wide.index[int(np.argmax(scored))].timestamp())
+        if scaled is not None:
+            policies["leadtime_tier2_one_demand"] = LeadtimeResources(
+                cfgs, tier1, producer_id, wide.index[0], config, *scaled)
+            names.insert(names.index("leadtime") + 1, "leadtime_tier2_one_demand")
     metrics: dict[str, dict[str, float]] = {}
     ready, violated = {}, {}
     for name in names:

@@ -191,8 +191,27 @@ def test_bench_resources_on_requests_replays_leadtime_with_and_without_tier2():
             predicted[f"{name}_{end}"] = factor * predicted[f"units_{name}"]
     result = bench_resources(frame, capacity=derived_capacity(frame), max_instances=None,
                              requests=predicted)
-    assert {"leadtime", "leadtime_without_tier2", "hpa"} <= set(result.metrics)
+    assert {"leadtime", "leadtime_without_tier2", "leadtime_tier2_one_demand",
+            "hpa"} <= set(result.metrics)
     assert result.metrics["oracle"]["slo_violation_pct"] == 0.0
     assert {"cpu", "memory"} <= set(result.binding)  # CPU by day, memory at night
     told, untold = result.metrics["leadtime"], result.metrics["leadtime_without_tier2"]
     assert told["instance_hours"] != untold["instance_hours"]
+
+
+def test_one_demand_scales_each_resource_by_its_mean_share_before_scoring():
+    """The way before per-resource models: each resource's factor is the mean it held per unit
+    over the requests finished before the scored part; the resources' predictions are dropped,
+    so Tier 2 answers each resource from the producer's one demand."""
+    import pandas as pd
+
+    from simulation.resources import one_demand
+
+    requests = pd.DataFrame({"end_s": [10.0, 20.0, 500.0], "units": [1.0, 1.0, 1.0],
+                             "units_cpu": [2.0, 4.0, 100.0], "units_memory": [1.0, 3.0, 9.0],
+                             "cpu_point": 3.0, "cpu_lower": 2.0, "cpu_upper": 4.0,
+                             "memory_point": 2.0, "memory_lower": 1.0, "memory_upper": 3.0})
+    told, scales = one_demand(requests, {"cpu": "svc/cpu", "memory": "svc/memory"}, 100.0)
+    assert scales == {"svc/cpu": 3.0, "svc/memory": 2.0}  # the last request ends after 100 s
+    assert not any(c.startswith(("cpu_", "memory_")) for c in told.columns)
+    assert one_demand(told, {"cpu": "svc/cpu"}, 100.0) is None
