@@ -69,15 +69,13 @@ def resources(
     described = {"name": scenario, "days": days, "interval": interval}
     capacity = None
     if trace is not None and trace.with_suffix(".schema.yaml").is_file():
-        frame, capacity, described, requests = _from_requests(trace, producer, step)
-        if scratch is not None:
-            described = {"name": scenario, "days": days, **described,
-                         "trace": f"{scenario}.csv (generated)"}
+        frame, capacity, told, requests = _from_requests(trace, producer, step)
+        described = ({**described, **told, "trace": f"{scenario}.csv (generated)"}
+                     if scratch is not None else told)
     elif trace is not None:
         frame, capacity, described = _from_trace(trace, producer)
     else:
         frame = binding_shift(days=days, interval=interval)
-    scenario_doc = described
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
@@ -87,14 +85,14 @@ def resources(
                                  requests=requests,
                                  on_step=lambda name: bar.update(task, advance=1,
                                                                  description=name))
-    doc = {"scenario": scenario_doc,
+    doc = {"scenario": described,
            "policies": result.metrics, "leadtime_binding": result.binding,
            "wall_time_s": round(result.wall_time_s, 1)}
     if plot:
         from leadtime.settings import get_settings
         from simulation.resources import plot_resources
 
-        name = f"resources_{Path(str(scenario_doc.get('trace', scenario))).stem}.png"
+        name = f"resources_{Path(str(described.get('trace', scenario))).stem}.png"
         doc["plot"] = str(plot_resources(result, get_settings().prepare().plots_dir / name))
     if as_json:
         typer.echo(json.dumps(doc, indent=2))

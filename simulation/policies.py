@@ -286,11 +286,10 @@ class RequestFeed:
             + [(r.start_s, 1, i) for i, r in enumerate(self.rows) if r.start_s > r.arrival_s]
             + [(r.end_s, 2, i) for i, r in enumerate(self.rows)])
         self.producer_id = producer_id
-        self.resources = {key: name for name, key in (resources or {}).items()
-                          if f"{name}_point" in mine.columns}
         self._held = {key: np.column_stack([mine[f"{name}_{end}"].to_numpy(float)
                                             for end in ("point", "lower", "upper")])
-                      for key, name in self.resources.items()}
+                      for name, key in (resources or {}).items()
+                      if f"{name}_point" in mine.columns}  # per resource key: each row's share
         self._next = 0
 
     def until(self, now: float) -> None:

@@ -54,11 +54,10 @@ def train_and_evaluate(settings: Settings, trace: RequestTrace,
                        config: IntentConfig | None = None) -> Evaluated:
     config = config or IntentConfig()
     ingested, data = training_set(settings, trace, config)
-    meta = {"trace": trace.path.name, "unit": trace.schema.target_unit,
-            "target": trace.schema.target}
-    models = fit_models(data, config, **meta)
-    meta.pop("target"), meta.pop("unit")
-    resources = fit_resource_models(data, config, trace.schema.resource_units, **meta)
+    models = fit_models(data, config, trace=trace.path.name, unit=trace.schema.target_unit,
+                        target=trace.schema.target)
+    resources = fit_resource_models(data, config, trace.schema.resource_units,
+                                    trace=trace.path.name)
     if resources:  # the target's model carries each resource's
         models["intent"] = replace(models["intent"], resources=resources)
     return Evaluated(trace, ingested, data, models, evaluate(data, models),
