@@ -291,8 +291,16 @@ class EngineSpec(_Strict):
         default=7 * 86400.0, gt=0, description="How fast older windows fade in the step-aside "
         "comparison: a window's weight is exp(-age / this).")
     sizing_step_aside_margin: float = Field(
-        default=0.1, ge=0, lt=1, description="How much less the twin must have missed, as a "
-        "share of what the sizing missed, before the loop steps aside.")
+        default=0.05, ge=0, lt=1, description="How much less the twin must have missed, as a "
+        "share of what the sizing missed, before the loop steps aside (a twentieth, chosen by "
+        "leave-one-trace-out against 0, a tenth and a fifth).")
+    sizing_step_aside_headroom: bool = Field(
+        default=True, description="Stepping aside, hold the twin's count and, above it, what "
+        "the sizing buys at the highest price whose spend, with the twin's count as a floor, "
+        "fits the budget: the budget's unspent share goes where the calibrated risk is "
+        "highest (in the price mode, the price in force). On by default, chosen by "
+        "leave-one-trace-out over traces at 1, 5, 30 and 60-minute samples. false: the "
+        "twin's count only.")
     sizing_history_s: float = Field(
         default=2 * 86400.0, gt=0, description="Windows the sizing calibration learns from "
         "(never fewer than 150). Two days, chosen by leave-one-trace-out against 1, 1.5 and 3 "

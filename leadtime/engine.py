@@ -351,6 +351,14 @@ def allocate(
             f"stepping aside: the HPA twin has missed less of the windows' load than the "
             f"sizing would have ({sizing.aside[1]:.4g} against {sizing.aside[0]:.4g}, older "
             f"windows fading), so the loop holds what it holds")
+        if sizing.price:  # engine.sizing_step_aside_headroom: and buys above it
+            wanted = instances_for(sizing.value, config, config.peak_capacity)
+            reasons.append(
+                f"above the twin's count, window peak q{100 * sizing.quantile:g} "
+                f"{sizing.value:.4g} needs {wanted} instance(s) at "
+                f"{config.max_utilisation:.0%} utilisation (from {sizing.source}), the "
+                f"quantile of least expected cost at price {sizing.price:g}, the highest whose "
+                f"spend with the twin's count as a floor fits the budget")
     elif calibrated and sizing.price == 0:
         wanted = 0
         reasons.append(

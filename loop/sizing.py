@@ -20,7 +20,9 @@ the price:
 
 In either mode the loop **steps aside** (``engine.sizing_step_aside``) while the HPA twin has
 missed less of the windows' load than the sizing would have, by a margin, over the last week's
-windows (:meth:`WindowPeakCalibrator._step_aside`): the decision then holds the twin's count.
+windows (:meth:`WindowPeakCalibrator._step_aside`): the decision then holds the twin's count,
+and (``engine.sizing_step_aside_headroom``) above it what the sizing buys at the highest price
+whose spend, floored window by window at the twin's count, fits the budget.
 
 No tier answers the peak's distribution, so it is calibrated on the loop's own record. For every
 pass and every **candidate** (each tier that answered with weight, their ``combined``
@@ -102,6 +104,7 @@ class SizingConfig:
     sizing_step_aside: bool = ENGINE_DEFAULTS.sizing_step_aside
     sizing_step_aside_memory_s: float = ENGINE_DEFAULTS.sizing_step_aside_memory_s
     sizing_step_aside_margin: float = ENGINE_DEFAULTS.sizing_step_aside_margin
+    sizing_step_aside_headroom: bool = ENGINE_DEFAULTS.sizing_step_aside_headroom
 
     @classmethod
     def from_engine(cls, engine: EngineSpec) -> SizingConfig:
@@ -111,7 +114,8 @@ class SizingConfig:
             "violation_cost", "sizing_history_s", "sizing_min_history_s", "sizing_min_windows",
             "sizing_budget", "sizing_budget_window_s", "sizing_budget_feedback",
             "violation_unit", "sizing_rank_at", "sizing_budget_scale_floor",
-            "sizing_step_aside", "sizing_step_aside_memory_s", "sizing_step_aside_margin")})
+            "sizing_step_aside", "sizing_step_aside_memory_s", "sizing_step_aside_margin",
+            "sizing_step_aside_headroom")})
 
     @property
     def quantile(self) -> float:
@@ -306,6 +310,8 @@ class WindowPeakCalibrator:
         # stepping aside: the windows' load sizing would have missed and the twin missed, faded
         self.missed: tuple[float, float] | None = None
         self.aside = False  # the twin has missed less: the loop holds what it holds
+        self.aside_price = 0.0  # stepping aside with headroom: the price bought above the twin
+        self.spend_aside: np.ndarray | None = None  # per price, sizing floored at the twin's
         self._outcomes: tuple[np.ndarray, ...] | None = None  # per window (_fit_spend)
         self._counted = (-math.inf, -math.inf)  # the newest window in ``missed``, and when
 
@@ -420,6 +426,10 @@ class WindowPeakCalibrator:
             missed = (self.missed[0] * fade + missed[0], self.missed[1] * fade + missed[1])
         self.missed, self._counted = missed, (float(t0s[new][-1]), now)
         self.aside = missed[1] < (1.0 - c.sizing_step_aside_margin) * missed[0]
+        self.aside_price = 0.0
+        if self.aside and c.sizing_step_aside_headroom and self.spend_aside is not None:
+            self.aside_price = (self.price if c.sizing_budget is None else c.prices[
+                _highest_fitting(self.spend_aside, c.sizing_budget * self.spend_reacting)])
 
     def _instances(self, sized: np.ndarray) -> np.ndarray:
         unit, low, high = self.capacity
@@ -482,6 +492,8 @@ class WindowPeakCalibrator:
             for p, r in zip(self.config.prices, ranks)])  # (prices, windows)
         at_price = instances_at * spacing
         self.spend = at_price.sum(axis=1)
+        if self.config.sizing_step_aside_headroom:  # stepping aside: the twin's count a floor
+            self.spend_aside = (np.fmax(instances_at, reacting[mask]) * spacing).sum(axis=1)
         self.spend_in_force = float(at_price[used[mask], rows].sum())
         self.spend_reacting = float((reacting[mask] * spacing).sum())
         self.spend_held = float((actual[mask] * spacing).sum())
@@ -531,16 +543,18 @@ class WindowPeakCalibrator:
         floor, so the highest quantile it already holds is free."""
         if now - self.fitted_at >= self.config.refit_every_s:
             self.refit(now)
-        rank = self._rank(self.price)
+        aside = floor is not None and self.aside
+        price = self.aside_price if aside else self.price
+        rank = self._rank(price)
         usable = []
         for name, v in values.items():
             arr = self._per_quantile(v) if name in self.losses else None
             if arr is not None:
                 usable.append((float(self.losses[name][rank]), name, arr, v))
         budget = self.config.sizing_budget
-        if floor is not None and self.aside:  # the twin has done better: hold what it holds
+        if aside and (not usable or price == 0):  # the twin has done better: hold what it holds
             return self._reacting(now, aside=True)
-        if budget is not None and floor is not None and (not usable or self.price == 0):
+        if budget is not None and floor is not None and (not usable or price == 0):
             # the budget mode buys nothing it cannot measure; without a reacting floor (no
             # load known) there is nothing to hold instead, so the tiers size as in the price mode
             return self._reacting(now)
@@ -552,14 +566,15 @@ class WindowPeakCalibrator:
         instances = self._instances(peaks)
         if floor is not None:
             instances = np.maximum(instances, floor)
-        g = int(self._choose(instances, self.price, self._weight(peaks)))
-        self._chosen = (now, self.config.prices.index(self.price))
+        g = int(self._choose(instances, price, self._weight(peaks)))
+        self._chosen = (now, self.config.prices.index(price))
         return Sizing(value=float(peaks[g]), quantile=self.grid[g], source=name,
-                      factor=float(factors[g]), loss=loss, price=self.price,
+                      factor=float(factors[g]), loss=loss, price=price,
                       budget=budget,
                       reacting_spend=self.spend_reacting if budget is not None else None,
                       own_spend=self.spend_held if budget is not None else None,
-                      aim=self.aim if budget is not None else None)
+                      aim=self.aim if budget is not None else None,
+                      aside=self.missed if aside else None)
 
     def _reacting(self, now: float, aside: bool = False) -> Sizing:
         """The budget mode's sizing at price 0, and while no candidate is calibrated: nothing

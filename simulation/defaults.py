@@ -49,23 +49,22 @@ _BUDGET = {"reacting_floor": True, "violation_cost": 199.0, "sizing_budget_feedb
 _HELD = _BUDGET | {"reacting_stabilisation_s": 300.0}
 _RANKED = _HELD | {"sizing_budget": 1.03, "sizing_rank_at": "in_force",
                    "sizing_budget_scale_floor": 1.0}
-_DEFAULT = _RANKED | {"sizing_step_aside": True, "sizing_step_aside_memory_s": 7 * 86400.0,
-                      "sizing_step_aside_margin": 0.1}
+_RECORD = _RANKED | {"sizing_step_aside": True, "sizing_step_aside_memory_s": 7 * 86400.0,
+                     "sizing_refit_s": 3600.0, "sizing_history_s": 2 * 86400.0}
 
 
-def _record(refit_hours: float, days: float) -> dict[str, Any]:
-    """The default with the sizing refitted every ``refit_hours`` on ``days`` of windows."""
-    return _DEFAULT | {"sizing_refit_s": refit_hours * 3600.0, "sizing_history_s": days * 86400.0}
+def _aside(margin: float, headroom: bool = True) -> dict[str, Any]:
+    """Stepping aside at ``margin``, with or without buying above the twin's count."""
+    return _RECORD | {"sizing_step_aside_margin": margin, "sizing_step_aside_headroom": headroom}
 
 
-ALTERNATIVES: dict[str, dict[str, Any]] = {  # how often the sizing refits, on what record
-    "refit hourly on 3 days": _record(1, 3),
-    "refit every 2 hours on 3 days": _record(2, 3),
-    "refit every 4 hours on 3 days": _record(4, 3),
-    "refit hourly on 2 days (default)": _record(1, 2),
-    "refit every 2 hours on 2 days": _record(2, 2),
-    "refit hourly on 1.5 days": _record(1, 1.5),
-    "refit hourly on 1 day": _record(1, 1),
+_DEFAULT = _aside(0.05)
+ALTERNATIVES: dict[str, dict[str, Any]] = {  # stepping aside: when, and what it holds
+    "the twin's count, a tenth less": _aside(0.1, headroom=False),
+    "the twin's count and headroom, a tenth less": _aside(0.1),
+    "the twin's count and headroom, no margin": _aside(0.0),
+    "the twin's count and headroom, a twentieth less (default)": _aside(0.05),
+    "the twin's count and headroom, a fifth less": _aside(0.2),
 }
 
 

@@ -14,12 +14,12 @@ from simulation.scenarios import scenario
 from simulation.simulator import simulate
 
 
-def replay(budget: float | None):
+def replay(budget: float | None, **changes):
     series = scenario("intermittent_bursts", days=5)
     cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S)
-    engine = engine_spec().model_copy(update={"sizing_budget": budget})
+    engine = engine_spec().model_copy(update={"sizing_budget": budget, **changes})
     policy = Leadtime(cfg, tier1, "svc", series.index[0], engine)
     run = simulate(demand, cfg, policy, HPA(cfg), switch)
     hpa = HPA(cfg)
@@ -77,8 +77,9 @@ def test_no_decision_goes_under_the_reacting_floor(budget_run):
 
 def test_at_price_zero_the_budget_holds_what_reacting_holds():
     """Where no price's sizing fits the budget, the loop buys nothing ahead: its decisions are
-    the reacting floor, and the reasons say why."""
-    policy, cost, _ = replay(0.5)  # half of what reacting spends: unreachable
+    the reacting floor, and the reasons say why (not stepping aside, which would hold the
+    HPA twin's count instead)."""
+    policy, cost, _ = replay(0.5, sizing_step_aside=False)  # half of reacting's: unreachable
     decision = policy.loop.latest.fleet.decisions["svc"]
     assert decision.sizing.price == 0.0
     assert decision.target_instances == decision.floor

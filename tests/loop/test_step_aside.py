@@ -17,14 +17,15 @@ from simulation.simulator import simulate
 HOUR = 3600.0
 
 
-def drive(foresees: bool) -> WindowPeakCalibrator:
+def drive(foresees: bool, headroom: bool = False) -> WindowPeakCalibrator:
     """Hourly passes over load in blocks of five busy hours (100) and five quiet ones (10).
     The HPA twin holds what the last hour needed, so it misses only each block's first hour.
     The one tier answers 50 whatever comes (no skill), or, with ``foresees``, the window's
     true peak. The budget affords half as much again as the twin spends, so sizing cannot
     simply hold the busy hours' count throughout."""
     config = SizingConfig(violation_cost=99.0, sizing_budget=1.5, sizing_min_windows=10,
-                          sizing_min_history_s=0, sizing_step_aside=True)
+                          sizing_min_history_s=0, sizing_step_aside=True,
+                          sizing_step_aside_headroom=headroom)
     sizer = WindowPeakCalibrator(300.0 + HOUR, config)
     loads = np.tile([100.0] * 5 + [10.0] * 5, 20)
     for i in range(len(loads) - 2):
@@ -47,6 +48,27 @@ def test_a_tier_without_skill_steps_aside_to_what_the_twin_holds():
     assert sizing.aside == sizer.missed and sizing.price == 0.0
 
 
+def test_stepping_aside_with_headroom_buys_above_the_twin_what_the_budget_leaves():
+    """``engine.sizing_step_aside_headroom``: the twin's count is the floor, and the sizing
+    buys above it at the highest price whose spend, floored at the twin's count, fits the
+    budget (1.5x the twin's here, so some price above 0 fits)."""
+    sizer = drive(foresees=False, headroom=True)
+    assert sizer.aside
+    prices, spend = sizer.config.prices, sizer.spend_aside
+    allowed = 1.5 * sizer.spend_reacting
+    i = prices.index(sizer.aside_price)
+    assert i > 0 and spend[i] <= allowed and (i + 1 == len(prices) or spend[i + 1] > allowed)
+    assert (np.diff(spend) >= 0).all() and spend[0] >= sizer.spend_reacting  # the twin a floor
+    sizing = sizer.sizing(200 * HOUR, {"tier1": 50.0}, floor=3)
+    assert sizing.aside == sizer.missed and sizing.price == sizer.aside_price
+    assert sizing.value > 0 and sizing.source == "tier1"
+    sizer.price = 0.0  # the sizing's own price buys nothing ahead: stepping aside still buys
+    assert sizer.sizing(200 * HOUR, {"tier1": 50.0}, floor=3).price == sizer.aside_price
+    # without headroom the same record holds the twin's count and buys nothing above it
+    plain = drive(foresees=False)
+    assert plain.aside and plain.sizing(200 * HOUR, {"tier1": 50.0}, floor=3).price == 0.0
+
+
 def test_a_tier_that_foresees_keeps_sizing():
     sizer = drive(foresees=True)
     sized, reacting = sizer.missed
@@ -64,8 +86,8 @@ def test_the_loop_holds_the_twins_count_and_says_so():
     demand, lead, switch, _, _ = replay_setup(series, cfg)
     tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S)
 
-    def replay(step_aside: bool) -> list:
-        engine = engine_spec(sizing_step_aside=step_aside)
+    def replay(step_aside: bool, headroom: bool = False) -> list:
+        engine = engine_spec(sizing_step_aside=step_aside, sizing_step_aside_headroom=headroom)
         policy = Leadtime(cfg, tier1, "svc", series.index[0], engine)
         seen = []
         step = policy.loop.step
@@ -93,3 +115,10 @@ def test_the_loop_holds_the_twins_count_and_says_so():
     assert not any(any(r.startswith("stepping aside") for r in d.reasons)
                    for d, _ in replay(False))
     assert counted[1] == 0
+    # with headroom every pass aside holds at least the twin's count, and some buy above it
+    above = [(d, twin) for d, twin in replay(True, headroom=True)
+             if d.sizing is not None and d.sizing.aside]
+    assert above and all(d.target_instances >= min(twin, cfg.max_instances) for d, twin in above)
+    bought = [d for d, twin in above if d.sizing.price]
+    assert bought and all(any(r.startswith("above the twin's count") for r in d.reasons)
+                          for d in bought)
