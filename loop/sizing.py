@@ -408,7 +408,9 @@ class WindowPeakCalibrator:
         was held, as the SLO's share of requests counts it: by the sizing at the highest price
         whose estimate fits the budget (before the feedback on what was really held), and by
         the HPA twin's count. The sums fade by ``exp(-age / sizing_step_aside_memory_s)``; the
-        loop steps aside while the twin's is under the sizing's by the margin."""
+        loop steps aside while the twin's is under the sizing's by the margin, buying above the
+        twin's count (``sizing_step_aside_headroom``) at ``aside_price``: the highest price whose
+        spend floored at the twin's (``spend_aside``) fits the budget."""
         if self._outcomes is None:
             return
         t0s, peaks, instances, twin = self._outcomes
