@@ -270,7 +270,12 @@ class InFlightCollector:
         yield GaugeMetricFamily("leadtime_tier2_queue_learnt_producers",
                                 "Producers whose queued requests start when their recorded waits "
                                 "say they may (enough waits recorded); the others' start at once.",
-                                value=sum(n >= ledger.min_waits for n in waits))
+                                value=sum(n >= ledger.min_recorded for n in waits))
+        yield GaugeMetricFamily("leadtime_tier2_run_times_recorded",
+                                "Run times Tier 2 has recorded (reported started to reported "
+                                "finished, over the prediction), over every producer: a running "
+                                "request ends where the longer ones say it may.",
+                                value=sum(ledger.runs_recorded(p) for p in producers))
         yield CounterMetricFamily("leadtime_tier2_unknown_progress",
                                   "Progress reports for a request the ledger does not hold "
                                   "(late, unknown producer, or never announced).",

@@ -309,7 +309,7 @@ class RequestFeed:
             elif kind == 1:
                 ledger.started(pid, str(i), at)
             else:
-                ledger.finished(pid, str(i))
+                ledger.finished(pid, str(i), at)
             self._next += 1
 
 

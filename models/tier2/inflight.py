@@ -5,13 +5,20 @@ with bounds from the intent model's interval: ``[start, start + lower]``, ``[sta
 point]`` and ``[start, start + upper]``. A request is announced at its arrival (its start is
 then taken to be its arrival, or a later moment a queue has told), told when it actually starts
 (:meth:`InFlight.started`), and leaves the ledger when it is seen to finish
-(:meth:`InFlight.finished`). A request still running past its predicted end is known to be
-running, so it counts until the next moment asked. A request announced as **queued** (a queue
+(:meth:`InFlight.finished`). Once it runs, how long it has run says more than its prediction
+alone: the ledger keeps the run times it has seen finish, each over its prediction, per
+producer, and a request that has run ``e`` seconds of a predicted ``p`` ends after the 50 %, 10 %
+and 90 % quantiles (numpy's "lower" method) of the recorded ratios longer than ``e / p``, times
+``p``, for the point, lower and upper bound: a long job that has outrun its prediction is
+likely to run on, as the survival of run times has it. Until ``min_recorded`` runs are recorded,
+or once it has run longer than any recorded, it ends at its prediction; a request still running
+past its end is known to be running, so it counts until the next moment asked. A request
+announced as **queued** (a queue
 holds it, its start unknown) starts when the queue's record says it may: the ledger keeps the
 waits it has seen (announced to started) per producer, and a request that has waited ``e``
 seconds starts after the 10 %, 50 % and 90 % quantiles of the recorded waits longer than ``e``
 (less ``e``), for the upper, point and lower bound: early for the most the window may hold, late
-for the least. Until ``min_waits`` waits are recorded, or once it has waited longer than any
+for the least. Until ``min_recorded`` waits are recorded, or once it has waited longer than any
 recorded, it starts at the earliest moment asked. Either way it holds its run time from its
 start until it is told to have started, however long it waits.
 
@@ -73,6 +80,7 @@ from models.tier2.online_calibration import OnlineCalibration
 
 ARRIVALS_LOW, ARRIVALS_HIGH = 0.1, 0.9  # new work's count: an 80 % interval
 WAIT_QUANTILES = (0.5, 0.9, 0.1)  # a queued request's remaining wait: point, lower, upper
+RUN_QUANTILES = (0.5, 0.1, 0.9)  # an overrunning request's run time: point, lower, upper
 
 
 def poisson_quantile(mean: float, q: float) -> int:
@@ -121,7 +129,7 @@ class InFlight:
 
     def __init__(self, forget_after_s: float = 86_400.0, max_jobs: int = 100_000,
                  rate_span_s: float = 3600.0, calibration: OnlineCalibration | None = None,
-                 wait_record: int = 1000, min_waits: int = 20) -> None:
+                 record_size: int = 1000, min_recorded: int = 20) -> None:
         self.calibration = calibration  # told each finished request's run time, to recalibrate
         self.forget_after_s = forget_after_s
         self.max_jobs = max_jobs
@@ -132,9 +140,10 @@ class InFlight:
         self._arrivals: dict[str, deque] = {}  # (at, units, durations): the recent rate
         self._first: dict[str, float] = {}  # per producer, its first announcement
         self._waits: dict[str, deque] = {}  # per producer, the queue waits seen (seconds)
+        self._runs: dict[str, deque] = {}  # per producer, run times seen over their prediction
         self._children: dict[str, set[str]] = {}  # per producer, its resources' ledger keys
         self._child_keys: set[str] = set()
-        self.wait_record, self.min_waits = wait_record, min_waits
+        self.record_size, self.min_recorded = record_size, min_recorded
         self._next = 0
         self.late = 0  # finishes or starts reported for a request the ledger does not hold
         self.dropped = 0  # requests forgotten (no finish within forget_after_s) or over max_jobs
@@ -195,7 +204,7 @@ class InFlight:
                 wait = at_s - held.arrived
                 if held.queued and 0.0 <= wait <= self.forget_after_s:  # a start reported
                     # before its announcement, or a day after, says nothing of the queue
-                    self._waits.setdefault(key, deque(maxlen=self.wait_record)).append(wait)
+                    self._waits.setdefault(key, deque(maxlen=self.record_size)).append(wait)
                 held.start, held.queued = at_s, False
             return True
 
@@ -209,8 +218,12 @@ class InFlight:
             if found is None:
                 self.late += 1
                 return False
+            ran = at_s - found.start if at_s is not None and not found.queued else -1.0
             for key in self._children.get(producer, ()):  # its share of each resource goes too
-                self._jobs.get(key, {}).pop(job, None)
+                if self._jobs.get(key, {}).pop(job, None) is not None and ran >= 0:
+                    self._ran(key, ran, found.durations[0])
+            if ran >= 0:
+                self._ran(producer, ran, found.durations[0])
         if (self.calibration is not None and found.key is not None and at_s is not None
                 and not found.queued and at_s >= found.start):
             _, lower, upper = found.durations
@@ -219,6 +232,11 @@ class InFlight:
                                     math.expm1(math.log1p(lower) + shift) if lower > 0 else 0.0,
                                     math.expm1(math.log1p(upper) - shift), served=(lower, upper))
         return True
+
+    def _ran(self, key: str, ran: float, predicted: float) -> None:
+        """Record a finished request's run time over its predicted one (under the lock)."""
+        if predicted > 0:
+            self._runs.setdefault(key, deque(maxlen=self.record_size)).append(ran / predicted)
 
     def producers(self) -> list[str]:
         """Every key the ledger answers for: producers and their resources' keys."""
@@ -240,6 +258,12 @@ class InFlight:
         with self._lock:
             return sum(j.queued for j in self._jobs.get(producer, {}).values())
 
+    def runs_recorded(self, producer: str) -> int:
+        """Run times recorded for the producer (requests not queued, or told to have started,
+        seen to finish at a known moment)."""
+        with self._lock:
+            return len(self._runs.get(producer, ()))
+
     def waits_recorded(self, producer: str) -> int:
         """Queue waits recorded for the producer (announced as queued, then told to start)."""
         with self._lock:
@@ -258,7 +282,8 @@ class InFlight:
                 window = max(float(windows_s.get(producer, 300.0)), 1.0)
                 recent, span = self._recent(producer, now, max(self.rate_span_s, window), window)
                 starts = self._starts(producer, jobs, now)
-                bounds = [self._peak(jobs, starts[k], recent, now, window, span, k)
+                ends = self._ends(producer, jobs, starts, now)
+                bounds = [self._peak(jobs, starts[k], ends[k], recent, now, window, span, k)
                           for k in (1, 0, 2)]  # lower, point, upper
                 out[producer] = TierPrediction(bounds[1] * scale, bounds[0] * scale,
                                                bounds[2] * scale)
@@ -299,8 +324,8 @@ class InFlight:
             return [starts, starts, starts]
         out = [starts.copy(), starts.copy(), starts.copy()]
         record = self._waits.get(producer)
-        waits = np.sort(np.fromiter(record, float)) if record and len(record) >= self.min_waits \
-            else np.empty(0)
+        learnt = record is not None and len(record) >= self.min_recorded
+        waits = np.sort(np.fromiter(record, float)) if learnt else np.empty(0)
         for i in queued:
             waited = now - jobs[i].arrived
             longer = waits[np.searchsorted(waits, waited, side="right"):]
@@ -309,9 +334,35 @@ class InFlight:
                 out[k][i] = now + max(rest, 0.0)
         return out
 
+    def _ends(self, producer: str, jobs: list[_Job], starts: list[np.ndarray],
+              now: float) -> list[np.ndarray]:
+        """Each request's end for the point, lower and upper bound: its start plus its run
+        time, and for one running past that, from the recorded run times (over their
+        predictions) longer than it has run (see the module docstring)."""
+        if not jobs:
+            return [np.empty(0)] * 3
+        durations = np.array([j.durations for j in jobs])  # (jobs, 3)
+        record = self._runs.get(producer)
+        learnt = record is not None and len(record) >= self.min_recorded
+        ratios = np.sort(np.fromiter(record, float)) if learnt else np.empty(0)
+        out = []
+        for k, q in enumerate(RUN_QUANTILES):
+            ends = starts[k] + durations[:, k]
+            over = np.flatnonzero((starts[k] <= now) & (durations[:, 0] > 0))
+            if ratios.size and over.size:
+                ran = (now - starts[k][over]) / durations[over, 0]
+                first = np.searchsorted(ratios, ran, side="right")  # the longer runs
+                has = first < ratios.size
+                pick = first + np.floor(q * (ratios.size - 1 - first)).astype(int)
+                ratio = ratios[np.minimum(pick, ratios.size - 1)]
+                ends[over[has]] = starts[k][over[has]] + ratio[has] * durations[over[has], 0]
+            running = starts[k] <= now
+            out.append(np.where(running, np.maximum(ends, now + 1e-6), ends))  # known running
+        return out
+
     @staticmethod
-    def _peak(jobs: list[_Job], starts: np.ndarray, recent: list, now: float, window: float,
-              span: float, k: int) -> float:
+    def _peak(jobs: list[_Job], starts: np.ndarray, ends: np.ndarray, recent: list,
+              now: float, window: float, span: float, k: int) -> float:
         """The most units held at once in ``[now, now + window]`` with run times ``k``
         (0 point, 1 lower, 2 upper) from ``starts``, projected arrivals (``recent``: those of
         the last ``span``) included, their count at Poisson's 10 % (lower) or 90 % (upper) for
@@ -325,9 +376,6 @@ class InFlight:
         if not jobs:
             return rate * min(window, mean_run)
         units = np.array([j.held(k) for j in jobs])
-        ends = starts + np.array([j.durations[k] for j in jobs])
-        running = starts <= now
-        ends = np.where(running, np.maximum(ends, now + 1e-6), ends)  # known to be running
         moments = np.concatenate([[now, horizon], starts[(starts > now) & (starts <= horizon)],
                                   ends[(ends > now) & (ends <= horizon)] - 1e-6])
         held = ((starts[None, :] <= moments[:, None]) & (moments[:, None] < ends[None, :])

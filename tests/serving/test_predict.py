@@ -203,6 +203,7 @@ def test_tracked_requests_hold_tier2_until_reported_finished(client):
     text = client.get("/metrics").text
     assert "leadtime_tier2_in_flight_requests 2.0" in text
     assert "leadtime_tier2_unknown_progress_total 1.0" in text
+    assert "leadtime_tier2_run_times_recorded 1.0" in text  # r0's, finished as reported
     # a request a queue holds counts as queued until its start is reported
     queued = {**body[0], "request_id": "q0", "queued": True}
     assert client.post("/v1/requests/predict", headers=auth, json=queued).json()["in_flight"] == 1
