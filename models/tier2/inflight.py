@@ -80,7 +80,7 @@ from models.tier2.online_calibration import OnlineCalibration
 
 ARRIVALS_LOW, ARRIVALS_HIGH = 0.1, 0.9  # new work's count: an 80 % interval
 WAIT_QUANTILES = (0.5, 0.9, 0.1)  # a queued request's remaining wait: point, lower, upper
-RUN_QUANTILES = (0.5, 0.1, 0.9)  # an overrunning request's run time: point, lower, upper
+RUN_QUANTILES = (0.5, 0.1, 0.9)  # a running request's run time: point, lower, upper
 
 
 def poisson_quantile(mean: float, q: float) -> int:
@@ -336,9 +336,10 @@ class InFlight:
 
     def _ends(self, producer: str, jobs: list[_Job], starts: list[np.ndarray],
               now: float) -> list[np.ndarray]:
-        """Each request's end for the point, lower and upper bound: its start plus its run
-        time, and for one running past that, from the recorded run times (over their
-        predictions) longer than it has run (see the module docstring)."""
+        """Each request's end for the point, lower and upper bound: its start plus its
+        predicted run time, or for one running, its start plus its prediction times the
+        recorded ratios (run time over prediction) longer than its own so far, at their 50 %,
+        10 % and 90 % quantiles (see the module docstring)."""
         if not jobs:
             return [np.empty(0)] * 3
         durations = np.array([j.durations for j in jobs])  # (jobs, 3)
