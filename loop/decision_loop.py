@@ -55,6 +55,7 @@ from loop.sizing import (
     SizingConfig,
     WindowPeakCalibrator,
     candidate_values,
+    pooled_aside,
     pooled_price,
 )
 from loop.sources import TierSource
@@ -264,21 +265,23 @@ class DecisionLoop:
                         sizer.observe(now, load)
         return count
 
-    def _pool_prices(self, now: float) -> None:
-        """In the budget mode, a producer sized on several resources spends one budget: at
-        each refit its resources' price is the one their records afford pooled
-        (:func:`loop.sizing.pooled_price`), in force from the next pass."""
-        budget = self.config.engine.sizing_budget
-        if budget is None:
-            return
+    def _pool_resources(self, now: float) -> None:
+        """A producer sized on several resources decides as one, from the next pass: at each
+        refit, in the budget mode, its resources' price is the one their records afford pooled
+        (:func:`loop.sizing.pooled_price`), one budget; and it steps aside on all of them or on
+        none (:func:`loop.sizing.pooled_aside`), as a window is violated when any is short."""
+        engine = self.config.engine
         for keys in self._several.values():
             sizers = [self._sizers[k] for k in keys.values() if k in self._sizers]
             if len(sizers) < 2 or any(s.fitted_at != now for s in sizers):
                 continue
-            price = pooled_price(sizers, budget)
-            if price is not None:
-                for sizer in sizers:
-                    sizer.price, sizer.aim = price, sizers[0].aim
+            if engine.sizing_budget is not None:
+                price = pooled_price(sizers, engine.sizing_budget)
+                if price is not None:
+                    for sizer in sizers:
+                        sizer.price, sizer.aim = price, sizers[0].aim
+            if engine.sizing_step_aside:
+                pooled_aside(sizers)
 
     def _by_producer(self, notes: Mapping[str, str]) -> dict[str, str]:
         """Notes by resource key as notes by producer, each saying its resource."""
@@ -446,7 +449,7 @@ class DecisionLoop:
                     for pid, s in states.items()}
             sizing = {pid: self._sizing(now, pid, tiers[pid], states.get(pid), offered[pid])
                       for pid in producers}
-            self._pool_prices(now)
+            self._pool_resources(now)
             held_notes: dict[str, str] = {}
             for pid, s in states.items():
                 aside = sizing[pid] is not None and sizing[pid].aside is not None

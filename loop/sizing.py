@@ -427,9 +427,16 @@ class WindowPeakCalibrator:
             fade = math.exp(-(now - self._counted[1]) / c.sizing_step_aside_memory_s)
             missed = (self.missed[0] * fade + missed[0], self.missed[1] * fade + missed[1])
         self.missed, self._counted = missed, (float(t0s[new][-1]), now)
-        self.aside = missed[1] < (1.0 - c.sizing_step_aside_margin) * missed[0]
+        self.set_aside(missed[1] < (1.0 - c.sizing_step_aside_margin) * missed[0])
+
+    def set_aside(self, aside: bool) -> None:
+        """Step aside or not (:meth:`_step_aside`, or :func:`pooled_aside` for a producer's
+        resources); stepping aside with headroom, at the highest price whose spend floored at
+        the twin's fits the budget (the price in force in the price mode)."""
+        c = self.config
+        self.aside = aside
         self.aside_price = 0.0
-        if self.aside and c.sizing_step_aside_headroom and self.spend_aside is not None:
+        if aside and c.sizing_step_aside_headroom and self.spend_aside is not None:
             self.aside_price = (self.price if c.sizing_budget is None else c.prices[
                 _highest_fitting(self.spend_aside, c.sizing_budget * self.spend_reacting)])
 
@@ -632,3 +639,30 @@ def pooled_price(sizers: Sequence[WindowPeakCalibrator], budget: float) -> float
     reacting = float(np.max([p[2] for p in picked], axis=0).sum())
     held = float(np.max([p[3] for p in picked], axis=0).sum())
     return sizers[0].price_for(budget, spend, reacting, held, in_force)
+
+
+def pooled_aside(sizers: Sequence[WindowPeakCalibrator]) -> bool | None:
+    """One step-aside decision for a producer sized on several resources, as a window is
+    violated when any of them is short: each resource's faded loads missed (the sizing's and
+    the HPA twin's, :meth:`WindowPeakCalibrator._step_aside`) over its record's mean window
+    peak, summed over the resources; every resource steps aside while the twin's sum is under
+    the sizing's by ``sizing_step_aside_margin``. None, each resource left as it decided, until
+    every record has counted a window.
+
+    CPU's twin missed a little less than its sizing, memory's sizing much less than its twin:
+    on their own CPU would step aside; together neither does.
+
+    >>> config = SizingConfig(sizing_budget=None)
+    >>> cpu, memory = WindowPeakCalibrator(600.0, config), WindowPeakCalibrator(600.0, config)
+    >>> cpu.missed, cpu.mean_peak, memory.missed, memory.mean_peak = (10, 9), 5.0, (2, 40), 20.0
+    >>> pooled_aside([cpu, memory]), cpu.aside, memory.aside
+    (False, False, False)
+    """
+    if any(s.missed is None or not s.mean_peak > 0 for s in sizers):
+        return None
+    own = sum(s.missed[0] / s.mean_peak for s in sizers)
+    twin = sum(s.missed[1] / s.mean_peak for s in sizers)
+    aside = twin < (1.0 - sizers[0].config.sizing_step_aside_margin) * own
+    for sizer in sizers:
+        sizer.set_aside(aside)
+    return aside

@@ -70,9 +70,9 @@ def test_the_report_counts_producers_not_resources():
     assert loop.report([Report("db", 1, loads={"cpu": 1.0, "memory": 1.0})]) == 1
 
 
-def test_in_the_budget_mode_a_producers_resources_share_one_price():
-    """Each refit, the resources' records are pooled (the producer holds the largest count)
-    and every resource of the producer takes the one price they afford together."""
+def memory_binds_hourly(passes: int = 300):
+    """A loop sizing ``db`` on a calm CPU and a memory that binds five minutes an hour,
+    calibrated after 10 windows; yields it after each pass."""
     import numpy as np
 
     config = parse_config({**CONFIG, "engine": {**CONFIG["engine"], "sizing_min_windows": 10,
@@ -81,15 +81,31 @@ def test_in_the_budget_mode_a_producers_resources_share_one_price():
     loop = DecisionLoop(config, [Unavailable("tier1", "none here")], clock)
     rng = np.random.default_rng(3)
     instances = 2
-    for i in range(300):
-        batch = 60.0 if i % 60 < 5 else 10.0  # memory binds five minutes an hour
+    for i in range(passes):
+        batch = 60.0 if i % 60 < 5 else 10.0
         loop.report([Report("db", instances, loads={"cpu": float(rng.uniform(6, 10)),
                                                     "memory": batch})])
         instances = loop.step().fleet.decisions["db"].target_instances
+        yield loop
         clock.advance(60)
+
+
+def test_in_the_budget_mode_a_producers_resources_share_one_price():
+    """Each refit, the resources' records are pooled (the producer holds the largest count)
+    and every resource of the producer takes the one price they afford together."""
+    *_, loop = memory_binds_hourly()  # the loop after its last pass
     cpu, memory = loop._sizers["db/cpu"], loop._sizers["db/memory"]
     assert cpu.spend_rows is not None and memory.spend_rows is not None
     assert cpu.price == memory.price
+
+
+def test_a_producers_resources_step_aside_together():
+    """Each refit, the resources' missed loads are pooled (:func:`loop.sizing.pooled_aside`):
+    CPU and memory step aside on the same passes, whatever each record alone would say."""
+    for loop in memory_binds_hourly():
+        cpu, memory = loop._sizers["db/cpu"], loop._sizers["db/memory"]
+        assert cpu.aside == memory.aside
+    assert cpu.missed is not None and memory.missed is not None  # both records counted
 
 
 def test_tier2_feeds_the_resources_that_set_a_factor():
