@@ -95,7 +95,8 @@ class Sizing:
     aim: float | None = None  # the multiple of reacting's spend aimed at now: the budget, moved
     # by what the loop really spent over the trailing window (engine.sizing_budget_feedback)
     # stepping aside (engine.sizing_step_aside): the windows' load the sizing would have
-    # missed and the HPA twin missed, faded with age; None when the sizing holds
+    # missed and the HPA twin missed, faded with age (a producer sized on several resources:
+    # summed over them, each over its mean window peak); None when the sizing holds
     aside: tuple[float, float] | None = None
 
     def usable(self) -> bool:

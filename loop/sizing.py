@@ -310,6 +310,8 @@ class WindowPeakCalibrator:
         # stepping aside: the windows' load sizing would have missed and the twin missed, faded
         self.missed: tuple[float, float] | None = None
         self.aside = False  # the twin has missed less: the loop holds what it holds
+        self.pooled: tuple[float, float] | None = None  # what decided it over the producer's
+        # resources (pooled_aside): the sums of missed loads over mean peaks, if pooled
         self.aside_price = 0.0  # stepping aside with headroom: the price bought above the twin
         self.spend_aside: np.ndarray | None = None  # per price, sizing floored at the twin's
         self._outcomes: tuple[np.ndarray, ...] | None = None  # per window (_fit_spend)
@@ -427,7 +429,9 @@ class WindowPeakCalibrator:
             fade = math.exp(-(now - self._counted[1]) / c.sizing_step_aside_memory_s)
             missed = (self.missed[0] * fade + missed[0], self.missed[1] * fade + missed[1])
         self.missed, self._counted = missed, (float(t0s[new][-1]), now)
-        self.set_aside(missed[1] < (1.0 - c.sizing_step_aside_margin) * missed[0])
+        # a producer's resources keep their pooled decision until it is pooled again
+        self.set_aside(self.aside if self.pooled is not None
+                       else missed[1] < (1.0 - c.sizing_step_aside_margin) * missed[0])
 
     def set_aside(self, aside: bool) -> None:
         """Step aside or not (:meth:`_step_aside`, or :func:`pooled_aside` for a producer's
@@ -583,7 +587,7 @@ class WindowPeakCalibrator:
                       reacting_spend=self.spend_reacting if budget is not None else None,
                       own_spend=self.spend_held if budget is not None else None,
                       aim=self.aim if budget is not None else None,
-                      aside=self.missed if aside else None)
+                      aside=(self.pooled or self.missed) if aside else None)
 
     def _reacting(self, now: float, aside: bool = False) -> Sizing:
         """The budget mode's sizing at price 0, and while no candidate is calibrated: nothing
@@ -593,7 +597,7 @@ class WindowPeakCalibrator:
         return Sizing(value=0.0, quantile=0.0, source=REACTIVE, factor=0.0, price=0.0,
                       budget=self.config.sizing_budget, reacting_spend=self.spend_reacting,
                       own_spend=self.spend_held, aim=self.aim,
-                      aside=self.missed if aside else None)
+                      aside=(self.pooled or self.missed) if aside else None)
 
 
 def _highest_fitting(spend: np.ndarray, allowed: float) -> int:
@@ -665,4 +669,5 @@ def pooled_aside(sizers: Sequence[WindowPeakCalibrator]) -> bool | None:
     aside = twin < (1.0 - sizers[0].config.sizing_step_aside_margin) * own
     for sizer in sizers:
         sizer.set_aside(aside)
+        sizer.pooled = (own, twin)  # the reasons give the sums that decided
     return aside
