@@ -271,9 +271,12 @@ def frontier(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     plot: Annotated[bool, typer.Option(help="Save a PNG of the frontiers.")] = True,
 ) -> None:
-    """Sweep each policy's risk knob and compare violations at equal instance-hours. On a
-    request trace with run times (replayed as occupancy) leadtime hears each request through
-    Tier 2, fitted daily on the requests finished before each day, as in the loop."""
+    """Sweep each policy's risk knob and compare violations at equal instance-hours, each
+    policy read along its Pareto front (the fewest violations any of its settings gets at no
+    more instance-hours). On a request trace with run times (replayed as occupancy) leadtime
+    hears each request through Tier 2, fitted daily on the requests finished before each day,
+    as in the loop, and the same loop without Tier 2 is swept beside it: Tier 2's worth at
+    equal cost."""
     import tempfile
 
     import pandas as pd
@@ -283,7 +286,7 @@ def frontier(
     from leadtime.settings import get_settings
     from leadtime.validation import TraceError
     from leadtime_cli.common import configured_engine, fail, tier2_requests
-    from simulation.bench import engine_spec, plot_frontier, violations_at_cost
+    from simulation.bench import WITHOUT_TIER2, engine_spec, plot_frontier, violations_at_cost
     from simulation.bench import frontier as sweep
     from simulation.config import derive_config
     from simulation.request_scenarios import REQUEST_SCENARIOS
@@ -316,20 +319,29 @@ def frontier(
         fail(str(exc).strip("'\""))
     finally:
         scratch.cleanup()
+    # every reading at equal cost is along a policy's Pareto front: the fewest violations any of
+    # its settings gets at no more instance-hours
     lead = {f"{r['knob']}={r['value']:g}": r for r in rows if r["policy"] == "leadtime"}
     iso = {
-        label: {p: violations_at_cost(rows, p, r["cost_vs_oracle"]) for p in PEERS}
+        label: {p: violations_at_cost(rows, p, r["cost_vs_oracle"], front=True) for p in PEERS}
         for label, r in lead.items()
     }
     # the other way round: leadtime along its points at each reactive policy's default cost
     defaults = {r["policy"]: r for r in rows
                 if r["knob"] == "target_utilisation" and r["value"] == cfg.target_utilisation}
     at_default = {p: {"cost_vs_oracle": r["cost_vs_oracle"], "violations_pct": r["slo_violation_pct"],
-                      "leadtime": violations_at_cost(rows, "leadtime", r["cost_vs_oracle"])}
+                      "leadtime": violations_at_cost(rows, "leadtime", r["cost_vs_oracle"],
+                                                     front=True)}
                   for p, r in defaults.items()}
+    # Tier 2's worth: leadtime with it at each point's cost of the same loop without it
+    tier2 = {f"{r['knob']}={r['value']:g}": {
+        "cost_vs_oracle": r["cost_vs_oracle"], "without_tier2_pct": r["slo_violation_pct"],
+        "leadtime_pct": violations_at_cost(rows, "leadtime", r["cost_vs_oracle"], front=True)}
+        for r in rows if r["policy"] == WITHOUT_TIER2}
     doc = {"trace": scenario or str(trace), "producer": name, "model": model,
            "tier2": requests is not None, "points": rows,
            "at_leadtime_cost": iso, "leadtime_at_default_cost": at_default,
+           "tier2_at_equal_cost": tier2,
            "wall_time_s": round(time.perf_counter() - began, 2)}
     if plot:
         path = get_settings().prepare().plots_dir / f"frontier_{trace.stem}_{name}.png"
@@ -357,9 +369,30 @@ def frontier(
         console.print(f"at {policy}'s default cost (target {cfg.target_utilisation:g}, "
                       f"{point['cost_vs_oracle']:.3f}x oracle): {policy} "
                       f"{point['violations_pct']:.2f}% vs leadtime {said} (interpolated)")
+    for label, point in tier2.items():
+        with_it = point["leadtime_pct"]
+        said = ("leadtime with Tier 2 outside its measured range" if with_it is None else
+                f"with Tier 2 {with_it:.2f}% "
+                f"({_fewer(with_it, point['without_tier2_pct'])})")
+        console.print(f"Tier 2 at equal cost, leadtime without it at {label} "
+                      f"({point['cost_vs_oracle']:.3f}x oracle): "
+                      f"{point['without_tier2_pct']:.2f}%, {said}")
     console.print(f"wall time {doc['wall_time_s']} s")
     if doc.get("plot"):
         console.print(f"plot: {doc['plot']}")
+
+
+def _fewer(with_it: float, without: float) -> str:
+    """How many fewer violations ``with_it`` has than ``without``, in words.
+
+    >>> _fewer(14.0, 21.0), _fewer(5.0, 5.0), _fewer(3.0, 0.0)
+    ('33 % fewer', 'as many', '3.00 points more')
+    """
+    if abs(with_it - without) < 1e-9:
+        return "as many"
+    if with_it > without:
+        return f"{with_it - without:.2f} points more"
+    return f"{100 * (1 - with_it / without):.0f} % fewer"
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:

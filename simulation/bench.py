@@ -317,6 +317,10 @@ def _bench_shipped(*args: Any) -> ProducerResult:
     return replace(result, tier1=replace(result.tier1, published=()))
 
 
+#: On a request trace, leadtime without Tier 2 (the ablation's Tier 1+3 recalibrated) is swept
+#: too, so Tier 2's worth reads at equal instance-hours rather than at one budget.
+WITHOUT_TIER2 = "leadtime_without_tier2"
+
 COLOURS = {
     "static_peak": "tab:gray",
     "hpa": "tab:orange",
@@ -324,6 +328,7 @@ COLOURS = {
     "crane_ehpa": "tab:brown",
     "knative_kpa": "tab:pink",
     "leadtime": "tab:blue",
+    WITHOUT_TIER2: "tab:cyan",
     "oracle": "tab:green",
 }
 
@@ -423,9 +428,11 @@ def frontier(
     requests: pd.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """SLO violations against instance-hours for each policy across its risk knob (leadtime's
-    from ``engine``, the defaults when None; with ``requests``, a request trace's requests with
-    Tier 2's predicted run times (:func:`simulation.intent_replay.predict_requests`), leadtime
-    hears them through Tier 2 as the ablation's full loop does).
+    from ``engine``, the defaults when None, its own budget swept beside ``budgets``; with
+    ``requests``, a request trace's requests with Tier 2's predicted run times
+    (:func:`simulation.intent_replay.predict_requests`), leadtime hears them through Tier 2 as
+    the ablation's full loop does, and :data:`WITHOUT_TIER2`, the same loop on Tier 1 and 3
+    alone, is swept at the same knobs).
 
     One operating point per policy says little: a reactive policy can buy fewer violations with
     a lower target utilisation, leadtime with a larger budget (its spend against the HPA twin's,
@@ -462,21 +469,49 @@ def frontier(
         add("knative_kpa", "target_utilisation", target, run_cfg, KnativeKPA(run_cfg),
             HPA(run_cfg))
     start = pd.DatetimeIndex(series.index)[0]
-    for budget in budgets:
+    swept = sorted({*budgets, *([base.sizing_budget] if base.sizing_budget else [])})
+    curves = [("leadtime", base, requests)]
+    if requests is not None:
+        without = {tier: w for tier, w in base.weights.items() if tier != "tier2"}
+        curves.append((WITHOUT_TIER2, base.model_copy(update={
+            "weights": EngineSpec.model_validate({"weights": without}).weights}), None))
+    for name, spec, heard in curves:
+        for budget in swept:
+            chosen = Leadtime(cfg, fitted, str(series.name), start,
+                              spec.model_copy(update={"sizing_budget": budget}), requests=heard)
+            add(name, "sizing_budget", budget, cfg, chosen, HPA(cfg))
         chosen = Leadtime(cfg, fitted, str(series.name), start,
-                          base.model_copy(update={"sizing_budget": budget}), requests=requests)
-        add("leadtime", "sizing_budget", budget, cfg, chosen, HPA(cfg))
-    chosen = Leadtime(cfg, fitted, str(series.name), start,
-                      base.model_copy(update={"sizing_budget": None}), requests=requests)
-    add("leadtime", "violation_cost", base.violation_cost, cfg, chosen, HPA(cfg))
+                          spec.model_copy(update={"sizing_budget": None}), requests=heard)
+        add(name, "violation_cost", base.violation_cost, cfg, chosen, HPA(cfg))
     return rows
 
 
-def violations_at_cost(rows: list[dict[str, Any]], policy: str, cost: float) -> float | None:
+def violations_at_cost(rows: list[dict[str, Any]], policy: str, cost: float,
+                       front: bool = False) -> float | None:
     """``policy``'s SLO violations at ``cost`` (x oracle), interpolated along its frontier;
-    None outside the range measured."""
+    None outside the range measured. ``front``: along its Pareto front only, the settings
+    that no cheaper setting of the policy beats, so the answer is the fewest violations the
+    policy gets at no more than ``cost`` (a knob whose larger setting can cost less, as a
+    budget the loop cannot reach, otherwise reads worse than its own cheaper point); None
+    only below its cheapest setting.
+
+    >>> rows = [{"policy": "p", "cost_vs_oracle": c, "slo_violation_pct": v}
+    ...         for c, v in ((1.0, 20.0), (0.9, 15.0), (1.1, 5.0))]
+    >>> violations_at_cost(rows, "p", 1.0), round(violations_at_cost(rows, "p", 1.0, front=True), 6)
+    (20.0, 10.0)
+    >>> violations_at_cost(rows, "p", 2.0), violations_at_cost(rows, "p", 2.0, front=True)
+    (None, 5.0)
+    """
     points = sorted((r["cost_vs_oracle"], r["slo_violation_pct"]) for r in rows
                     if r["policy"] == policy)
+    if front:
+        kept: list[tuple[float, float]] = []
+        for point in points:
+            if not kept or point[1] < kept[-1][1]:
+                kept.append(point)
+        if not kept or cost < kept[0][0]:
+            return None
+        return float(np.interp(cost, *zip(*kept)))  # beyond its costliest: that one's
     if len(points) < 2 or not points[0][0] <= cost <= points[-1][0]:
         return None
     costs, violations = zip(*points)
@@ -491,8 +526,10 @@ def plot_frontier(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for policy in ("hpa", "forecast_scale_out", "leadtime"):
+    for policy in ("hpa", "forecast_scale_out", "leadtime", WITHOUT_TIER2):
         mine = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["cost_vs_oracle"])
+        if not mine:
+            continue
         xs = [r["cost_vs_oracle"] for r in mine]
         ys = [r["slo_violation_pct"] for r in mine]
         ax.plot(xs, ys, "o-", color=COLOURS[policy], label=policy)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sim_fixtures import daily_naive_factory, daily_trace
 
+from leadtime.config import ENGINE_DEFAULTS
 from leadtime.engine import TierPrediction
 from simulation.bench import frontier, handover_step, violations_at_cost
 from simulation.config import derive_config
@@ -79,6 +80,7 @@ def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
         ("crane_ehpa", "target_utilisation", 0.5), ("crane_ehpa", "target_utilisation", 0.7),
         ("knative_kpa", "target_utilisation", 0.5), ("knative_kpa", "target_utilisation", 0.7),
         ("leadtime", "sizing_budget", 0.8), ("leadtime", "sizing_budget", 1.5),
+        ("leadtime", "sizing_budget", ENGINE_DEFAULTS.sizing_budget),  # the default's point
         ("leadtime", "violation_cost", 199.0)}
     lead = {r["value"]: r for r in rows if r["policy"] == "leadtime"}
     # a larger budget buys a higher price: more instance-hours, no more violations; the price
@@ -91,6 +93,14 @@ def test_frontier_sweeps_each_policy_and_interpolates_at_equal_cost():
     middle = (hpa[0][0] + hpa[1][0]) / 2
     assert violations_at_cost(rows, "hpa", middle) == np.interp(middle, *zip(*hpa))
     assert violations_at_cost(rows, "hpa", hpa[1][0] + 1) is None
+    # along its Pareto front a policy reads no more violations than any of its settings gets
+    # at no more cost, and its cheapest setting's own
+    mine = sorted((r["cost_vs_oracle"], r["slo_violation_pct"]) for r in rows
+                  if r["policy"] == "leadtime")
+    for cost, _ in mine:
+        best = min(v for c, v in mine if c <= cost)
+        assert violations_at_cost(rows, "leadtime", cost, front=True) <= best + 1e-9
+    assert violations_at_cost(rows, "leadtime", mine[0][0], front=True) == mine[0][1]
 
 
 def test_scale_in_step_follows_the_decision_interval():

@@ -236,23 +236,29 @@ def test_new_work_is_counted_over_the_time_the_record_covers(room):
 
 def test_the_frontier_hears_a_request_trace_through_tier2():
     """``bench frontier`` on requests: leadtime's points replay the requests through Tier 2
-    (their run times known), the peers' stay what they were without them."""
+    (their run times known), the peers' stay what they were without them, and the same loop
+    without Tier 2 is swept at the same knobs, as the ablation's Tier 1+3 recalibrated."""
     from sim_fixtures import daily_naive_factory
 
-    from simulation.bench import frontier
+    from simulation.bench import WITHOUT_TIER2, frontier
 
     series, requests = long_jobs(days=9)
     cfg = derive_config(series, pd.Timedelta("5min").total_seconds())
     kwargs = {"factory": daily_naive_factory, "targets": (0.7,), "budgets": (1.0,)}
     heard = frontier(series, cfg, requests=requests, **kwargs)
     deaf = frontier(series, cfg, **kwargs)
-    assert [r for r in heard if r["policy"] != "leadtime"] == [
-        r for r in deaf if r["policy"] != "leadtime"]
-    def points(rows):
-        return [(r["slo_violation_pct"], r["instance_hours"]) for r in rows
-                if r["policy"] == "leadtime"]
+    leadtime = ("leadtime", WITHOUT_TIER2)
+    assert [r for r in heard if r["policy"] not in leadtime] == [
+        r for r in deaf if r["policy"] not in leadtime]
+    assert not any(r["policy"] == WITHOUT_TIER2 for r in deaf)  # a load trace has no Tier 2
+
+    def points(rows, policy="leadtime"):
+        return [(r["knob"], r["value"], r["slo_violation_pct"], r["instance_hours"])
+                for r in rows if r["policy"] == policy]
 
     assert points(heard) != points(deaf)
+    assert [p[:2] for p in points(heard, WITHOUT_TIER2)] == [p[:2] for p in points(heard)]
+    assert points(heard, WITHOUT_TIER2) != points(heard)
 
 
 @pytest.mark.slow
