@@ -526,7 +526,8 @@ def plot_frontier(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for policy in ("hpa", "forecast_scale_out", "leadtime", WITHOUT_TIER2):
+    for policy in ("hpa", "forecast_scale_out", "crane_ehpa", "knative_kpa", "leadtime",
+                   WITHOUT_TIER2):
         mine = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["cost_vs_oracle"])
         if not mine:
             continue
