@@ -257,9 +257,10 @@ def frontier(
         "--trace", help="Load trace CSV, or request trace CSV with its .schema.yaml (default: "
                         "a --scenario).")] = None,
     scenario: Annotated[str | None, typer.Option(
-        help="A generated request scenario (consumer_jobs; consumer_jobs_direct without its "
-        "queue; consumer_jobs_contract, the direct one in the input contract's keys alone), "
-        "when no --trace.")] = None,
+        help="A generated scenario, when no --trace: a request scenario (consumer_jobs; "
+        "consumer_jobs_direct without its queue; consumer_jobs_contract, the direct one in the "
+        "input contract's keys alone) or one of bench suite's load scenarios (e.g. "
+        "intermittent_bursts).")] = None,
     producer: Annotated[
         str | None,
         typer.Option(help="The producer to sweep (needed when the trace has several)."),
@@ -290,17 +291,21 @@ def frontier(
     from simulation.bench import frontier as sweep
     from simulation.config import derive_config
     from simulation.request_scenarios import REQUEST_SCENARIOS
+    from simulation.scenarios import SCENARIOS
     from simulation.traces import read_demand
 
     began = time.perf_counter()
     err = Console(stderr=True)
     if (trace is None) == (scenario is None):
         fail("give one of --trace or --scenario")
-    if scenario is not None and scenario not in REQUEST_SCENARIOS:
-        fail(f"unknown --scenario {scenario!r}: choose {', '.join(REQUEST_SCENARIOS)}")
+    if scenario is not None and scenario not in {**REQUEST_SCENARIOS, **SCENARIOS}:
+        fail(f"unknown --scenario {scenario!r}: choose a request scenario "
+             f"({', '.join(REQUEST_SCENARIOS)}) or a load scenario ({', '.join(SCENARIOS)})")
     scratch = tempfile.TemporaryDirectory(prefix="leadtime-frontier-")
-    if trace is None:
+    if trace is None and scenario in REQUEST_SCENARIOS:
         trace = REQUEST_SCENARIOS[scenario](Path(scratch.name))
+    elif trace is None:
+        trace = write_scenario(scenario, Path(scratch.name))
     requests = None
     try:
         demand = read_demand(trace, producer, duration_s(interval, "--interval"),
@@ -380,6 +385,20 @@ def frontier(
     console.print(f"wall time {doc['wall_time_s']} s")
     if doc.get("plot"):
         console.print(f"plot: {doc['plot']}")
+
+
+def write_scenario(name: str, folder: Path) -> Path:
+    """One of ``bench suite``'s load scenarios written as a load trace (``<name>.csv`` in
+    ``folder``), so a benchmark reads it through the load-trace contract like any file."""
+    import pandas as pd
+
+    from simulation.scenarios import scenario
+
+    series = scenario(name)
+    path = folder / f"{name}.csv"
+    pd.DataFrame({"timestamp": series.index.strftime("%Y-%m-%d %H:%M:%S"),
+                  "producer_id": name, "value": series.to_numpy()}).to_csv(path, index=False)
+    return path
 
 
 def _fewer(with_it: float, without: float) -> str:

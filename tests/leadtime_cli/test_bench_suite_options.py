@@ -16,6 +16,7 @@ import pytest
     (["bench", "defaults", "--also-at", "hourly", "--no-real"], "not a duration"),
     (["bench", "suite", "--also-at", "0s", "--no-real"], "must be positive"),
     (["bench", "defaults", "--also-at", "-60min", "--no-real"], "must be positive"),
+    (["bench", "frontier", "--scenario", "nope"], "unknown --scenario 'nope'"),
 ])
 def test_bad_options_get_one_clear_line(args, says):
     from typer.testing import CliRunner
@@ -108,3 +109,19 @@ def test_the_ablation_plot_draws_every_variant_and_peer(tmp_path):
              "cost_vs_hpa": 1.02}]
     path = plot_ablation(rows, "ablation", tmp_path / "plots" / "ablation.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+def test_a_load_scenario_reaches_the_frontier_as_the_suite_replays_it(tmp_path):
+    """``bench frontier --scenario intermittent_bursts`` writes the suite's series as a load
+    trace and reads it through the contract: the same values, stamps and interval."""
+    import numpy as np
+
+    from leadtime_cli.autoscale import write_scenario
+    from simulation.scenarios import scenario
+    from simulation.traces import read_demand
+
+    for name in ("intermittent_bursts", "weekly_30min"):
+        series = scenario(name)
+        read = read_demand(write_scenario(name, tmp_path)).series[name]
+        assert read.index.equals(series.index) and read.index.freq == series.index.freq
+        assert np.array_equal(read.to_numpy(), series.to_numpy())
