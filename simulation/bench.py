@@ -471,8 +471,8 @@ def frontier(
     start = pd.DatetimeIndex(series.index)[0]
     swept = sorted({*budgets, *([base.sizing_budget] if base.sizing_budget else [])})
     curves = [("leadtime", base, requests)]
-    if requests is not None:
-        without = {tier: w for tier, w in base.weights.items() if tier != "tier2"}
+    without = {tier: w for tier, w in base.weights.items() if tier != "tier2" and w > 0}
+    if requests is not None and without:  # (a loop on Tier 2 alone has nothing to compare)
         curves.append((WITHOUT_TIER2, base.model_copy(update={
             "weights": EngineSpec.model_validate({"weights": without}).weights}), None))
     for name, spec, heard in curves:
