@@ -291,7 +291,7 @@ def frontier(
     from simulation.bench import frontier as sweep
     from simulation.config import derive_config
     from simulation.request_scenarios import REQUEST_SCENARIOS
-    from simulation.scenarios import SCENARIOS
+    from simulation.scenarios import SCENARIOS, write_scenario
     from simulation.traces import read_demand
 
     began = time.perf_counter()
@@ -385,20 +385,6 @@ def frontier(
     console.print(f"wall time {doc['wall_time_s']} s")
     if doc.get("plot"):
         console.print(f"plot: {doc['plot']}")
-
-
-def write_scenario(name: str, folder: Path) -> Path:
-    """One of ``bench suite``'s load scenarios written as a load trace (``<name>.csv`` in
-    ``folder``), so a benchmark reads it through the load-trace contract like any file."""
-    import pandas as pd
-
-    from simulation.scenarios import scenario
-
-    series = scenario(name)
-    path = folder / f"{name}.csv"
-    pd.DataFrame({"timestamp": series.index.strftime("%Y-%m-%d %H:%M:%S"),
-                  "producer_id": name, "value": series.to_numpy()}).to_csv(path, index=False)
-    return path
 
 
 def _fewer(with_it: float, without: float) -> str:

@@ -433,6 +433,12 @@ class WindowPeakCalibrator:
         self.set_aside(self.aside if self.pooled is not None
                        else missed[1] < (1.0 - c.sizing_step_aside_margin) * missed[0])
 
+    @property
+    def decided_by(self) -> tuple[float, float] | None:
+        """The missed loads that decided stepping aside (the sizing's, the twin's): pooled over
+        the producer's resources when they were (:func:`pooled_aside`), else this record's."""
+        return self.pooled or self.missed
+
     def set_aside(self, aside: bool) -> None:
         """Step aside or not (:meth:`_step_aside`, or :func:`pooled_aside` for a producer's
         resources); stepping aside with headroom, at the highest price whose spend floored at
@@ -587,7 +593,7 @@ class WindowPeakCalibrator:
                       reacting_spend=self.spend_reacting if budget is not None else None,
                       own_spend=self.spend_held if budget is not None else None,
                       aim=self.aim if budget is not None else None,
-                      aside=(self.pooled or self.missed) if aside else None)
+                      aside=self.decided_by if aside else None)
 
     def _reacting(self, now: float, aside: bool = False) -> Sizing:
         """The budget mode's sizing at price 0, and while no candidate is calibrated: nothing
@@ -597,7 +603,7 @@ class WindowPeakCalibrator:
         return Sizing(value=0.0, quantile=0.0, source=REACTIVE, factor=0.0, price=0.0,
                       budget=self.config.sizing_budget, reacting_spend=self.spend_reacting,
                       own_spend=self.spend_held, aim=self.aim,
-                      aside=(self.pooled or self.missed) if aside else None)
+                      aside=self.decided_by if aside else None)
 
 
 def _highest_fitting(spend: np.ndarray, allowed: float) -> int:

@@ -35,6 +35,7 @@ Seeds are fixed per scenario, so every run of the suite sees the same series.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -240,3 +241,13 @@ def scenario(name: str, days: int | None = None) -> pd.Series:
     if name not in SCENARIOS:
         raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     return SCENARIOS[name]() if days is None else SCENARIOS[name](days=days)
+
+
+def write_scenario(name: str, folder: Path) -> Path:
+    """One of ``bench suite``'s load scenarios written as a load trace (``<name>.csv`` in
+    ``folder``), so a benchmark reads it through the load-trace contract like any file."""
+    series = scenario(name)
+    path = folder / f"{name}.csv"
+    pd.DataFrame({"timestamp": series.index.strftime("%Y-%m-%d %H:%M:%S"),
+                  "producer_id": name, "value": series.to_numpy()}).to_csv(path, index=False)
+    return path

@@ -323,9 +323,7 @@ class InFlight:
         if not queued:
             return [starts, starts, starts]
         out = [starts.copy(), starts.copy(), starts.copy()]
-        record = self._waits.get(producer)
-        learnt = record is not None and len(record) >= self.min_recorded
-        waits = np.sort(np.fromiter(record, float)) if learnt else np.empty(0)
+        waits = self._learnt(self._waits, producer)
         for i in queued:
             waited = now - jobs[i].arrived
             longer = waits[np.searchsorted(waits, waited, side="right"):]
@@ -333,6 +331,14 @@ class InFlight:
                 rest = float(np.quantile(longer, q)) - waited if len(longer) else 0.0
                 out[k][i] = now + max(rest, 0.0)
         return out
+
+    def _learnt(self, records: Mapping[str, deque], producer: str) -> np.ndarray:
+        """The producer's record (waits or run-time ratios), sorted; empty while it holds fewer
+        than ``min_recorded``."""
+        record = records.get(producer)
+        if record is None or len(record) < self.min_recorded:
+            return np.empty(0)
+        return np.sort(np.fromiter(record, float))
 
     def _ends(self, producer: str, jobs: list[_Job], starts: list[np.ndarray],
               now: float) -> list[np.ndarray]:
@@ -343,9 +349,7 @@ class InFlight:
         if not jobs:
             return [np.empty(0)] * 3
         durations = np.array([j.durations for j in jobs])  # (jobs, 3)
-        record = self._runs.get(producer)
-        learnt = record is not None and len(record) >= self.min_recorded
-        ratios = np.sort(np.fromiter(record, float)) if learnt else np.empty(0)
+        ratios = self._learnt(self._runs, producer)
         out = []
         for k, q in enumerate(RUN_QUANTILES):
             ends = starts[k] + durations[:, k]

@@ -116,8 +116,7 @@ def test_a_load_scenario_reaches_the_frontier_as_the_suite_replays_it(tmp_path):
     trace and reads it through the contract: the same values, stamps and interval."""
     import numpy as np
 
-    from leadtime_cli.autoscale import write_scenario
-    from simulation.scenarios import scenario
+    from simulation.scenarios import scenario, write_scenario
     from simulation.traces import read_demand
 
     for name in ("intermittent_bursts", "weekly_30min"):
