@@ -73,6 +73,11 @@ def autoscale(
         str | None,
         typer.Option(help="Reactive warm-up, not scored (default 7d, less on short traces)."),
     ] = None,
+    dry_run: Annotated[
+        str | None,
+        typer.Option(help="How much of the warm-up leadtime's loop watches in dry run before "
+                          "it acts, learning its calibration (default 7d: all of it; 0: none)."),
+    ] = None,
     capacity: Annotated[
         float | None,
         typer.Option(
@@ -134,6 +139,7 @@ def autoscale(
         "slo_ms": slo_ms,
         "service_time_ms": service_time_ms,
         "warmup_s": duration_s(warmup, "--warmup"),
+        "dry_run_s": duration_s(dry_run, "--dry-run"),
     }
     spinup_s = duration_s(spinup, "--spinup")
     interval_s = duration_s(interval, "--interval")

@@ -191,7 +191,7 @@ def bench_producer(
 
     tier1 = daily_tier1(
         series, lead, switch, model, engine.level, history_s, factory, on_fit=fitted,
-        workers=workers
+        workers=workers, watch_step=cfg.dry_run_from(switch)
     )
     hpa = HPA(cfg)
     fso = ForecastScaleOut(cfg, tier1.hourly_point)
@@ -446,7 +446,8 @@ def frontier(
     oracle = score(simulate(demand, cfg, Oracle(cfg, need), HPA(cfg), switch), cfg, scored, need)
     # one set of daily fits: the published bundles answer every pass of every setting
     base = engine or engine_spec()
-    fitted = daily_tier1(series, lead, switch, model, base.level, history_s, factory)
+    fitted = daily_tier1(series, lead, switch, model, base.level, history_s, factory,
+                         watch_step=cfg.dry_run_from(switch))
     rows: list[dict[str, Any]] = []
 
     def add(policy: str, knob: str, value: float, run_cfg: SimConfig, chosen: Policy, warm: Policy):

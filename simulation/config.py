@@ -14,9 +14,10 @@ trace, CPU-% on a CPU trace). Defaults (all overridable):
   ``service_time_ms`` (100 ms), SLO: p99 latency within ``slo_ms`` (500 ms), backlog older than
   ``timeout_s`` (30 s) is dropped. See :mod:`simulation.latency`.
 * ``spinup_s``: 300 (5 minutes); ``warmup_s``: 7 days, or fewer whole days on short traces
-  (at least one day is warm-up and at least one is scored).
+  (at least one day is warm-up and at least one is scored); ``dry_run_s``: 7 days, the last of
+  the warm-up that leadtime's loop watches in dry run before it acts (all of it by default).
 
-Every duration is in seconds (``interval_s``, ``spinup_s``, ``warmup_s``, the HPA's
+Every duration is in seconds (``interval_s``, ``spinup_s``, ``warmup_s``, ``dry_run_s``, the HPA's
 ``hpa_scale_down_window_s`` and ``hpa_sync_period_s``), at any sampling interval; the command
 line parses ``5min`` or ``90s`` and :meth:`SimConfig.describe` prints them back that way.
 """
@@ -54,6 +55,7 @@ class SimConfig:
     slo_ms: float = PRODUCER_DEFAULTS.slo_ms
     timeout_s: float = 30.0
     warmup_s: float = WEEK_S
+    dry_run_s: float = WEEK_S  # the last of the warm-up that leadtime's loop watches in dry run
     # Kubernetes HPA
     hpa_tolerance: float = 0.1
     hpa_scale_down_window_s: float = 300.0
@@ -70,6 +72,8 @@ class SimConfig:
             raise ValueError("need 0 <= min_instances <= max_instances")
         if self.spinup_s < 0:
             raise ValueError("spinup cannot be negative")
+        if self.dry_run_s < 0:
+            raise ValueError("the dry run cannot be negative")
 
     @property
     def dt_s(self) -> float:
@@ -85,6 +89,15 @@ class SimConfig:
     def spinup_steps(self) -> int:
         """Whole intervals between requesting an instance and it serving (rounded up)."""
         return math.ceil(self.spinup_s / self.interval_s - 1e-9)
+
+    def dry_run_from(self, switch_step: int) -> int:
+        """The first step leadtime's loop watches in dry run, for a hand-over at
+        ``switch_step``: ``dry_run_s`` before it (never before the trace).
+
+        >>> SimConfig(interval_s=3600.0, capacity_per_instance=1.0, dry_run_s=86400.0).dry_run_from(30)
+        6
+        """
+        return max(0, switch_step - math.ceil(self.dry_run_s / self.interval_s - 1e-9))
 
     @property
     def usable_capacity(self) -> float:
@@ -103,7 +116,7 @@ class SimConfig:
 
 
 #: The settings that are durations (seconds), shown as ``5min``, ``7d``.
-DURATIONS = ("interval_s", "spinup_s", "warmup_s", "hpa_scale_down_window_s",
+DURATIONS = ("interval_s", "spinup_s", "warmup_s", "dry_run_s", "hpa_scale_down_window_s",
              "hpa_sync_period_s")
 
 

@@ -96,7 +96,8 @@ def replay_alternatives(series: pd.Series, alternatives: dict[str, dict[str, Any
     cfg = derive_config(series, pd.Timedelta(series.index.freq).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
     base = engine_spec()
-    tier1 = daily_tier1(series, lead, switch, "champion", base.level, history_s)
+    tier1 = daily_tier1(series, lead, switch, "champion", base.level, history_s,
+                        watch_step=cfg.dry_run_from(switch))
     hpa = HPA(cfg)
     fso = ForecastScaleOut(cfg, tier1.hourly_point)
     runs = {"hpa": (hpa, hpa), "forecast_scale_out": (fso, fso.hpa),

@@ -32,9 +32,13 @@ import numpy as np
 import pandas as pd
 
 from leadtime.config import TIER1_DEFAULTS
+from models.tier1.backtest import BacktestConfig
 from models.tier1.forecasters import LEVELS, Forecaster
 
 HISTORY_S = TIER1_DEFAULTS.history_s  # default history of a fit (leadtime.yaml's tier1.history_s)
+# the warm-up's first fit: as long a past as the backtest's first cut-off has (two days: two
+# daily seasons, as MSTL needs)
+WATCH_MIN_HISTORY_S = BacktestConfig.min_history_s
 
 ForecasterFactory = Callable[[str], Forecaster]
 
@@ -137,13 +141,17 @@ def daily_tier1(
     history_of: Callable[[pd.Series, pd.Timestamp, float], pd.Series] = past_only,
     on_fit: Callable[[], None] | None = None,
     workers: int = 1,
+    watch_step: int | None = None,
 ) -> Tier1Schedule:
     """Refit daily (past data only) and read the forecast for every decision step ``>= first_step``.
 
     ``model="champion"`` fits the recipe :func:`choose_recipe` picks on the data before the first
     decision day; a model name fits that model. Each day's fit sees the ``history_s`` seconds
     before the day; ``history_of`` chooses that data (the leakage tests pass a wrong one);
-    ``workers > 1`` runs the independent daily fits in that many processes.
+    ``workers > 1`` runs the independent daily fits in that many processes. Fits are also
+    published for the days from ``watch_step``'s to the first decision day (the warm-up, which
+    the replayed loop watches in dry run, :mod:`simulation.simulator`), from the first day with
+    :data:`WATCH_MIN_HISTORY_S` of past; ``None``: none.
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}")
@@ -159,18 +167,23 @@ def daily_tier1(
     fits, spent = 0, 0.0
     if first_step >= size:
         return Tier1Schedule(point, lower, upper, hourly, window, model, level, 0, 0.0)
-    days = pd.date_range(index[first_step].normalize(), index[-1].normalize(), freq="D")
+    first_day = index[first_step].normalize()
+    watched = first_step if watch_step is None else min(watch_step, first_step)
+    # a warm-up day is fitted once its past is as long as the backtest's first cut-off's
+    earliest = index[0].normalize() + pd.Timedelta(seconds=WATCH_MIN_HISTORY_S)
+    days = pd.date_range(min(max(index[watched].normalize(), earliest), first_day),
+                         index[-1].normalize(), freq="D")
     offsets: dict = {}
     note = f"{model}, fixed"
     if model == "champion" and factory is not default_factory:
         model, note = "custom", "the factory's forecaster (no recipe to choose)"
     elif model == "champion":
-        recipe = choose_recipe(history_of(demand, days[0], history_s), history_s)
+        recipe = choose_recipe(history_of(demand, first_day, history_s), history_s)
         model, offsets, note = recipe.model, recipe.offsets, recipe.note
     jobs: list[tuple[np.ndarray, tuple]] = []
     for day in days:
         decide = np.flatnonzero((index >= day) & (index < day + pd.Timedelta(days=1)))
-        decide = decide[decide >= first_step]
+        decide = decide[decide >= (first_step if day >= first_day else watched)]
         if decide.size == 0:
             continue
         past = history_of(demand, day, history_s)
@@ -191,6 +204,7 @@ def daily_tier1(
         fits += 1
         if on_fit is not None:
             on_fit()
+        decide = decide[decide >= first_step]  # the warm-up's days only publish their fit
         targets = index[decide] + lead
         got = frame.reindex(targets)
         point[decide] = got["point"].to_numpy()

@@ -20,7 +20,8 @@ policies get their Tier 1 forecasts from :mod:`simulation.forecast` (refit daily
   is left to the reactive policy.
 * ``leadtime``: the served decision loop (:class:`loop.decision_loop.DecisionLoop`) driven by a
   replay clock: Tier 1 the champion recipe refit daily, Tier 3 the Tier 3 state fed the load
-  samples production sends, the threshold gate, recalibration from its own record.
+  samples production sends, the threshold gate, recalibration from its own record. It watches
+  the warm-up in dry run (:meth:`Leadtime.observe`), so it acts calibrated from the hand-over.
 * ``oracle``: knows the future load; holds the fewest instances meeting the SLO for every
   interval of the next spin-up lead time (the cost lower bound at zero violations).
 """
@@ -244,7 +245,19 @@ class Leadtime:
     def weight_history(self):
         return self.loop.weight_history
 
+    def observe(self, obs: Observation) -> None:
+        """One pass in dry run (the warm-up, while another policy holds the fleet): the loop
+        records its predictions, calibrates and recalibrates; what it would hold is unused."""
+        self._pass(obs)
+
     def decide(self, obs: Observation) -> int:
+        decision = self._pass(obs)
+        sizing = decision.sizing
+        self.sizing_sources["uncalibrated" if sizing is None else
+                            "stepped aside" if sizing.aside is not None else sizing.source] += 1
+        return decision.target_instances
+
+    def _pass(self, obs: Observation):
         from models.tier3.events import MetricSample
 
         now = self.start_s + obs.time_s
@@ -256,11 +269,7 @@ class Leadtime:
         if self.feed is not None:
             self.feed.until(now)
         self.loop.report([Report(self.producer_id, obs.current, obs.last_load)])
-        decision = self.loop.step().fleet.decisions[self.producer_id]
-        sizing = decision.sizing
-        self.sizing_sources["uncalibrated" if sizing is None else
-                            "stepped aside" if sizing.aside is not None else sizing.source] += 1
-        return decision.target_instances
+        return self.loop.step().fleet.decisions[self.producer_id]
 
 
 class RequestFeed:

@@ -92,6 +92,9 @@ class DecisionRecord:
         self.marks: list[Mark] = []
         self.seen = 0
 
+    def observe(self, obs: Observation) -> None:
+        self.policy.observe(obs)  # the warm-up's dry-run passes: not recorded
+
     def decide(self, obs: Observation) -> int:
         target = self.policy.decide(obs)
         latest = self.policy.loop.latest

@@ -159,6 +159,11 @@ class LeadtimeResources(Leadtime):
         self.keys = config.resource_keys()[producer_id]
 
     def decide(self, obs: Observation) -> int:
+        decision = self._pass(obs)
+        self.sizing_sources[decision.resource] += 1
+        return decision.target_instances
+
+    def _pass(self, obs: Observation):
         from loop.decision_loop import Report
         from models.tier3.events import MetricSample
 
@@ -173,9 +178,7 @@ class LeadtimeResources(Leadtime):
         if self.feed is not None:  # the requests announced, started and finished before now
             self.feed.until(now)
         self.loop.report([Report(self.producer_id, obs.current, loads=loads or None)])
-        decision = self.loop.step().fleet.decisions[self.producer_id]
-        self.sizing_sources[decision.resource] += 1
-        return decision.target_instances
+        return self.loop.step().fleet.decisions[self.producer_id]
 
 
 def resources_config(cfgs: dict[str, SimConfig], producer_id: str,
@@ -376,7 +379,8 @@ def bench_resources(frame: pd.DataFrame, spinup_s: float = 300.0,
     keys = config.resource_keys()[producer_id]
     tier1 = {}
     for r in wide.columns:
-        tier1[r] = daily_tier1(wide[r].rename(keys[r]), lead, switch, history_s=history_s)
+        tier1[r] = daily_tier1(wide[r].rename(keys[r]), lead, switch, history_s=history_s,
+                               watch_step=cfgs[first].dry_run_from(switch))
         if on_step:
             on_step(f"Tier 1 fitted daily on {r}")
     multi = LeadtimeResources(cfgs, tier1, producer_id, wide.index[0], config, requests)

@@ -9,7 +9,9 @@ interval is then served by the ready instances (:mod:`simulation.latency`).
 
 Warm-up: until ``switch_step`` every policy is driven by the same reactive HPA; the bench hands
 over one hour plus ``L`` intervals before the first scored interval, so the policy's own
-launches are serving and the warm-up's queue has drained when scoring starts. Gaps (NaN demand) bring no load, give the policies no metric and are not
+launches are serving and the warm-up's queue has drained when scoring starts. A policy with an
+``observe(observation)`` method (leadtime's loop) sees every warm-up observation in dry run, as
+a pool in ``mode: dry_run`` does before it acts: it learns, and the warm-up HPA decides. Gaps (NaN demand) bring no load, give the policies no metric and are not
 scored.
 """
 
@@ -67,6 +69,8 @@ def simulate(
     gap = ~np.isfinite(demand)
     lead = cfg.spinup_steps
     dt_s = cfg.dt_s
+    watch = getattr(policy, "observe", None)
+    watch_from = cfg.dry_run_from(switch_step)
     ready = initial_instances(demand, cfg)
     starting = 0
     pending: deque[list[int]] = deque()  # [ready_step, count], in launch order
@@ -86,6 +90,8 @@ def simulate(
             for name, v in loads.items()}
         obs = Observation(t, t * dt_s, last_load, last_ready, ready, starting, last_loads)
         active = warmup if (warmup is not None and t < switch_step) else policy
+        if active is not policy and watch is not None and t >= watch_from:
+            watch(obs)  # the policy learns from the warm-up in dry run; its answer is unused
         desired = active.decide(obs)
         desired = lo if desired < lo else min(desired, hi)
         current = ready + starting

@@ -10,6 +10,7 @@ import pytest
     (["bench", "suite", "--budget", "-1", "--no-real"], "must be > 0"),
     (["bench", "ablation", "--budget", "lots"], "give a positive number"),
     (["bench", "autoscale", "--trace", "t.csv", "--budget", "lots"], "give a positive number"),
+    (["bench", "autoscale", "--trace", "t.csv", "--dry-run", "a week"], "not a duration"),
     (["bench", "resources", "--budget", "0"], "must be > 0"),
     (["bench", "suite", "--scenario", "nope", "--no-real"], "unknown scenario(s) nope"),
     (["bench", "defaults", "--scenario", "nope", "--no-real"], "unknown scenario(s) nope"),

@@ -95,8 +95,11 @@ def test_the_loop_holds_the_twins_count_and_says_so():
         def logged():
             passed = step()
             twin = policy.loop._twins.get("svc")
-            seen.append((passed.fleet.decisions["svc"], twin.instances if twin else None))
+            if policy.clock.now() >= acting_from:  # not the warm-up's dry-run passes
+                seen.append((passed.fleet.decisions["svc"], twin.instances if twin else None))
             return passed
+
+        acting_from = policy.start_s + switch * cfg.dt_s
 
         policy.loop.step = logged
         simulate(demand, cfg, policy, HPA(cfg), switch)

@@ -4,6 +4,8 @@ pattern."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -24,7 +26,8 @@ def test_sizing_calibrates_and_holds_at_every_interval(every, days):
         series.index.freq = every
     cfg = derive_config(series, pd.Timedelta(every).total_seconds())
     demand, lead, switch, scored, need = replay_setup(series, cfg)
-    tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S)
+    tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S,
+                        watch_step=cfg.dry_run_from(switch))
     policy = Leadtime(cfg, tier1, "svc", series.index[0], engine_spec())
     mine = score(simulate_with(policy, demand, cfg, switch), cfg, scored, need)
     hpa = HPA(cfg)
@@ -39,3 +42,23 @@ def simulate_with(policy, demand, cfg, switch, warm=None):
     from simulation.simulator import simulate
 
     return simulate(demand, cfg, policy, warm or HPA(cfg), switch)
+
+
+@pytest.mark.parametrize("every", ["5min", "30min", "60min"])
+def test_a_loop_that_watched_the_warm_up_acts_calibrated_from_the_hand_over(every):
+    """Without the dry run the budget holds the reacting floor (source ``reactive``) until its
+    record is long enough, which at hourly samples is days; after a week's dry run it sizes."""
+    series = diurnal_weekly(days=28 if every != "5min" else 10).resample(every).sum()
+    series.index.freq = every
+    cfg = derive_config(series, pd.Timedelta(every).total_seconds())
+    demand, lead, switch, _, _ = replay_setup(series, cfg)
+    reacting = {}
+    for dry_run_s in (0.0, cfg.dry_run_s):
+        c = replace(cfg, dry_run_s=dry_run_s)
+        tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S,
+                            watch_step=c.dry_run_from(switch))
+        policy = Leadtime(c, tier1, "svc", series.index[0], engine_spec())
+        simulate_with(policy, demand, c, switch)
+        reacting[dry_run_s] = policy.sizing_sources.get("reactive", 0)
+    assert reacting[0.0] >= 50  # two days and more at 60 minutes
+    assert reacting[cfg.dry_run_s] <= reacting[0.0] / 5

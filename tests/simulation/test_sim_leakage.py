@@ -66,3 +66,19 @@ def test_parallel_daily_fits_give_the_same_schedule():
     assert serial.fits == parallel.fits == 4
     assert np.allclose(serial.window, parallel.window, equal_nan=True)
     assert np.allclose(serial.hourly_point, parallel.hourly_point, equal_nan=True)
+
+
+def test_the_dry_run_days_publish_fits_that_see_only_their_past():
+    series = daily_trace(days=6, freq="5min", seed=5)
+    first = 4 * 288  # decisions from day 5; the loop watches from day 1
+    without = daily_tier1(series, 1, first, factory=daily_naive_factory)
+    watched = daily_tier1(series, 1, first, factory=daily_naive_factory, watch_step=0)
+    days = [str(pd.Timestamp(day).date()) for day, _ in watched.published]
+    # fits from two days in (the backtest's first cut-off), each guarded against its own day
+    assert days == ["2024-01-03", "2024-01-04", "2024-01-05", "2024-01-06"]
+    assert [d for d, _ in without.published] == [d for d, _ in watched.published[2:]]
+    # the decisions' forecasts are unchanged, and the dry run's days have none
+    assert np.allclose(without.window, watched.window, equal_nan=True)
+    assert np.isnan(watched.window[:, :first]).all()
+    for day, bundle in watched.published:
+        assert pd.Timestamp(bundle.fitted_until[str(series.name)]) < pd.Timestamp(day)

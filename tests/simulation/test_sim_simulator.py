@@ -90,6 +90,36 @@ def test_instances_serve_only_after_the_spin_up_and_scale_in_is_immediate():
     assert list(run.starting[:4]) == [3, 3, 0, 0]
 
 
+class Watching(Fixed):
+    """A fixed policy that also learns from the warm-up: it records what it was shown."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.watched: list[int] = []
+        self.decided: list[int] = []
+
+    def observe(self, obs: Observation) -> None:
+        self.watched.append(obs.step)
+
+    def decide(self, obs: Observation) -> int:
+        self.decided.append(obs.step)
+        return super().decide(obs)
+
+
+def test_a_policy_that_observes_watches_the_last_of_the_warm_up_in_dry_run():
+    c = cfg(dry_run_s=120.0)  # two 1-minute intervals
+    policy = Watching(4)
+    run = simulate(np.full(10, 50.0), c, policy, Fixed(1), switch_step=5)
+    assert policy.watched == [3, 4]  # the two intervals before the hand-over, answers unused
+    assert policy.decided == [5, 6, 7, 8, 9]
+    assert list(run.ready[:6]) == [1, 1, 1, 1, 1, 1]  # the warm-up policy held the fleet
+    everything = Watching(4)
+    simulate(np.full(10, 50.0), cfg(), everything, Fixed(1), switch_step=5)  # default: a week
+    assert everything.watched == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="dry run"):
+        cfg(dry_run_s=-1.0)
+
+
 def test_slo_need_is_the_fewest_instances_meeting_the_slo():
     c = cfg()
     arrivals = np.array([0.0, 10.0, 85.0, 500.0, 2000.0])
