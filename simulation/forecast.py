@@ -183,7 +183,7 @@ def daily_tier1(
     jobs: list[tuple[np.ndarray, tuple]] = []
     for day in days:
         decide = np.flatnonzero((index >= day) & (index < day + pd.Timedelta(days=1)))
-        decide = decide[decide >= (first_step if day >= first_day else watched)]
+        decide = decide[decide >= watched]
         if decide.size == 0:
             continue
         past = history_of(demand, day, history_s)

@@ -10,9 +10,9 @@ interval is then served by the ready instances (:mod:`simulation.latency`).
 Warm-up: until ``switch_step`` every policy is driven by the same reactive HPA; the bench hands
 over one hour plus ``L`` intervals before the first scored interval, so the policy's own
 launches are serving and the warm-up's queue has drained when scoring starts. A policy with an
-``observe(observation)`` method (leadtime's loop) sees every warm-up observation in dry run, as
-a pool in ``mode: dry_run`` does before it acts: it learns, and the warm-up HPA decides. Gaps (NaN demand) bring no load, give the policies no metric and are not
-scored.
+``observe(observation)`` method (leadtime's loop) sees the warm-up's last ``dry_run_s`` in dry
+run, as a pool in ``mode: dry_run`` does before it acts: it learns, and the warm-up HPA
+decides. Gaps (NaN demand) bring no load, give the policies no metric and are not scored.
 """
 
 from __future__ import annotations

@@ -91,6 +91,7 @@ def test_the_loop_holds_the_twins_count_and_says_so():
         policy = Leadtime(cfg, tier1, "svc", series.index[0], engine)
         seen = []
         step = policy.loop.step
+        acting_from = policy.start_s + switch * cfg.dt_s
 
         def logged():
             passed = step()
@@ -98,8 +99,6 @@ def test_the_loop_holds_the_twins_count_and_says_so():
             if policy.clock.now() >= acting_from:  # not the warm-up's dry-run passes
                 seen.append((passed.fleet.decisions["svc"], twin.instances if twin else None))
             return passed
-
-        acting_from = policy.start_s + switch * cfg.dt_s
 
         policy.loop.step = logged
         simulate(demand, cfg, policy, HPA(cfg), switch)
