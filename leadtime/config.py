@@ -291,9 +291,9 @@ class EngineSpec(_Strict):
         default=7 * 86400.0, gt=0, description="How fast older windows fade in the step-aside "
         "comparison: a window's weight is exp(-age / this).")
     sizing_step_aside_margin: float = Field(
-        default=0.05, ge=0, lt=1, description="How much less the twin must have missed, as a "
-        "share of what the sizing missed, before the loop steps aside (a twentieth, chosen by "
-        "leave-one-trace-out against 0, a tenth and a fifth).")
+        default=0.0, ge=0, lt=1, description="How much less the twin must have missed, as a "
+        "share of what the sizing missed, before the loop steps aside (none: any less, chosen "
+        "by leave-one-trace-out against a twentieth, a tenth and a fifth).")
     sizing_step_aside_headroom: bool = Field(
         default=True, description="Stepping aside, hold the twin's count and, above it, what "
         "the sizing buys at the highest price whose spend, with the twin's count as a floor, "

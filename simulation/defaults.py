@@ -58,12 +58,12 @@ def _aside(margin: float, headroom: bool = True) -> dict[str, Any]:
     return _RECORD | {"sizing_step_aside_margin": margin, "sizing_step_aside_headroom": headroom}
 
 
-_DEFAULT = _aside(0.05)
+_DEFAULT = _aside(0.0)
 ALTERNATIVES: dict[str, dict[str, Any]] = {  # stepping aside: when, and what it holds
     "the twin's count, a tenth less": _aside(0.1, headroom=False),
     "the twin's count and headroom, a tenth less": _aside(0.1),
-    "the twin's count and headroom, no margin": _aside(0.0),
-    "the twin's count and headroom, a twentieth less (default)": _aside(0.05),
+    "the twin's count and headroom, no margin (default)": _aside(0.0),
+    "the twin's count and headroom, a twentieth less": _aside(0.05),
     "the twin's count and headroom, a fifth less": _aside(0.2),
 }
 
