@@ -7,8 +7,10 @@ PYTEST_ARGS ?=
 $(UV):
 	python3 -m venv .tools && .tools/bin/pip install --quiet uv==0.13.8
 
+# bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set, every command would
+# otherwise compile its libraries again at each start (about 2.5 s for Tier 1's and MLflow's)
 setup: $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 # the product end to end in under 4 minutes on 2 cores: the Tier 1 champion, the trace's last week
 # replayed against the HPA and predictive peers, the table, the HTML report, the next steps

@@ -170,7 +170,9 @@ def ratio_table(base: np.ndarray, peaks: np.ndarray, q: np.ndarray, buckets: int
     if base.ndim == 1:
         base = base[:, None]
     edges = linear_quantiles(base, np.linspace(0, 1, buckets + 1)[1:-1]).T  # (width, b - 1)
-    bucket = (edges[None, :, :] < base[:, :, None]).sum(axis=2)  # (n, width), searchsorted left
+    bucket = np.zeros(base.shape, dtype=np.intp)  # (n, width): edges under it, searchsorted left
+    for edge in edges.T:
+        bucket += edge < base
     overall, factors = _bucket_quantiles(peaks[:, None] / base, bucket, q, buckets,
                                          min_per_bucket)
     calibrated = factors[np.arange(len(q))[None, :], bucket] * base  # a one-column base broadcasts

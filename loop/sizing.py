@@ -288,6 +288,7 @@ class WindowPeakCalibrator:
         self.capacity = capacity  # (load one instance carries at most, min, max instances)
         self.grid = GRID
         self.quantiles = np.asarray(GRID)
+        self._ones = np.ones(len(GRID))  # times one value: that value at every grid quantile
         self.rank_at = int(np.argmin(np.abs(self.quantiles - config.quantile)))
         self.price = config.violation_cost  # in force: the budget mode moves it
         self.pending: OpenWindows[_Window] = OpenWindows(self.horizon_s)  # not closed yet
@@ -321,7 +322,7 @@ class WindowPeakCalibrator:
         """``value`` at each grid quantile (one value is the same at all), or None unless every
         one is finite and positive (a NaN fails both tests)."""
         if isinstance(value, float):  # one value: tested as a number, not an array
-            return np.full(self.quantiles.shape, value) if 0.0 < value < math.inf else None
+            return self._ones * value if 0.0 < value < math.inf else None
         arr = value if isinstance(value, np.ndarray) and value.shape == self.quantiles.shape \
             else np.broadcast_to(np.asarray(value, dtype=float), self.quantiles.shape)
         return arr if arr.min() > 0 and arr.max() < math.inf else None

@@ -143,7 +143,8 @@ class KNNCADDetector:
         # the reference is windows J - P + 1 .. J: their values, oldest first
         values = np.take(self._values, np.arange(J - P, J + self.dim - 1), mode="wrap")
         dots = np.correlate(values, self._chol @ z, "valid")  # window i . (L L' x)
-        norms = np.roll(self._zn, -(J % P))  # window J - P + 1 + i sits in row (J + i) % P
+        r = J % P  # window J - P + 1 + i sits in row (J + i) % P
+        norms = np.concatenate((self._zn[r:], self._zn[:r]))
         return np.maximum(norms + z @ z - 2.0 * dots, 0.0)
 
     def _start(self) -> None:
