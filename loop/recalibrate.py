@@ -56,10 +56,14 @@ def join_window_peaks(predictions: pd.DataFrame, observed: pd.DataFrame) -> pd.D
     if predictions.empty or observed.empty:
         return pd.DataFrame(columns=columns)
     parts = []
+    # each producer's observations, split in one pass (a scan of every row per producer is
+    # quadratic in the fleet)
+    observed_of = dict(iter(observed.groupby("producer_id", sort=False)))
     for producer, rows in predictions.groupby("producer_id", sort=False):
-        seen = observed[observed["producer_id"] == producer].sort_values("at")
-        if seen.empty:
+        seen = observed_of.get(producer)
+        if seen is None:
             continue
+        seen = seen.sort_values("at")
         at = seen["at"].to_numpy(float)
         load = seen["load"].to_numpy(float)
         first, last = window_bounds(at, rows["decided_at"].to_numpy(float),

@@ -64,6 +64,33 @@ def test_join_takes_the_window_peak_and_missing_tiers_renormalise():
     assert combined_error(joined, {"tier1": 0.4, "tier2": 0.3, "tier3": 0.3}) == pytest.approx(expected)
 
 
+
+def test_join_over_a_fleet_reads_each_window_peak_by_its_definition():
+    """Many producers, their observations shuffled and gapped, leads of one, five and fifteen
+    minutes: every joined peak is the maximum of the loads stamped in the window and the first
+    one stamped at or after its end, read one window at a time."""
+    rng = np.random.default_rng(3)
+    producers = [f"p{i}" for i in range(40)]
+    observed = pd.DataFrame({"producer_id": np.repeat(producers, 300),
+                             "at": np.tile(np.arange(300) * 60.0, len(producers)),
+                             "load": rng.random(300 * len(producers))})
+    observed.loc[rng.random(len(observed)) < 0.05, "load"] = np.nan
+    observed = observed.sample(frac=1.0, random_state=3).iloc[:-200]
+    decided = np.arange(0.0, 300 * 60.0, 300.0)
+    preds = pd.DataFrame({"decided_at": np.tile(decided, len(producers) + 1),
+                          "producer_id": np.repeat([*producers, "unseen"], len(decided)),
+                          "lead_s": rng.choice([60.0, 300.0, 900.0], len(decided) * 41),
+                          "tier": "tier1", "point": 1.0})
+    joined = join_window_peaks(preds, observed)
+    assert "unseen" not in set(joined["producer_id"]) and len(joined) > 0.8 * len(preds)
+    for row in joined.sample(300, random_state=0).itertuples():
+        seen = observed[observed["producer_id"] == row.producer_id].sort_values("at")
+        at, load = seen["at"].to_numpy(), seen["load"].to_numpy()
+        end = row.decided_at + row.lead_s
+        inside = load[(at > row.decided_at) & (at < end)]
+        covering = load[at >= end][:1]  # the first sample at or after the end covers it
+        assert row.actual == np.nanmax(np.concatenate([inside, covering]))
+
 def test_drift_flags_a_tier_for_retraining():
     case = joined_case()
     late = case["window_start"] >= case["window_start"].quantile(0.8)
