@@ -260,11 +260,12 @@ class EngineSpec(_Strict):
         default=86400.0, gt=0, description="The trailing window the budget compares spends "
         "over.")
     sizing_budget_feedback: Literal["estimate", "repay", "track"] = Field(
-        default="estimate", description="How the budget mode uses what the loop really spent over "
+        default="track", description="How the budget mode uses what the loop really spent over "
         "the trailing window against the HPA twin (the ratio r): 'estimate', not at all (the "
         "price whose estimated spend fits the budget b); 'repay', an overspend is paid back "
-        "(the next refits aim at b x b / r while r > b); 'track', both ways (b x b / r, at "
-        "most 1.5 b), so the spend settles at the budget.")
+        "(the next refits aim at b x b / r while r > b); 'track' (the default, chosen by "
+        "leave-one-trace-out over traces at 1, 5, 30 and 60-minute samples), both ways "
+        "(b x b / r, at most 1.5 b), so the spend settles at the budget.")
     sizing_budget_scale_floor: float = Field(
         default=1.0, gt=0, le=1.0, description="The budget mode scales each price's estimated "
         "spend by what the loop really held against what its sizing asked over the trailing "

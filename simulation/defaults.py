@@ -58,13 +58,15 @@ def _aside(margin: float, headroom: bool = True) -> dict[str, Any]:
     return _RECORD | {"sizing_step_aside_margin": margin, "sizing_step_aside_headroom": headroom}
 
 
-_DEFAULT = _aside(0.0)
-ALTERNATIVES: dict[str, dict[str, Any]] = {  # stepping aside: when, and what it holds
-    "the twin's count, a tenth less": _aside(0.1, headroom=False),
-    "the twin's count and headroom, a tenth less": _aside(0.1),
-    "the twin's count and headroom, no margin (default)": _aside(0.0),
-    "the twin's count and headroom, a twentieth less": _aside(0.05),
-    "the twin's count and headroom, a fifth less": _aside(0.2),
+def _fed(feedback: str) -> dict[str, Any]:
+    """Stepping aside with no margin, the budget's aim moved by what was spent as ``feedback``."""
+    return _aside(0.0) | {"sizing_budget_feedback": feedback}
+
+
+ALTERNATIVES: dict[str, dict[str, Any]] = {  # what was really spent, moving the budget's aim
+    "estimate: not at all": _fed("estimate"),
+    "repay: an overspend paid back": _fed("repay"),
+    "track: both ways (default)": _fed("track"),
 }
 
 
