@@ -46,19 +46,36 @@ def simulate_with(policy, demand, cfg, switch, warm=None):
 
 @pytest.mark.parametrize("every", ["5min", "30min", "60min"])
 def test_a_loop_that_watched_the_warm_up_acts_calibrated_from_the_hand_over(every):
-    """Without the dry run the budget holds the reacting floor (source ``reactive``) until its
-    record is long enough, which at hourly samples is days; after a week's dry run it sizes."""
+    """Without the dry run the sizing acts with no calibrated candidate (the budget then holds
+    the reacting floor) until its record is long enough, which at hourly samples is days;
+    after a week's dry run its record is calibrated from the hand-over."""
     series = diurnal_weekly(days=28 if every != "5min" else 10).resample(every).sum()
     series.index.freq = every
     cfg = derive_config(series, pd.Timedelta(every).total_seconds())
     demand, lead, switch, _, _ = replay_setup(series, cfg)
-    reacting = {}
+    unrecorded = {}
     for dry_run_s in (0.0, cfg.dry_run_s):
         c = replace(cfg, dry_run_s=dry_run_s)
         tier1 = daily_tier1(series, lead, switch, "seasonal_naive", 80, HISTORY_S,
                             watch_step=c.dry_run_from(switch))
         policy = Leadtime(c, tier1, "svc", series.index[0], engine_spec())
+        passes = uncalibrated_passes(policy)
         simulate_with(policy, demand, c, switch)
-        reacting[dry_run_s] = policy.sizing_sources.get("reactive", 0)
-    assert reacting[0.0] >= 50  # two days and more at 60 minutes
-    assert reacting[cfg.dry_run_s] <= reacting[0.0] / 5
+        unrecorded[dry_run_s] = sum(passes)
+    assert unrecorded[0.0] >= 30  # the record's floor of windows: 30 hours at 60 minutes
+    assert unrecorded[cfg.dry_run_s] == 0
+
+
+def uncalibrated_passes(policy: Leadtime) -> list[bool]:
+    """Per acting pass of ``policy``, whether its sizing's record had no calibrated candidate
+    (not a price of 0 the budget chose: that too holds the reacting floor)."""
+    passes: list[bool] = []
+    decide = policy.decide
+
+    def counted(obs):
+        instances = decide(obs)
+        passes.append(not policy.loop._sizer(policy.producer_id).losses)
+        return instances
+
+    policy.decide = counted
+    return passes
