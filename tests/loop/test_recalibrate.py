@@ -64,7 +64,6 @@ def test_join_takes_the_window_peak_and_missing_tiers_renormalise():
     assert combined_error(joined, {"tier1": 0.4, "tier2": 0.3, "tier3": 0.3}) == pytest.approx(expected)
 
 
-
 def test_join_over_a_fleet_reads_each_window_peak_by_its_definition():
     """Many producers, their observations shuffled and gapped, leads of one, five and fifteen
     minutes: every joined peak is the maximum of the loads stamped in the window and the first
@@ -90,6 +89,7 @@ def test_join_over_a_fleet_reads_each_window_peak_by_its_definition():
         inside = load[(at > row.decided_at) & (at < end)]
         covering = load[at >= end][:1]  # the first sample at or after the end covers it
         assert row.actual == np.nanmax(np.concatenate([inside, covering]))
+
 
 def test_drift_flags_a_tier_for_retraining():
     case = joined_case()

@@ -47,8 +47,9 @@ def simulate_with(policy, demand, cfg, switch, warm=None):
 @pytest.mark.parametrize("every", ["5min", "30min", "60min"])
 def test_a_loop_that_watched_the_warm_up_acts_calibrated_from_the_hand_over(every):
     """Without the dry run the sizing acts with no calibrated candidate (the budget then holds
-    the reacting floor) until its record is long enough, which at hourly samples is days;
-    after a week's dry run its record is calibrated from the hand-over."""
+    the reacting floor) until its record is long enough (30 windows over a minimum span), more
+    than a day at hourly samples; after a week's dry run its record is calibrated from the
+    hand-over."""
     series = diurnal_weekly(days=28 if every != "5min" else 10).resample(every).sum()
     series.index.freq = every
     cfg = derive_config(series, pd.Timedelta(every).total_seconds())
@@ -62,7 +63,7 @@ def test_a_loop_that_watched_the_warm_up_acts_calibrated_from_the_hand_over(ever
         passes = uncalibrated_passes(policy)
         simulate_with(policy, demand, c, switch)
         unrecorded[dry_run_s] = sum(passes)
-    assert unrecorded[0.0] >= 30  # the record's floor of windows: 30 hours at 60 minutes
+    assert unrecorded[0.0] >= 30  # the record's floor of 30 windows: 30 hours at 60 minutes
     assert unrecorded[cfg.dry_run_s] == 0
 
 
