@@ -252,10 +252,15 @@ class Leadtime:
 
     def decide(self, obs: Observation) -> int:
         decision = self._pass(obs)
-        sizing = decision.sizing
-        self.sizing_sources["uncalibrated" if sizing is None else
-                            "stepped aside" if sizing.aside is not None else sizing.source] += 1
+        self.sizing_sources[self._sized_by(decision)] += 1
         return decision.target_instances
+
+    @staticmethod
+    def _sized_by(decision) -> str:
+        """What sized the pass, as :attr:`sizing_sources` counts it."""
+        sizing = decision.sizing
+        return ("uncalibrated" if sizing is None else
+                "stepped aside" if sizing.aside is not None else sizing.source)
 
     def _pass(self, obs: Observation):
         from models.tier3.events import MetricSample

@@ -158,10 +158,9 @@ class LeadtimeResources(Leadtime):
                          requests=requests, tier2_scales=tier2_scales)
         self.keys = config.resource_keys()[producer_id]
 
-    def decide(self, obs: Observation) -> int:
-        decision = self._pass(obs)
-        self.sizing_sources[decision.resource] += 1
-        return decision.target_instances
+    @staticmethod
+    def _sized_by(decision) -> str:
+        return decision.resource  # the binding resource, counted per pass
 
     def _pass(self, obs: Observation):
         from loop.decision_loop import Report
