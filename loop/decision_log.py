@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS tier_predictions (
     decision_id INTEGER NOT NULL REFERENCES decisions(decision_id),
     tier TEXT NOT NULL, point REAL, lower REAL, upper REAL, weight REAL,
     PRIMARY KEY (decision_id, tier)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pool_decisions (
     batch_id INTEGER NOT NULL REFERENCES batches(batch_id), pool TEXT NOT NULL,
     redirect TEXT NOT NULL, selection TEXT NOT NULL, act INTEGER NOT NULL, reasons TEXT NOT NULL,
@@ -70,7 +70,7 @@ CREATE INDEX IF NOT EXISTS decisions_batch ON decisions(batch_id);
 CREATE TABLE IF NOT EXISTS observed_load (
     producer_id TEXT NOT NULL, window_start REAL NOT NULL, load REAL NOT NULL,
     PRIMARY KEY (producer_id, window_start)
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS observed_load_window ON observed_load(window_start);
 """
 
@@ -150,26 +150,31 @@ class DecisionLog:
                 (decided_at, "dry_run" if fleet.dry_run else "act", fleet.threshold,
                  json.dumps(fleet.weights), weights_version))
             batch = int(cur.lastrowid)
-            tier_rows = []
-            for pid, d in fleet.decisions.items():
+            # every decision in one statement: their ids are the ones AUTOINCREMENT would give
+            # one row at a time (the table's sequence, then one more per row; the transaction
+            # holds the write lock), so the tier rows can name them without a round trip each
+            seq = cur.execute("SELECT seq FROM sqlite_sequence WHERE name = 'decisions'"
+                              ).fetchone()
+            first = (seq[0] if seq else 0) + 1
+            rows, tier_rows = [], []
+            for did, (pid, d) in enumerate(fleet.decisions.items(), start=first):
                 p = d.prediction
                 lead = configs[pid].spinup_lead_time_s if pid in configs else 0.0
-                cur.execute(
-                    "INSERT INTO decisions(batch_id, producer_id, pool, window_start, action, "
-                    "target_instances, current_instances, load_score, point, lower, upper, "
-                    "act, dry_run, reasons) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (batch, pid, pool_of.get(pid), decided_at + lead, d.action,
-                     d.target_instances, d.current_instances, _num(d.load_score),
-                     _num(p.point) if p else None, _num(p.lower) if p else None,
-                     _num(p.upper) if p else None, int(d.act), int(d.dry_run),
-                     json.dumps(list(d.reasons))))
-                did = int(cur.lastrowid)
+                rows.append((did, batch, pid, pool_of.get(pid), decided_at + lead, d.action,
+                             d.target_instances, d.current_instances, _num(d.load_score),
+                             _num(p.point) if p else None, _num(p.lower) if p else None,
+                             _num(p.upper) if p else None, int(d.act), int(d.dry_run),
+                             json.dumps(list(d.reasons))))
                 used = p.weights if p else {}
                 for tier, t in (tiers.get(pid) or {}).items():
                     if t is None:
                         continue
                     tier_rows.append((did, tier, _num(t.point), _num(t.lower), _num(t.upper),
                                       used.get(tier)))
+            cur.executemany(
+                "INSERT INTO decisions(decision_id, batch_id, producer_id, pool, window_start, "
+                "action, target_instances, current_instances, load_score, point, lower, upper, "
+                "act, dry_run, reasons) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             cur.executemany("INSERT INTO tier_predictions VALUES (?,?,?,?,?,?)", tier_rows)
             cur.executemany(
                 "INSERT INTO pool_decisions VALUES (?,?,?,?,?,?)",
