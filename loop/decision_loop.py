@@ -31,9 +31,12 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from leadtime.config import EngineSpec, LeadtimeConfig, shard_of
 from leadtime.engine import (
@@ -89,20 +92,67 @@ class Pass:
     seconds: float  # wall time the pass took
 
 
-class _History:
-    """The loop's own record of its tier points and of the observed load, for recalibration,
-    as rows of floats (a week of it at one pass a minute took 4 MiB a producer as tuples and
-    dicts): per decision ``(decided_at, producer, lead, tier, point, tier, point, ...)``, names
-    as their number in :attr:`names` and NaN for the slots of tiers that did not answer; per
-    producer ``(at, load)``."""
+class _WindowPeaks:
+    """One producer's decision windows still waiting for their peak, and the load samples they
+    need: each window's peak is :func:`loop.recalibrate.join_window_peaks`'s (the samples
+    stamped after the decision, up to the first at or after its end), found as the samples
+    arrive instead of by keeping a week of them. A sample re-reported under the newest stamp
+    replaces it, also in the peaks of the windows it closed, as the batch join reads the last
+    report of a stamp; a sample stamped before the newest is not used."""
 
-    SLOTS = len(TIERS)  # tier points a decision keeps: one per tier
+    __slots__ = ("closed", "loads", "pending")
 
     def __init__(self) -> None:
-        self.decisions = FloatRows(3 + 2 * self.SLOTS)
-        self.observed: dict[str, FloatRows] = {}
+        self.pending: deque[tuple[float, float, int]] = deque()  # (t0, end, seq)
+        self.closed: list[tuple[float, int]] = []  # (t0, seq) closed by the newest sample
+        self.loads: deque[tuple[float, float]] = deque()  # (at, load) the windows need
+
+    def open(self, t0: float, end: float, seq: int) -> None:
+        self.pending.append((t0, end, seq))
+
+    def observe(self, at: float, load: float) -> list[tuple[int, float]]:
+        """The sample stamped ``at``: ``(seq, peak)`` of every window it closes (or, re-reported,
+        of the windows it had closed)."""
+        loads = self.loads
+        if loads and at < loads[-1][0]:
+            return []
+        if loads and at == loads[-1][0]:
+            loads[-1] = (at, load)
+        else:
+            loads.append((at, load))
+            self.closed = []
+        pending = self.pending
+        if any(end <= at for _, end, _ in pending):  # ``at`` covers their end
+            still = deque()
+            for t0, end, seq in pending:
+                (self.closed.append((t0, seq)) if end <= at else still.append((t0, end, seq)))
+            self.pending = pending = still
+        peaks = [(seq, max((v for s, v in loads if s > t0), default=math.nan))
+                 for t0, seq in self.closed]
+        oldest = min([t0 for t0, _, _ in pending] + [t0 for t0, _ in self.closed], default=at)
+        while len(loads) > 1 and loads[0][0] <= oldest:  # no window needs them
+            loads.popleft()
+        return peaks
+
+
+class _History:
+    """The loop's own record of its tier points and of what each decision's window peaked at,
+    for recalibration, as rows of floats (a week of it at one pass a minute took 4 MiB a
+    producer as tuples and dicts): per decision ``(decided_at, producer, lead, seq, peak, tier,
+    point, tier, point, ...)``, names as their number in :attr:`names`, ``seq`` the decision's
+    number, ``peak`` NaN until its window is over and NaN for the slots of tiers that did not
+    answer. The observed load itself is not kept: each window's peak is taken as the samples
+    arrive (:class:`_WindowPeaks`)."""
+
+    SLOTS = len(TIERS)  # tier points a decision keeps: one per tier
+    SEQ, PEAK, FIRST_TIER = 3, 4, 5  # columns
+
+    def __init__(self) -> None:
+        self.decisions = FloatRows(self.FIRST_TIER + 2 * self.SLOTS)
+        self.windows: dict[str, _WindowPeaks] = {}
         self.names: list[str] = []
         self._numbers: dict[str, int] = {}
+        self._seq = 0
 
     def number(self, name: str) -> int:
         """The number a producer or tier name is kept under."""
@@ -114,29 +164,70 @@ class _History:
     def remember(self, now: float, pid: str, lead: float, points: Mapping[str, float]) -> None:
         if len(points) > self.SLOTS:
             raise ValueError(f"{len(points)} tier points; the record keeps {self.SLOTS}")
-        row = [now, self.number(pid), lead] + [math.nan] * (2 * self.SLOTS)
+        seq, self._seq = self._seq, self._seq + 1
+        row = [now, self.number(pid), lead, seq, math.nan] + [math.nan] * (2 * self.SLOTS)
         for slot, (tier, point) in enumerate(points.items()):
-            row[3 + 2 * slot], row[4 + 2 * slot] = self.number(tier), point
+            row[self.FIRST_TIER + 2 * slot], row[self.FIRST_TIER + 1 + 2 * slot] = (
+                self.number(tier), point)
         self.decisions.append(row)
+        windows = self.windows.get(pid)
+        if windows is None:
+            windows = self.windows[pid] = _WindowPeaks()
+        windows.open(now, now + lead, seq)
+
+    def observe(self, pid: str, at: float, load: float) -> None:
+        """A load sample of ``pid``: the peaks of the decision windows it closes."""
+        windows = self.windows.get(pid)
+        if windows is None:
+            windows = self.windows[pid] = _WindowPeaks()
+        closed = windows.observe(at, load)
+        if closed and len(self.decisions):
+            rows = self.decisions.rows()
+            first = int(rows[0, self.SEQ])
+            for seq, peak in closed:
+                if 0 <= seq - first < len(rows):  # not aged out
+                    rows[seq - first, self.PEAK] = peak
+
+    def _long(self, since: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The decisions from ``since`` in long form, one entry per tier point, in decision
+        order and each decision's tiers in the order they answered: the rows, the slots'
+        tier numbers and points."""
+        rows = self.decisions.rows()
+        rows = rows[rows[:, 0] >= since]
+        tiers = rows[:, self.FIRST_TIER::2]
+        answered = ~np.isnan(tiers)  # row-major: each decision's slots in turn
+        which = np.nonzero(answered)
+        return rows[which[0]], tiers[which], rows[:, self.FIRST_TIER + 1::2][which]
 
     def points(self, since: float) -> list[tuple[float, str, float, str, float]]:
         """``(decided_at, producer, lead, tier, point)`` of the decisions from ``since``, in
         the order they were taken, each decision's tiers in the order they answered."""
-        rows = self.decisions.rows()
-        rows = rows[rows[:, 0] >= since]
+        rows, tiers, points = self._long(since)
         names = self.names
-        return [(at, names[int(pid)], lead, names[int(rest[i])], rest[i + 1])
-                for at, pid, lead, *rest in rows.tolist()
-                for i in range(0, 2 * self.SLOTS, 2) if rest[i] == rest[i]]
+        return [(at, names[int(pid)], lead, names[int(tier)], point)
+                for (at, pid, lead), tier, point in zip(rows[:, :3].tolist(), tiers.tolist(),
+                                                        points.tolist())]
+
+    def joined(self, since: float):
+        """:meth:`points` with each window's peak (``actual``), where it is over, as
+        :func:`loop.recalibrate.join_window_peaks` joins them."""
+        import pandas as pd
+
+        from loop.recalibrate import finish_join
+
+        rows, tiers, points = self._long(since)
+        names = np.array(self.names, dtype=object)
+        frame = pd.DataFrame({
+            "decided_at": rows[:, 0], "producer_id": names[rows[:, 1].astype(int)],
+            "lead_s": rows[:, 2], "tier": names[tiers.astype(int)], "point": points,
+            "actual": rows[:, self.PEAK]})
+        return finish_join([part for _, part in frame.groupby("producer_id", sort=False)],
+                           [*frame.columns])
 
 
 def _several(resources: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
     """The producers sized on several resources (the others decide under their own id)."""
     return {pid: dict(keys) for pid, keys in resources.items() if list(keys.values()) != [pid]}
-
-
-def _max_lead(producers: Mapping[str, ProducerConfig]) -> float:
-    return max((c.spinup_lead_time_s for c in producers.values()), default=0.0)
 
 
 def _refit_phases(resources: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
@@ -196,7 +287,6 @@ class DecisionLoop:
         self._producers = config.resource_configs()  # by resource key (a producer's id for
         self._resources = config.resource_keys()  # its one load): each decided as a producer
         self._several = _several(self._resources)  # the producers sized on several resources
-        self._max_lead = _max_lead(self._producers)
         self._phases = _refit_phases(self._resources)
         self._sizers: dict[str, WindowPeakCalibrator] = {}
         self._made_sizing_config: tuple[EngineSpec, SizingConfig] | None = None
@@ -212,7 +302,6 @@ class DecisionLoop:
             self._producers = config.resource_configs()
             self._resources = config.resource_keys()
             self._several = _several(self._resources)
-            self._max_lead = _max_lead(self._producers)
             self._phases = _refit_phases(self._resources)
             if self.weights_source == "config":
                 self.weights = dict(config.engine.weights)
@@ -392,16 +481,8 @@ class DecisionLoop:
         return held
 
     def _remember_load(self, producer_id: str, at_s: float, load: float) -> None:
-        ring = self._history.observed.get(producer_id)
-        if ring is None:
-            ring = self._history.observed[producer_id] = FloatRows(2)
-        if len(ring) and ring.last() == at_s:
-            ring.set_last((at_s, load))
-        else:
-            ring.append((at_s, load))
-        keep = at_s - self.config.engine.recalibration_window_s - 2 * self._max_lead
-        while len(ring) and ring.first() < keep:
-            ring.popleft()
+        if self.recalibrate_weights:
+            self._history.observe(producer_id, at_s, load)
 
     # --- the pass --------------------------------------------------------------------------
 
@@ -571,17 +652,7 @@ class DecisionLoop:
 
     def joined(self, now: float):
         """Logged tier points of the decisions whose window is over, with its observed peak."""
-        import pandas as pd
-
-        from loop.recalibrate import join_window_peaks
-
-        since = now - self.config.engine.recalibration_window_s
-        predictions = pd.DataFrame(self._history.points(since),
-                                   columns=["decided_at", "producer_id", "lead_s", "tier", "point"])
-        observed = pd.DataFrame(
-            [(pid, at, load) for pid, ring in self._history.observed.items()
-             for at, load in ring.rows().tolist()], columns=["producer_id", "at", "load"])
-        return join_window_peaks(predictions, observed)
+        return self._history.joined(now - self.config.engine.recalibration_window_s)
 
     def _maybe_recalibrate(self, now: float) -> None:
         """Re-weight once per ``recalibrate_every_s`` period of Unix time (daily: at the first

@@ -22,3 +22,59 @@ def test_points_come_back_in_decision_order_with_each_decisions_tiers_in_answer_
     assert history.points(0.0)[0][1] == "b"
     with pytest.raises(ValueError, match="keeps 3"):
         history.remember(120.0, "a", 300.0, {f"tier{i}": 1.0 for i in range(4)})
+
+
+def test_the_window_peaks_taken_as_samples_arrive_are_the_batch_joins():
+    """The loop keeps each decision window's peak as the load arrives rather than a week of
+    samples; what recalibration reads is, row for row, what joining the decisions with every
+    sample reported would give (:func:`loop.recalibrate.join_window_peaks`), through gaps,
+    a stamp reported twice (the last report wins) and two passes at one time."""
+    import numpy as np
+    import pandas as pd
+
+    from leadtime.config import parse_config
+    from leadtime.engine import TierPrediction
+    from loop.clock import ReplayClock
+    from loop.decision_loop import DecisionLoop, Report
+    from loop.recalibrate import join_window_peaks
+    from loop.sources import Answers
+
+    class Answering:
+        tier = "tier1"
+
+        def answer(self, producers, now_s, level):
+            return Answers({p: TierPrediction(10.0 + now_s % 7, 5.0, 30.0) for p in producers})
+
+    ids = ["a", "b", "c"]
+    config = parse_config({
+        "engine": {"decision_interval_s": 300},
+        "pools": {"p": {"defaults": {"capacity_per_instance": 10},
+                        "producers": [{"id": "a"}, {"id": "b", "spinup_lead_time_s": 600},
+                                      {"id": "c", "spinup_lead_time_s": 90}]}}})
+    clock = ReplayClock(1_700_000_000.0)
+    loop = DecisionLoop(config, [Answering()], clock, recalibrate=True)
+    rng = np.random.default_rng(3)
+    reported: dict[tuple[str, float], float] = {}
+    for minute in range(600):
+        now = clock.now()
+        present = [p for p in ids if not (p == "b" and 100 <= minute < 130)]  # b's gap
+        times = 2 if minute % 17 == 0 else 1  # a stamp reported twice
+        for _ in range(times):
+            loads = {p: float(rng.uniform(0, 50)) for p in present}
+            loop.report([Report(p, 2, v) for p, v in loads.items()])
+            reported.update({(p, now): v for p, v in loads.items()})
+        if minute % 5 == 0:
+            loop.step()
+            if minute % 85 == 0:
+                loop.step()  # two passes at one time
+        clock.advance(60)
+    now = clock.now()
+    since = now - config.engine.recalibration_window_s
+    predictions = pd.DataFrame(loop._history.points(since),
+                               columns=["decided_at", "producer_id", "lead_s", "tier", "point"])
+    observed = pd.DataFrame([(p, at, v) for (p, at), v in reported.items()],
+                            columns=["producer_id", "at", "load"])
+    expected = join_window_peaks(predictions, observed)
+    got = loop.joined(now)
+    assert len(got) > 300 and set(got["producer_id"]) == set(ids)
+    pd.testing.assert_frame_equal(got, expected)
