@@ -190,39 +190,54 @@ class _History:
 
     def _long(self, since: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The decisions from ``since`` in long form, one entry per tier point, in decision
-        order and each decision's tiers in the order they answered: the rows, the slots'
-        tier numbers and points."""
+        order and each decision's tiers in the order they answered: each entry's row in
+        :attr:`decisions` and its slot, and those rows."""
         rows = self.decisions.rows()
-        rows = rows[rows[:, 0] >= since]
-        tiers = rows[:, self.FIRST_TIER::2]
-        answered = ~np.isnan(tiers)  # row-major: each decision's slots in turn
-        which = np.nonzero(answered)
-        return rows[which[0]], tiers[which], rows[:, self.FIRST_TIER + 1::2][which]
+        recent = np.flatnonzero(rows[:, 0] >= since)
+        row, slot = np.nonzero(~np.isnan(rows[recent, self.FIRST_TIER::2]))  # row-major
+        return recent[row], slot, rows
 
     def points(self, since: float) -> list[tuple[float, str, float, str, float]]:
         """``(decided_at, producer, lead, tier, point)`` of the decisions from ``since``, in
         the order they were taken, each decision's tiers in the order they answered."""
-        rows, tiers, points = self._long(since)
-        names = self.names
-        return [(at, names[int(pid)], lead, names[int(tier)], point)
-                for (at, pid, lead), tier, point in zip(rows[:, :3].tolist(), tiers.tolist(),
-                                                        points.tolist())]
+        row, slot, rows = self._long(since)
+        names, tier = self.names, self.FIRST_TIER + 2 * slot
+        return [(at, names[int(pid)], lead, names[int(t)], point)
+                for (at, pid, lead), t, point in zip(rows[row, :3].tolist(),
+                                                     rows[row, tier].tolist(),
+                                                     rows[row, tier + 1].tolist())]
 
     def joined(self, since: float):
-        """:meth:`points` with each window's peak (``actual``), where it is over, as
-        :func:`loop.recalibrate.join_window_peaks` joins them."""
+        """:meth:`points` with each window's peak (``actual``), where it is over: the frame
+        :func:`loop.recalibrate.join_window_peaks` gives (each producer's rows together, in
+        the order the producers first decided; its index, ``window_start`` and
+        ``decision_id``), built from the record's arrays rather than grouped and concatenated
+        producer by producer (a week of a large fleet's decisions is millions of rows)."""
         import pandas as pd
 
-        from loop.recalibrate import finish_join
-
-        rows, tiers, points = self._long(since)
+        row, slot, rows = self._long(since)
+        columns = ["decided_at", "producer_id", "lead_s", "tier", "point", "actual"]
+        pid = rows[row, 1].astype(np.int64)
+        _, first = np.unique(pid, return_index=True)  # each producer's first entry
+        rank = np.empty(len(self.names), dtype=np.int64)
+        rank[pid[np.sort(first)]] = np.arange(first.size)
+        order = np.argsort(rank[pid], kind="stable")
+        row, slot, pid = row[order], slot[order], pid[order]
+        actual = rows[row, self.PEAK]
+        points = rows[row, self.FIRST_TIER + 1 + 2 * slot]
+        kept = np.flatnonzero(~np.isnan(actual) & ~np.isnan(points))
+        if not kept.size:
+            return pd.DataFrame(columns=columns)
+        row, slot, pid = row[kept], slot[kept], pid[kept]
+        at, lead = rows[row, 0], rows[row, 2]
+        new = np.ones(kept.size, dtype=bool)  # a decision's first entry: another producer or time
+        new[1:] = (pid[1:] != pid[:-1]) | (at[1:] != at[:-1])
         names = np.array(self.names, dtype=object)
-        frame = pd.DataFrame({
-            "decided_at": rows[:, 0], "producer_id": names[rows[:, 1].astype(int)],
-            "lead_s": rows[:, 2], "tier": names[tiers.astype(int)], "point": points,
-            "actual": rows[:, self.PEAK]})
-        return finish_join([part for _, part in frame.groupby("producer_id", sort=False)],
-                           [*frame.columns])
+        return pd.DataFrame({
+            "decided_at": at, "producer_id": names[pid], "lead_s": lead,
+            "tier": names[rows[row, self.FIRST_TIER + 2 * slot].astype(np.int64)],
+            "point": points[kept], "actual": actual[kept], "window_start": at + lead,
+            "decision_id": np.cumsum(new) - 1}, index=kept)
 
 
 def _several(resources: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:

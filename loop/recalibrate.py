@@ -69,14 +69,6 @@ def join_window_peaks(predictions: pd.DataFrame, observed: pd.DataFrame) -> pd.D
         first, last = window_bounds(at, rows["decided_at"].to_numpy(float),
                                     rows["lead_s"].to_numpy(float))
         parts.append(rows.assign(actual=range_max(load, first, last)))
-    return finish_join(parts, columns)
-
-
-def finish_join(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
-    """Each producer's predictions with their ``actual`` (in the order the producers first
-    decided) as one frame: the windows not over yet left out, each row's ``window_start`` and
-    ``decision_id`` added where the log did not give them. The decision loop's own record
-    (``loop.decision_loop._History``) ends its join here too."""
     if not parts:
         return pd.DataFrame(columns=columns)
     out = pd.concat(parts, ignore_index=True).dropna(subset=["actual", "point"])
