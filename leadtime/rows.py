@@ -20,21 +20,22 @@ import numpy as np
 
 
 def room_for(live: int, size: int) -> int:
-    """The rows a full array of ``size`` rows, ``live`` of them live, moves into: half as many
-    again when more than three quarters are live, else the same.
+    """The rows a full array of ``size`` rows, ``live`` of them live, moves into: a quarter
+    more when more than seven eighths are live, else the same. A record that has stopped
+    growing then holds between 8/7 and 10/7 of its live rows (with half as many again, before,
+    it held up to twice them), and moves (one copy of its live rows) at most once every eighth
+    of the array's length of appends.
 
-    >>> room_for(100, 128), room_for(90, 128)
-    (192, 128)
+    >>> room_for(120, 128), room_for(100, 128)
+    (160, 128)
     """
-    return size + size // 2 if live > size * 3 // 4 else size
+    return size + size // 4 if live > size * 7 // 8 else size
 
 
 class FloatRows:
     """Rows of ``width`` floats, oldest first: appended at the back, dropped from the front.
 
-    The live rows move to the front when the array is full, into :func:`room_for` rows, so a
-    record that has stopped growing moves once every quarter of its length and holds at most
-    twice its rows.
+    The live rows move to the front when the array is full, into :func:`room_for` rows.
     """
 
     def __init__(self, width: int, rows: Iterable[Sequence[float]] = ()) -> None:
