@@ -282,7 +282,8 @@ def steady_state(interval_days: float = 3.0, decision_interval_s: float = 300.0,
     if progress:
         progress(f"one producer's state after {interval_days:g} days (traced: a few minutes)")
     # a short run first, untraced: the modules the loop imports on first use, and what they
-    # build once per process, are not a producer's state (they were 0.2 MiB of the figure)
+    # build once per process, are not a producer's state (run first in a fresh process, as
+    # when no timed run came before, they counted about 0.5 MiB more)
     run_loop(1, 1, 1, decision_interval_s, None)
     row = run_loop(1, 1, 1, decision_interval_s, None, warm_s=interval_days * 86400.0,
                    trace_state=True)

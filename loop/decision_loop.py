@@ -161,7 +161,10 @@ class _History:
             self.names.append(name)
         return self._numbers[name]
 
-    def remember(self, now: float, pid: str, lead: float, points: Mapping[str, float]) -> None:
+    def remember(self, now: float, pid: str, lead: float, points: Mapping[str, float],
+                 keep: float = -math.inf) -> None:
+        """Record a decision's tier points and open its window; forget the decisions, and this
+        producer's windows waiting for a sample, from before ``keep``."""
         if len(points) > self.SLOTS:
             raise ValueError(f"{len(points)} tier points; the record keeps {self.SLOTS}")
         seq, self._seq = self._seq, self._seq + 1
@@ -170,10 +173,16 @@ class _History:
             row[self.FIRST_TIER + 2 * slot], row[self.FIRST_TIER + 1 + 2 * slot] = (
                 self.number(tier), point)
         self.decisions.append(row)
+        decisions = self.decisions
+        while len(decisions) and decisions.first() < keep:
+            decisions.popleft()
         windows = self.windows.get(pid)
         if windows is None:
             windows = self.windows[pid] = _WindowPeaks()
         windows.open(now, now + lead, seq)
+        pending = windows.pending  # a producer whose load is not reported closes none
+        while pending and pending[0][0] < keep:
+            pending.popleft()
 
     def observe(self, pid: str, at: float, load: float) -> None:
         """A load sample of ``pid``: the peaks of the decision windows it closes."""
@@ -659,11 +668,8 @@ class DecisionLoop:
         points = {t: p.point for t, p in tiers.items() if p is not None and p.usable()}
         if not points:
             return
-        self._history.remember(now, pid, lead, points)
-        history = self._history.decisions
-        keep = now - self.config.engine.recalibration_window_s - 2 * lead
-        while len(history) and history.first() < keep:
-            history.popleft()
+        self._history.remember(now, pid, lead, points,
+                               keep=now - self.config.engine.recalibration_window_s - 2 * lead)
 
     def joined(self, now: float):
         """Logged tier points of the decisions whose window is over, with its observed peak."""

@@ -78,3 +78,15 @@ def test_the_window_peaks_taken_as_samples_arrive_are_the_batch_joins():
     got = loop.joined(now)
     assert len(got) > 300 and set(got["producer_id"]) == set(ids)
     pd.testing.assert_frame_equal(got, expected)
+
+
+def test_a_producer_deciding_without_load_holds_a_bounded_record():
+    """A producer whose reports carry no load closes no window: its windows age out with its
+    decisions instead of piling up."""
+    from loop.decision_loop import _History
+
+    history = _History()
+    for k in range(5000):
+        now = 300.0 * k
+        history.remember(now, "quiet", 300.0, {"tier1": 1.0}, keep=now - 86400.0)
+    assert len(history.decisions) == 289 and len(history.windows["quiet"].pending) == 289
