@@ -265,6 +265,7 @@ class DecisionRuntime:
                     self.tier1, self.tier1_version = load_champion(
                         self.settings.baseline_model_name)
                     self.tier1_error = None
+                    self._warm_tier1()
                 except Exception as exc:  # registry unreachable, no champion, bad artefact
                     kept = (f"; serving last loaded version {self.tier1_version}"
                             if self.tier1 is not None else "")
@@ -293,6 +294,19 @@ class DecisionRuntime:
                 self.metrics.reloads.labels("ok" if self.config_error is None
                                             else "config_error").inc()
         # what was loaded takes effect at the next pass (the schedule's, or a state report's)
+
+    def _warm_tier1(self) -> None:
+        """Ask the champion just loaded the loop's question once for every producer, before the
+        loop is handed it: its forecast tables (one per producer, 4 to 15 ms each by recipe)
+        are built here, in the reload, while passes go on with the previous champion, instead
+        of in the first pass after it (a minute or more at 10,000 producers)."""
+        if self.tier1 is None or self.config is None:
+            return
+        try:
+            Tier1Champion(self.tier1).answer(self.config.resource_configs(), self.clock.now(),
+                                             self.config.engine.level)
+        except Exception as exc:  # the first pass asks again, and says what fails
+            log.warning("warming the Tier 1 champion failed: %s", exc)
 
     def _on_pass(self, result: Pass) -> None:
         if self.metrics is not None:

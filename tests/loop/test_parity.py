@@ -111,6 +111,9 @@ def test_replay_and_api_decide_the_same_step_for_step(state):
                                   settings.experiment)
                 runtime.load()
                 assert runtime.tier1_version is not None, runtime.tier1_error
+                # its forecast table was built in the reload, not left to the next pass
+                tables = runtime.tier1.unwrap_python_model().bundle._tables
+                assert ("svc", runtime.config.engine.level) in tables
             clock.set(now)
             if obs.last_load is not None and obs.step > 0:
                 stamp = pd.Timestamp(now, unit="s", tz="UTC").isoformat()
