@@ -13,7 +13,7 @@ from loop.sources import Answers
 HOUR = 3600.0
 
 
-class EchoesTheLoad:
+class NumberedAnswers:
     """A Tier 1 answering each producer with a point of its own: its number times ten."""
 
     tier = "tier1"
@@ -30,7 +30,7 @@ def _loop(tmp_path, producers: int, retention_s: float = 2 * HOUR):
                             "producers": [{"id": f"p{i}"} for i in range(1, producers + 1)]}}})
     clock = ReplayClock(1_700_000_000.0)
     log = DecisionLog(tmp_path / "log.sqlite")
-    return DecisionLoop(config, [EchoesTheLoad()], clock, decision_log=log), clock, log
+    return DecisionLoop(config, [NumberedAnswers()], clock, decision_log=log), clock, log
 
 
 class CountingCursor:
