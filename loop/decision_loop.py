@@ -98,7 +98,10 @@ class _WindowPeaks:
     stamped after the decision, up to the first at or after its end), found as the samples
     arrive instead of by keeping a week of them. A sample re-reported under the newest stamp
     replaces it, also in the peaks of the windows it closed, as the batch join reads the last
-    report of a stamp; a sample stamped before the newest is not used."""
+    report of a stamp; a sample stamped before the newest is not used. (The sizing's
+    :class:`leadtime.window_peak.OpenWindows` keeps the first report of a stamp and one window a
+    decision time; recalibration must agree with the decision log's join, which keeps the
+    last and every decision.)"""
 
     __slots__ = ("closed", "loads", "pending")
 
@@ -176,20 +179,21 @@ class _History:
         decisions = self.decisions
         while len(decisions) and decisions.first() < keep:
             decisions.popleft()
-        windows = self.windows.get(pid)
-        if windows is None:
-            windows = self.windows[pid] = _WindowPeaks()
+        windows = self._windows(pid)
         windows.open(now, now + lead, seq)
         pending = windows.pending  # a producer whose load is not reported closes none
         while pending and pending[0][0] < keep:
             pending.popleft()
 
-    def observe(self, pid: str, at: float, load: float) -> None:
-        """A load sample of ``pid``: the peaks of the decision windows it closes."""
+    def _windows(self, pid: str) -> _WindowPeaks:
         windows = self.windows.get(pid)
         if windows is None:
             windows = self.windows[pid] = _WindowPeaks()
-        closed = windows.observe(at, load)
+        return windows
+
+    def observe(self, pid: str, at: float, load: float) -> None:
+        """A load sample of ``pid``: the peaks of the decision windows it closes."""
+        closed = self._windows(pid).observe(at, load)
         if closed and len(self.decisions):
             rows = self.decisions.rows()
             first = int(rows[0, self.SEQ])

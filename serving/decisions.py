@@ -262,10 +262,12 @@ class DecisionRuntime:
                 from models.tier1.registry import load_champion
 
                 try:
+                    replacing = self.tier1 is not None
                     self.tier1, self.tier1_version = load_champion(
                         self.settings.baseline_model_name)
                     self.tier1_error = None
-                    self._warm_tier1()
+                    if replacing:
+                        self._warm_tier1()
                 except Exception as exc:  # registry unreachable, no champion, bad artefact
                     kept = (f"; serving last loaded version {self.tier1_version}"
                             if self.tier1 is not None else "")
@@ -296,10 +298,12 @@ class DecisionRuntime:
         # what was loaded takes effect at the next pass (the schedule's, or a state report's)
 
     def _warm_tier1(self) -> None:
-        """Ask the champion just loaded the loop's question once for every producer, before the
-        loop is handed it: its forecast tables (one per producer, 4 to 15 ms each by recipe)
-        are built here, in the reload, while passes go on with the previous champion, instead
-        of in the first pass after it (a minute or more at 10,000 producers)."""
+        """Ask a champion that replaces another the loop's question once for every producer,
+        before the loop is handed it: its forecast tables (one per producer, 4 to 15 ms each by
+        recipe) are built here, in the reload, while passes go on with the previous champion,
+        instead of in the first pass after it (a minute or more at 10,000 producers). The
+        first champion of a process is not warmed: nothing would serve meanwhile, and start-up
+        must answer its liveness probe, so the first pass builds them in the background."""
         if self.tier1 is None or self.config is None:
             return
         try:
